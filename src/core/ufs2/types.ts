@@ -1,0 +1,79 @@
+/**
+ * The contract between the tar stream (src/core/build/) and the UFS2 writer (src/core/ufs2/).
+ * Paths are normalised and relative: components joined by '/', no '.', '..' or empty components;
+ * the root directory is ''. Metadata is numeric, straight from the tar headers (no passwd lookups).
+ */
+
+/** UFS di_flags bits (sys/sys/stat.h chflags). */
+export const FileFlags = {
+  UF_NODUMP: 0x00000001,
+  UF_IMMUTABLE: 0x00000002,
+  UF_APPEND: 0x00000004,
+  UF_OPAQUE: 0x00000008,
+  UF_NOUNLINK: 0x00000010,
+  SF_ARCHIVED: 0x00010000,
+  SF_IMMUTABLE: 0x00020000, // schg
+  SF_APPEND: 0x00040000,
+  SF_NOUNLINK: 0x00100000,
+  SF_SNAPSHOT: 0x00200000,
+} as const;
+
+export interface FsMeta {
+  /** Permission bits including setuid, setgid and sticky (0o7777); the file type comes from the entry kind. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Modification time in seconds (integer) and nanoseconds; clamped to the build timestamp by the writer. */
+  mtime: number;
+  mtimeNsec?: number;
+  /** UFS file flags (FileFlags bits). */
+  flags: number;
+}
+
+export interface Ufs2Options {
+  /** File system size in bytes (a multiple of the fragment size; the writer rounds down). */
+  sizeBytes: number;
+  /** Block size, default 32768 (FreeBSD newfs default). */
+  blockSize?: number;
+  /** Fragment size, default 4096 (FreeBSD newfs default). */
+  fragmentSize?: number;
+  /** Bytes of data space per inode, default as FreeBSD newfs (4 * fragment size... see writer). */
+  bytesPerInode?: number;
+  /** Reserved space percentage (newfs -m), default 8. */
+  minFreePercent?: number;
+  /** Volume label (newfs -L), up to 31 bytes of [A-Za-z0-9._-]; none by default. */
+  volumeLabel?: string;
+  /** Seconds since the epoch: superblock and cylinder group times, and the clamp for inode times. */
+  timestamp: number;
+  /** Seeds fs_id and inode generation numbers, so the same seed gives the same bytes. */
+  seed: string;
+}
+
+/** Where the writer puts bytes: offsets are relative to the start of the file system. */
+export interface BlockTarget {
+  write(data: Uint8Array, offset: number): Promise<void>;
+}
+
+export interface Ufs2Stats {
+  sizeBytes: number;
+  blockSize: number;
+  fragmentSize: number;
+  cylinderGroups: number;
+  inodesTotal: number;
+  inodesUsed: number;
+  fragmentsTotal: number;
+  fragmentsFree: number;
+  dataBytes: number;
+}
+
+export interface Ufs2Writer {
+  /** Creates or updates a directory (a repeated directory merges: the later metadata wins). */
+  directory(path: string, meta: FsMeta): void;
+  symlink(path: string, target: string, meta: FsMeta): void;
+  /** A second name for an existing regular file (hard link). */
+  hardlink(path: string, existingPath: string): void;
+  /** A regular file of `size` bytes whose data arrives in `data`; each chunk goes to its final place on arrival. */
+  file(path: string, meta: FsMeta, size: number, data: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Writes inodes, directories, bitmaps, summaries and superblocks. Throws if the content did not fit. */
+  finish(): Promise<Ufs2Stats>;
+}

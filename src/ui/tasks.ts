@@ -1,0 +1,56 @@
+/** The only import of listr2: adapts core's Progress port to listr2 renderers on stderr. */
+import { Listr, ListrLogger, PRESET_TIMESTAMP, ProcessOutput } from 'listr2';
+import type { Progress } from '../core/progress.js';
+
+export interface UiOptions {
+  quiet: boolean;
+  verbose: boolean;
+  /** Rich renderer: stderr is a terminal and CI is unset. */
+  tty: boolean;
+}
+
+export function detectTty(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(process.stderr.isTTY) && !env.CI && env.TERM !== 'dumb';
+}
+
+export function createListrProgress(ui: UiOptions): Progress {
+  const processOutput = new ProcessOutput(process.stderr, process.stderr);
+  const logger = new ListrLogger({ processOutput, useIcons: ui.tty });
+  const line = (level: string, message: string) => {
+    if (!ui.quiet) process.stderr.write(`${ui.tty ? '' : `[${new Date().toISOString().slice(11, 19)}] `}${level}${message}\n`);
+  };
+  return {
+    async step(title, run) {
+      let result: unknown;
+      const list = new Listr(
+        [
+          {
+            title,
+            task: async (_ctx, task) => {
+              result = await run({ output: (text) => (task.output = text) });
+            },
+            rendererOptions: { persistentOutput: ui.verbose },
+          },
+        ],
+        {
+          renderer: 'default',
+          fallbackRenderer: 'simple',
+          rendererOptions: { logger },
+          fallbackRendererOptions: { logger, timestamp: PRESET_TIMESTAMP },
+          forceTTY: ui.tty,
+          fallbackRendererCondition: !ui.tty,
+          silentRendererCondition: ui.quiet,
+          exitOnError: true,
+          registerSignalListeners: false,
+          collectErrors: false,
+        },
+      );
+      await list.run();
+      return result as never;
+    },
+    info: (message) => {
+      if (ui.verbose) line('', message);
+    },
+    warn: (message) => line('warning: ', message),
+  };
+}
