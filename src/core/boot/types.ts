@@ -1,0 +1,27 @@
+/**
+ * What a boot (xl or xapi) hands back. Both toolstack drivers return this shape so `fbxen boot` can print,
+ * verify and clean up without knowing which toolstack ran.
+ */
+import type { Report } from '../verify/index.js';
+
+export type ToolstackName = 'xl' | 'xapi';
+
+export interface BootResult {
+  /** The run id (also the nonce on the fbxen CD). */
+  run: string;
+  /** The domain / VM name. */
+  name: string;
+  toolstack: ToolstackName;
+  /** `<root>/<name>/<run>/`: config, console.log, transcript.log, run.json, reports. */
+  artifactsDir: string;
+  consoleLog: string;
+  /** The domain fbxen created: xl domid or XAPI VM uuid; kept=true when --keep left it running. */
+  domain: { id: string; kept: boolean };
+  /** Present when the boot also verified (--verify). */
+  report?: Report;
+  /** With --dry-run: the config and the command plan that would have run. */
+  planText?: string;
+}
+
+/** How a run ended; recorded in run.json. */
+export type RunOutcome = 'running' | 'kept' | 'verified' | 'collected' | 'failed' | 'timeout' | 'interrupted' | 'dry-run';
