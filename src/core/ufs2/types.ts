@@ -43,7 +43,11 @@ export interface Ufs2Options {
   minFreePercent?: number;
   /** Volume label (newfs -L), up to 31 bytes of [A-Za-z0-9._-]; none by default. */
   volumeLabel?: string;
-  /** Seconds since the epoch: superblock and cylinder group times, and the clamp for inode times. */
+  /**
+   * Seconds since the epoch: superblock and cylinder group times, inode ctimes, and the clamp for inode
+   * times. Read only in finish() (the caller may set it after streaming: by default it is the newest
+   * entry's mtime, known only at the end).
+   */
   timestamp: number;
   /** Seeds fs_id and inode generation numbers, so the same seed gives the same bytes. */
   seed: string;
