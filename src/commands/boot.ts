@@ -1,0 +1,167 @@
+/**
+ * fbxen boot: flags (over the config file's `boot:` section) → one boot request → bootWithXl, or the
+ * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
+ * and the report with --verify.
+ */
+import { Option, type Command } from 'commander';
+import { z } from 'zod';
+import { bootWithXl } from '../core/boot/xl-boot.js';
+import type { BootResult } from '../core/boot/types.js';
+import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
+import { CheckFailedError, EnvironmentError } from '../core/errors.js';
+import type { CommandContext } from './context.js';
+import { explicitFlags, parseSize, resolveRequest } from './options.js';
+
+const mebibytes = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  try {
+    return parseSize(v, 'M') / (1024 * 1024);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** The boot request as flags and the config file give it; xl-specific checks happen in the core. */
+export const BootOptions = z
+  .object({
+    toolstack: z.enum(['xl', 'xapi']).default('xl'),
+    image: z.string({ error: 'required: the image to boot (out/NAME.raw or .qcow2 from `fbxen build`)' }).min(1),
+    name: z.string().min(1).optional(),
+    vcpus: z.coerce.number().int('a whole number of vCPUs').min(1).max(128).default(2),
+    memory: mebibytes.pipe(z.number().int('whole MiB').min(128).max(1024 * 1024)).default(1024),
+    bridge: z.string().min(1).default('xenbr0'),
+    iso: z.string().min(1).optional(),
+    emptyCdrom: z.boolean().default(false),
+    keep: z.boolean().default(false),
+    timeout: z.coerce.number().int().min(1).max(86_400).default(600),
+    grace: z.coerce.number().int().min(0).max(3600).default(60),
+    dryRun: z.boolean().default(false),
+    verify: z.boolean().default(false),
+    artifacts: z.string().min(1).default(DEFAULT_ARTIFACTS_ROOT),
+    runId: z.string().regex(RUN_ID_PATTERN, '1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit').optional(),
+    network: z.string().min(1).optional(),
+    sr: z.string().min(1).optional(),
+    caFile: z.string().min(1).optional(),
+    insecure: z.boolean().default(false),
+  })
+  .strict()
+  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
+export type BootOptionsT = z.infer<typeof BootOptions>;
+
+/** The shared flags of `boot` and `config xl`. */
+export function addGuestOptions(cmd: Command): Command {
+  return cmd
+    .option('--image <file>', 'the image: out/NAME.raw or out/NAME.qcow2 from `fbxen build`')
+    .option('--name <name>', 'domain name (default fbxen-<image name>)')
+    .option('--vcpus <n>', 'virtual CPUs (default 2)')
+    .option('--memory <MiB>', 'memory in MiB, or with a unit: 2G (default 1024)')
+    .option('--bridge <bridge>', 'bridge for the xn0 vif (default xenbr0)')
+    .option('--iso <file>', 'put this ISO in the CD drive instead of the fbxen CD')
+    .option('--empty-cdrom', 'leave the CD drive empty (the image must carry the collector)')
+    .option('--artifacts <dir>', `root of the run directories (default ./${DEFAULT_ARTIFACTS_ROOT})`)
+    .option('--run-id <id>', 'the run id (default: time and a random suffix)');
+}
+
+interface XapiModule {
+  bootWithXapi(request: Record<string, unknown>, deps: { runner: unknown; progress: unknown; signal: AbortSignal; cleanup: unknown; env: NodeJS.ProcessEnv }): Promise<BootResult>;
+}
+
+export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<BootResult> {
+  if (o.toolstack === 'xapi') {
+    const modulePath = '../core/toolstack/xapi/boot.js'; // loaded on demand: xl users never load XAPI code
+    const xapi = (await import(modulePath).catch((err: unknown) => {
+      throw new EnvironmentError(`the XenServer driver is not available in this build: ${(err as Error).message}`, { hint: 'use --toolstack xl, or install a complete fbxen' });
+    })) as XapiModule;
+    return xapi.bootWithXapi(
+      {
+        image: o.image,
+        name: o.name,
+        vcpus: o.vcpus,
+        memoryMiB: o.memory,
+        iso: o.iso,
+        emptyCdrom: o.emptyCdrom,
+        keep: o.keep,
+        timeoutSec: o.timeout,
+        dryRun: o.dryRun,
+        verify: o.verify,
+        artifactsRoot: o.artifacts,
+        network: o.network,
+        sr: o.sr,
+        caFile: o.caFile,
+        insecure: o.insecure,
+      },
+      { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env },
+    );
+  }
+  for (const flag of ['network', 'sr', 'caFile', 'insecure'] as const) {
+    if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
+  }
+  return bootWithXl(
+    {
+      image: o.image,
+      name: o.name,
+      vcpus: o.vcpus,
+      memoryMiB: o.memory,
+      bridge: o.bridge,
+      iso: o.iso,
+      emptyCdrom: o.emptyCdrom,
+      keep: o.keep,
+      timeoutSec: o.timeout,
+      dryRun: o.dryRun,
+      verify: o.verify,
+      artifactsRoot: o.artifacts,
+      runId: o.runId,
+      graceSec: o.grace,
+    },
+    { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd },
+  );
+}
+
+/** A verify Report is read only through these fields, so boot does not depend on its full shape. */
+function reportFailed(report: unknown): boolean {
+  const r = report as { verdict?: string; summary?: { fail?: number; failed?: number }; ok?: boolean; results?: { verdict?: string }[] };
+  if (typeof r.ok === 'boolean') return !r.ok;
+  if (typeof r.verdict === 'string') return r.verdict === 'fail';
+  if (r.summary) return (r.summary.fail ?? r.summary.failed ?? 0) > 0;
+  return (r.results ?? []).some((x) => x.verdict === 'fail');
+}
+
+export function registerBoot(program: Command, context: () => CommandContext): void {
+  const cmd = program.command('boot').description('boot an image under Xen (xl or XenServer), capture its console and collect the evidence');
+  addGuestOptions(cmd)
+    .addOption(new Option('--toolstack <name>', 'xl on a dom0, or xapi for XenServer/XCP-ng (default xl)').choices(['xl', 'xapi']))
+    .option('--keep', 'leave the domain running afterwards')
+    .option('--timeout <sec>', 'seconds to wait for the collector (default 600)')
+    .option('--grace <sec>', 'seconds a clean shutdown may take before destroy (default 60)')
+    .option('--verify', 'verify the collected evidence and write report.json and report.junit.xml')
+    .option('--dry-run', 'print the config and the exact plan, create nothing')
+    .option('--network <name-or-uuid>', 'xapi only: the network for the VIF')
+    .option('--sr <name-or-uuid>', 'xapi only: the storage repository')
+    .option('--ca-file <file>', 'xapi only: CA certificate for the XAPI TLS connection')
+    .option('--insecure', 'xapi only: do not verify the XAPI TLS certificate')
+    .action(async (_opts, command: Command) => {
+      const ctx = context();
+      const o = resolveRequest(BootOptions, 'boot', ctx.configSection('boot'), explicitFlags(command));
+      const result = await runBoot(o, ctx);
+      if (result.planText !== undefined) {
+        ctx.result(result.planText, { dryRun: true, toolstack: result.toolstack, run: result.run, name: result.name, artifactsDir: result.artifactsDir, plan: result.planText });
+        return;
+      }
+      const lines = [
+        `${result.name}: ${result.domain.kept ? `running as domain ${result.domain.id} (--keep)` : 'booted, evidence collected, shut down'}`,
+        `artifacts: ${result.artifactsDir}`,
+        `console:   ${result.consoleLog}`,
+      ];
+      let failed = false;
+      if (result.report !== undefined) {
+        const verify = await import('../core/verify/index.js');
+        lines.push('', verify.renderReportText(result.report).trimEnd());
+        failed = reportFailed(result.report);
+      } else {
+        lines.push(`next:      fbxen verify --domain ${result.name}${o.artifacts !== DEFAULT_ARTIFACTS_ROOT ? ` --artifacts ${o.artifacts}` : ''}`);
+      }
+      ctx.result(lines.join('\n'), { ...result });
+      if (failed) throw new CheckFailedError('verification failed: at least one probe said no', { hint: `see ${result.artifactsDir}/report.json` });
+    });
+}
