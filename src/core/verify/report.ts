@@ -1,0 +1,111 @@
+/**
+ * Runs the probes over a bundle and renders the report: a text table, a JSON document, JUnit XML.
+ * runProbes never throws on bad evidence: a probe that crashes is reported `inconclusive`.
+ */
+import { allProbes } from '../../probes/index.js';
+import { guestFacts } from '../../probes/facts.js';
+import type { Verdict } from '../../probes/types.js';
+import type { Bundle } from './bundle.js';
+
+export interface ProbeResult {
+  id: string;
+  verdict: Verdict;
+  evidence: string[];
+  hint?: string;
+}
+
+export interface Report {
+  run: string;
+  phase: string;
+  /** FreeBSD release ("14.1-RELEASE-p3"), or null when the bundle does not say */
+  release: string | null;
+  arch: string | null;
+  results: ProbeResult[];
+}
+
+export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined } = {}): Report {
+  const facts = guestFacts(bundle);
+  const ctx = { before: opts.before };
+  const results: ProbeResult[] = [];
+  for (const probe of allProbes) {
+    if (opts.only && !opts.only.includes(probe.id)) continue;
+    let outcome;
+    try {
+      outcome = probe.verdict(probe.parse(bundle, ctx), ctx);
+    } catch (err) {
+      outcome = { verdict: 'inconclusive' as const, evidence: [`the ${probe.id} probe could not read its evidence: ${(err as Error).message}`] };
+    }
+    const result: ProbeResult = { id: probe.id, verdict: outcome.verdict, evidence: outcome.evidence };
+    if (outcome.verdict === 'fail') result.hint = outcome.hint ?? probe.hint;
+    if (outcome.verdict === 'inconclusive') result.hint = `collect the missing evidence (sections: ${probe.sections.join(', ')})`;
+    results.push(result);
+  }
+  return { run: facts.run, phase: facts.phase, release: facts.release?.text ?? null, arch: facts.arch ?? null, results };
+}
+
+/** 0: nothing failed; 1: a probe failed; 2: no answer at all (every probe inconclusive or skipped, one inconclusive). */
+export function reportExitCode(report: Report): 0 | 1 | 2 {
+  if (report.results.some((r) => r.verdict === 'fail')) return 1;
+  const answered = report.results.some((r) => r.verdict === 'pass');
+  if (!answered && report.results.some((r) => r.verdict === 'inconclusive')) return 2;
+  return 0;
+}
+
+export function renderReportText(report: Report): string {
+  const head = `run ${report.run} (${report.phase}) — FreeBSD ${report.release ?? 'release unknown'} ${report.arch ?? ''}`.trimEnd();
+  const idW = Math.max(5, ...report.results.map((r) => r.id.length));
+  const rows = report.results.map((r) => {
+    const first = (r.evidence[0] ?? '').replace(/\s+/g, ' ');
+    const line = `${r.id.padEnd(idW)}  ${r.verdict.toUpperCase().padEnd(12)}  ${first.length > 110 ? `${first.slice(0, 107)}...` : first}`;
+    return r.hint && r.verdict === 'fail' ? `${line}\n${' '.repeat(idW + 16)}hint: ${r.hint}` : line;
+  });
+  const counts = (['pass', 'fail', 'inconclusive', 'skip'] as const).map((v) => `${report.results.filter((r) => r.verdict === v).length} ${v}`).join(', ');
+  return [head, '', `${'probe'.padEnd(idW)}  ${'verdict'.padEnd(12)}  evidence`, ...rows, '', counts, ''].join('\n');
+}
+
+export function renderReportJson(report: Report): unknown {
+  return {
+    run: report.run,
+    phase: report.phase,
+    release: report.release,
+    arch: report.arch,
+    results: report.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence, hint: r.hint ?? null })),
+  };
+}
+
+const xml = (s: string) =>
+  s
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;');
+
+/** One testcase per probe: fail → <failure>, skip and inconclusive → <skipped> with the reason. */
+export function renderJunit(report: Report): string {
+  const failures = report.results.filter((r) => r.verdict === 'fail').length;
+  const skipped = report.results.filter((r) => r.verdict === 'skip' || r.verdict === 'inconclusive').length;
+  const suite = `fbxen verify ${report.run} ${report.phase}`;
+  const cases = report.results.map((r) => {
+    const name = `<testcase classname="fbxen.verify" name="${xml(r.id)}"`;
+    const body = r.evidence.join('\n');
+    if (r.verdict === 'fail') {
+      const message = `${r.evidence[0] ?? 'failed'}`;
+      return `    ${name}>\n      <failure message="${xml(message)}" type="fail">${xml(`${body}${r.hint ? `\nhint: ${r.hint}` : ''}`)}</failure>\n    </testcase>`;
+    }
+    if (r.verdict === 'skip' || r.verdict === 'inconclusive') {
+      return `    ${name}>\n      <skipped message="${xml(`${r.verdict}: ${r.evidence[0] ?? ''}`)}"/>\n    </testcase>`;
+    }
+    return `    ${name}>\n      <system-out>${xml(body)}</system-out>\n    </testcase>`;
+  });
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites name="fbxen" tests="${report.results.length}" failures="${failures}" skipped="${skipped}">`,
+    `  <testsuite name="${xml(suite)}" tests="${report.results.length}" failures="${failures}" errors="0" skipped="${skipped}">`,
+    `    <properties>\n      <property name="release" value="${xml(report.release ?? '')}"/>\n      <property name="arch" value="${xml(report.arch ?? '')}"/>\n    </properties>`,
+    ...cases,
+    '  </testsuite>',
+    '</testsuites>',
+    '',
+  ].join('\n');
+}

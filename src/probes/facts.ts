@@ -1,0 +1,120 @@
+/**
+ * Reads every standard section of a bundle once into validated facts the probes share. A section that
+ * is missing or unreadable becomes `undefined`: "no evidence", never a failure of the feature.
+ */
+import type { Bundle } from '../core/verify/bundle.js';
+import { parseSysctl, type Sysctl } from './parsers/sysctl.js';
+import { parseVmstat, type Vmstat } from './parsers/vmstat.js';
+import {
+  parseCamDevlist,
+  parseCdromSection,
+  parseConftxt,
+  parseCpuidSection,
+  parseFlushSection,
+  parseRelease,
+  parseUname,
+  type CamDevice,
+  type CdromSection,
+  type Conftxt,
+  type FlushSection,
+  type Release,
+  type XenCpuid,
+} from './parsers/text-sections.js';
+
+export interface GuestFacts {
+  run: string;
+  phase: string;
+  release: Release | undefined;
+  arch: string | undefined;
+  sysctl: Sysctl | undefined;
+  ncpu: number | undefined;
+  vmGuest: string | undefined;
+  /** /var/run/dmesg.boot lines (boot snapshot) */
+  dmesgBoot: string[] | undefined;
+  /** `dmesg -a` lines (the live message buffer, includes what happened after boot) */
+  dmesg: string[] | undefined;
+  /** vmstat -ia before and after the load */
+  vmstat: [Vmstat | undefined, Vmstat | undefined];
+  conftxt: Conftxt | undefined;
+  cam: CamDevice[] | undefined;
+  cdrom: CdromSection | undefined;
+  flush: FlushSection | undefined;
+  cpuid: XenCpuid | undefined;
+  /** sections the bundle has (for "missing" evidence) */
+  present: Set<string>;
+}
+
+/** Runs a parser; a parser bug or a zod rejection means "no evidence", never a crash. */
+function safe<T>(text: string | undefined, parse: (t: string) => T | undefined): T | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+const lines = (t: string) => t.split('\n').map((l) => l.replace(/\r$/, ''));
+
+const cache = new WeakMap<Bundle, GuestFacts>();
+
+export function guestFacts(bundle: Bundle): GuestFacts {
+  const hit = cache.get(bundle);
+  if (hit) return hit;
+  const s = (name: string) => bundle.sections.get(name);
+  const sysctl = safe(s('sysctl'), parseSysctl);
+  const uname = safe(s('uname'), parseUname);
+  const release = parseRelease(sysctl?.values['kern.osrelease']) ?? parseRelease(uname?.release);
+  const ncpuText = sysctl?.values['hw.ncpu'];
+  const ncpu = ncpuText && /^\d+$/.test(ncpuText.trim()) && Number(ncpuText) > 0 ? Number(ncpuText) : undefined;
+  const facts: GuestFacts = {
+    run: bundle.meta.run ?? '-',
+    phase: bundle.meta.phase ?? 'manual',
+    release,
+    arch: sysctl?.values['hw.machine_arch']?.trim() || uname?.arch,
+    sysctl,
+    ncpu,
+    vmGuest: sysctl?.values['kern.vm_guest']?.trim(),
+    dmesgBoot: safe(s('dmesg-boot'), lines),
+    dmesg: safe(s('dmesg'), lines),
+    vmstat: [safe(s('vmstat-ia.0'), parseVmstat), safe(s('vmstat-ia.1'), parseVmstat)],
+    conftxt: safe(s('conftxt'), parseConftxt),
+    cam: safe(s('camcontrol-devlist'), (t) => {
+      const d = parseCamDevlist(t);
+      // an empty list from a command that failed is no evidence
+      return d.length || /^<|scbus/m.test(t) || t.trim() === '' ? d : undefined;
+    }),
+    cdrom: safe(s('cdrom'), parseCdromSection),
+    flush: safe(s('flush'), parseFlushSection),
+    cpuid: safe(s('cpuid-xen'), parseCpuidSection),
+    present: new Set(bundle.sections.keys()),
+  };
+  cache.set(bundle, facts);
+  return facts;
+}
+
+/** Boot and live kernel messages together (dmesg -a can have wrapped; dmesg.boot keeps the boot). */
+export function allMessages(f: GuestFacts): string[] {
+  return [...(f.dmesgBoot ?? []), ...(f.dmesg ?? [])];
+}
+
+export function findMessage(f: GuestFacts, re: RegExp): string | undefined {
+  return allMessages(f).find((l) => re.test(l));
+}
+
+/** Positive evidence that this is a Xen guest, or a reason to skip (another hypervisor / bare metal). */
+export function xenGuestEvidence(f: GuestFacts): { xen: true; evidence: string[] } | { xen: false; reason: string } | undefined {
+  const ev: string[] = [];
+  if (f.vmGuest === 'xen') ev.push('kern.vm_guest: xen');
+  const hv = findMessage(f, /^XEN: Hypervisor version \d+\.\d+ detected\./);
+  if (hv) ev.push(hv);
+  const origin = findMessage(f, /Hypervisor: Origin = "XenVMMXenVMM"/);
+  if (origin) ev.push(origin.trim());
+  if (ev.length) return { xen: true, evidence: ev };
+  if (f.vmGuest !== undefined && f.vmGuest !== '') return { xen: false, reason: `kern.vm_guest: ${f.vmGuest} (not a Xen guest)` };
+  return undefined;
+}
+
+export function cpuList(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

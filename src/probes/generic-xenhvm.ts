@@ -1,0 +1,31 @@
+import { findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { defineProbe, fail, inconclusive, pass, skip } from './types.js';
+
+export const genericXenhvm = defineProbe<GuestFacts>({
+  id: 'generic-xenhvm',
+  claim: 'the running kernel is GENERIC (or a config) with options XENHVM and device xenpci',
+  sections: ['conftxt', 'dmesg-boot', 'sysctl'],
+  parse: (bundle) => guestFacts(bundle),
+  verdict(f) {
+    const c = f.conftxt;
+    if (c) {
+      const ident = `ident ${c.ident ?? '(none)'}`;
+      const hasHvm = c.options.includes('XENHVM');
+      const hasPci = c.devices.includes('xenpci');
+      if (hasHvm && hasPci) return pass(ident, 'kern.conftxt: options XENHVM', 'kern.conftxt: device xenpci');
+      const missing = [!hasHvm && 'options XENHVM', !hasPci && 'device xenpci'].filter(Boolean).join(' and ');
+      return fail([ident, `kern.conftxt has no ${missing}`]);
+    }
+    // Without INCLUDE_CONFIG_FILE: the xenpci driver attaching and hvm.c's version line prove both.
+    const xenpci = findMessage(f, /^xenpci0: <Xen Platform Device>/);
+    const hv = findMessage(f, /^XEN: Hypervisor version \d+\.\d+ detected\./);
+    if (xenpci && hv) return pass('kern.conftxt empty (kernel built without INCLUDE_CONFIG_FILE)', hv, xenpci);
+    const x = xenGuestEvidence(f);
+    if (x && !x.xen) return skip(x.reason);
+    if (x?.xen && f.dmesgBoot && !xenpci) {
+      return fail(['kern.conftxt empty', 'no "xenpci0: <Xen Platform Device>" in dmesg.boot: the kernel has no xenpci driver, or the platform device is not PCI id 5853:0001']);
+    }
+    return inconclusive('kern.conftxt is empty or missing and the boot messages do not show both the XENHVM version line and xenpci0');
+  },
+  hint: 'use a GENERIC kernel (it has options XENHVM and device xenpci since 10.0), or add both to your kernel config',
+});

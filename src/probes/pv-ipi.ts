@@ -1,0 +1,69 @@
+import { cpuList, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import type { Vmstat } from './parsers/vmstat.js';
+import { defineProbe, fail, inconclusive, pass, skip, type ProbeOutcome } from './types.js';
+
+/** IPI descriptions bound as event channels (hvm.c 10.x, xen_apic.c 11+; "sw" on 14, "sth" until 12). */
+export const IPI_SOURCE = /^cpu(\d+):(r|itlb|ipg|irg|ic|lp|b|st|sp|sth|sw)$/;
+const XEN_HVM_CPUID_APIC_ACCESS_VIRT = 1 << 0;
+const XEN_HVM_CPUID_X2APIC_VIRT = 1 << 1;
+
+/** Per CPU: the sum of its IPI event-channel counters (undefined when it has no rows). */
+export function ipiTotals(v: Vmstat): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const r of v.rows) {
+    const m = IPI_SOURCE.exec(r.source);
+    if (m && r.irq !== null) out.set(Number(m[1]), (out.get(Number(m[1])) ?? 0) + r.total);
+  }
+  return out;
+}
+
+export function ipiVerdict(f: GuestFacts): ProbeOutcome {
+  const [v0, v1] = f.vmstat;
+  const latest = v1 ?? v0;
+  if (f.ncpu === undefined) return inconclusive('hw.ncpu is missing');
+  if (f.ncpu === 1) return skip('hw.ncpu: 1 — a single vCPU sends no IPIs');
+  if (!latest) return inconclusive('vmstat -ia sections are missing: cannot see the IPI event channels');
+  const totals = ipiTotals(latest);
+  if (totals.size === 0) {
+    const rel = f.release;
+    if (rel && rel.major >= 14) {
+      // 14.0+ (2450da67): with hardware APIC virtualisation Xen reports it in CPUID and FreeBSD keeps native IPIs.
+      if (!f.cpuid) {
+        return inconclusive(
+          `${rel.text}: no PV IPI rows, which is intended when Xen reports APIC virtualisation`,
+          'the cpuid-xen section is missing (needs root and the cpuctl module: kldload cpuctl) so the host cannot tell',
+        );
+      }
+      const eax = f.cpuid.leaf4eax;
+      const bits = [eax & XEN_HVM_CPUID_APIC_ACCESS_VIRT && 'APIC access virtualisation', eax & XEN_HVM_CPUID_X2APIC_VIRT && 'x2APIC virtualisation'].filter(Boolean);
+      const leaf = `Xen CPUID leaf 0x${(f.cpuid.base + 4).toString(16)} EAX=0x${eax.toString(16)}`;
+      if (bits.length) return pass(`${rel.text}: no PV IPI rows`, `${leaf}: ${bits.join(' + ')}`, 'IPIs are deliberately native LAPIC IPIs on this host (FreeBSD 14.0+, commit 2450da67)');
+      return fail([`${rel.text}: no cpuN:<ipi> event-channel rows in vmstat -ia`, `${leaf}: no APIC virtualisation, so FreeBSD should have bound PV IPIs`]);
+    }
+    return fail([`${rel?.text ?? 'release unknown'}: no cpuN:<ipi> event-channel rows (r, itlb, b, st, sp...) in vmstat -ia: IPIs go through the emulated LAPIC`]);
+  }
+  const missing = cpuList(f.ncpu).filter((c) => !totals.has(c));
+  if (missing.length) return fail([`no PV IPI rows for CPU ${missing.join(', ')} (hw.ncpu: ${f.ncpu})`]);
+  const silent = cpuList(f.ncpu).filter((c) => (totals.get(c) ?? 0) === 0);
+  if (silent.length) return fail([`PV IPI channels of CPU ${silent.join(', ')} never fired (all counters 0)`]);
+  const evidence = [`PV IPI rows on all ${f.ncpu} CPUs: ${cpuList(f.ncpu).map((c) => `cpu${c}=${totals.get(c)}`).join(' ')}`];
+  if (v0 && v1) {
+    const before = ipiTotals(v0);
+    const grew = cpuList(f.ncpu).filter((c) => (totals.get(c) ?? 0) > (before.get(c) ?? 0));
+    evidence.push(`advanced during the load on ${grew.length}/${f.ncpu} CPUs`);
+  }
+  return pass(...evidence);
+}
+
+export const pvIpi = defineProbe<GuestFacts>({
+  id: 'pv-ipi',
+  claim: 'IPIs travel over event channels on every CPU, or are deliberately native on APIC-virtualising hosts',
+  sections: ['sysctl', 'vmstat-ia.0', 'vmstat-ia.1', 'cpuid-xen', 'uname'],
+  parse: (bundle) => guestFacts(bundle),
+  verdict(f) {
+    const x = xenGuestEvidence(f);
+    if (x && !x.xen) return skip(x.reason);
+    return ipiVerdict(f);
+  },
+  hint: 'PV IPIs need the vector callback (see vector-callback); on FreeBSD < 14 a guest without cpuN:r/cpuN:b rows uses the emulated LAPIC for IPIs',
+});

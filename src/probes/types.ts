@@ -1,0 +1,43 @@
+/**
+ * A probe is data: the sections it reads, a parser (raw text → zod-validated facts), a verdict
+ * function over those facts, and a hint for the user when it fails. Parsers never throw; facts they
+ * cannot read are left out, and a verdict without positive evidence is never `pass`.
+ */
+import type { Bundle } from '../core/verify/bundle.js';
+
+export type Verdict = 'pass' | 'fail' | 'skip' | 'inconclusive';
+
+export interface ProbeOutcome {
+  verdict: Verdict;
+  /** The lines or values the verdict was drawn from (for skip/inconclusive: the reason first). */
+  evidence: string[];
+  /** Overrides the probe's general hint when the failure has a more precise fix. */
+  hint?: string;
+}
+
+export interface ProbeContext {
+  /** The bundle taken before a suspend/resume or migration (only the migration probe uses it). */
+  before?: Bundle | undefined;
+}
+
+export interface Probe<T> {
+  id: string;
+  /** The claim the probe checks, in one sentence. */
+  claim: string;
+  /** Sections of the bundle it reads (documentation, and what `inconclusive` says is missing). */
+  sections: readonly string[];
+  parse(bundle: Bundle, ctx: ProbeContext): T;
+  verdict(facts: T, ctx: ProbeContext): ProbeOutcome;
+  /** What to do when the probe fails. */
+  hint: string;
+}
+
+/** Helper that keeps the generic type of each probe while the list is heterogeneous. */
+export function defineProbe<T>(probe: Probe<T>): Probe<unknown> {
+  return probe as unknown as Probe<unknown>;
+}
+
+export const pass = (...evidence: string[]): ProbeOutcome => ({ verdict: 'pass', evidence });
+export const fail = (evidence: string[], hint?: string): ProbeOutcome => (hint ? { verdict: 'fail', evidence, hint } : { verdict: 'fail', evidence });
+export const skip = (...evidence: string[]): ProbeOutcome => ({ verdict: 'skip', evidence });
+export const inconclusive = (...evidence: string[]): ProbeOutcome => ({ verdict: 'inconclusive', evidence });

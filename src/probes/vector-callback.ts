@@ -1,0 +1,41 @@
+import { findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { rowsBySource } from './parsers/vmstat.js';
+import { defineProbe, fail, inconclusive, pass, skip } from './types.js';
+
+export const vectorCallback = defineProbe<GuestFacts>({
+  id: 'vector-callback',
+  claim: 'event channels are delivered through the vector callback, not the legacy PCI IRQ (CPU0-only)',
+  sections: ['dmesg-boot', 'dmesg', 'vmstat-ia.0', 'vmstat-ia.1', 'sysctl'],
+  parse: (bundle) => guestFacts(bundle),
+  verdict(f) {
+    const x = xenGuestEvidence(f);
+    if (x && !x.xen) return skip(x.reason);
+    const fallback = findMessage(f, /Xen HVM callback vector registration failed/);
+    const etUnavailable = findMessage(f, /^xen_et0: vector callbacks unavailable/);
+    if (fallback || etUnavailable) return fail([fallback, etUnavailable].filter((l): l is string => !!l));
+
+    const [v0, v1] = f.vmstat;
+    // Legacy mode carries every event on the platform device's INTx: that row grows.
+    if (v0 && v1) {
+      const a = rowsBySource(v0, /^xenpci0$/).get('xenpci0');
+      const b = rowsBySource(v1, /^xenpci0$/).get('xenpci0');
+      if (a && b && b.total - a.total > 10) {
+        return fail([`${b.name}: ${a.total} -> ${b.total} during the load: events arrive on the PCI interrupt (legacy callback)`]);
+      }
+    }
+    const evidence: string[] = [];
+    const latest = v1 ?? v0;
+    if (latest) {
+      const upcalls = [...rowsBySource(latest, /^cpu[1-9]\d*:xen$/).values()].filter((r) => r.total > 0);
+      if (upcalls.length) evidence.push(`per-vCPU upcalls on CPUs other than 0: ${upcalls.map((r) => `${r.name}=${r.total}`).join(', ')}`);
+      const et = [...rowsBySource(latest, /^xen_et0:c[1-9]\d*$/).values()].filter((r) => r.total > 0);
+      if (et.length) evidence.push(`PV timer interrupts on CPUs other than 0 (XENTIMER needs the vector callback): ${et.map((r) => `${r.source}=${r.total}`).join(', ')}`);
+    }
+    const etAttach = findMessage(f, /^xen_et0: <Xen PV Clock>/);
+    if (etAttach) evidence.push(`${etAttach} (xen_et attaches only with vector callbacks)`);
+    if (evidence.length) return pass(...evidence);
+    if (x === undefined) return inconclusive('no evidence that this is a Xen guest, and no Xen interrupt rows or xen_et0 attach line');
+    return inconclusive('no per-CPU Xen upcall or PV timer rows in vmstat -ia and no xen_et0 attach line: cannot tell the callback mode');
+  },
+  hint: 'the hypervisor did not accept the HVM vector callback: use a Xen >= 4.x HVM guest with the platform PCI device (xen_platform_pci=1), and check for "Xen HVM callback vector registration failed" in dmesg',
+});
