@@ -29,12 +29,14 @@ export function describeBadCharacter(value: string, allowedChar: RegExp): string
   for (const ch of value) {
     if (allowedChar.test(ch)) continue;
     const code = ch.codePointAt(0)!;
+    const named: Record<string, string> = { '"': 'a double quote', "'": 'a single quote', '\\': 'a backslash', ',': 'a comma', '=': 'an equals sign', ' ': 'a space', '\n': 'a newline (U+000a)', '\r': 'a carriage return (U+000d)', '\t': 'a tab (U+0009)' };
     const shown =
-      code < 0x20 || code === 0x7f
+      named[ch] ??
+      (code < 0x20 || code === 0x7f
         ? `control character U+${code.toString(16).padStart(4, '0')}`
         : code > 0x7e
           ? `non-ASCII character "${ch}"`
-          : `"${ch}"`;
+          : `"${ch}"`);
     if (ch === '"' || ch === "'" || ch === '\\') return `${shown}: xl.cfg would need an escape`;
     if (ch === ',') return `${shown}: xl splits disk and vif specs on commas`;
     if (ch === '=') return `${shown}: xl reads "=" as a key separator in disk and vif specs`;
