@@ -7,6 +7,15 @@ import { ConfigError } from './errors.js';
 const ConfigFile = z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullable();
 export type ConfigSections = Record<string, Record<string, unknown>>;
 
+/** Parses YAML text (templates/files.yaml and the config file); errors name the file. */
+export function parseYamlText(text: string, where: string): unknown {
+  try {
+    return parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    throw new ConfigError(`${where} is not valid YAML: ${(err as Error).message}`, [], { hint: 'fix the YAML syntax' });
+  }
+}
+
 /** Loads `explicitPath`, or ./fbxen.yaml when present; returns {} without a config file. */
 export async function loadConfigFile(explicitPath: string | undefined, cwd: string): Promise<ConfigSections> {
   const path = explicitPath ?? `${cwd}/fbxen.yaml`;
@@ -19,12 +28,7 @@ export async function loadConfigFile(explicitPath: string | undefined, cwd: stri
       hint: 'check the path given to --config',
     });
   }
-  let doc: unknown;
-  try {
-    doc = parse(text, { prettyErrors: true, uniqueKeys: true });
-  } catch (err) {
-    throw new ConfigError(`${path} is not valid YAML: ${(err as Error).message}`, [], { hint: 'fix the YAML syntax' });
-  }
+  const doc = parseYamlText(text, path);
   const parsed = ConfigFile.safeParse(doc);
   if (!parsed.success) {
     throw new ConfigError(

@@ -1,0 +1,193 @@
+/**
+ * The build command's core: fills defaults (name, cache, templates), prints the plan for --dry-run,
+ * runs the pipeline, and for --check-reproducible builds a second time and compares byte for byte.
+ */
+import { open, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CheckFailedError, InputError } from '../errors.js';
+import { formatCommand, type Runner } from '../exec/runner.js';
+import { formatBytes, type Progress } from '../progress.js';
+import type { CleanupStack } from '../util/cleanup.js';
+import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
+import { build, type BuildRecord, type BuildRequest } from './pipeline.js';
+import { mirrorDirectory, type Arch } from './sets.js';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface BuildCommandRequest {
+  release?: string | undefined;
+  arch: Arch;
+  mirror: string;
+  dist?: string | undefined;
+  name?: string | undefined;
+  out: string;
+  format: string[];
+  size?: number | undefined;
+  diskSize?: number | undefined;
+  swap: number;
+  uefi: boolean;
+  hostname?: string | undefined;
+  overlay?: string | undefined;
+  allowNonXenKernel: boolean;
+  cache: boolean;
+  cacheDir?: string | undefined;
+  checkReproducible: boolean;
+  dryRun: boolean;
+  vcpus: number;
+  memory: number;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export interface CommandOutcome {
+  human: string;
+  json: unknown;
+  /** Set when the command's answer is "no" (exit 1) after printing its result. */
+  failed?: Error;
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache'), 'fbxen');
+}
+
+function sourceDateEpoch(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d{1,12}$/.test(v)) throw new InputError(`SOURCE_DATE_EPOCH=${v} is not a number of seconds`, { hint: 'unset it or give seconds since 1970, e.g. 1717200000' });
+  return Number(v);
+}
+
+export function toBuildRequest(r: BuildCommandRequest): BuildRequest {
+  const where = r.dist ? resolveDist(r.dist, r.cwd) : undefined;
+  const name = r.name ?? (r.release ? `freebsd-${r.release}-${r.arch}` : `freebsd-${r.arch}`);
+  return {
+    release: r.release,
+    arch: r.arch,
+    mirror: r.mirror,
+    dist: where,
+    name,
+    outDir: resolve(r.cwd, r.out),
+    formats: r.format as OutputFormatName[],
+    fsSize: r.size,
+    diskSize: r.diskSize,
+    swapSize: r.swap,
+    uefi: r.uefi,
+    hostname: r.hostname ?? name.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63),
+    overlay: r.overlay ? resolve(r.cwd, r.overlay) : undefined,
+    allowNonXenKernel: r.allowNonXenKernel,
+    cacheDir: r.cacheDir ? resolve(r.cwd, r.cacheDir) : defaultCacheDir(r.env),
+    useCache: r.cache,
+    sourceDateEpoch: sourceDateEpoch(r.env),
+    templatesDir: join(PACKAGE_ROOT, 'templates'),
+    guestDir: join(PACKAGE_ROOT, 'guest'),
+    vcpus: r.vcpus,
+    memoryMiB: r.memory,
+  };
+}
+
+function resolveDist(dist: string, cwd: string): string {
+  return /^https?:\/\//i.test(dist) ? dist : resolve(cwd, dist);
+}
+
+/** The exact plan: what would be read, run and written. Nothing is fetched or created. */
+export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
+  const origin = req.dist ?? mirrorDirectory(req.mirror, req.release ?? '', req.arch);
+  const remote = /^https?:\/\//.test(origin);
+  const at = (f: string) => (remote ? `${origin.replace(/\/?$/, '/')}${f}` : join(origin, f));
+  const raw = join(req.outDir, `${req.name}.raw`);
+  const setTar = (s: string) => (req.useCache ? join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`) : join(req.outDir, `.fbxen-scratch-<pid>`, `${s}.tar`));
+  const commands = [
+    ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
+    `${formatCommand('xz', ['--robot', '--list', at('base.txz')])}   (sizes, unless cached)`,
+    `${formatCommand('xz', ['-dc', '-T0', at('kernel.txz')])} > ${setTar('kernel')}   (concurrently)`,
+    `${formatCommand('xz', ['-dc', '-T0', at('base.txz')])} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
+    `fbxen tar reader ${setTar('kernel')} -> the same UFS2 file system`,
+    `write templates (${join(req.templatesDir, 'files.yaml')})${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
+    'check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci',
+    'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot',
+    ...(req.uefi ? ['mkfs.fat + mtools: ESP with /boot/loader.efi as EFI/BOOT/BOOT*.EFI'] : []),
+    ...req.formats
+      .filter((f) => f !== 'raw')
+      .map((f) => (f === 'qcow2' ? formatCommand('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, join(req.outDir, `${req.name}.qcow2`)]) : `fbxen ${f} writer: ${raw} -> ${join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)}`)),
+  ];
+  const outputs = [...req.formats.map((f) => join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)), join(req.outDir, 'build.json')];
+  const text = [
+    'fbxen build plan (dry run: nothing is fetched, run or written)',
+    `image: ${req.name} (${req.release ?? 'release from the sets'}, ${req.arch})`,
+    `sets: ${origin}`,
+    `disk: ${req.diskSize ? formatBytes(req.diskSize) : '6 GiB or what the content needs'}; swap ${formatBytes(req.swapSize)}; root file system ${req.fsSize ? formatBytes(req.fsSize) : 'content + headroom'}${req.uefi ? '; ESP' : ''}`,
+    'steps:',
+    ...commands.map((c, i) => `  ${i + 1}. ${c}`),
+    'outputs (written under temporary names, renamed when complete):',
+    ...outputs.map((o) => `  ${o}`),
+  ].join('\n');
+  return { text: `${text}\n`, json: { dryRun: true, name: req.name, release: req.release ?? null, arch: req.arch, sets: origin, steps: commands, outputs } };
+}
+
+async function firstDifference(a: string, b: string): Promise<number | undefined> {
+  const [fa, fb] = [await open(a), await open(b)];
+  try {
+    const [sa, sb] = [(await fa.stat()).size, (await fb.stat()).size];
+    const ba = Buffer.alloc(1 << 20);
+    const bb = Buffer.alloc(1 << 20);
+    for (let pos = 0; pos < Math.max(sa, sb); pos += ba.length) {
+      const [ra, rb] = [await fa.read(ba, 0, ba.length, pos), await fb.read(bb, 0, bb.length, pos)];
+      const n = Math.max(ra.bytesRead, rb.bytesRead);
+      for (let i = 0; i < n; i++) if (ba[i] !== bb[i] || i >= ra.bytesRead || i >= rb.bytesRead) return pos + i;
+    }
+    return undefined;
+  } finally {
+    await fa.close();
+    await fb.close();
+  }
+}
+
+function humanSummary(record: BuildRecord): string {
+  const lines = [
+    `built ${record.name}: FreeBSD ${record.release} ${record.arch}, kernel ${record.kernel.ident ?? '(no ident)'} with ${record.kernel.xenOptions.join(', ') || 'no Xen options'}`,
+    `  root file system: ${formatBytes(record.filesystem.sizeBytes)} UFS2 (${record.entries} entries), disk ${formatBytes(record.options.diskSize as number)}`,
+    ...record.outputs.map((o) => `  ${o.path}  ${formatBytes(o.size)}  sha256 ${o.sha256}`),
+    `  ${join(dirname(record.outputs[0]!.path), 'build.json')}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runner; progress: Progress; signal: AbortSignal; cleanup: CleanupStack }): Promise<CommandOutcome> {
+  const req = toBuildRequest(r);
+  if (r.dryRun) {
+    const plan = renderPlan(req);
+    return { human: plan.text, json: plan.json };
+  }
+  const tools = await toolVersions(deps.runner, req.formats);
+  const first = await build(req, { ...deps, toolVersions: tools });
+  if (!r.checkReproducible) return { human: humanSummary(first.record), json: first.record };
+
+  const secondDir = join(req.outDir, `.fbxen-reproducible-${process.pid}`);
+  deps.cleanup.push(`remove ${secondDir}`, () => rm(secondDir, { recursive: true, force: true }));
+  const second = await build({ ...req, outDir: secondDir }, { ...deps, toolVersions: tools });
+  const comparisons = [];
+  for (const out of first.record.outputs) {
+    const other = second.record.outputs.find((o) => o.format === out.format)!;
+    const same = other.sha256 === out.sha256;
+    comparisons.push({ format: out.format, sha256: [out.sha256, other.sha256], identical: same, firstDifference: same ? null : ((await firstDifference(out.path, other.path)) ?? null) });
+  }
+  await rm(secondDir, { recursive: true, force: true });
+  const bad = comparisons.filter((c) => !c.identical);
+  const human = `${humanSummary(first.record)}reproducible: ${bad.length === 0 ? 'yes, a second build gave identical bytes for every output' : `NO: ${bad.map((c) => `${c.format} differs at byte ${c.firstDifference}`).join('; ')}`}\n`;
+  return {
+    human,
+    json: { ...first.record, reproducible: { identical: bad.length === 0, comparisons } },
+    ...(bad.length ? { failed: new CheckFailedError('the two builds differ', { hint: 'report this with build.json: the same inputs must give the same bytes' }) } : {}),
+  };
+}
+
+async function toolVersions(runner: Runner, formats: OutputFormatName[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = { fbxen: '0.1.0', node: process.version };
+  const first = async (file: string, args: string[]) => (await runner.run(file, args)).stdout.split('\n')[0]!.trim();
+  out.xz = await first('xz', ['--version']);
+  if (formats.includes('qcow2')) out['qemu-img'] = await first('qemu-img', ['--version']);
+  return out;
+}
+

@@ -1,0 +1,486 @@
+/**
+ * fbxen build, top to bottom: find and verify the sets; size the disk; decompress base and kernel
+ * concurrently; stream the tar entries straight into the UFS2 writer inside the raw image's partition
+ * (no staging tree, no root); write the GPT and boot code; convert to the other formats; write
+ * build.json; rename everything into the output directory only when all of it is complete.
+ */
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { EnvironmentError, InputError } from '../errors.js';
+import type { Runner } from '../exec/runner.js';
+import { formatBytes, type Progress } from '../progress.js';
+import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size } from '../ufs2/index.js';
+import type { Ufs2Stats } from '../ufs2/types.js';
+import { temporarySibling } from '../util/atomic.js';
+import type { CleanupStack } from '../util/cleanup.js';
+import { loadCustomisation } from './customize.js';
+import { EntryGuard } from './entries.js';
+import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
+import { guidFromSeed, renderGpt, SECTOR, type GptPartition } from './gpt.js';
+import { planLayout, type DiskLayout } from './layout.js';
+import { readKernelConfig, type KernelConfig } from './kernel-config.js';
+import { checkSupported, parseRelease, resolveSets, sha256File, XzListSchema, type Arch, type ResolvedSets, type SetFile, type SetName } from './sets.js';
+import { readTar, type TarEntry } from './tar.js';
+
+export interface BuildRequest {
+  release?: string | undefined;
+  arch: Arch;
+  mirror: string;
+  dist?: string | undefined;
+  name: string;
+  outDir: string;
+  formats: OutputFormatName[];
+  /** Root file system size in bytes; undefined: content plus headroom. */
+  fsSize?: number | undefined;
+  /** Disk size in bytes; undefined: 6 GiB or what the content needs, whichever is larger. */
+  diskSize?: number | undefined;
+  swapSize: number;
+  uefi: boolean;
+  hostname: string;
+  overlay?: string | undefined;
+  /** Build even when the kernel lacks options XENHVM / device xenpci. */
+  allowNonXenKernel: boolean;
+  cacheDir: string;
+  useCache: boolean;
+  /** SOURCE_DATE_EPOCH; undefined: the newest entry of the sets. */
+  sourceDateEpoch?: number | undefined;
+  templatesDir: string;
+  guestDir: string;
+  vcpus: number;
+  memoryMiB: number;
+}
+
+export interface BuildDeps {
+  runner: Runner;
+  progress: Progress;
+  signal: AbortSignal;
+  cleanup: CleanupStack;
+  toolVersions?: Record<string, string>;
+}
+
+export interface BuildOutput {
+  format: OutputFormatName;
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface BuildRecord {
+  schema: 'fbxen-build/1';
+  name: string;
+  release: string;
+  arch: Arch;
+  inputs: { origin: string; manifestSha256: string; sets: { name: SetName; source: string; sha256: string; entries: number }[]; overlay?: string | undefined };
+  options: Record<string, unknown>;
+  timestamp: number;
+  kernel: { ident: string | undefined; machine: string | undefined; source: KernelConfig['source']; xenhvm: boolean; xenpci: boolean; xenOptions: string[] };
+  partitions: { index: number; label: string; type: string; guid: string; firstLba: number; lastLba: number; bytes: number }[];
+  diskGuid: string;
+  filesystem: Ufs2Stats & { label: string };
+  entries: number;
+  outputs: BuildOutput[];
+  tools: Record<string, string>;
+  durationsMs: Record<string, number>;
+}
+
+const CAPTURED = ['boot/pmbr', 'boot/gptboot', 'boot/loader.efi', 'boot/kernel/kernel', 'bin/freebsd-version'] as const;
+const MAX_CAPTURE = 256 * 1024 * 1024;
+
+/** Chunks of a local file (a cached decompressed set). */
+async function* fileChunks(path: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20, signal })) yield c as Buffer;
+}
+
+/** Passes chunks through while copying them to a file (the decompressed-set cache), with backpressure. */
+async function* teeTo(source: AsyncIterable<Uint8Array>, out: WriteStream): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    if (!out.write(chunk)) await once(out, 'drain');
+    yield chunk;
+  }
+  out.end();
+  await once(out, 'finish');
+}
+
+interface SetStream {
+  chunks: AsyncIterable<Uint8Array>;
+  /** Resolves when the decompressor (if any) exited cleanly and the cache copy is in place. */
+  done: Promise<void>;
+}
+
+function decompressError(set: SetFile, err: unknown): InputError {
+  const detail = err instanceof Error ? err.message.split('\n').slice(-1)[0] : String(err);
+  return new InputError(`${set.name}.txz could not be decompressed: ${detail}`, {
+    hint: 'the set is damaged or truncated (its sha256 matched MANIFEST, so MANIFEST is damaged too); fetch the release again',
+    cause: err,
+  });
+}
+
+class SetSource {
+  private readonly cachePath: string;
+  constructor(
+    private readonly set: SetFile,
+    private readonly req: BuildRequest,
+    private readonly deps: BuildDeps,
+    private readonly scratchDir: string,
+  ) {
+    this.cachePath = join(req.cacheDir, 'sets', `${set.sha256}.tar`);
+  }
+
+  async cached(): Promise<string | undefined> {
+    if (!this.req.useCache) return undefined;
+    return (await stat(this.cachePath).catch(() => undefined))?.isFile() ? this.cachePath : undefined;
+  }
+
+  async uncompressedSize(): Promise<number> {
+    const hit = await this.cached();
+    if (hit) return (await stat(hit)).size;
+    const r = await this.deps.runner.run('xz', ['--robot', '--list', this.set.path], { signal: this.deps.signal, allowFailure: true });
+    const parsed = XzListSchema.safeParse(r.stdout);
+    if (r.exitCode !== 0 || !parsed.success) throw decompressError(this.set, new Error(r.stderr.trim() || 'xz --list found no index'));
+    return parsed.data;
+  }
+
+  private decompress(): { chunks: AsyncIterable<Uint8Array>; exited: Promise<unknown> } {
+    const proc = this.deps.runner.stream('xz', ['-dc', '-T0', this.set.path], { signal: this.deps.signal });
+    const set = this.set;
+    const exited = proc.done.catch((err: unknown) => {
+      if (this.deps.signal.aborted) throw this.deps.signal.reason;
+      throw decompressError(set, err);
+    });
+    async function* chunks() {
+      for await (const c of proc.stdout) yield c as Buffer;
+      await exited;
+    }
+    return { chunks: chunks(), exited };
+  }
+
+  /** A scratch or cache file path where the decompressed tar lands; renamed into the cache when complete. */
+  private tarTarget(): { partial: string; final: string | undefined } {
+    const final = this.req.useCache ? this.cachePath : undefined;
+    return { partial: temporarySibling(final ?? join(this.scratchDir, `${this.set.name}.tar`)), final };
+  }
+
+  private async keep(partial: string, final: string | undefined): Promise<string> {
+    if (!final) return partial;
+    await rename(partial, final);
+    return final;
+  }
+
+  /** Streams the tar straight from xz (copying it into the cache on the way). */
+  async stream(): Promise<SetStream> {
+    const hit = await this.cached();
+    if (hit) return { chunks: fileChunks(hit, this.deps.signal), done: Promise.resolve() };
+    const { chunks } = this.decompress();
+    if (!this.req.useCache) return { chunks, done: Promise.resolve() };
+    const { partial, final } = this.tarTarget();
+    await mkdir(join(this.req.cacheDir, 'sets'), { recursive: true });
+    const forget = this.deps.cleanup.push(`remove ${partial}`, () => rm(partial, { force: true }));
+    const out = createWriteStream(partial);
+    let finished!: () => void;
+    const done = new Promise<void>((r) => (finished = r));
+    const self = this;
+    async function* withCache() {
+      yield* teeTo(chunks, out);
+      await self.keep(partial, final);
+      forget();
+      finished();
+    }
+    return { chunks: withCache(), done };
+  }
+
+  /** Decompresses the whole set into a file now (in parallel with the other set's streaming). */
+  async toFile(): Promise<{ path: string; temporary: boolean }> {
+    const hit = await this.cached();
+    if (hit) return { path: hit, temporary: false };
+    const { partial, final } = this.tarTarget();
+    await mkdir(final ? join(this.req.cacheDir, 'sets') : this.scratchDir, { recursive: true });
+    const forget = this.deps.cleanup.push(`remove ${partial}`, () => rm(partial, { force: true }));
+    const { chunks } = this.decompress();
+    const out = createWriteStream(partial);
+    for await (const c of chunks) if (!out.write(c)) await once(out, 'drain');
+    out.end();
+    await once(out, 'finish');
+    const path = await this.keep(partial, final);
+    if (final) forget();
+    return { path, temporary: !final };
+  }
+}
+
+function releaseFromFreebsdVersion(script: Buffer | undefined): string | undefined {
+  const m = script && /USERLAND_VERSION="([^"]+)"/.exec(script.toString('latin1'));
+  return m?.[1];
+}
+
+/** Writes a file's chunks to `out` while passing them on; used for the few files the build needs itself. */
+async function* capture(data: AsyncIterable<Uint8Array>, into: Buffer[], path: string): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  for await (const c of data) {
+    total += c.length;
+    if (total > MAX_CAPTURE) throw new InputError(`${path} is larger than ${formatBytes(MAX_CAPTURE)}`, { hint: 'the set is not a FreeBSD release set' });
+    into.push(Buffer.from(c));
+    yield c;
+  }
+}
+
+export interface BuildResult {
+  record: BuildRecord;
+  outDir: string;
+}
+
+export async function build(req: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
+  const t0 = Date.now();
+  const durations: Record<string, number> = {};
+  const timed = async <T>(key: string, title: string, fn: (h: import('../progress.js').StepHandle) => Promise<T>) => {
+    const start = Date.now();
+    try {
+      return await deps.progress.step(title, fn);
+    } finally {
+      durations[key] = Date.now() - start;
+    }
+  };
+
+  if (req.release) checkSupported(parseRelease(req.release), req.arch);
+  const outDir = resolve(req.outDir);
+  const outStat = await stat(outDir).catch(() => undefined);
+  if (outStat && !outStat.isDirectory()) {
+    throw new InputError(`the output path ${outDir} exists and is not a directory`, { hint: 'give --out a directory (it is created when missing)' });
+  }
+  await mkdir(outDir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    throw new EnvironmentError(`cannot create the output directory ${outDir}: ${err.code}`, { hint: 'choose another --out' });
+  });
+
+  const sets: ResolvedSets = await timed('fetch', 'Find and verify the distribution sets', (h) =>
+    resolveSets({ dist: req.dist, release: req.release, arch: req.arch, mirror: req.mirror, cacheDir: req.cacheDir, signal: deps.signal }, h),
+  );
+
+  const scratchDir = join(outDir, `.fbxen-scratch-${process.pid}`);
+  deps.cleanup.push(`remove ${scratchDir}`, () => rm(scratchDir, { recursive: true, force: true }));
+  const base = new SetSource(sets.sets.base, req, deps, scratchDir);
+  const kernel = new SetSource(sets.sets.kernel, req, deps, scratchDir);
+
+  const customisation = await loadCustomisation({
+    templatesDir: req.templatesDir,
+    guestDir: req.guestDir,
+    overlay: req.overlay,
+    vars: {
+      hostname: req.hostname,
+      comconsole_speed: '115200',
+      autoboot_delay: '3',
+      swap_line: req.swapSize > 0 ? '/dev/gpt/swapfs\t\tnone\t\tswap\tsw\t0\t0' : '# no swap partition',
+    },
+  });
+  const customBytes = customisation.files.reduce((n, f) => n + f.content.length, 0);
+
+  const layout: DiskLayout = await timed('plan', 'Plan the disk layout', async () => {
+    const tarBytes = (await base.uncompressedSize()) + (await kernel.uncompressedSize());
+    const entries = sets.sets.base.entries + sets.sets.kernel.entries + customisation.files.length + customisation.directories.length;
+    const needed = estimateUfs2Size({ dataBytes: tarBytes + customBytes, entries });
+    return planLayout({ contentFsSize: needed, fsSize: req.fsSize, diskSize: req.diskSize, swapSize: req.swapSize, uefi: req.uefi, seed: `${req.name}/${sets.manifestSha256}` });
+  });
+
+  // The raw image, built under a temporary name and renamed into place only at the very end.
+  const rawFinal = join(outDir, `${req.name}.raw`);
+  const rawTmp = temporarySibling(rawFinal);
+  const pending: string[] = [rawTmp];
+  deps.cleanup.push('remove unfinished outputs', async () => {
+    for (const p of pending) await rm(p, { force: true });
+  });
+
+  const captured = new Map<string, Buffer[]>(CAPTURED.map((p) => [p, []]));
+  let newestMtime = 0;
+  let fsStats!: Ufs2Stats;
+  let entryCount = 0;
+  let kernelConfig!: KernelConfig;
+  const fsOptions = {
+    sizeBytes: layout.fsSize,
+    volumeLabel: 'rootfs',
+    seed: `${req.name}/${sets.sets.base.sha256}/${sets.sets.kernel.sha256}`,
+    timestamp: 0,
+  };
+
+  const fh: FileHandle = await open(rawTmp, 'w+');
+  try {
+    await fh.truncate(layout.diskSize).catch((err: NodeJS.ErrnoException) => {
+      throw new EnvironmentError(`cannot size ${rawTmp} to ${formatBytes(layout.diskSize)}: ${err.code}`, { hint: 'choose --out on a file system with sparse-file support and room' });
+    });
+    const target = createFileBlockTarget(fh, layout.rootfs.firstLba * SECTOR);
+    const writer = createUfs2Writer(target, fsOptions);
+    const guard = new EntryGuard(writer, { replaced: new Set(customisation.files.map((f) => f.path)) });
+
+    const feed = async (chunks: AsyncIterable<Uint8Array>, label: string, h: import('../progress.js').StepHandle) => {
+      let last = 0;
+      for await (const entry of readTar(chunks, label) as AsyncGenerator<TarEntry>) {
+        const path = entry.header.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+        const sink = captured.get(path);
+        if (sink && entry.header.type === 'file') entry.data = capture(entry.data, sink, path);
+        if (entry.header.mtime > newestMtime) newestMtime = entry.header.mtime;
+        await guard.add(entry, label);
+        if (guard.entries - last >= 500) {
+          last = guard.entries;
+          h.output(`${label}: ${guard.entries} entries, ${formatBytes(guard.fileBytes)}`);
+        }
+      }
+    };
+
+    await timed('filesystem', 'Write the root file system from the sets (one pass)', async (h) => {
+      // Kernel is decoded to a file on the second core while base streams straight into the writer.
+      const kernelFile = kernel.toFile();
+      kernelFile.catch(() => undefined);
+      const baseStream = await base.stream();
+      await feed(baseStream.chunks, 'base.txz', h);
+      await baseStream.done;
+      const kf = await kernelFile;
+      await feed(fileChunks(kf.path, deps.signal), 'kernel.txz', h);
+      if (kf.temporary) await rm(kf.path, { force: true });
+
+      kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
+      for (const d of customisation.directories) guard.overlayDirectory(d.path, { mode: d.mode, uid: 0, gid: 0, mtime: 0, flags: 0 });
+      for (const f of customisation.files) guard.overlayFile(f.path, { mode: f.mode, uid: 0, gid: 0, mtime: 0, flags: 0 }, f.content);
+      guard.finishDeferredLinks();
+      entryCount = guard.entries;
+      fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;
+      h.output('writing inodes, directories and cylinder groups');
+      fsStats = await writer.finish();
+      await target.flush?.();
+    });
+
+    const release = req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
+    if (!release) throw new InputError('cannot tell the release of these sets: bin/freebsd-version has no USERLAND_VERSION', { hint: 'give --release as well' });
+    checkSupported(parseRelease(release.replace(/-p\d+$/, '')), req.arch);
+    checkArch(kernelConfig, req.arch);
+
+    await timed('disk', 'Write the GPT and boot code', async () => {
+      const pmbr = required(captured, 'boot/pmbr', 512);
+      const gptboot = required(captured, 'boot/gptboot', 1);
+      if (gptboot.length > layout.boot.bytes) {
+        throw new InputError(`boot/gptboot (${formatBytes(gptboot.length)}) does not fit the ${formatBytes(layout.boot.bytes)} freebsd-boot partition`, { hint: 'the set is not a FreeBSD one' });
+      }
+      const { head, tail, tailLba } = renderGpt({ totalSectors: layout.diskSize / SECTOR, diskGuid: layout.diskGuid, partitions: layout.partitions }, pmbr);
+      await fh.write(head, 0, head.length, 0);
+      await fh.write(tail, 0, tail.length, tailLba * SECTOR);
+      await fh.write(gptboot, 0, gptboot.length, layout.boot.firstLba * SECTOR);
+      if (layout.esp) {
+        const efi = joined(captured, 'boot/loader.efi');
+        if (!efi?.length) throw new InputError('--uefi: this release has no /boot/loader.efi', { hint: 'build without --uefi (BIOS boot through gptboot works on Xen HVM)' });
+        const { writeEspImage } = await import('./esp.js');
+        await writeEspImage(fh, layout.esp, efi, req.arch, fsOptions.timestamp, deps.runner, scratchDir);
+      }
+      await fh.sync();
+    });
+  } catch (err) {
+    throw translateIoError(err, outDir);
+  } finally {
+    await fh.close();
+  }
+
+  const outputs: BuildOutput[] = [];
+  const finals: [string, string][] = [[rawTmp, rawFinal]];
+  await timed('formats', `Write ${req.formats.join(', ')}`, async (h) => {
+    for (const format of req.formats) {
+      const spec = OUTPUT_FORMATS[format];
+      const final = join(outDir, `${req.name}.${spec.extension}`);
+      let path = rawTmp;
+      if (format !== 'raw') {
+        path = temporarySibling(final);
+        pending.push(path);
+        h.output(`${format}: ${final}`);
+        await spec.produce({ rawPath: rawTmp, outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+        finals.push([path, final]);
+      }
+      outputs.push({ format, path: final, size: (await stat(path)).size, sha256: await sha256File(path) });
+    }
+  }).catch((err: unknown) => {
+    throw translateIoError(err, outDir);
+  });
+
+  const record: BuildRecord = {
+    schema: 'fbxen-build/1',
+    name: req.name,
+    release: req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'))!,
+    arch: req.arch,
+    inputs: {
+      origin: sets.origin,
+      manifestSha256: sets.manifestSha256,
+      sets: Object.values(sets.sets).map((s) => ({ name: s.name, source: s.source, sha256: s.sha256, entries: s.entries })),
+      overlay: req.overlay,
+    },
+    options: { formats: req.formats, fsSize: layout.fsSize, diskSize: layout.diskSize, swapSize: req.swapSize, uefi: req.uefi, hostname: req.hostname, sourceDateEpoch: req.sourceDateEpoch ?? null, allowNonXenKernel: req.allowNonXenKernel },
+    timestamp: fsOptions.timestamp,
+    kernel: {
+      ident: kernelConfig.ident,
+      machine: kernelConfig.machine,
+      source: kernelConfig.source,
+      xenhvm: kernelConfig.xenhvm,
+      xenpci: kernelConfig.xenpci,
+      xenOptions: [...kernelConfig.options.filter((o) => /XEN/i.test(o)).map((o) => `options ${o}`), ...kernelConfig.devices.filter((d) => /^xen/.test(d)).map((d) => `device ${d}`)],
+    },
+    partitions: layout.partitions.map((p: GptPartition, i) => ({ index: i + 1, label: p.label, type: p.type, guid: p.guid, firstLba: p.firstLba, lastLba: p.lastLba, bytes: (p.lastLba - p.firstLba + 1) * SECTOR })),
+    diskGuid: layout.diskGuid,
+    filesystem: { ...fsStats, label: 'rootfs' },
+    entries: entryCount,
+    outputs,
+    tools: deps.toolVersions ?? {},
+    durationsMs: { ...durations, total: Date.now() - t0 },
+  };
+
+  // Everything is complete: move the outputs into place, build.json last (its presence marks a finished build).
+  const buildJsonTmp = temporarySibling(join(outDir, 'build.json'));
+  pending.push(buildJsonTmp);
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(buildJsonTmp, `${JSON.stringify(record, null, 2)}\n`);
+  await rm(join(outDir, 'build.json'), { force: true });
+  for (const [tmp, final] of finals) await rename(tmp, final);
+  await rename(buildJsonTmp, join(outDir, 'build.json'));
+  pending.length = 0;
+  await rm(scratchDir, { recursive: true, force: true });
+  return { record, outDir };
+}
+
+function joined(captured: Map<string, Buffer[]>, path: string): Buffer | undefined {
+  const parts = captured.get(path);
+  return parts && parts.length ? Buffer.concat(parts) : undefined;
+}
+
+function required(captured: Map<string, Buffer[]>, path: string, minSize: number): Buffer {
+  const data = joined(captured, path);
+  if (!data || data.length < minSize) {
+    throw new InputError(`the sets have no /${path}${data ? ' of a plausible size' : ''}`, {
+      hint: 'base.txz of every FreeBSD release holds /boot/pmbr and /boot/gptboot; these sets are incomplete or not FreeBSD',
+    });
+  }
+  return data;
+}
+
+function checkKernel(parts: Buffer[], req: BuildRequest): KernelConfig {
+  if (!parts.length) {
+    throw new InputError('kernel.txz has no /boot/kernel/kernel', { hint: 'the kernel set is incomplete; fetch it again' });
+  }
+  const config = readKernelConfig(Buffer.concat(parts));
+  if (!(config.xenhvm && config.xenpci) && !req.allowNonXenKernel) {
+    const missing = [!config.xenhvm && 'options XENHVM', !config.xenpci && 'device xenpci'].filter(Boolean).join(' and ');
+    throw new InputError(`the kernel (ident ${config.ident ?? 'unknown'}) lacks ${missing}${config.source === 'strings' ? ' (it has no embedded config; judged from its strings)' : ''}: it would run on Xen without PV drivers, vector callback or PV timers`, {
+      hint: 'use a GENERIC kernel (10.0 or later), or add both lines to your kernel config; --allow-non-xen-kernel builds anyway',
+    });
+  }
+  return config;
+}
+
+function checkArch(config: KernelConfig, arch: Arch): void {
+  if (config.elfMachine !== 'other' && config.elfMachine !== arch) {
+    throw new InputError(`the kernel is an ${config.elfMachine} kernel, but --arch is ${arch}`, { hint: `use --arch ${config.elfMachine}, or the ${arch} sets` });
+  }
+}
+
+function translateIoError(err: unknown, outDir: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new EnvironmentError(`no space left on the device holding ${outDir}`, { hint: 'free some space or choose --out on a larger file system (nothing half-written was left)', cause: err });
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new EnvironmentError(`cannot write in ${outDir}: ${code}`, { hint: 'choose a writable --out', cause: err });
+  }
+  return err;
+}
+
