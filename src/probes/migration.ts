@@ -27,18 +27,18 @@ export const migration = defineProbe<MigrationFacts>({
     const x = xenGuestEvidence(after);
     if (x && !x.xen) return skip(x.reason);
     const evidence: string[] = [`before: ${before.phase}, after: ${after.phase}`];
-    if (beforeBoot === undefined || afterBoot === undefined) return inconclusive(...evidence, 'dmesg-boot missing in one bundle: cannot tell whether the guest rebooted');
-    if (beforeBoot !== afterBoot) return fail([...evidence, 'dmesg.boot differs: the guest rebooted instead of resuming'], 'the guest did not survive the migration: check the toolstack log and the console for a panic');
+    if (beforeBoot === undefined || afterBoot === undefined) return inconclusive('dmesg-boot missing in one bundle: cannot tell whether the guest rebooted', ...evidence);
+    if (beforeBoot !== afterBoot) return fail(['dmesg.boot differs: the guest rebooted instead of resuming', ...evidence], 'the guest did not survive the migration: check the toolstack log and the console for a panic');
     evidence.push('same boot (identical dmesg.boot)');
     const beforeLines = new Set(before.dmesg ?? []);
     const newLines = (after.dmesg ?? []).filter((l) => !beforeLines.has(l));
     const bad = newLines.filter((l) => BAD_RESUME.test(l));
-    if (bad.length) return fail([...evidence, ...bad.map((l) => `kernel after resume: ${l}`)], 'a device refused to suspend or resume: see the kernel lines; before FreeBSD 10.3-p18/11.0-p9 (EN-17:05) migration recovery was broken');
+    if (bad.length) return fail([...bad.map((l) => `kernel after resume: ${l}`), ...evidence], 'a device refused to suspend or resume: see the kernel lines; before FreeBSD 10.3-p18/11.0-p9 (EN-17:05) migration recovery was broken');
     const resumeMarks = newLines.filter((l) => /backend features:|^XEN: Hypervisor version/.test(l));
     evidence.push(resumeMarks.length ? `resume traces: ${resumeMarks[0]}${resumeMarks.length > 1 ? ` (+${resumeMarks.length - 1})` : ''}` : 'no resume traces in dmesg (a non-verbose kernel prints few)');
-    if (after.dmesg === undefined) return inconclusive(...evidence, 'the dmesg section is missing after the migration');
+    if (after.dmesg === undefined) return inconclusive('the dmesg section is missing after the migration', ...evidence);
     const t = timerTicking(after);
-    if (t.verdict !== 'ok') return { ...t, evidence: [...evidence, ...t.evidence.map((e) => `after: ${e}`)] };
+    if (t.verdict !== 'ok') return { ...t, evidence: [...t.evidence.map((e) => `after: ${e}`), ...evidence] };
     evidence.push(...t.evidence.map((e) => `after: ${e}`));
     const [b0, b1] = before.vmstat;
     const [a0, a1] = after.vmstat;
@@ -49,13 +49,13 @@ export const migration = defineProbe<MigrationFacts>({
       const post = ipiTotals(aIpi);
       if (pre.size > 0) {
         const stuck = [...pre.keys()].filter((c) => (post.get(c) ?? 0) <= (pre.get(c) ?? 0));
-        if (stuck.length) return fail([...evidence, `PV IPI counters of CPU ${stuck.join(', ')} did not advance after the migration`]);
+        if (stuck.length) return fail([`PV IPI counters of CPU ${stuck.join(', ')} did not advance after the migration`, ...evidence]);
         evidence.push(`PV IPIs advanced on all ${pre.size} CPUs since before`);
       }
     }
     const fl = after.flush;
-    if (!fl) return inconclusive(...evidence, 'no flush section after the migration: disk I/O not exercised');
-    if (fl.write !== 0 || fl.fsync !== 0) return fail([...evidence, `disk I/O after the migration failed: write-status ${fl.write ?? 'none'}, fsync-status ${fl.fsync ?? 'none'}`]);
+    if (!fl) return inconclusive('no flush section after the migration: disk I/O not exercised', ...evidence);
+    if (fl.write !== 0 || fl.fsync !== 0) return fail([`disk I/O after the migration failed: write-status ${fl.write ?? 'none'}, fsync-status ${fl.fsync ?? 'none'}`, ...evidence]);
     evidence.push('disk write + fsync after the migration succeeded');
     return pass(...evidence);
   },

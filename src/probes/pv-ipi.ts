@@ -37,8 +37,8 @@ export function ipiVerdict(f: GuestFacts): ProbeOutcome {
       const eax = f.cpuid.leaf4eax;
       const bits = [eax & XEN_HVM_CPUID_APIC_ACCESS_VIRT && 'APIC access virtualisation', eax & XEN_HVM_CPUID_X2APIC_VIRT && 'x2APIC virtualisation'].filter(Boolean);
       const leaf = `Xen CPUID leaf 0x${(f.cpuid.base + 4).toString(16)} EAX=0x${eax.toString(16)}`;
-      if (bits.length) return pass(`${rel.text}: no PV IPI rows`, `${leaf}: ${bits.join(' + ')}`, 'IPIs are deliberately native LAPIC IPIs on this host (FreeBSD 14.0+, commit 2450da67)');
-      return fail([`${rel.text}: no cpuN:<ipi> event-channel rows in vmstat -ia`, `${leaf}: no APIC virtualisation, so FreeBSD should have bound PV IPIs`]);
+      if (bits.length) return pass('IPIs are deliberately native LAPIC IPIs on this APIC-virtualising host (FreeBSD 14.0+, commit 2450da67)', `${leaf}: ${bits.join(' + ')}`, `${rel.text}: no PV IPI rows, as intended`);
+      return fail([`${rel.text}: no cpuN:<ipi> event-channel rows in vmstat -ia`, `${leaf}: no APIC virtualisation, so FreeBSD should have bound PV IPIs`], 'Xen reports no APIC virtualisation, so the kernel should use event-channel IPIs: check vector-callback and that the kernel is GENERIC with options XENHVM');
     }
     return fail([`${rel?.text ?? 'release unknown'}: no cpuN:<ipi> event-channel rows (r, itlb, b, st, sp...) in vmstat -ia: IPIs go through the emulated LAPIC`]);
   }

@@ -54,7 +54,7 @@ export const pvTimer = defineProbe<GuestFacts>({
       evidence.push(`kern.eventtimer.et.XENTIMER.flags: ${flagsText} (PERCPU)`);
     }
     const t = timerTicking(f);
-    if (t.verdict !== 'ok') return { ...t, evidence: [...evidence, ...t.evidence] };
+    if (t.verdict !== 'ok') return { ...t, evidence: [...t.evidence, ...evidence] };
     return pass(...evidence, ...t.evidence);
   },
   hint: 'XENTIMER needs the vector callback and Xen\'s HVM safe pvclock; check dmesg for "xen_et0: ... unavailable" and do not set kern.eventtimer.timer in loader.conf/sysctl.conf',
