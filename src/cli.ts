@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The bin entry and the only place that sets the exit code. */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createExecaRunner } from './core/exec/runner.js';
 import { loadConfigFile, type ConfigSections } from './core/config-file.js';
 import { InterruptedError, toExitCode } from './core/errors.js';
@@ -74,7 +76,17 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   }
 }
 
-const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/fbxen');
+/** True when this file is the process entry, also through npm's bin symlink. */
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+const isMain = isEntryPoint();
 if (isMain) {
   run(process.argv.slice(2)).then(
     (code) => {

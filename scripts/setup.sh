@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what fbxen and its tests need on Debian 12, then the npm packages, then builds.
+# Idempotent: only missing Debian packages are installed (apt-get update only when something is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools fbxen runs (xz, qemu-img, xorriso, mkfs.fat/mtools for --uefi) and the real consumers the tests
+# check its outputs with (sgdisk, sfdisk, grub-fstest, sleuthkit, makefs, bsdtar, readelf, the real xl
+# parser with libxen-dev for its LD_PRELOAD shim, shellcheck and dash for the guest collector, python3).
+PACKAGES=(xz-utils qemu-utils xorriso dosfstools mtools gdisk fdisk grub-common sleuthkit makefs
+  libarchive-tools binutils gcc make libc6-dev xen-utils-4.17 libxen-dev shellcheck dash python3
+  openssh-client genisoimage util-linux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build

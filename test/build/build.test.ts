@@ -1,0 +1,300 @@
+/**
+ * fbxen build end to end on the FreeBSD-shaped sample, with real consumers checking the image:
+ * sgdisk, sfdisk, grub-fstest (GRUB's own UFS2 and GPT code), qemu-img, sleuthkit.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fbxen, fbxenInterrupted, listing } from '../support/cli.js';
+import { sampleDist, tmpDir } from '../support/samples.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface BuildJson {
+  name: string;
+  release: string;
+  arch: string;
+  kernel: { ident: string; xenhvm: boolean; xenpci: boolean };
+  partitions: { index: number; label: string; type: string; firstLba: number; lastLba: number }[];
+  outputs: { format: string; path: string; size: number; sha256: string }[];
+  timestamp: number;
+}
+
+function buildSample(args: string[], opts: { arch?: 'amd64' | 'i386'; variant?: string; out?: string; env?: Record<string, string> } = {}) {
+  const out = opts.out ?? tmpDir('out');
+  const cache = join(out, '..', `${out.split('/').pop()}-cache`);
+  const r = fbxen(['build', '--dist', sampleDist({ arch: opts.arch, variant: opts.variant }), '--arch', opts.arch ?? 'amd64', '--out', out, '--cache-dir', cache, '--disk-size', '256M', '--swap', '32M', ...args], { env: opts.env });
+  return { ...r, out, cache };
+}
+
+/** grub-fstest inside the GPT: the device is loop0, not hd0 (imaging.md §2). */
+function grub(disk: string, ...cmd: string[]): string {
+  return execFileSync('grub-fstest', [disk, '--', ...cmd], { maxBuffer: 1 << 26 }).toString();
+}
+
+describe('fbxen build (amd64 sample)', () => {
+  let r: ReturnType<typeof buildSample>;
+  let record: BuildJson;
+  let raw: string;
+  beforeAll(() => {
+    r = buildSample(['--json', '--name', 'sample'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.code).toBe(0);
+    record = JSON.parse(r.stdout) as BuildJson;
+    raw = join(r.out, 'sample.raw');
+  });
+
+  it('writes raw, qcow2 and build.json and nothing else', () => {
+    expect(listing(r.out)).toEqual(['build.json', 'sample.qcow2', 'sample.raw']);
+    expect(JSON.parse(readFileSync(join(r.out, 'build.json'), 'utf8'))).toEqual(record);
+    expect(record).toMatchObject({ name: 'sample', release: '14.3-RELEASE', arch: 'amd64', kernel: { ident: 'GENERIC', xenhvm: true, xenpci: true }, timestamp: 1717300000 });
+    for (const o of record.outputs) expect(sha256(readFileSync(o.path))).toBe(o.sha256);
+  });
+
+  it('has a GPT that sgdisk finds clean, with the recorded partitions', () => {
+    expect(execFileSync('sgdisk', ['-v', raw]).toString()).toContain('No problems found');
+    const sf = JSON.parse(execFileSync('sfdisk', ['-J', raw]).toString()) as { partitiontable: { partitions: { start: number; size: number; type: string; name: string }[] } };
+    expect(sf.partitiontable.partitions.map((p) => ({ label: p.name, type: p.type, firstLba: p.start, lastLba: p.start + p.size - 1 }))).toEqual(
+      record.partitions.map((p) => ({ label: p.label, type: p.type, firstLba: p.firstLba, lastLba: p.lastLba })),
+    );
+    expect(record.partitions.map((p) => p.label)).toEqual(['gptboot0', 'swapfs', 'rootfs']);
+  });
+
+  it('has pmbr in sector 0 and gptboot at the start of freebsd-boot', () => {
+    const disk = readFileSync(raw);
+    const stage = tmpDir('stage');
+    execFileSync('bsdtar', ['-xf', join(sampleDist(), 'base.txz'), '-C', stage, './boot/pmbr', './boot/gptboot']);
+    const pmbr = readFileSync(join(stage, 'boot/pmbr'));
+    const gptboot = readFileSync(join(stage, 'boot/gptboot'));
+    expect(disk.subarray(0, 446)).toEqual(pmbr.subarray(0, 446));
+    const boot = record.partitions.find((p) => p.label === 'gptboot0')!;
+    expect(disk.subarray(boot.firstLba * 512, boot.firstLba * 512 + gptboot.length)).toEqual(gptboot);
+  });
+
+  it('has a UFS2 root that GRUB reads: /boot, loader.conf, fstab, the kernel', () => {
+    const root = `(loop0,gpt${record.partitions.find((p) => p.label === 'rootfs')!.index})`;
+    const boot = grub(raw, 'ls', `${root}/boot/`);
+    for (const name of ['kernel/', 'loader.conf', 'pmbr', 'gptboot', 'defaults/']) expect(boot).toContain(name);
+    const loader = grub(raw, 'cat', `${root}/boot/loader.conf`);
+    expect(loader).toContain('boot_multicons="YES"');
+    expect(loader).toContain('console="comconsole,vidconsole"');
+    expect(loader).toContain('comconsole_speed="115200"');
+    const fstab = grub(raw, 'cat', `${root}/etc/fstab`);
+    expect(fstab).toMatch(/^\/dev\/gpt\/rootfs\s+\/\s+ufs\s+rw\s+1\s+1$/m);
+    expect(fstab).toMatch(/^\/dev\/gpt\/swapfs\s+none\s+swap\s+sw/m);
+    const rc = grub(raw, 'cat', `${root}/etc/rc.conf`);
+    expect(rc).toContain('growfs_enable="YES"');
+    expect(rc).toContain('ifconfig_xn0="DHCP"');
+    const stage = tmpDir('kernel');
+    execFileSync('bsdtar', ['-xf', join(sampleDist(), 'kernel.txz'), '-C', stage, './boot/kernel/kernel']);
+    expect(spawnSync('grub-fstest', [raw, '--', 'cmp', `${root}/boot/kernel/kernel`, join(stage, 'boot/kernel/kernel')]).status).toBe(0);
+  });
+
+  it('has a qcow2 that qemu-img checks and finds identical to the raw image', () => {
+    const qcow2 = join(r.out, 'sample.qcow2');
+    expect(execFileSync('qemu-img', ['check', qcow2]).toString()).toContain('No errors were found');
+    expect(execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, qcow2]).toString()).toContain('Images are identical');
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', qcow2]).toString()) as { 'virtual-size': number };
+    expect(info['virtual-size']).toBe(256 * 1024 * 1024);
+  });
+
+  it('is a sparse raw file', () => {
+    const blocks = Number(execFileSync('stat', ['-c', '%b', raw]).toString()) * 512;
+    expect(blocks).toBeLessThan(64 * 1024 * 1024);
+  });
+});
+
+describe('fbxen build: reproducibility and the cache', () => {
+  it('gives identical bytes for the same inputs, cached or not, and --check-reproducible says so', () => {
+    const a = buildSample(['--name', 'x', '--json', '--no-cache']);
+    const b = buildSample(['--name', 'x', '--json']);
+    const c = buildSample(['--name', 'x', '--json', '--check-reproducible'], { out: b.out });
+    for (const x of [a, b, c]) expect(x.code, x.stderr).toBe(0);
+    const outs = [a, b, c].map((x) => (JSON.parse(x.stdout) as BuildJson).outputs.map((o) => o.sha256));
+    expect(outs[1]).toEqual(outs[0]);
+    expect(outs[2]).toEqual(outs[0]);
+    expect((JSON.parse(c.stdout) as { reproducible: { identical: boolean } }).reproducible.identical).toBe(true);
+    expect(listing(b.out)).toEqual(['build.json', 'x.qcow2', 'x.raw']);
+    expect(listing(join(b.cache, 'sets')).filter((f) => f.endsWith('.tar'))).toHaveLength(2);
+    expect(listing(join(a.cache, 'sets'))).toEqual([]);
+  });
+
+  it('builds i386 too', () => {
+    const r = buildSample(['--json', '--format', 'raw'], { arch: 'i386' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ arch: 'i386', kernel: { xenhvm: true } });
+  });
+
+  it('refuses an amd64 kernel given --arch i386', () => {
+    const r = fbxen(['build', '--dist', sampleDist(), '--arch', 'i386', '--out', tmpDir('o'), '--cache-dir', tmpDir('c')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/the kernel is an amd64 kernel, but --arch is i386/);
+  });
+});
+
+describe('fbxen build: bad inputs end in a clear error and leave no finished-looking output', () => {
+  const finished = (out: string) => listing(out).filter((f) => !f.startsWith('.') || f.includes('partial') || f.includes('scratch'));
+
+  it.each([
+    ['no-xenhvm', /lacks options XENHVM and device xenpci/],
+    ['no-pmbr', /the sets have no \/boot\/pmbr/],
+    ['no-gptboot', /the sets have no \/boot\/gptboot/],
+    ['no-kernel', /kernel\.txz has no \/boot\/kernel\/kernel/],
+    ['traversal-dotdot', /entry "\.\/usr\/\.\.\/\.\.\/etc\/evil": the name contains "\.\."/],
+    ['traversal-absolute', /entry "\/etc\/evil": the name is absolute/],
+    ['traversal-symlink', /entry "\.\/escape\/evil": the path goes through the symlink "escape"/],
+    ['hardlink-outside', /the hard link points outside the root/],
+    ['hardlink-missing', /the hard link points to a missing entry/],
+    ['device-node', /entry "\.\/dev\/mem": device nodes and FIFOs are refused/],
+    ['nul-name', /the name contains a NUL byte/],
+    ['long-name', /longer than 255 bytes/],
+    ['bad-flag', /unknown file flag "notaflag"/],
+  ])('variant %s', (variant, message) => {
+    const r = buildSample([], { variant });
+    expect(r.stderr).toMatch(message);
+    expect(r.code).toBeGreaterThanOrEqual(2);
+    expect(finished(r.out)).toEqual([]);
+  });
+
+  it('builds a kernel without XENHVM when told to', () => {
+    const r = buildSample(['--allow-non-xen-kernel', '--format', 'raw', '--json'], { variant: 'no-xenhvm' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ kernel: { xenhvm: false } });
+  });
+
+  const damaged = (mutate: (dist: string) => void, fixManifest: boolean) => {
+    const dist = tmpDir('dist');
+    for (const f of ['MANIFEST', 'base.txz', 'kernel.txz']) copyFileSync(join(sampleDist(), f), join(dist, f));
+    mutate(dist);
+    if (fixManifest) {
+      const m = readFileSync(join(dist, 'MANIFEST'), 'utf8').replace(/^(base\.txz\t)[0-9a-f]+/m, `$1${sha256(readFileSync(join(dist, 'base.txz')))}`);
+      writeFileSync(join(dist, 'MANIFEST'), m);
+    }
+    return dist;
+  };
+  const runDist = (dist: string) => {
+    const out = tmpDir('out');
+    return { ...fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M']), out };
+  };
+
+  it('a sha256 mismatch against MANIFEST', () => {
+    const r = runDist(damaged((d) => writeFileSync(join(d, 'base.txz'), Buffer.concat([readFileSync(join(d, 'base.txz')), Buffer.from('x')])), false));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/base\.txz: sha256 [0-9a-f]+ does not match MANIFEST/);
+    expect(finished(r.out)).toEqual([]);
+  });
+
+  it('a truncated xz (with a MANIFEST that matches it)', () => {
+    const r = runDist(damaged((d) => writeFileSync(join(d, 'base.txz'), readFileSync(join(d, 'base.txz')).subarray(0, 200000)), true));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/base\.txz could not be decompressed/);
+    expect(finished(r.out)).toEqual([]);
+  });
+
+  it('a corrupt tar inside a valid xz', () => {
+    const r = runDist(
+      damaged((d) => {
+        const tar = execFileSync('xz', ['-dc', join(d, 'base.txz')], { maxBuffer: 1 << 28 });
+        for (let at = 0; at < tar.length; at += 512) if (tar.subarray(at + 257, at + 262).toString() === 'ustar' && at > 4096) {
+          tar[at] ^= 0x20;
+          break;
+        }
+        writeFileSync(join(d, 'base.txz'), execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 28 }));
+      }, true),
+    );
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/base\.txz: bad tar header checksum at byte \d+/);
+    expect(finished(r.out)).toEqual([]);
+  });
+
+  it('a root file system size too small for the content', () => {
+    const r = buildSample(['--size', '2M']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/--size 2\.0 MiB is too small for the sets: the root file system needs at least/);
+  });
+
+  it('a disk size too small for the partitions', () => {
+    const r = buildSample(['--disk-size', '8M']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/--disk-size 8\.0 MiB is too small: the partitions need/);
+  });
+
+  it('an output path that is a file', () => {
+    const dir = tmpDir('o');
+    writeFileSync(join(dir, 'file'), 'x');
+    const r = buildSample([], { out: join(dir, 'file') });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/exists and is not a directory/);
+    expect(readFileSync(join(dir, 'file'), 'utf8')).toBe('x');
+  });
+
+  it('a full disk (a 3 MiB tmpfs in a private mount namespace)', () => {
+    const dir = tmpDir('full');
+    const script = `mount -t tmpfs -o size=3m tmpfs ${dir} && ${process.execPath} dist/cli.js build --dist ${sampleDist()} --out ${dir}/out --cache-dir ${tmpDir('c')} --disk-size 256M; echo "rc=$?"; ls -A ${dir}/out`;
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' } });
+    if (r.status !== 0 && /unshare|Operation not permitted/.test(r.stderr)) return; // no mount namespaces here: cannot simulate
+    expect(r.stderr).toMatch(/no space left on the device holding/);
+    expect(r.stdout).toMatch(/^rc=4$/m);
+    expect(r.stdout.split('\n').slice(1).filter(Boolean)).toEqual([]);
+  });
+
+  it('an unreachable mirror suggests --dist', () => {
+    const r = fbxen(['build', '--release', '14.3-RELEASE', '--mirror', 'http://127.0.0.1:9', '--out', tmpDir('o'), '--cache-dir', tmpDir('c')]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:9\/releases\/amd64\/14\.3-RELEASE\/MANIFEST/);
+    expect(r.stderr).toMatch(/hint: without network, give the sets locally: --dist DIR/);
+  });
+
+  it('an unsupported release and arch are refused before anything is fetched', () => {
+    const r = fbxen(['build', '--release', '15.0-RELEASE', '--arch', 'i386', '--mirror', 'http://127.0.0.1:9', '--out', tmpDir('o')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/FreeBSD 15\.0-RELEASE has no i386 kernel/);
+  });
+
+  it('Ctrl-C during the build: exit 130, no outputs, no temporaries', async () => {
+    const out = tmpDir('int');
+    const r = await fbxenInterrupted(['build', '--dist', sampleDist(), '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--verbose'], (err) => /Write the root file system/.test(err));
+    expect(r.sentSignal).toBe(true);
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/SIGINT received, cleaning up/);
+    expect(listing(out)).toEqual([]);
+  });
+});
+
+describe('fbxen build: options, config file and plans', () => {
+  it('--dry-run prints the plan and creates nothing', () => {
+    const out = join(tmpDir('dry'), 'never');
+    const r = fbxen(['build', '--release', '14.3-RELEASE', '--out', out, '--cache-dir', '/nonexistent-cache', '--format', 'raw,qcow2,vhd', '--dry-run']);
+    expect(r.code).toBe(0);
+    const plan = r.stdout.replaceAll(out, '<OUT>');
+    expect(plan).toMatchSnapshot();
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('reads fbxen.yaml; flags win; a bad key is named', () => {
+    const dir = tmpDir('cfg');
+    writeFileSync(join(dir, 'fbxen.yaml'), `build:\n  dist: ${sampleDist()}\n  format: raw\n  swap: 0\n  disk-size: 128M\n  name: fromconfig\n`);
+    const r = fbxen(['build', '--json', '--name', 'fromflag', '--cache-dir', join(dir, 'cache')], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const rec = JSON.parse(r.stdout) as BuildJson;
+    expect(rec.name).toBe('fromflag');
+    expect(rec.outputs.map((o) => o.format)).toEqual(['raw']);
+    expect(rec.partitions.map((p) => p.label)).toEqual(['gptboot0', 'rootfs']);
+    writeFileSync(join(dir, 'bad.yaml'), 'build:\n  disk-sise: 4G\n  swap: lots\n');
+    const bad = fbxen(['build', '--config', 'bad.yaml'], { cwd: dir });
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/build\.swap \(config file\): swap: "lots" is not a size/);
+    expect(bad.stderr).toMatch(/disk-sise/);
+  });
+
+  it('a usage error exits 2 and says what to do', () => {
+    const r = fbxen(['build', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown option '--bogus'/);
+    const both = fbxen(['build', '--release', '14.3-RELEASE', '--dist', '/x']);
+    expect(both.code).toBe(3);
+    expect(both.stderr).toMatch(/give either --release \(with --arch\) or --dist/);
+  });
+});
