@@ -55,7 +55,10 @@ export interface Ufs2Options {
 
 /** Where the writer puts bytes: offsets are relative to the start of the file system. */
 export interface BlockTarget {
+  /** Must not keep `data` after the promise resolves (the writer reuses its buffers). */
   write(data: Uint8Array, offset: number): Promise<void>;
+  /** Writes out anything buffered; finish() calls it last. */
+  flush?(): Promise<void>;
 }
 
 export interface Ufs2Stats {

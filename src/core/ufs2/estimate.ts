@@ -1,0 +1,51 @@
+/**
+ * A file system size that surely holds content described only by its total file bytes and its
+ * number of entries (files, directories, symlinks, hard links), with the options' geometry.
+ */
+import { computeGeometry, validateOptions, UFS_ROOTINO } from './geometry.js';
+import type { Ufs2Options } from './types.js';
+
+const MiB = 1024 * 1024;
+/** Largest directory entry: 8-byte header + 255-byte name + NUL, padded to 4. */
+const MAX_DIRENT = 264;
+
+export interface ContentSize {
+  /** Sum of regular file sizes in bytes. */
+  dataBytes: number;
+  /** Number of entries (every path, including directories and hard links). */
+  entries: number;
+}
+
+/**
+ * Upper bound, in bytes (a whole number of MiB), for a file system that holds the content and
+ * still has newfs's reserved space (minFreePercent) free. Worst cases are counted: each file and
+ * directory may waste up to one block on its tail, each symlink may need a block, and files may need
+ * indirect blocks (one per NINDIR data blocks plus up to three per file on the path to them).
+ */
+export function estimateUfs2Size(content: ContentSize, options: Partial<Ufs2Options> = {}): number {
+  const { bsize, fsize, minfree } = validateOptions({ sizeBytes: 1, timestamp: 0, seed: '', ...options });
+  const frag = bsize / fsize;
+  const nindir = bsize / 8;
+  const dataBytes = Math.max(0, Math.ceil(content.dataBytes));
+  const entries = Math.max(1, Math.ceil(content.entries)) + 1;
+  const dataBlocks = Math.ceil(dataBytes / bsize);
+  const needFrags =
+    Math.ceil(dataBytes / fsize) +
+    entries * frag + // tail waste of every file, or a block per directory/slow symlink
+    Math.ceil((entries * MAX_DIRENT) / fsize) + // directory contents
+    (Math.ceil(dataBlocks / nindir) * 2 + Math.min(entries, Math.ceil(dataBlocks / 12)) * 3) * frag; // indirect blocks
+  const needInodes = entries + UFS_ROOTINO + 1;
+  let size = Math.ceil((needFrags * fsize) / (1 - minfree / 100)) + 4 * MiB;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    size = Math.ceil(size / MiB) * MiB;
+    try {
+      const g = computeGeometry({ timestamp: 0, seed: '', ...options, sizeBytes: size });
+      const usable = Math.floor(g.dsize * (1 - minfree / 100));
+      if (usable >= needFrags && g.ncg * g.ipg >= needInodes) return size;
+    } catch {
+      // too small for any geometry: grow
+    }
+    size = Math.ceil(size * 1.05) + MiB;
+  }
+  throw new Error('internal: no UFS2 size found for the content');
+}

@@ -1,0 +1,702 @@
+/**
+ * One-pass UFS2 writer. File data goes to its final place as it streams in (allocation follows
+ * arrival order: the only way to stay one-pass with bounded memory); everything else — inode
+ * numbers, directory contents, directory and slow-symlink blocks, maps, summaries, superblocks — is
+ * laid out in finish() from the byte-sorted tree, so it does not depend on arrival order.
+ */
+import { createHash } from 'node:crypto';
+import { InputError } from '../errors.js';
+import {
+  DIRBLKSIZ,
+  MAXSYMLINKLEN_UFS2,
+  SBLOCK_UFS2,
+  UFS_NDADDR,
+  UFS_ROOTINO,
+  DINODE2_SIZE,
+  cgDataFrags,
+  computeGeometry,
+  type Geometry,
+} from './geometry.js';
+import {
+  DT_DIR,
+  DT_LNK,
+  DT_REG,
+  IFDIR,
+  IFLNK,
+  IFREG,
+  encodeCgHeader,
+  encodeDirectory,
+  encodeInode,
+  encodeSuperblock,
+  type CsTotals,
+  type DirEntryIn,
+} from './layout.js';
+import { estimateUfs2Size } from './estimate.js';
+import type { BlockTarget, FsMeta, Ufs2Options, Ufs2Stats, Ufs2Writer } from './types.js';
+
+const MiB = 1024 * 1024;
+const MAX_NAME = 255;
+const MAX_SYMLINK = 1023;
+
+interface BlockMap {
+  db: number[];
+  ib: number[];
+  /** Fragments allocated to this inode (data and indirect blocks). */
+  frags: number;
+}
+
+interface DirNode {
+  kind: 'dir';
+  meta: FsMeta;
+  children: Map<string, Node>;
+  parent: DirNode | null;
+  ino: number;
+  map: BlockMap;
+  size: number;
+}
+interface FileNode {
+  kind: 'file';
+  meta: FsMeta;
+  size: number;
+  nlink: number;
+  ino: number;
+  map: BlockMap;
+}
+interface SymlinkNode {
+  kind: 'symlink';
+  meta: FsMeta;
+  target: Buffer;
+  ino: number;
+  map: BlockMap;
+}
+type Node = DirNode | FileNode | SymlinkNode;
+
+const newMap = (): BlockMap => ({ db: new Array<number>(UFS_NDADDR).fill(0), ib: [0, 0, 0], frags: 0 });
+
+/** Byte-order comparison of names (UTF-8), the order directory entries and inode numbers follow. */
+function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function splitPath(path: string): string[] {
+  if (typeof path !== 'string') throw new InputError(`invalid path ${String(path)}`);
+  if (path === '') return [];
+  const parts = path.split('/');
+  for (const p of parts) {
+    if (p === '' || p === '.' || p === '..' || p.includes('\0'))
+      throw new InputError(`invalid path ${JSON.stringify(path)}: empty, '.', '..' or NUL component`, {
+        hint: 'paths must be normalised and relative (the tar reader does this)',
+      });
+    if (Buffer.byteLength(p, 'utf8') > MAX_NAME)
+      throw new InputError(`name too long in ${JSON.stringify(path)}: more than ${MAX_NAME} bytes`, {
+        hint: 'UFS names are at most 255 bytes',
+      });
+  }
+  return parts;
+}
+
+function checkMeta(path: string, meta: FsMeta): void {
+  const ok =
+    Number.isInteger(meta.mode) &&
+    meta.mode >= 0 &&
+    meta.mode <= 0o7777 &&
+    Number.isInteger(meta.uid) &&
+    meta.uid >= 0 &&
+    meta.uid <= 0xffffffff &&
+    Number.isInteger(meta.gid) &&
+    meta.gid >= 0 &&
+    meta.gid <= 0xffffffff &&
+    Number.isFinite(meta.mtime) &&
+    Number.isInteger(meta.flags) &&
+    meta.flags >= 0 &&
+    meta.flags <= 0xffffffff;
+  if (!ok)
+    throw new InputError(`invalid metadata for ${JSON.stringify(path || '/')}`, {
+      hint: 'mode must be within 0o7777, uid/gid/flags unsigned 32-bit integers, mtime a number',
+    });
+}
+
+/** Seeded 32-bit generator (splitmix-style) for fs_id and inode generation numbers. */
+function seededWords(seed: string): (i: number) => number {
+  const h = createHash('sha256').update(`fbxen-ufs2:${seed}`).digest();
+  const k0 = h.readUInt32LE(0);
+  const k1 = h.readUInt32LE(4);
+  return (i: number): number => {
+    let x = (Math.imul(i ^ k0, 0x9e3779b1) + k1) >>> 0;
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b) >>> 0;
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35) >>> 0;
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+}
+
+/**
+ * Fragment allocator over the whole file system: a bitmap of used fragments (metadata areas are
+ * pre-marked), a cursor for whole blocks, and one open block whose fragments take file tails.
+ */
+class Allocator {
+  readonly used: Uint8Array;
+  private cursor = 0;
+  private fragBlock = -1;
+  private fragNext = 0;
+  constructor(private readonly g: Geometry) {
+    this.used = new Uint8Array(Math.ceil(g.sizeFrags / 8));
+    for (let cg = 0; cg < g.ncg; cg++) {
+      const base = cg * g.fpg;
+      if (cg === 0) this.mark(0, g.dblkno + g.csfrags);
+      else this.mark(base + g.sblkno, g.dblkno - g.sblkno);
+    }
+  }
+  mark(start: number, count: number): void {
+    let i = start;
+    const end = start + count;
+    while (i < end && i & 7) this.used[i >> 3]! |= 1 << (i & 7), i++;
+    while (i + 8 <= end) this.used[i >> 3] = 0xff, (i += 8);
+    while (i < end) this.used[i >> 3]! |= 1 << (i & 7), i++;
+  }
+  isUsed(f: number): boolean {
+    return (this.used[f >> 3]! & (1 << (f & 7))) !== 0;
+  }
+  private freeBlockAt(b: number): boolean {
+    if (this.g.frag === 8) return this.used[b >> 3] === 0;
+    for (let i = 0; i < this.g.frag; i++) if (this.isUsed(b + i)) return false;
+    return true;
+  }
+  /** A whole free block (block-aligned fragment address), or -1 when the file system is full. */
+  block(): number {
+    const { frag, sizeFrags } = this.g;
+    while (this.cursor + frag <= sizeFrags) {
+      const b = this.cursor;
+      this.cursor += frag;
+      if (this.freeBlockAt(b)) {
+        this.mark(b, frag);
+        return b;
+      }
+    }
+    return -1;
+  }
+  /** `n` (< frag) contiguous fragments inside one block, or -1 when full. */
+  frags(n: number): number {
+    if (this.fragBlock < 0 || this.fragNext + n > this.g.frag) {
+      const { frag, sizeFrags } = this.g;
+      let b = -1;
+      while (this.cursor + frag <= sizeFrags) {
+        const c = this.cursor;
+        this.cursor += frag;
+        if (this.freeBlockAt(c)) {
+          b = c;
+          break;
+        }
+      }
+      if (b < 0) return -1;
+      this.fragBlock = b;
+      this.fragNext = 0;
+    }
+    const at = this.fragBlock + this.fragNext;
+    this.fragNext += n;
+    this.mark(at, n);
+    return at;
+  }
+}
+
+interface OpenIndirect {
+  key: string;
+  addr: number;
+  buf: Buffer;
+}
+
+export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs2Writer {
+  const g = computeGeometry(options);
+  if (!Number.isInteger(options.timestamp) || options.timestamp < 0)
+    throw new InputError(`invalid build timestamp ${options.timestamp}`, { hint: 'give whole seconds since the epoch' });
+  const timestamp = options.timestamp;
+  const words = seededWords(options.seed);
+  const alloc = new Allocator(g);
+  const zeroBlock = Buffer.alloc(g.bsize);
+  const defaultDirMeta = (): FsMeta => ({ mode: 0o755, uid: 0, gid: 0, mtime: timestamp, flags: 0 });
+  const root: DirNode = {
+    kind: 'dir',
+    meta: defaultDirMeta(),
+    children: new Map(),
+    parent: null,
+    ino: UFS_ROOTINO,
+    map: newMap(),
+    size: 0,
+  };
+  let full = false;
+  let busy = false;
+  let finished = false;
+  let entries = 1;
+  let dataBytes = 0;
+
+  const state = (): void => {
+    if (finished) throw new InputError('the UFS2 writer is finished; no more entries can be added');
+    if (busy) throw new Error('internal: UFS2 writer calls must not overlap (await file() before the next entry)');
+  };
+
+  /** The parent directory of `parts`, creating missing ones like tar does (0755 root:wheel, build time). */
+  function parentOf(path: string, parts: string[]): DirNode {
+    let dir = root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const name = parts[i]!;
+      const child = dir.children.get(name);
+      if (child === undefined) {
+        const made: DirNode = {
+          kind: 'dir',
+          meta: defaultDirMeta(),
+          children: new Map(),
+          parent: dir,
+          ino: 0,
+          map: newMap(),
+          size: 0,
+        };
+        dir.children.set(name, made);
+        entries++;
+        dir = made;
+      } else if (child.kind !== 'dir') {
+        throw new InputError(`${JSON.stringify(path)} is under ${JSON.stringify(parts.slice(0, i + 1).join('/'))}, which is not a directory`, {
+          hint: 'the distribution set is inconsistent; check the archive',
+        });
+      } else dir = child;
+    }
+    return dir;
+  }
+
+  function addNew(path: string, node: Node): void {
+    const parts = splitPath(path);
+    if (parts.length === 0) throw new InputError('the root directory cannot be a file, symlink or hard link');
+    const dir = parentOf(path, parts);
+    const name = parts[parts.length - 1]!;
+    if (dir.children.has(name))
+      throw new InputError(`duplicate path ${JSON.stringify(path)}`, { hint: 'each non-directory path may appear once in the input' });
+    dir.children.set(name, node);
+    entries++;
+  }
+
+  function lookup(path: string): Node | undefined {
+    let node: Node = root;
+    for (const part of splitPath(path)) {
+      if (node.kind !== 'dir') return undefined;
+      const next: Node | undefined = node.children.get(part);
+      if (next === undefined) return undefined;
+      node = next;
+    }
+    return node;
+  }
+
+  // ---- data placement -------------------------------------------------------------------------
+
+  /** Streams `size` bytes into blocks of `map`; all-zero whole blocks become holes when allowed. */
+  async function writeData(
+    label: string,
+    map: BlockMap,
+    size: number,
+    data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    allowHoles: boolean,
+  ): Promise<void> {
+    const { bsize, fsize, frag, nindir } = g;
+    const nblocks = Math.ceil(size / bsize);
+    const open: Array<OpenIndirect | null> = [null, null, null];
+    let blockBuf: Buffer | null = null;
+    let fill = 0;
+    let lbn = 0;
+    let received = 0;
+
+    const flushOpen = async (from: number): Promise<void> => {
+      for (let d = 2; d >= from; d--) {
+        const o = open[d];
+        if (o && o.addr > 0 && !full) await target.write(o.buf, o.addr * fsize);
+        open[d] = null;
+      }
+    };
+
+    /** Makes sure the indirect blocks above `lbn` exist; returns the block and slot holding its pointer. */
+    const indirectSlot = async (n: number): Promise<{ buf: Buffer; slot: number } | null> => {
+      let i = n - UFS_NDADDR;
+      let level = 0;
+      let span = nindir;
+      while (i >= span) {
+        i -= span;
+        level++;
+        span *= nindir;
+      }
+      const idx: number[] = [];
+      let rem = i;
+      for (let d = level; d >= 0; d--) {
+        const unit = nindir ** d;
+        idx.push(Math.floor(rem / unit));
+        rem %= unit;
+      }
+      for (let d = 0; d <= level; d++) {
+        const key = `${level}:${idx.slice(0, d).join(',')}`;
+        let o = open[d];
+        if (!o || o.key !== key) {
+          await flushOpen(d);
+          o = open[d] = { key, addr: 0, buf: Buffer.alloc(bsize) };
+        }
+        if (o.addr === 0) {
+          const a = alloc.block();
+          if (a < 0) return null;
+          o.addr = a;
+          map.frags += frag;
+          if (d === 0) map.ib[level] = a;
+          else open[d - 1]!.buf.writeBigInt64LE(BigInt(a), idx[d - 1]! * 8);
+        }
+      }
+      return { buf: open[level]!.buf, slot: idx[level]! };
+    };
+
+    const emit = async (buf: Buffer, len: number): Promise<void> => {
+      const n = lbn++;
+      const isLast = n === nblocks - 1;
+      if (!isLast && allowHoles && buf.equals(zeroBlock)) return;
+      if (full) return;
+      const nfr = n < UFS_NDADDR && isLast ? Math.ceil(len / fsize) : frag;
+      let slot: { buf: Buffer; slot: number } | null = null;
+      if (n >= UFS_NDADDR) {
+        slot = await indirectSlot(n);
+        if (slot === null) {
+          full = true;
+          return;
+        }
+      }
+      const addr = nfr === frag ? alloc.block() : alloc.frags(nfr);
+      if (addr < 0) {
+        full = true;
+        return;
+      }
+      map.frags += nfr;
+      if (slot) slot.buf.writeBigInt64LE(BigInt(addr), slot.slot * 8);
+      else map.db[n] = addr;
+      await target.write(nfr === frag && buf.length === bsize ? buf : buf.subarray(0, nfr * fsize), addr * fsize);
+    };
+
+    for await (const chunk of data) {
+      if (received + chunk.length > size)
+        throw new InputError(`${label}: more data than the ${size} bytes announced`, {
+          hint: 'the archive member is longer than its header says; the archive is corrupt',
+        });
+      received += chunk.length;
+      let pos = 0;
+      while (pos < chunk.length) {
+        if (fill === 0 && chunk.length - pos >= bsize) {
+          // A whole block straight from the chunk: no copy.
+          await emit(Buffer.from(chunk.buffer, chunk.byteOffset + pos, bsize), bsize);
+          pos += bsize;
+          continue;
+        }
+        blockBuf ??= Buffer.alloc(bsize);
+        const take = Math.min(bsize - fill, chunk.length - pos);
+        blockBuf.set(chunk.subarray(pos, pos + take), fill);
+        fill += take;
+        pos += take;
+        if (fill === bsize) {
+          await emit(blockBuf, bsize);
+          fill = 0;
+        }
+      }
+    }
+    if (received !== size)
+      throw new InputError(`${label}: ${received} bytes of data, but ${size} announced`, {
+        hint: 'the archive ended early or the member is truncated; fetch the distribution set again',
+      });
+    if (fill > 0) {
+      blockBuf!.fill(0, fill);
+      await emit(blockBuf!, fill);
+    }
+    await flushOpen(0);
+  }
+
+  // ---- the public entry points ----------------------------------------------------------------
+
+  const writer: Ufs2Writer = {
+    directory(path, meta) {
+      state();
+      checkMeta(path, meta);
+      const parts = splitPath(path);
+      if (parts.length === 0) {
+        root.meta = { ...meta };
+        return;
+      }
+      const dir = parentOf(path, parts);
+      const name = parts[parts.length - 1]!;
+      const existing = dir.children.get(name);
+      if (existing) {
+        if (existing.kind !== 'dir')
+          throw new InputError(`${JSON.stringify(path)} is both a directory and a ${existing.kind}`, {
+            hint: 'the distribution set is inconsistent; check the archive',
+          });
+        existing.meta = { ...meta };
+        return;
+      }
+      dir.children.set(name, { kind: 'dir', meta: { ...meta }, children: new Map(), parent: dir, ino: 0, map: newMap(), size: 0 });
+      entries++;
+    },
+
+    symlink(path, linkTarget, meta) {
+      state();
+      checkMeta(path, meta);
+      const bytes = Buffer.from(linkTarget, 'utf8');
+      if (bytes.length === 0 || bytes.length > MAX_SYMLINK || bytes.includes(0))
+        throw new InputError(`symlink ${JSON.stringify(path)} has an invalid target (empty, NUL or over ${MAX_SYMLINK} bytes)`);
+      addNew(path, { kind: 'symlink', meta: { ...meta }, target: bytes, ino: 0, map: newMap() });
+    },
+
+    hardlink(path, existingPath) {
+      state();
+      const existing = lookup(existingPath);
+      if (existing === undefined)
+        throw new InputError(`hard link ${JSON.stringify(path)} points to ${JSON.stringify(existingPath)}, which does not exist (yet)`, {
+          hint: 'hard links must follow the file they name in the archive',
+        });
+      if (existing.kind !== 'file')
+        throw new InputError(`hard link ${JSON.stringify(path)} points to ${JSON.stringify(existingPath)}, which is a ${existing.kind}, not a regular file`);
+      addNew(path, existing);
+      existing.nlink++;
+    },
+
+    async file(path, meta, size, data) {
+      state();
+      checkMeta(path, meta);
+      if (!Number.isSafeInteger(size) || size < 0 || BigInt(size) > g.maxfilesize)
+        throw new InputError(`file ${JSON.stringify(path)} has an invalid size ${size}`);
+      const node: FileNode = { kind: 'file', meta: { ...meta }, size, nlink: 1, ino: 0, map: newMap() };
+      addNew(path, node);
+      dataBytes += size;
+      busy = true;
+      try {
+        await writeData(`file ${JSON.stringify(path)}`, node.map, size, data, true);
+      } finally {
+        busy = false;
+      }
+    },
+
+    async finish() {
+      state();
+      finished = true;
+      return layOut();
+    },
+  };
+
+  // ---- finish: numbering, directories, inodes, maps, superblocks ----------------------------------
+
+  async function layOut(): Promise<Ufs2Stats> {
+    // Inode numbers: directory by directory (breadth first), children in byte order; a hard link keeps the first.
+    const byIno: Node[] = [];
+    byIno[UFS_ROOTINO] = root;
+    let next = UFS_ROOTINO + 1;
+    const sorted = new Map<DirNode, Array<[string, Node]>>();
+    const queue: DirNode[] = [root];
+    for (let q = 0; q < queue.length; q++) {
+      const dir = queue[q]!;
+      const kids = [...dir.children.entries()].sort((a, b) => compareNames(a[0], b[0]));
+      sorted.set(dir, kids);
+      for (const [, child] of kids) {
+        if (child.ino === 0) {
+          child.ino = next++;
+          byIno[child.ino] = child;
+        }
+      }
+      for (const [, child] of kids) if (child.kind === 'dir') queue.push(child);
+    }
+    const maxIno = next - 1;
+    const inodesTotal = g.ncg * g.ipg;
+    const inodesShort = maxIno >= inodesTotal;
+
+    // Directory and slow-symlink blocks, in inode order (after all file data).
+    if (!inodesShort) {
+      for (let ino = UFS_ROOTINO; ino <= maxIno; ino++) {
+        const node = byIno[ino]!;
+        if (node.kind === 'dir') {
+          const list: DirEntryIn[] = [
+            { ino: node.ino, type: DT_DIR, name: Buffer.from('.') },
+            { ino: (node.parent ?? node).ino, type: DT_DIR, name: Buffer.from('..') },
+          ];
+          for (const [name, child] of sorted.get(node)!)
+            list.push({ ino: child.ino, type: child.kind === 'dir' ? DT_DIR : child.kind === 'file' ? DT_REG : DT_LNK, name: Buffer.from(name, 'utf8') });
+          const bytes = encodeDirectory(list);
+          node.size = bytes.length;
+          await writeData(`directory inode ${ino}`, node.map, bytes.length, [bytes], false);
+        } else if (node.kind === 'symlink' && node.target.length >= MAXSYMLINKLEN_UFS2) {
+          await writeData(`symlink inode ${ino}`, node.map, node.target.length, [node.target], false);
+        }
+      }
+    }
+
+    if (full || inodesShort) {
+      const needed = estimateUfs2Size({ dataBytes, entries }, options);
+      throw new InputError(
+        `file system too small: needs at least ${Math.ceil(needed / MiB)} MiB, has ${Math.floor((g.sizeFrags * g.fsize) / MiB)} MiB` +
+          (inodesShort ? ` (${entries} entries, ${inodesTotal - UFS_ROOTINO - 1} inodes)` : ''),
+        { hint: `give a larger --size (at least ${Math.ceil(needed / MiB)} MiB)` },
+      );
+    }
+
+    // Inodes, written block by block in inode order.
+    const clamp = (t: number): number => Math.min(Math.floor(t), timestamp);
+    const inoUsed = new Uint8Array(Math.ceil(inodesTotal / 8));
+    const setIno = (i: number): void => void (inoUsed[i >> 3]! |= 1 << (i & 7));
+    setIno(0);
+    setIno(1);
+    const cgDirs = new Array<number>(g.ncg).fill(0);
+    const cgMaxIno = new Array<number>(g.ncg).fill(-1);
+    let inoBlock = -1;
+    let inoBuf = Buffer.alloc(g.bsize);
+    const inodeBlockAddr = (ino: number): number =>
+      Math.floor(ino / g.ipg) * g.fpg + g.iblkno + Math.floor((ino % g.ipg) / g.inopb) * g.frag;
+    for (let ino = UFS_ROOTINO; ino <= maxIno; ino++) {
+      const node = byIno[ino]!;
+      const blk = Math.floor(ino / g.inopb);
+      if (blk !== inoBlock) {
+        if (inoBlock >= 0) await target.write(inoBuf, inodeBlockAddr(inoBlock * g.inopb) * g.fsize);
+        inoBlock = blk;
+        inoBuf = Buffer.alloc(g.bsize);
+      }
+      setIno(ino);
+      const cg = Math.floor(ino / g.ipg);
+      cgMaxIno[cg] = ino % g.ipg;
+      const m = node.meta;
+      const mtime = clamp(m.mtime);
+      const nsec = mtime < Math.floor(m.mtime) || !m.mtimeNsec ? 0 : Math.min(Math.max(Math.floor(m.mtimeNsec), 0), 999_999_999);
+      let type = IFREG;
+      let nlink = 1;
+      let size = 0;
+      let inline: Buffer | undefined;
+      if (node.kind === 'dir') {
+        type = IFDIR;
+        let subdirs = 0;
+        for (const child of node.children.values()) if (child.kind === 'dir') subdirs++;
+        nlink = 2 + subdirs;
+        size = node.size;
+        cgDirs[cg]!++;
+      } else if (node.kind === 'file') {
+        nlink = node.nlink;
+        size = node.size;
+      } else {
+        type = IFLNK;
+        size = node.target.length;
+        if (size < MAXSYMLINKLEN_UFS2) inline = node.target;
+      }
+      encodeInode(inoBuf, (ino % g.inopb) * DINODE2_SIZE, {
+        mode: type | m.mode,
+        nlink,
+        uid: m.uid,
+        gid: m.gid,
+        size,
+        blocks: node.map.frags * (g.fsize / 512),
+        atime: mtime,
+        mtime,
+        mtimeNsec: nsec,
+        ctime: timestamp,
+        birthtime: timestamp,
+        gen: words(ino) || 1,
+        flags: m.flags,
+        db: node.map.db,
+        ib: node.map.ib,
+        inlineData: inline,
+      });
+    }
+    if (inoBlock >= 0) await target.write(inoBuf, inodeBlockAddr(inoBlock * g.inopb) * g.fsize);
+
+    // Cylinder groups: maps from the allocation bitmap, counts, fragment and cluster summaries.
+    const csArray = Buffer.alloc(g.cssize);
+    const totals: CsTotals = { ndir: 0, nbfree: 0, nifree: 0, nffree: 0 };
+    let fragsFree = 0;
+    for (let cg = 0; cg < g.ncg; cg++) {
+      const base = cg * g.fpg;
+      const ndblk = cgDataFrags(g, cg);
+      const buf = Buffer.alloc(g.cgsize);
+      const cs: CsTotals = { ndir: cgDirs[cg]!, nbfree: 0, nifree: 0, nffree: 0 };
+      // inode map
+      const inoMap = buf.subarray(g.iusedoff, g.iusedoff + Math.ceil(g.ipg / 8));
+      let usedInodes = 0;
+      for (let i = 0; i < g.ipg; i++) {
+        const ino = cg * g.ipg + i;
+        if (inoUsed[ino >> 3]! & (1 << (ino & 7))) {
+          inoMap[i >> 3]! |= 1 << (i & 7);
+          usedInodes++;
+        }
+      }
+      cs.nifree = g.ipg - usedInodes;
+      // free-fragment map, per block: whole free blocks, or runs of free fragments
+      const freeMap = buf.subarray(g.freeoff, g.freeoff + Math.ceil(g.fpg / 8));
+      const frsum = new Array<number>(8).fill(0);
+      const clusterMap = g.contigsumsize > 0 ? buf.subarray(g.clusteroff) : null;
+      const nclusterblks = Math.floor(ndblk / g.frag);
+      for (let d = 0; d < ndblk; d += g.frag) {
+        let freeCount = 0;
+        let run = 0;
+        const runs: number[] = [];
+        for (let j = 0; j < g.frag && d + j < ndblk; j++) {
+          const f = d + j;
+          if (!alloc.isUsed(base + f)) {
+            freeMap[f >> 3]! |= 1 << (f & 7);
+            freeCount++;
+            run++;
+          } else if (run > 0) {
+            runs.push(run);
+            run = 0;
+          }
+        }
+        if (run > 0) runs.push(run);
+        if (freeCount === g.frag) {
+          cs.nbfree++;
+          const blk = d / g.frag;
+          if (clusterMap && blk < nclusterblks) clusterMap[blk >> 3]! |= 1 << (blk & 7);
+        } else if (freeCount > 0) {
+          cs.nffree += freeCount;
+          for (const r of runs) frsum[r]!++;
+        }
+      }
+      if (g.contigsumsize > 0) {
+        let run = 0;
+        const sum = new Array<number>(g.contigsumsize + 1).fill(0);
+        for (let b = 0; b <= nclusterblks; b++) {
+          if (b < nclusterblks && clusterMap![b >> 3]! & (1 << (b & 7))) run++;
+          else if (run > 0) {
+            sum[Math.min(run, g.contigsumsize)]!++;
+            run = 0;
+          }
+        }
+        for (let i = 1; i <= g.contigsumsize; i++) buf.writeInt32LE(sum[i]!, g.clustersumoff + 4 * i);
+      }
+      const initediblk = Math.min(g.ipg, Math.max(2 * g.inopb, Math.ceil((cgMaxIno[cg]! + 1) / g.inopb) * g.inopb));
+      encodeCgHeader(g, { cgx: cg, ndblk, timestamp, cs, frsum, initediblk, maps: buf });
+      await target.write(buf, (base + g.cblkno) * g.fsize);
+      csArray.writeInt32LE(cs.ndir, cg * 16);
+      csArray.writeInt32LE(cs.nbfree, cg * 16 + 4);
+      csArray.writeInt32LE(cs.nifree, cg * 16 + 8);
+      csArray.writeInt32LE(cs.nffree, cg * 16 + 12);
+      totals.ndir += cs.ndir;
+      totals.nbfree += cs.nbfree;
+      totals.nifree += cs.nifree;
+      totals.nffree += cs.nffree;
+      fragsFree += cs.nbfree * g.frag + cs.nffree;
+    }
+    await target.write(csArray, g.csaddr * g.fsize);
+
+    const fsId: [number, number] = [words(0x7fffffff) | 0, words(0x7ffffffe) | 0];
+    const sbFields = { timestamp, fsId, volumeLabel: options.volumeLabel ?? '', totals };
+    for (let cg = 0; cg < g.ncg; cg++) {
+      const at = (cg * g.fpg + g.sblkno) * g.fsize;
+      await target.write(encodeSuperblock(g, { ...sbFields, actualLocation: at }), at);
+    }
+    await target.write(encodeSuperblock(g, { ...sbFields, actualLocation: SBLOCK_UFS2 }), SBLOCK_UFS2);
+    await target.flush?.();
+
+    return {
+      sizeBytes: g.sizeFrags * g.fsize,
+      blockSize: g.bsize,
+      fragmentSize: g.fsize,
+      cylinderGroups: g.ncg,
+      inodesTotal,
+      inodesUsed: inodesTotal - totals.nifree,
+      fragmentsTotal: g.sizeFrags,
+      fragmentsFree: fragsFree,
+      dataBytes,
+    };
+  }
+
+  return writer;
+}
+
+export { DIRBLKSIZ };
