@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { bootWithXl } from '../core/boot/xl-boot.js';
 import type { BootResult } from '../core/boot/types.js';
 import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
-import { CheckFailedError, EnvironmentError } from '../core/errors.js';
+import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, parseSize, resolveRequest } from './options.js';
 
@@ -118,15 +118,6 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
   );
 }
 
-/** A verify Report is read only through these fields, so boot does not depend on its full shape. */
-function reportFailed(report: unknown): boolean {
-  const r = report as { verdict?: string; summary?: { fail?: number; failed?: number }; ok?: boolean; results?: { verdict?: string }[] };
-  if (typeof r.ok === 'boolean') return !r.ok;
-  if (typeof r.verdict === 'string') return r.verdict === 'fail';
-  if (r.summary) return (r.summary.fail ?? r.summary.failed ?? 0) > 0;
-  return (r.results ?? []).some((x) => x.verdict === 'fail');
-}
-
 export function registerBoot(program: Command, context: () => CommandContext): void {
   const cmd = program.command('boot').description('boot an image under Xen (xl or XenServer), capture its console and collect the evidence');
   addGuestOptions(cmd)
@@ -153,15 +144,19 @@ export function registerBoot(program: Command, context: () => CommandContext): v
         `artifacts: ${result.artifactsDir}`,
         `console:   ${result.consoleLog}`,
       ];
-      let failed = false;
+      let verdict: 0 | 1 | 2 = 0;
+      let reportJson: unknown;
       if (result.report !== undefined) {
         const verify = await import('../core/verify/index.js');
         lines.push('', verify.renderReportText(result.report).trimEnd());
-        failed = reportFailed(result.report);
+        verdict = verify.reportExitCode(result.report);
+        reportJson = verify.renderReportJson(result.report);
       } else {
         lines.push(`next:      fbxen verify --domain ${result.name}${o.artifacts !== DEFAULT_ARTIFACTS_ROOT ? ` --artifacts ${o.artifacts}` : ''}`);
       }
-      ctx.result(lines.join('\n'), { ...result });
-      if (failed) throw new CheckFailedError('verification failed: at least one probe said no', { hint: `see ${result.artifactsDir}/report.json` });
+      const { report: _report, ...rest } = result;
+      ctx.result(lines.join('\n'), { ...rest, ...(reportJson !== undefined ? { report: reportJson } : {}) });
+      if (verdict === 1) throw new CheckFailedError('verification failed: at least one probe said no', { hint: `see ${result.artifactsDir}/report.json` });
+      if (verdict === 2) throw new EvidenceIncompleteError('the evidence allowed no verdict (every probe inconclusive)', { hint: `read ${result.consoleLog}: did the collector run completely?` });
     });
 }

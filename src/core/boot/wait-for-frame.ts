@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { EvidenceIncompleteError, TimeoutError, ToolstackError } from '../errors.js';
-import { extractBundleFromConsole } from '../verify/console-frame.js';
+import { extractBundleFromConsole } from '../verify/index.js';
 
 type Extracted = Awaited<ReturnType<typeof extractBundleFromConsole>>;
 export type CompleteFrame = Extract<Extracted, { status: 'complete' }>;

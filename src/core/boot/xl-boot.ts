@@ -245,7 +245,11 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
           domid = id;
           break;
         }
-        if (createExited) throw new ToolstackError(`xl create exited but no domain named ${p.spec.name} exists`, { hint: `read ${a.consoleLog} and ${a.transcriptLog}` });
+        if (createExited) {
+          await sleep(0); // let a rejection that raced with the exit land before judging
+          if (createFailed !== undefined) continue;
+          throw new ToolstackError(`xl create exited but no domain named ${p.spec.name} exists`, { hint: `read ${a.consoleLog} and ${a.transcriptLog}` });
+        }
         if (Date.now() > deadline) throw new TimeoutError(`xl create did not produce domain ${p.spec.name} within ${CREATE_TIMEOUT_MS / 1000} s`, { hint: 'check `xl list` and the xl logs in /var/log/xen/' });
         await sleep(deps.pollMs ?? 250, deps.signal);
       }
@@ -277,7 +281,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
         // Loaded only when verifying, so booting does not depend on the probe code.
         const verify = await import('../verify/index.js');
         const r = verify.runProbes(frame.bundle);
-        await writeFileAtomic(a.reportJson, ensureNewline(verify.renderReportJson(r)));
+        await writeFileAtomic(a.reportJson, `${JSON.stringify(verify.renderReportJson(r), null, 2)}\n`);
         await writeFileAtomic(a.reportJunit, ensureNewline(verify.renderJunit(r)));
         return r;
       });

@@ -2,7 +2,7 @@
  * The xl driver: every `xl` command fbxen runs, through the Runner. It maps xl's failures to errors that
  * say what to do. Kept small and stateless so boot, verify and migrate-test can share it.
  */
-import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from '../../exec/runner.js';
 import { EnvironmentError, ToolstackError } from '../../errors.js';
 import { parseXlHostInfo, parseXlList, parseXlListLong, type XlDomainDetail, type XlHostInfo, type XlListRow } from './parse.js';
@@ -97,16 +97,18 @@ export class XlToolstack {
   }
 
   private attach(args: string[]): ConsoleAttachment {
-    const stdin = new PassThrough();
+    // stdin must be a pipe we hold open: execa only takes fd-backed streams, so ask for 'pipe' and keep the
+    // writable end. (StreamOptions types stdin as Readable | 'ignore'; 'pipe' is what execa needs here.)
     const proc: StreamingProcess = this.runner.stream(this.xl, args, {
       ...(this.options.env ? { env: this.options.env } : {}),
-      stdin,
+      stdin: 'pipe' as unknown as Readable,
     });
+    proc.stdin?.on('error', () => undefined); // EPIPE when the console client has already gone
     return {
       stdout: proc.stdout,
       done: proc.done,
       detach: () => {
-        stdin.end();
+        proc.stdin?.end();
       },
     };
   }
@@ -127,7 +129,7 @@ export class XlToolstack {
   async destroy(domid: number): Promise<void> {
     const r = await this.run(['destroy', String(domid)], { allowFailure: true, timeoutMs: 60_000 });
     if (r.exitCode === 0) return;
-    if (/invalid domain identifier|does not exist|not found/i.test(r.stderr)) return;
+    if (/invalid domain identifier|does not exist|not found|Non-existant domain|rc=-21\)/i.test(r.stderr)) return;
     throw new CommandFailedError(r, `destroy it by hand: xl destroy ${domid}`);
   }
 

@@ -1,0 +1,338 @@
+/*
+ * SIMULATION: a fake `xl` for fbxen's end-to-end tests. It is a test double, not Xen. It models the parts of
+ * the real xl 4.17 that fbxen uses (see docs/boot-xl.md, "The fake xl"):
+ *   - a domain table in $FAKE_XL_STATE/domains.json (domids only grow, like Xen's);
+ *   - `info`, `domid`, `list`, `list -l` (JSON like the real one: [{domid, config}], no Domain-0),
+ *     `create [-c] [-p] [-q] CFG`, `console`, `shutdown [-w]`, `destroy`, `pause`, `unpause`,
+ *     `save`, `restore`, `migrate` (domid changes; the console reattaches);
+ *   - `create -c` behaves as the real one: the domain is built paused, the console is attached, then the
+ *     domain is unpaused and the console (stdout) carries the guest's serial output; like xenconsole, the
+ *     console exits on EOF of its stdin and when the domain goes away;
+ *   - failures as the real one prints them: not a dom0, create failing, unknown domains.
+ * The guest is a script ($FAKE_XL_STATE/guest.txt): text lines are written to the console as they are;
+ * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
+ * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
+ * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, createFails: { stderr } }.
+ * Every invocation is appended to $FAKE_XL_STATE/calls.log.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const stateDir = process.env.FAKE_XL_STATE;
+if (!stateDir) {
+  process.stderr.write('fake xl: FAKE_XL_STATE is not set (this is a test double)\n');
+  process.exit(2);
+}
+const argv = process.argv.slice(2);
+appendFileSync(join(stateDir, 'calls.log'), `${JSON.stringify({ argv, at: Date.now() })}\n`);
+
+const scenario = existsSync(join(stateDir, 'scenario.json')) ? JSON.parse(readFileSync(join(stateDir, 'scenario.json'), 'utf8')) : {};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function load() {
+  const p = join(stateDir, 'domains.json');
+  return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : { nextDomid: 1, domains: [] };
+}
+function save(db) {
+  const p = join(stateDir, 'domains.json');
+  writeFileSync(`${p}.tmp${process.pid}`, JSON.stringify(db, null, 1));
+  renameSync(`${p}.tmp${process.pid}`, p);
+}
+/** A mkdir lock around read-modify-write, as concurrent xl calls must not lose updates. */
+function update(fn) {
+  const lock = join(stateDir, 'lock');
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (i > 2000) throw new Error('fake xl: state lock stuck');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+  try {
+    const db = load();
+    const out = fn(db);
+    save(db);
+    return out;
+  } finally {
+    rmdirSync(lock);
+  }
+}
+function find(db, ref) {
+  return /^\d+$/.test(ref) ? db.domains.find((d) => d.domid === Number(ref)) : db.domains.find((d) => d.name === ref);
+}
+function die(msg, code = 1) {
+  process.stderr.write(msg.endsWith('\n') ? msg : `${msg}\n`);
+  process.exit(code);
+}
+function notDom0() {
+  if (scenario.notDom0) {
+    die(
+      'xencall: error: Could not obtain handle on privileged command interface: No such file or directory\n' +
+        'libxl: error: libxl.c:102:libxl_ctx_alloc: cannot open libxc handle: No such file or directory\n' +
+        'cannot init xl context',
+    );
+  }
+}
+function unknownDomain(ref) {
+  die(`${ref} is an invalid domain identifier (rc=-6)`);
+}
+
+/** The subset of xl.cfg syntax fbxen writes: key = "string" | number | [ list ], comments. */
+function parseCfg(text) {
+  const out = {};
+  const re = /([a-z][._0-9a-z]*)\s*=\s*("(?:[^"\\\n]|\\.)*"|[0-9][0-9a-fx]*|\[[^\]]*\])/g;
+  const noComments = text.replace(/#.*$/gm, '');
+  for (const m of noComments.matchAll(re)) {
+    const v = m[2];
+    if (v.startsWith('"')) out[m[1]] = v.slice(1, -1);
+    else if (v.startsWith('[')) out[m[1]] = [...v.matchAll(/"((?:[^"\\\n]|\\.)*)"/g)].map((x) => x[1]);
+    else out[m[1]] = Number(v);
+  }
+  return out;
+}
+function diskFromSpec(spec) {
+  const d = {};
+  const t = spec.indexOf('target=');
+  const head = t >= 0 ? spec.slice(0, t) : spec;
+  for (const part of head.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [k, v] = part.split('=');
+    d[k] = v ?? true;
+  }
+  const disk = { vdev: d.vdev };
+  if (t >= 0) disk.pdev_path = spec.slice(t + 'target='.length);
+  if (d.devtype === 'cdrom') Object.assign(disk, { format: disk.pdev_path ? d.format ?? 'raw' : 'empty', removable: 1, is_cdrom: 1 });
+  else Object.assign(disk, { format: d.format ?? 'raw', readwrite: d.access === 'ro' || d.access === 'r' ? 0 : 1 });
+  return disk;
+}
+function libxlConfig(cfg) {
+  return {
+    c_info: { type: cfg.type ?? 'pv', name: cfg.name, uuid: cfg.uuid },
+    b_info: { max_vcpus: cfg.maxvcpus ?? cfg.vcpus ?? 1, max_memkb: (cfg.maxmem ?? cfg.memory ?? 128) * 1024, target_memkb: (cfg.memory ?? 128) * 1024, 'type.hvm': { serial: cfg.serial } },
+    disks: (cfg.disk ?? []).map(diskFromSpec),
+    nics: (cfg.vif ?? []).map((v, devid) => {
+      const o = Object.fromEntries(v.split(',').map((kv) => kv.trim().split('=')));
+      return { devid, mac: o.mac, bridge: o.bridge, nictype: o.type ?? 'vif_ioemu' };
+    }),
+    on_crash: cfg.on_crash,
+  };
+}
+
+/** Plays the guest script to stdout until the domain goes away or stdin closes (xenconsole semantics). */
+async function consoleLoop(domid) {
+  let stdinClosed = false;
+  process.stdin.on('end', () => (stdinClosed = true));
+  process.stdin.on('error', () => (stdinClosed = true));
+  process.stdin.resume();
+  const alive = () => !stdinClosed && load().domains.some((d) => d.domid === domid);
+  const scriptPath = join(stateDir, 'guest.txt');
+  const script = existsSync(scriptPath) ? readFileSync(scriptPath, 'utf8').split('\n') : ['@hang'];
+  const write = (s) => new Promise((r) => (process.stdout.write(s) ? r() : process.stdout.once('drain', r)));
+  for (const line of script) {
+    if (!alive()) return;
+    if (line.startsWith('@sleep ')) {
+      const until = Date.now() + Number(line.slice(7));
+      while (Date.now() < until && alive()) await sleep(20);
+    } else if (line === '@crash') {
+      update((db) => {
+        const d = db.domains.find((x) => x.domid === domid);
+        if (d) d.state = 'c';
+      });
+    } else if (line === '@poweroff') {
+      update((db) => {
+        db.domains = db.domains.filter((x) => x.domid !== domid);
+      });
+      return;
+    } else if (line === '@hang' || line === '@ignore-shutdown') {
+      if (line === '@ignore-shutdown') update((db) => {
+        const d = db.domains.find((x) => x.domid === domid);
+        if (d) d.ignoreShutdown = true;
+      });
+      if (line === '@hang') break;
+    } else {
+      await write(`${line}\r\n`);
+    }
+  }
+  while (alive()) await sleep(50);
+}
+
+function consoleOf(domid) {
+  return consoleLoop(domid).then(() => process.exit(0));
+}
+
+const [cmd, ...args] = argv;
+const flags = new Set(args.filter((a) => /^-[a-zA-Z]+$/.test(a)).flatMap((a) => [...a.slice(1)].map((c) => `-${c}`)));
+const positional = args.filter((a) => !/^-[a-zA-Z]+$/.test(a));
+
+switch (cmd) {
+  case 'info': {
+    notDom0();
+    const db = load();
+    const used = db.domains.reduce((n, d) => n + d.memoryMiB, 0);
+    const free = (scenario.freeMemoryMiB ?? 8192) - used;
+    process.stdout.write(
+      [
+        'host                   : fake-dom0',
+        'release                : 6.1.0-fake-amd64',
+        'machine                : x86_64',
+        'nr_cpus                : 4',
+        'max_cpu_id             : 3',
+        'nr_nodes               : 1',
+        'cores_per_socket       : 4',
+        'threads_per_core       : 1',
+        'virt_caps              : hvm hap shadow',
+        `total_memory           : ${scenario.totalMemoryMiB ?? 16384}`,
+        `free_memory            : ${free}`,
+        'xen_major              : 4',
+        'xen_minor              : 17',
+        'xen_extra              : .7-fake',
+        'xen_version            : 4.17.7-fake',
+        'xen_caps               : xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64',
+        'xend_config_format     : 4',
+        '',
+      ].join('\n'),
+    );
+    break;
+  }
+  case 'domid': {
+    notDom0();
+    const d = find(load(), positional[0] ?? '');
+    if (!d || /^\d+$/.test(positional[0] ?? '')) die(`Can't get domid of domain name '${positional[0]}', maybe this domain does not exist.`);
+    process.stdout.write(`${d.domid}\n`);
+    break;
+  }
+  case 'list': {
+    notDom0();
+    const db = load();
+    const sel = positional.length ? positional.map((r) => find(db, r) ?? unknownDomain(r)) : db.domains;
+    if (flags.has('-l')) {
+      process.stdout.write(`${JSON.stringify(sel.map((d) => ({ domid: d.domid, config: d.config })), null, 4)}\n`);
+    } else {
+      const row = (name, id, mem, vcpus, state) => `${name.padEnd(40)}${String(id).padStart(5)}${String(mem).padStart(6)}${String(vcpus).padStart(6)}     ${state}${'0.0'.padStart(10)}`;
+      const stateStr = (s) => ({ r: 'r-----', b: '-b----', p: '--p---', c: '----c-' })[s] ?? '------';
+      const lines = ['Name                                        ID   Mem VCPUs\tState\tTime(s)'];
+      if (!positional.length) lines.push(row('Domain-0', 0, 2048, 4, 'r-----'));
+      for (const d of sel) lines.push(row(d.name, d.domid, d.memoryMiB, d.vcpus, stateStr(d.state)));
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    break;
+  }
+  case 'create': {
+    notDom0();
+    const cfgPath = positional[0];
+    if (!flags.has('-q')) process.stderr.write(`Parsing config from ${cfgPath}\n`);
+    let text;
+    try {
+      text = readFileSync(cfgPath, 'utf8');
+    } catch (e) {
+      die(`Failed to read config file: ${cfgPath}: ${e.code === 'ENOENT' ? 'No such file or directory' : e.message}`);
+    }
+    const cfg = parseCfg(text);
+    if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
+    if (scenario.createFails) die(scenario.createFails.stderr ?? 'libxl: error: libxl_create.c:1214:initiate_domain_create: cannot make domain: -3');
+    const domid = update((db) => {
+      if (db.domains.some((d) => d.name === cfg.name)) return -1;
+      const id = db.nextDomid++;
+      db.domains.push({ domid: id, name: cfg.name, uuid: cfg.uuid, state: 'p', memoryMiB: cfg.memory ?? 128, vcpus: cfg.vcpus ?? 1, config: libxlConfig(cfg) });
+      return id;
+    });
+    if (domid < 0) die(`libxl: error: libxl_create.c:735:libxl__domain_make: Domain with name "${cfg.name}" already exists.\nlibxl: error: libxl_create.c:1262:initiate_domain_create: Domain -1:cannot make domain: -6`);
+    if (!flags.has('-p')) {
+      update((db) => {
+        const d = db.domains.find((x) => x.domid === domid);
+        if (d && d.state === 'p') d.state = 'r';
+      });
+    }
+    if (flags.has('-c')) await consoleOf(domid);
+    break;
+  }
+  case 'console': {
+    notDom0();
+    const d = find(load(), positional[0] ?? '') ?? unknownDomain(positional[0]);
+    await consoleOf(d.domid);
+    break;
+  }
+  case 'pause':
+  case 'unpause': {
+    notDom0();
+    update((db) => {
+      const d = find(db, positional[0] ?? '') ?? unknownDomain(positional[0]);
+      d.state = cmd === 'pause' ? 'p' : 'r';
+    });
+    break;
+  }
+  case 'shutdown': {
+    notDom0();
+    const d = find(load(), positional[0] ?? '') ?? unknownDomain(positional[0]);
+    process.stderr.write(`Shutting down domain ${d.domid}\n`);
+    if (d.ignoreShutdown || d.state === 'c' || d.state === 'p') {
+      // The guest does not act on the request; with -w xl waits for ever.
+      if (flags.has('-w')) for (;;) await sleep(1000);
+      break;
+    }
+    if (flags.has('-w')) process.stderr.write('Waiting for 1 domains\n');
+    await sleep(100);
+    update((db) => {
+      db.domains = db.domains.filter((x) => x.domid !== d.domid);
+    });
+    if (flags.has('-w')) process.stderr.write(`Domain ${d.domid} has been shut down, reason code 0\n`);
+    break;
+  }
+  case 'destroy': {
+    notDom0();
+    const ref = positional[0] ?? '';
+    const gone = update((db) => {
+      const d = find(db, ref);
+      if (!d) return true;
+      db.domains = db.domains.filter((x) => x !== d);
+      return false;
+    });
+    if (gone) {
+      if (/^\d+$/.test(ref)) {
+        die(
+          `libxl: error: libxl_domain.c:1319:libxl__destroy_domid: Domain ${ref}:Non-existant domain\n` +
+            `libxl: error: libxl_domain.c:1273:domain_destroy_callback: Domain ${ref}:Unable to destroy guest\n` +
+            `libxl: error: libxl_domain.c:1200:domain_destroy_cb: Domain ${ref}:Destruction of domain failed\n` +
+            'destroy failed (rc=-21)',
+        );
+      }
+      unknownDomain(ref);
+    }
+    break;
+  }
+  case 'save': {
+    notDom0();
+    const [ref, file] = positional;
+    const d = find(load(), ref ?? '') ?? unknownDomain(ref);
+    writeFileSync(file, Buffer.concat([Buffer.from('Xen saved domain, xl format\n \0 \r'), Buffer.from(JSON.stringify(d))]));
+    update((db) => {
+      db.domains = db.domains.filter((x) => x.domid !== d.domid);
+    });
+    break;
+  }
+  case 'restore': {
+    notDom0();
+    const file = positional.at(-1);
+    const buf = readFileSync(file);
+    if (!buf.subarray(0, 32).equals(Buffer.from('Xen saved domain, xl format\n \0 \r'))) die('File has wrong magic number - corrupt or for a different tool?');
+    const saved = JSON.parse(buf.subarray(32).toString('utf8'));
+    update((db) => {
+      db.domains.push({ ...saved, domid: db.nextDomid++, state: flags.has('-p') ? 'p' : 'r' });
+    });
+    break;
+  }
+  case 'migrate': {
+    notDom0();
+    const ref = positional.find((a, i) => i > 0 || !args.includes('-s')) ?? '';
+    const d = find(load(), args[args.indexOf('-s') >= 0 ? args.indexOf('-s') + 2 : 0] ?? ref) ?? unknownDomain(ref);
+    update((db) => {
+      const x = db.domains.find((y) => y.domid === d.domid);
+      x.domid = db.nextDomid++;
+    });
+    process.stderr.write('migration sender: Target has acknowledged transfer.\nMigration successful.\n');
+    break;
+  }
+  default:
+    die(`fake xl: command ${cmd} is not simulated`, 2);
+}
