@@ -4,6 +4,7 @@ import { registerBuild } from './build.js';
 import type { CommandContext } from './context.js';
 import { registerBoot } from './boot.js';
 import { registerConfig } from './config.js';
+import { registerVerify } from './verify.js';
 
 export type CommandRegistrar = (program: Command, context: () => CommandContext) => void;
 
@@ -11,3 +12,4 @@ export const commands: CommandRegistrar[] = [];
 commands.push(registerBuild);
 commands.push(registerBoot);
 commands.push(registerConfig);
+commands.push(registerVerify);
