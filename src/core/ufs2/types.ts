@@ -79,8 +79,11 @@ export interface Ufs2Writer {
   symlink(path: string, target: string, meta: FsMeta): void;
   /** A second name for an existing regular file (hard link). */
   hardlink(path: string, existingPath: string): void;
-  /** A regular file of `size` bytes whose data arrives in `data`; each chunk goes to its final place on arrival. */
-  file(path: string, meta: FsMeta, size: number, data: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * A regular file of `size` bytes whose data arrives in `data`; each chunk goes to its final place on
+   * arrival. Chunks are not kept after the call that consumes them. Await it before the next entry.
+   */
+  file(path: string, meta: FsMeta, size: number, data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void>;
   /** Writes inodes, directories, bitmaps, summaries and superblocks. Throws if the content did not fit. */
   finish(): Promise<Ufs2Stats>;
 }
