@@ -135,7 +135,7 @@ export function renderXlPlan(p: Prepared, req: XlBootRequest, xl = 'xl'): string
     `3. preflight: ${cmd(['domid', p.spec.name])}   (must fail: fbxen never reuses a domain it did not create)`,
     `4. write ${a.configPath}, ${a.runJson}; point ${join(a.root, p.spec.name, 'latest')} at ${p.run}`,
     p.cd.kind === 'fbxen'
-      ? `5. ${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=<now>' : x)))}`
+      ? `5. ${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=NOW' : x === '1970010100000000' ? 'NOW_AS_YYYYMMDDhhmmss00' : x)))}`
       : `5. (no fbxen CD: ${p.cd.kind === 'iso' ? 'the given ISO' : 'an empty drive'}; the image must carry the collector)`,
     `6. ${cmd(['create', '-c', a.configPath])}   (created paused, console attached, then unpaused; console → ${a.consoleLog})`,
     `7. ${cmd(['domid', p.spec.name])}   (the domid this run created)`,
@@ -143,7 +143,7 @@ export function renderXlPlan(p: Prepared, req: XlBootRequest, xl = 'xl'): string
     req.verify ? `9. verify the bundle → ${a.reportJson}, ${a.reportJunit}` : `9. (no --verify: run \`fbxen verify --domain ${p.spec.name}\` next)`,
     req.keep
       ? `10. --keep: leave domain ${p.spec.name} running (destroy it later: ${cmd(['destroy', p.spec.name])})`
-      : `10. ${cmd(['shutdown', '-w', '<domid>'])}   (up to ${grace} s), then ${cmd(['destroy', '<domid>'])}`,
+      : `10. ${cmd(['shutdown', '-w', 'DOMID'])}   (up to ${grace} s), then ${cmd(['destroy', 'DOMID'])}`,
     '',
     `## ${a.configPath}`,
     p.config.trimEnd(),

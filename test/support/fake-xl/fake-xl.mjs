@@ -162,8 +162,18 @@ function consoleOf(domid) {
 }
 
 const [cmd, ...args] = argv;
-const flags = new Set(args.filter((a) => /^-[a-zA-Z]+$/.test(a)).flatMap((a) => [...a.slice(1)].map((c) => `-${c}`)));
-const positional = args.filter((a) => !/^-[a-zA-Z]+$/.test(a));
+/** getopt as xl does it: options with a value (per command) take the next argument. */
+const VALUE_OPTS = { console: ['-t', '-n'], migrate: ['-s', '-C'], create: [], shutdown: [], save: [], restore: [] };
+const flags = new Set();
+const positional = [];
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if ((VALUE_OPTS[cmd] ?? []).includes(a)) {
+    flags.add(a);
+    i++;
+  } else if (/^-[a-zA-Z]+$/.test(a)) for (const c of a.slice(1)) flags.add(`-${c}`);
+  else positional.push(a);
+}
 
 switch (cmd) {
   case 'info': {
@@ -324,8 +334,8 @@ switch (cmd) {
   }
   case 'migrate': {
     notDom0();
-    const ref = positional.find((a, i) => i > 0 || !args.includes('-s')) ?? '';
-    const d = find(load(), args[args.indexOf('-s') >= 0 ? args.indexOf('-s') + 2 : 0] ?? ref) ?? unknownDomain(ref);
+    const ref = positional[0] ?? '';
+    const d = find(load(), ref) ?? unknownDomain(ref);
     update((db) => {
       const x = db.domains.find((y) => y.domid === d.domid);
       x.domid = db.nextDomid++;
