@@ -6,15 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { latestRun } from '../boot/artifacts.js';
 import { EnvironmentError, EvidenceIncompleteError, InputError, ToolstackError, UsageError } from '../errors.js';
-import { CommandFailedError, formatCommand, type Runner } from '../exec/runner.js';
+import { formatCommand, type Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { bundleFromTarBytes, readBundle, RUN_ID, type Bundle } from './bundle.js';
+import { readBundle, RUN_ID, type Bundle } from './bundle.js';
 import { extractBundleFromConsole } from './console-frame.js';
 import { renderJunit, reportExitCode, runProbes, type Report } from './report.js';
 
@@ -55,13 +54,14 @@ export interface VerifyOutcome {
 }
 
 export const DEFAULT_COLLECTOR = fileURLToPath(new URL('../../../guest/fbxen-collect', import.meta.url));
+const SSH_TIMEOUT_MS = 10 * 60 * 1000;
 const SSH_TARGET = /^(?:[A-Za-z0-9._][A-Za-z0-9._-]*@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/;
 
 export function newManualRunId(now = new Date()): string {
   return `manual-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(2).toString('hex')}`;
 }
 
-/** The ssh command line; the collector goes on stdin, its tar comes back on stdout. */
+/** The ssh command line; the collector goes on stdin, its framed bundle comes back on stdout. */
 export function sshArgs(s: Extract<EvidenceSource, { kind: 'ssh' }>): string[] {
   if (!SSH_TARGET.test(s.target)) throw new UsageError(`--ssh ${JSON.stringify(s.target)} is not user@host`, { hint: 'give --ssh root@192.0.2.10 (a user name and a host name or address)' });
   if (!RUN_ID.test(s.run) || !RUN_ID.test(s.phase)) throw new UsageError('--run and --phase must be 1-64 of A-Z a-z 0-9 . _ -', { hint: 'they appear in the collector\'s frame lines' });
@@ -72,7 +72,7 @@ export function sshArgs(s: Extract<EvidenceSource, { kind: 'ssh' }>): string[] {
     ...(s.identity ? ['-i', s.identity, '-o', 'IdentitiesOnly=yes'] : []),
     ...(s.port ? ['-p', String(s.port)] : []),
     '--', s.target,
-    'sh', '-s', '--', '--tar', '--run', s.run, '--phase', s.phase,
+    'sh', '-s', '--', '--frame', '--run', s.run, '--phase', s.phase,
   ];
 }
 
@@ -136,33 +136,28 @@ async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps:
   const script = await readFile(deps.collectorPath ?? DEFAULT_COLLECTOR).catch((err: unknown) => {
     throw new EnvironmentError(`the guest collector ${deps.collectorPath ?? DEFAULT_COLLECTOR} is missing`, { hint: 'reinstall fbxen (the package ships guest/fbxen-collect)', cause: err });
   });
-  return deps.progress.step(`collect evidence over ssh from ${s.target}`, async (h) => {
-    const proc = deps.runner.stream('ssh', args, { stdin: Readable.from([script]), signal: deps.signal });
-    const chunks: Buffer[] = [];
-    let bytes = 0;
-    for await (const chunk of proc.stdout) {
-      chunks.push(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
-      h.output(`${bytes} bytes received`);
+  return deps.progress.step(`collect evidence over ssh from ${s.target}`, async () => {
+    // The collector comes back framed (text with per-line checks), not as a raw tar: the Runner hands
+    // stdout back as text, and the frame also survives a login banner or MOTD noise on stdout.
+    const result = await deps.runner.run('ssh', args, { input: script, signal: deps.signal, allowFailure: true, timeoutMs: SSH_TIMEOUT_MS });
+    if (result.exitCode !== 0) {
+      const hostKey = /host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(result.stderr);
+      const connect = result.exitCode === 255;
+      throw new ToolstackError(`ssh ${s.target} failed (exit ${result.exitCode}): ${result.stderr.trim().split('\n').slice(-2).join(' ') || 'no message'}`, {
+        hint: hostKey
+          ? `the host key of ${s.target} is unknown or changed: check it and add it to ~/.ssh/known_hosts, or pass --host-key-checking accept-new for a first contact`
+          : connect
+            ? 'ssh could not connect or log in (BatchMode: no password prompts): check the address, --identity and that sshd runs in the guest'
+            : 'the collector failed in the guest: run it by hand (sh fbxen-collect --out /tmp/b) to see why',
+      });
     }
-    try {
-      await proc.done;
-    } catch (err) {
-      if (err instanceof CommandFailedError) {
-        const hostKey = /host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(err.result.stderr);
-        const connect = err.result.exitCode === 255;
-        throw new ToolstackError(`ssh ${s.target} failed (exit ${err.result.exitCode}): ${err.result.stderr.trim().split('\n').slice(-2).join(' ') || 'no message'}`, {
-          hint: hostKey
-            ? `the host key of ${s.target} is unknown or changed: check it and add it to ~/.ssh/known_hosts, or pass --host-key-checking accept-new for a first contact`
-            : connect
-              ? 'ssh could not connect or log in (BatchMode: no password prompts): check the address, --identity and that sshd runs in the guest'
-              : 'the collector failed in the guest: run it by hand (sh fbxen-collect --out /tmp/b) to see why',
-          cause: err,
-        });
-      }
-      throw err;
+    const got = await extractBundleFromConsole(result.stdout, { run: s.run, phase: s.phase });
+    if (got.status !== 'complete') {
+      throw new EvidenceIncompleteError(`evidence incomplete: the collector's output over ssh from ${s.target} holds no complete frame for run ${s.run}`, {
+        hint: 'run the collector by hand in the guest (sh fbxen-collect --frame) and look at its stderr',
+      });
     }
-    return bundleFromTarBytes(Buffer.concat(chunks), `the tar from ssh ${s.target}`);
+    return got.bundle;
   });
 }
 
