@@ -39,7 +39,7 @@ describe('happy path', () => {
     const extracted = await extractBundleFromConsole(consoleLog, { run: 'run-1' });
     expect(extracted.status).toBe('complete');
 
-    expect(runJson(h, 'fbxen-happy', 'run-1')).toMatchObject({ run: 'run-1', name: 'fbxen-happy', toolstack: 'xl', domid: '1', image, outcome: 'collected' });
+    expect(runJson(h, 'fbxen-happy', 'run-1')).toMatchObject({ run: 'run-1', name: 'fbxen-happy', toolstack: 'xl', domid: '1', image, outcome: 'collected', frameRun: 'run-1' });
     expect(readFileSync(join(h.artifacts, 'fbxen-happy', 'latest'), 'utf8')).toBe('run-1\n');
     const transcript = readFileSync(join(dir, 'transcript.log'), 'utf8');
     for (const c of ['xl info', 'xl domid fbxen-happy', `xl create -c ${join(dir, 'xl.cfg')}`, 'xl shutdown -w 1', 'xorriso']) expect(transcript).toContain(c);
@@ -56,6 +56,12 @@ describe('happy path', () => {
     expect(printed.stdout).toBe(cfg);
     expect(cfg).toContain(`"format=raw, vdev=hdc, access=ro, devtype=cdrom, target=${join(dir, 'fbxen-cd.iso')}"`);
     expect(cfg).toContain('memory = 1024\n');
+
+    // `fbxen boot ... && fbxen verify --domain NAME`: verify finds this run through <root>/<name>/latest.
+    const verified = await fbxen(['verify', '--domain', 'fbxen-happy', '--artifacts', h.artifacts], h);
+    expect(verified.stderr).not.toMatch(/error/);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/xen-guest +PASS/);
   });
 
   it('--verify writes report.json and report.junit.xml and prints the report; --json gives one document', async () => {
@@ -75,6 +81,31 @@ describe('happy path', () => {
     expect(runJson(h, 'fbxen-verify', 'run-v').outcome).toBe('verified');
     // The sample bundle has evidence for only some probes: none fails, so the exit code is 0.
     expect(r.code).toBe(0);
+    expect(domains(h)).toEqual([]);
+  });
+
+  it('--empty-cdrom: the image carries the collector; the newest frame of any run counts', async () => {
+    const h = host();
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'from-the-image' });
+    const r = await fbxen(['boot', '--image', image, '--name', 'fbxen-nocd', '--artifacts', h.artifacts, '--run-id', 'run-e', '--empty-cdrom', '--verify'], h);
+    expect(r.code).toBe(0);
+    const dir = runDir(h, 'fbxen-nocd', 'run-e');
+    expect(existsSync(join(dir, 'fbxen-cd.iso'))).toBe(false);
+    expect(readFileSync(join(dir, 'xl.cfg'), 'utf8')).toContain('"vdev=hdc, access=ro, devtype=cdrom",');
+    expect(runJson(h, 'fbxen-nocd', 'run-e')).toMatchObject({ frameRun: null, outcome: 'verified' });
+    expect(JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'))).toMatchObject({ run: 'from-the-image' });
+  });
+
+  it('--verify with a probe that says no: exit 1 after the report, domain shut down', async () => {
+    const h = host();
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'run-n', vmGuest: 'none' });
+    const r = await fbxen(['boot', '--image', image, '--name', 'fbxen-no', '--artifacts', h.artifacts, '--run-id', 'run-n', '--verify'], h);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/xen-guest +FAIL/);
+    expect(r.stderr).toContain('verification failed');
+    expect(existsSync(join(runDir(h, 'fbxen-no', 'run-n'), 'report.junit.xml'))).toBe(true);
     expect(domains(h)).toEqual([]);
   });
 

@@ -51,10 +51,10 @@ export function makeImage(host: Host, name: string, format: 'raw' | 'qcow2' | 'v
 }
 
 /** A small bundle as the collector would send it: enough for the xen-guest probe to answer. */
-export function sampleBundle(run: string, phase = 'boot'): Bundle {
+export function sampleBundle(run: string, phase = 'boot', vmGuest = 'xen'): Bundle {
   const sections = new Map<string, string>([
     ['uname', 'FreeBSD fbxen 14.3-RELEASE FreeBSD 14.3-RELEASE releng/14.3-n271432 GENERIC amd64\n'],
-    ['sysctl', 'kern.ostype: FreeBSD\nkern.osrelease: 14.3-RELEASE\nkern.vm_guest: xen\nhw.ncpu: 2\nhw.machine: amd64\nhw.machine_arch: amd64\n'],
+    ['sysctl', `kern.ostype: FreeBSD\nkern.osrelease: 14.3-RELEASE\nkern.vm_guest: ${vmGuest}\nhw.ncpu: 2\nhw.machine: amd64\nhw.machine_arch: amd64\n`],
   ]);
   return {
     meta: { bundle: 'fbxen-bundle/1', run, phase, collector: 'test-harness', started: '1763935200', finished: '1763935260' },
@@ -67,7 +67,7 @@ export function sampleBundle(run: string, phase = 'boot'): Bundle {
 }
 
 /** The guest's console: FreeBSD-like boot lines, then (unless `frame: false`) the collector's double frame. */
-export async function writeGuest(host: Host, opts: { run?: string; frame?: boolean; tail?: string[]; before?: string[] } = {}): Promise<void> {
+export async function writeGuest(host: Host, opts: { run?: string; frame?: boolean; tail?: string[]; before?: string[]; vmGuest?: string } = {}): Promise<void> {
   const lines = [
     'SeaBIOS (version 1.16.2-debian-1.16.2-1)',
     'Booting from Hard Disk...',
@@ -84,7 +84,7 @@ export async function writeGuest(host: Host, opts: { run?: string; frame?: boole
     '@sleep 100',
   ];
   if (opts.frame !== false) {
-    const bundle = sampleBundle(opts.run ?? 'r1');
+    const bundle = sampleBundle(opts.run ?? 'r1', 'boot', opts.vmGuest);
     const frame = encodeConsoleFrame(await packBundle(bundle), opts.run ?? 'r1', 'boot');
     lines.push(...frame.split('\n').filter(Boolean));
   }

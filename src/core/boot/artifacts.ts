@@ -32,6 +32,8 @@ export interface RunRecord {
   started: string;
   finished: string | null;
   outcome: RunOutcome;
+  /** The run id the collector's frame will carry: this run's (fbxen CD nonce), or null when the CD is not fbxen's (--iso, --empty-cdrom) and any run's newest frame counts. */
+  frameRun?: string | null;
 }
 
 export interface RunArtifacts {

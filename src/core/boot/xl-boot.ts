@@ -163,7 +163,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
   await createRunArtifacts({ root: a.root, name: a.name, run: p.run, cwd: deps.cwd });
   const runner = transcribingRunner(deps.runner, a.transcriptLog);
   const xl = new XlToolstack(runner, { env: deps.env });
-  const record: RunRecord = { run: p.run, name: p.spec.name, toolstack: 'xl', domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running' };
+  const record: RunRecord = { run: p.run, name: p.spec.name, toolstack: 'xl', domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null };
   await writeRunRecord(a, record);
   await writeFileAtomic(a.configPath, p.config);
 
