@@ -15,6 +15,11 @@ export interface FsckOptions {
   limit?: number;
   /** Also require the writer's own conventions: directory entries sorted by name bytes. */
   requireSortedDirs?: boolean;
+  /**
+   * Accept the superblock where makefs puts it (8 KiB, fs_sblockactualloc unset), so images from
+   * other writers can be checked with the same passes.
+   */
+  anySuperblockLocation?: boolean;
 }
 
 export function fsckUfs2(img: Ufs2Image, opts: FsckOptions = {}): string[] {
@@ -31,8 +36,9 @@ export function fsckUfs2(img: Ufs2Image, opts: FsckOptions = {}): string[] {
     if (have !== want) bad(`superblock ${name} = ${have}, expected ${want}`);
   };
   chk('magic', sb.magic, 0x19540119);
-  chk('sblockloc', sb.sblockloc, 65536);
-  chk('sblockactualloc', sb.sblockactualloc, sb.location);
+  const sbloc = opts.anySuperblockLocation ? sb.sblockloc : 65536;
+  chk('sblockloc', sb.sblockloc, opts.anySuperblockLocation ? sb.location : 65536);
+  if (!(opts.anySuperblockLocation && sb.sblockactualloc === 0)) chk('sblockactualloc', sb.sblockactualloc, sb.location);
   chk('frag', sb.frag, sb.bsize / sb.fsize);
   chk('bshift', sb.bshift, log2(sb.bsize));
   chk('fshift', sb.fshift, log2(sb.fsize));
@@ -45,7 +51,7 @@ export function fsckUfs2(img: Ufs2Image, opts: FsckOptions = {}): string[] {
   chk('nindir', sb.nindir, sb.bsize / 8);
   chk('inopb', sb.inopb, sb.bsize / 256);
   chk('maxsymlinklen', sb.maxsymlinklen, 120);
-  chk('sblkno', sb.sblkno, roundup(howmany(65536 + 8192, sb.fsize), sb.frag));
+  chk('sblkno', sb.sblkno, roundup(howmany(sbloc + 8192, sb.fsize), sb.frag));
   chk('cblkno', sb.cblkno, sb.sblkno + roundup(howmany(8192, sb.fsize), sb.frag));
   chk('iblkno', sb.iblkno, sb.cblkno + sb.frag);
   chk('dblkno', sb.dblkno, sb.iblkno + sb.ipg / (sb.inopb / sb.frag));
@@ -77,7 +83,7 @@ export function fsckUfs2(img: Ufs2Image, opts: FsckOptions = {}): string[] {
       bad(`cg ${cg}: no backup superblock`);
       continue;
     }
-    if (copy.sblockactualloc !== at) bad(`cg ${cg}: backup superblock says it is at ${copy.sblockactualloc}, not ${at}`);
+    if (copy.sblockactualloc !== at && !(opts.anySuperblockLocation && copy.sblockactualloc === 0)) bad(`cg ${cg}: backup superblock says it is at ${copy.sblockactualloc}, not ${at}`);
     const a = Buffer.from(copy.raw);
     const b = Buffer.from(sb.raw);
     a.fill(0, 992, 1000);
@@ -109,17 +115,16 @@ export function fsckUfs2(img: Ufs2Image, opts: FsckOptions = {}): string[] {
   const cgs = Array.from({ length: sb.ncg }, (_, cg) => img.readCg(cg));
   for (let cg = 0; cg < sb.ncg; cg++) {
     const c = cgs[cg]!;
-    const scan = Math.max(c.initediblk, 0);
-    for (let i = 0; i < sb.ipg; i++) {
-      const ino = cg * sb.ipg + i;
+    // Like fsck_ffs, only the initialised inode blocks are read; the inode map must agree (pass 5).
+    const scan = Math.min(Math.max(c.initediblk, 0), sb.ipg);
+    for (const inode of img.readInodesOfCg(cg, scan)) {
+      const ino = inode.ino;
       if (ino < 2) continue;
-      const inode = img.readInode(ino);
       if (inode.mode === 0) {
         if (!inode.raw.subarray(0, 80).equals(Buffer.alloc(80)) || !inode.raw.subarray(84).equals(Buffer.alloc(256 - 84)))
           bad(`inode ${ino}: unallocated but not zero (partially allocated inode)`);
         continue;
       }
-      if (i >= scan) bad(`inode ${ino}: in use beyond cg_initediblk ${scan}`);
       used.set(ino, inode);
     }
   }

@@ -232,11 +232,26 @@ export class Ufs2Image {
     };
   }
 
-  readInode(ino: number): Inode {
+  /** Byte offset of inode `ino` (ino_to_fsba / ino_to_fsbo in fs.h). */
+  inodeOffset(ino: number): number {
     const { ipg, inopb, iblkno, fsize, frag } = this.sb;
     const cg = Math.floor(ino / ipg);
     const blockFrag = this.cgBase(cg) + iblkno + Math.floor((ino % ipg) / inopb) * frag;
-    const b = this.read(blockFrag * fsize + (ino % inopb) * 256, 256);
+    return blockFrag * fsize + (ino % inopb) * 256;
+  }
+
+  /** The first `count` inodes of group `cg`, read in one go (inode tables are contiguous). */
+  readInodesOfCg(cg: number, count: number): Inode[] {
+    const first = cg * this.sb.ipg;
+    const table = this.read(this.inodeOffset(first), count * 256);
+    return Array.from({ length: count }, (_, i) => this.parseInode(first + i, table.subarray(i * 256, i * 256 + 256)));
+  }
+
+  readInode(ino: number): Inode {
+    return this.parseInode(ino, this.read(this.inodeOffset(ino), 256));
+  }
+
+  parseInode(ino: number, b: Buffer): Inode {
     const i64 = (o: number): number => Number(b.readBigInt64LE(o));
     return {
       ino,
