@@ -175,6 +175,7 @@ describe('failures leave no domain behind and keep the logs', () => {
     expect(r.code).toBe(6);
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(r.stderr).toContain('no collector frame of run run-t on the console within 2 s');
+    expect(r.stderr).toContain(`config, console log and transcript: ${runDir(h, 'fbxen-slow', 'run-t')}/`);
     expect(domains(h)).toEqual([]);
     expect(xlCalls(h)).toContainEqual(['destroy', '1']);
     expect(readFileSync(join(runDir(h, 'fbxen-slow', 'run-t'), 'console.log'), 'utf8')).toContain('XEN: Hypervisor version 4.17 detected.');
@@ -227,6 +228,15 @@ describe('environment and input errors, before anything is created', () => {
     const r = await fbxen(['boot', '--image', image, '--memory', '1024', '--artifacts', h.artifacts, '--run-id', 'r'], h);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('the host has 512 MiB free; the guest needs 1024 MiB');
+  });
+
+  it('little free memory is fine when xl can balloon dom0 down (autoballoon "auto", no dom0_mem)', async () => {
+    const h = host({ scenario: { freeMemoryMiB: 512, xenCommandline: 'placeholder console=com1' } });
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'r-b' });
+    const r = await fbxen(['--verbose', 'boot', '--image', image, '--memory', '1024', '--name', 'fbxen-balloon', '--artifacts', h.artifacts, '--run-id', 'r-b'], h);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('xl will balloon dom0 down');
   });
 
   it('a domain of that name already exists: fbxen does not touch it', async () => {

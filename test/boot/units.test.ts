@@ -114,3 +114,17 @@ describe('waitForFrame', () => {
     await expect(p).rejects.toBeInstanceOf(InterruptedError);
   });
 });
+
+describe('autoballoon (xl.conf(5))', () => {
+  it('is on for "on", off for "off", and for "auto" (the default) on unless dom0_mem is fixed', async () => {
+    const { autoballoonEnabled } = await import('../../src/core/boot/xl-boot.js');
+    const conf = join(work, 'xl.conf');
+    writeFileSync(conf, '# xl.conf\nautoballoon="off"\n');
+    expect(await autoballoonEnabled(conf, '')).toBe(false);
+    writeFileSync(conf, 'autoballoon = "on" # always\n');
+    expect(await autoballoonEnabled(conf, 'dom0_mem=2G')).toBe(true);
+    writeFileSync(conf, '#autoballoon="off"\n');
+    expect(await autoballoonEnabled(conf, 'console=com1 dom0_mem=2048M,max:2048M')).toBe(false);
+    expect(await autoballoonEnabled(join(work, 'missing.conf'), 'console=com1')).toBe(true);
+  });
+});

@@ -36,7 +36,7 @@ function cfgFile(dir: string, name: string): string {
 describe('parsers', () => {
   it('reads `xl info`', () => {
     const info = parseXlHostInfo('host                   : dom0\nxen_version            : 4.17.7\ntotal_memory           : 16384\nfree_memory            : 900\nnr_cpus                : 8\nxen_commandline        : dom0_mem=2048M,max:2048M\n');
-    expect(info).toEqual({ host: 'dom0', xen_version: '4.17.7', total_memory: 16384, free_memory: 900, nr_cpus: 8 });
+    expect(info).toEqual({ host: 'dom0', xen_version: '4.17.7', total_memory: 16384, free_memory: 900, nr_cpus: 8, xen_commandline: 'dom0_mem=2048M,max:2048M' });
     expect(parseXlInfo('xen_commandline        : a=b : c')).toEqual({ xen_commandline: 'a=b : c' });
     expect(() => parseXlHostInfo('host : x\n')).toThrow(ToolstackError);
   });

@@ -5,7 +5,7 @@
  * and the config, console log and transcript stay in the run directory.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { access, constants, stat } from 'node:fs/promises';
+import { access, constants, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EnvironmentError, FbxenError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
 import { formatCommand, type Runner } from '../exec/runner.js';
@@ -57,6 +57,8 @@ export interface XlBootDeps {
 
 /** Memory the hypervisor needs per guest beyond its RAM (page tables, QEMU's stub); a conservative margin. */
 const OVERHEAD_MIB = 64;
+/** What fbxen assumes dom0 keeps when xl balloons it down for a guest. */
+const DOM0_FLOOR_MIB = 1024;
 const CREATE_TIMEOUT_MS = 120_000;
 
 interface Prepared {
@@ -130,7 +132,7 @@ export function renderXlPlan(p: Prepared, req: XlBootRequest, xl = 'xl'): string
     `artifacts  ${a.dir}/`,
     '',
     '## steps',
-    `1. preflight: ${cmd(['info'])}   (dom0 reachable; free_memory >= ${p.spec.memoryMiB + OVERHEAD_MIB} MiB)`,
+    `1. preflight: ${cmd(['info'])}   (dom0 reachable; free_memory, plus what autoballoon may take from dom0, >= ${p.spec.memoryMiB + OVERHEAD_MIB} MiB)`,
     `2. preflight: bridge ${p.spec.bridge} exists (/sys/class/net/${p.spec.bridge}/bridge)`,
     `3. preflight: ${cmd(['domid', p.spec.name])}   (must fail: fbxen never reuses a domain it did not create)`,
     `4. write ${a.configPath}, ${a.runJson}; point ${join(a.root, p.spec.name, 'latest')} at ${p.run}`,
@@ -185,9 +187,17 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
       const info = await xl.info();
       const need = p.spec.memoryMiB + OVERHEAD_MIB;
       if (info.free_memory < need) {
-        throw new EnvironmentError(`the host has ${info.free_memory} MiB free; the guest needs ${p.spec.memoryMiB} MiB (+${OVERHEAD_MIB} MiB overhead)`, {
-          hint: 'lower --memory, stop other guests, or give dom0 less memory (dom0_mem= on the Xen command line)',
-        });
+        // xl can take memory back from dom0 (autoballoon) when dom0 was not given a fixed dom0_mem.
+        const balloon = await autoballoonEnabled(deps.env.FBXEN_XL_CONF ?? '/etc/xen/xl.conf', info.xen_commandline);
+        const dom0 = balloon ? (await xl.list().catch(() => [])).find((r) => r.domid === 0) : undefined;
+        const fromDom0 = dom0 ? Math.max(0, dom0.memMiB - DOM0_FLOOR_MIB) : 0;
+        if (info.free_memory + fromDom0 < need) {
+          throw new EnvironmentError(
+            `the host has ${info.free_memory} MiB free${fromDom0 ? ` (+${fromDom0} MiB xl could balloon out of dom0)` : ''}; the guest needs ${p.spec.memoryMiB} MiB (+${OVERHEAD_MIB} MiB overhead)`,
+            { hint: 'lower --memory, stop other guests, or give dom0 less memory (dom0_mem= on the Xen command line)' },
+          );
+        }
+        progress.info(`free memory ${info.free_memory} MiB: xl will balloon dom0 down to make room`);
       }
       const netRoot = deps.sysClassNet ?? deps.env.FBXEN_SYS_CLASS_NET ?? '/sys/class/net';
       const isBridge = await stat(join(netRoot, p.spec.bridge, 'bridge')).then((s) => s.isDirectory(), () => false);
@@ -329,7 +339,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
     await writeRunRecord(a, record).catch(() => undefined);
     for (const f of failures) progress.warn(`could not destroy domain ${p.spec.name}: ${f}`);
     progress.warn(`kept for inspection: ${a.configPath}, ${a.consoleLog}, ${a.transcriptLog}`);
-    if (err instanceof FbxenError) throw err;
+    if (err instanceof FbxenError) throw withLogsHint(err, a.dir);
     throw raw;
   }
 }
@@ -341,6 +351,26 @@ async function closeConsole(att: ConsoleAttachment | undefined, file: WriteStrea
     att?.stdout.unpipe(file);
     await new Promise<void>((resolve) => file.end(() => resolve()));
   }
+}
+
+/** The error as thrown, with where the run's config and logs are added to its hint (also seen with --quiet). */
+function withLogsHint(err: FbxenError, dir: string): FbxenError {
+  const where = `config, console log and transcript: ${dir}/`;
+  if (!err.hint?.includes(where)) Object.defineProperty(err, 'hint', { value: err.hint ? `${err.hint}\n${where}` : where });
+  return err;
+}
+
+/**
+ * xl.conf `autoballoon`: "on", "off", or "auto" (the default: on unless the Xen command line fixes
+ * dom0_mem), per xl.conf(5).
+ */
+export async function autoballoonEnabled(xlConfPath: string, xenCommandline: string | undefined): Promise<boolean> {
+  const text = await readFile(xlConfPath, 'utf8').catch(() => '');
+  const m = /^\s*autoballoon\s*=\s*["']?(on|off|auto|1|0)["']?\s*(?:#.*)?$/m.exec(text);
+  const mode = m?.[1] ?? 'auto';
+  if (mode === 'on' || mode === '1') return true;
+  if (mode === 'off' || mode === '0') return false;
+  return !/(^|\s)dom0_mem=/.test(xenCommandline ?? '');
 }
 
 function ensureNewline(s: string): string {

@@ -199,6 +199,7 @@ switch (cmd) {
         'xen_extra              : .7-fake',
         'xen_version            : 4.17.7-fake',
         'xen_caps               : xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64',
+        `xen_commandline        : ${scenario.xenCommandline ?? 'placeholder dom0_mem=2048M,max:2048M'}`,
         'xend_config_format     : 4',
         '',
       ].join('\n'),

@@ -18,6 +18,8 @@ export const XlHostInfoSchema = z.object({
   free_memory: z.coerce.number().int().nonnegative(),
   total_memory: z.coerce.number().int().nonnegative(),
   nr_cpus: z.coerce.number().int().positive(),
+  /** The hypervisor command line: `dom0_mem=` there decides whether xl's autoballoon="auto" is on. */
+  xen_commandline: z.string().optional(),
 });
 export type XlHostInfo = z.infer<typeof XlHostInfoSchema>;
 
