@@ -3,9 +3,11 @@
  * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
  * and the report with --verify.
  */
+import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { bootWithXl } from '../core/boot/xl-boot.js';
+import { defaultDomainName } from '../core/boot/image.js';
 import type { BootResult } from '../core/boot/types.js';
 import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
@@ -76,7 +78,8 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
     return xapi.bootWithXapi(
       {
         image: o.image,
-        name: o.name,
+        name: o.name ?? defaultDomainName({ path: resolve(ctx.cwd, o.image), format: 'raw', size: 0 }),
+        runId: o.runId,
         vcpus: o.vcpus,
         memoryMiB: o.memory,
         iso: o.iso,

@@ -53,3 +53,14 @@ describe('boot --dry-run', () => {
     expect(typo.stderr).toContain('boot');
   });
 });
+
+describe('boot --toolstack xapi', () => {
+  it('hands the same request to the XenServer driver (its dry run; no xl is run)', async () => {
+    const h = makeHost();
+    const image = makeImage(h, 'freebsd.vhd', 'vhd');
+    const r = await fbxen(['boot', '--toolstack', 'xapi', '--dry-run', '--image', image, '--artifacts', h.artifacts, '--run-id', 'rx'], h);
+    expect(xlCalls(h)).toEqual([]);
+    // Whatever the XAPI driver decides about this stand-in image, it got the request: no "not available".
+    expect(r.stderr).not.toContain('the XenServer driver is not available');
+  });
+});
