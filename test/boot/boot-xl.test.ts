@@ -150,6 +150,19 @@ describe('failures leave no domain behind and keep the logs', () => {
     expect(r.stderr).toContain(`kept for inspection: ${join(dir, 'xl.cfg')}`);
   });
 
+  it('SIGTERM during the wait does the same, exit 143', async () => {
+    const h = host();
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'run-s', frame: false, tail: ['@hang'] });
+    const r = await fbxen(['boot', '--image', image, '--name', 'fbxen-term', '--artifacts', h.artifacts, '--run-id', 'run-s', '--keep'], h, async () => {
+      await until('the domain to run', () => domains(h).some((d) => d.state === 'r'));
+      process.kill(process.pid, 'SIGTERM');
+    });
+    expect(r.code).toBe(143);
+    expect(domains(h)).toEqual([]); // --keep keeps a finished run's domain, not an interrupted one
+    expect(runJson(h, 'fbxen-term', 'run-s').outcome).toBe('interrupted');
+  });
+
   it('a failing xl create shows its stderr, exits 5, leaves nothing running', async () => {
     const stderr =
       'libxl: error: libxl_create.c:720:libxl__domain_make: Domain 3:domain creation fail: Cannot allocate memory\n' +
