@@ -304,6 +304,17 @@ describe('environment and input errors, before anything is created', () => {
     expect(xlCalls(h)).toEqual([]);
   });
 
+  it('an artifacts directory xl.cfg cannot hold: exit 3 naming --artifacts', async () => {
+    const h = host();
+    const image = makeImage(h, 'img.raw');
+    const r = await fbxen(['boot', '--image', image, '--artifacts', join(h.dir, 'runs,v2')], h);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('the artifacts directory');
+    expect(r.stderr).toContain('a comma');
+    expect(r.stderr).toContain('hint: pass --artifacts a directory');
+    expect(existsSync(join(h.dir, 'runs,v2'))).toBe(false);
+  });
+
   it.each([
     ['a comma', 'a,b.raw'],
     ['a quote', 'a"b.raw'],

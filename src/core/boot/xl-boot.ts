@@ -7,13 +7,13 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { EnvironmentError, FbxenError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
+import { ConfigError, EnvironmentError, FbxenError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
 import { formatCommand, type Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { defaultCollectorPath, makeFbxenCd, xorrisoArgs } from '../iso/fbxen-cd.js';
-import { renderXlConfig, macForName, uuidForName, validateXlGuestSpec, type XlGuestSpec } from '../toolstack/xl/xl-config.js';
+import { describeBadCharacter, renderXlConfig, macForName, uuidForName, validateXlGuestSpec, XL_PATH_PATTERN, type XlGuestSpec } from '../toolstack/xl/xl-config.js';
 import { XlToolstack, type ConsoleAttachment } from '../toolstack/xl/xl-toolstack.js';
 import { createRunArtifacts, newRunId, runArtifactPaths, transcribingRunner, writeRunRecord, type RunArtifacts, type RunRecord } from './artifacts.js';
 import { defaultDomainName, inspectImage, type ImageInfo } from './image.js';
@@ -90,7 +90,16 @@ export async function prepareXlBoot(req: XlBootRequest, deps: Pick<XlBootDeps, '
     const st = await stat(iso).catch(() => undefined);
     if (!st?.isFile()) throw new InputError(`ISO ${iso} does not exist`, { hint: 'pass an existing ISO image with --iso, or leave it out to get the fbxen CD' });
     cd = { kind: 'iso', path: iso };
-  } else cd = { kind: 'fbxen', path: artifacts.cdPath };
+  } else {
+    cd = { kind: 'fbxen', path: artifacts.cdPath };
+    // The CD path lands in xl.cfg: say that it is the artifacts directory at fault, not a "cdrom" setting.
+    if (!XL_PATH_PATTERN.test(cd.path)) {
+      const bad = describeBadCharacter(cd.path, /^[A-Za-z0-9._+@%~\/ -]$/);
+      throw new ConfigError(`the artifacts directory ${JSON.stringify(artifacts.root)} cannot appear in an xl.cfg${bad ? ` (${bad})` : ''}`, [], {
+        hint: 'pass --artifacts a directory whose path uses only A-Z a-z 0-9 . _ + @ % ~ / - and inner spaces',
+      });
+    }
+  }
 
   const arch = image.build?.arch === 'amd64' || image.build?.arch === 'i386' ? image.build.arch : undefined;
   const release = image.build?.release && /^[A-Za-z0-9._-]{1,40}$/.test(image.build.release) ? image.build.release : undefined;
