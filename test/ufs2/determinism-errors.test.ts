@@ -87,6 +87,22 @@ async function* once(b: Uint8Array): AsyncIterable<Uint8Array> {
   yield b;
 }
 
+describe('UFS2 writer: merging', () => {
+  it('a repeated directory takes the later metadata; a directory may follow its contents', async () => {
+    const entries: Entry[] = [
+      { kind: 'file', path: 'd/f', meta: meta(0o644), data: Buffer.from('x') },
+      { kind: 'dir', path: 'd', meta: meta(0o700) },
+      { kind: 'dir', path: 'd', meta: meta(0o750, { uid: 3 }) },
+    ];
+    const p = join(tmp.dir, 'merge.img');
+    await buildImage(p, entries, { sizeBytes: 16 * MiB });
+    const img = checkClean(p);
+    const d = img.walk().find((e) => e.path === 'd')!.inode;
+    expect([d.mode & 0o7777, d.uid]).toEqual([0o750, 3]);
+    img.close();
+  });
+});
+
 describe('UFS2 writer: errors', () => {
   it('says how much space is needed when the content does not fit, and keeps consuming input', async () => {
     const w = createUfs2Writer(nullTarget(), { ...base, sizeBytes: 8 * MiB });

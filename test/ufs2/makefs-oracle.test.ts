@@ -21,7 +21,9 @@ const isRoot = process.getuid?.() === 0;
 function stage(root: string, entries: readonly Entry[]): void {
   mkdirSync(root);
   const dirs: Array<[string, Entry & { kind: 'dir' }]> = [];
-  const mkParents = (p: string): void => mkdirSync(join(root, p, '..'), { recursive: true });
+  const mkParents = (p: string): void => {
+    mkdirSync(join(root, p, '..'), { recursive: true });
+  };
   for (const e of entries) {
     const at = join(root, e.path);
     if (e.kind === 'dir') {

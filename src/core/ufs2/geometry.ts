@@ -28,8 +28,8 @@ export const CGSIZEFUDGE = 8;
 export const MAXBSIZE = 65536;
 export const MINBSIZE = 4096;
 export const MAXFRAG = 8;
-/** newfs.h NFPI: one inode per 4 fragments of data space by default. */
-export const NFPI = 4;
+/** newfs.h NFPI (FreeBSD 10+; older releases used 4): one inode per 2 fragments of data space by default. */
+export const NFPI = 2;
 /** FreeBSD 13+ MAXPHYS on 64-bit platforms; newfs derives maxcontig from it. */
 export const MAXPHYS = 1024 * 1024;
 /** FS_FLAGS_UPDATED in fs_old_flags: fs_flags already lives at its UFS2 location. */

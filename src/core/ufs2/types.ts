@@ -37,7 +37,7 @@ export interface Ufs2Options {
   blockSize?: number;
   /** Fragment size, default 4096 (FreeBSD newfs default). */
   fragmentSize?: number;
-  /** Bytes of data space per inode, default as FreeBSD newfs (4 * fragment size... see writer). */
+  /** Bytes of data space per inode (newfs -i), default as FreeBSD newfs: 2 * fragment size. */
   bytesPerInode?: number;
   /** Reserved space percentage (newfs -m), default 8. */
   minFreePercent?: number;
