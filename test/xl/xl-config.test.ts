@@ -50,7 +50,7 @@ interface Parsed {
   disks: { vdev: string; format: string; pdev_path?: string; is_cdrom?: number; readwrite?: number; removable?: number }[];
   nics: { mac: string; bridge: string; nictype: string }[];
   on_crash: string;
-  on_reboot: string;
+  on_reboot?: string;
 }
 
 /** Asserts that real xl read exactly what the spec says. */
@@ -67,6 +67,7 @@ function expectXlReads(s: XlGuestSpec, cfgText: string): void {
   expect(j.b_info.target_memkb).toBe(s.memoryMiB * 1024);
   expect(j.b_info['type.hvm']).toMatchObject({ serial: 'pty', nographic: 'True', xen_platform_pci: 'True', boot: 'c', vnc: { enable: 'False' } });
   expect(j.on_crash).toBe('preserve');
+  expect(j.on_reboot ?? 'destroy').toBe('destroy'); // xl omits fields at their default (destroy)
   expect(j.disks).toHaveLength(2);
   expect(j.disks[0]).toEqual({ pdev_path: s.image.path, vdev: 'xvda', format: s.image.format, readwrite: 1 });
   if (s.cdrom.kind === 'iso') expect(j.disks[1]).toEqual({ pdev_path: s.cdrom.path, vdev: 'hdc', format: 'raw', removable: 1, is_cdrom: 1 });

@@ -173,7 +173,8 @@ export function renderXlConfig(input: XlGuestSpec): string {
     'vnc = 0',
     'nographic = 1',
     'on_poweroff = "destroy"',
-    'on_reboot = "restart"',
+    // A reboot would come back as a new domid that fbxen never learned about: end the domain instead.
+    'on_reboot = "destroy"',
     'on_crash = "preserve"',
   ];
   return `${lines.join('\n')}\n`;
