@@ -73,11 +73,6 @@ type Node = DirNode | FileNode | SymlinkNode;
 
 const newMap = (): BlockMap => ({ db: new Array<number>(UFS_NDADDR).fill(0), ib: [0, 0, 0], frags: 0 });
 
-/** Byte-order comparison of names (UTF-8), the order directory entries and inode numbers follow. */
-function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
 function splitPath(path: string): string[] {
   if (typeof path !== 'string') throw new InputError(`invalid path ${String(path)}`);
   if (path === '') return [];
@@ -488,7 +483,10 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
     const queue: DirNode[] = [root];
     for (let q = 0; q < queue.length; q++) {
       const dir = queue[q]!;
-      const kids = [...dir.children.entries()].sort((a, b) => compareNames(a[0], b[0]));
+      const kids = [...dir.children.entries()]
+        .map((kv) => ({ kv, key: Buffer.from(kv[0], 'utf8') }))
+        .sort((a, b) => Buffer.compare(a.key, b.key))
+        .map((k) => k.kv);
       sorted.set(dir, kids);
       for (const [, child] of kids) {
         if (child.ino === 0) {
@@ -623,6 +621,18 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       const clusterMap = g.contigsumsize > 0 ? buf.subarray(g.clusteroff) : null;
       const nclusterblks = Math.floor(ndblk / g.frag);
       for (let d = 0; d < ndblk; d += g.frag) {
+        if (g.frag === 8 && ((base + d) & 7) === 0) {
+          // fast path: one bitmap byte is one block
+          const byte = alloc.used[(base + d) >> 3]!;
+          if (byte === 0xff) continue;
+          if (byte === 0) {
+            freeMap[d >> 3] = 0xff;
+            cs.nbfree++;
+            const blk = d / 8;
+            if (clusterMap && blk < nclusterblks) clusterMap[blk >> 3]! |= 1 << (blk & 7);
+            continue;
+          }
+        }
         let freeCount = 0;
         let run = 0;
         const runs: number[] = [];
