@@ -50,9 +50,14 @@ export function createFileBlockTarget(file: number | FileHandle, baseOffset = 0)
           }
         };
   const stats = { bytesIn: 0, bytesWritten: 0, writeCalls: 0 };
-  const gather = Buffer.allocUnsafe(GATHER);
+  // Two gather buffers: one fills while the other is being written (the write runs on libuv's
+  // thread pool, so the caller's parsing overlaps the I/O). At most one write is in flight.
+  const buffers = [Buffer.allocUnsafe(GATHER), Buffer.allocUnsafe(GATHER)];
+  let current = 0;
+  let gather = buffers[0]!;
   let start = -1;
   let length = 0;
+  let inFlight: Promise<void> | null = null;
 
   const out = async (buf: Buffer, offset: number): Promise<void> => {
     if (isAllZero(buf)) return;
@@ -60,14 +65,28 @@ export function createFileBlockTarget(file: number | FileHandle, baseOffset = 0)
     stats.writeCalls++;
     await rawWrite(buf, baseOffset + offset);
   };
-  const flush = async (): Promise<void> => {
-    if (length > 0) {
-      const s = start;
-      const n = length;
-      start = -1;
-      length = 0;
-      await out(gather.subarray(0, n), s);
+  const settle = async (): Promise<void> => {
+    if (inFlight) {
+      const p = inFlight;
+      inFlight = null;
+      await p;
     }
+  };
+  /** Starts writing the filled buffer and switches to the other one. */
+  const rotate = async (): Promise<void> => {
+    if (length === 0) return;
+    await settle();
+    inFlight = out(gather.subarray(0, length), start);
+    // keep a rejection from being unhandled before settle() sees it
+    inFlight.catch(() => undefined);
+    current ^= 1;
+    gather = buffers[current]!;
+    start = -1;
+    length = 0;
+  };
+  const flush = async (): Promise<void> => {
+    await rotate();
+    await settle();
   };
   return {
     stats,
@@ -80,8 +99,9 @@ export function createFileBlockTarget(file: number | FileHandle, baseOffset = 0)
         length += buf.length;
         return;
       }
-      await flush();
+      await rotate();
       if (buf.length >= GATHER / 2) {
+        await settle();
         await out(buf, offset);
         return;
       }
