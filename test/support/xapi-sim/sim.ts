@@ -353,6 +353,10 @@ export class XapiSim {
         if (t['status'] === 'pending') t['status'] = 'cancelled';
         return '';
       }
+      case 'task.destroy':
+        this.get('task', args[0]!);
+        this.db.task.delete(String(args[0]));
+        return '';
       case 'event.from':
         // Tasks complete synchronously or on a timer; answer at once with a new token.
         return { events: [], valid_ref_counts: {}, token: String(this.eventId) };

@@ -57,7 +57,10 @@ export function encodeMethodResponse(result: XapiValue): string {
 function parseXml(text: string): Promise<XmlNode> {
   const parser = new xml2js.Parser({ explicitArray: true, explicitRoot: true, includeWhiteChars: true, trim: false, normalize: false, explicitCharkey: true, charkey: '_', async: false });
   return new Promise((resolve, reject) => {
-    parser.parseString(text, (err: Error | null, result: XmlNode) => (err ? reject(err) : resolve(result)));
+    // With explicitRoot the root element is an object, not a one-element array like every other child.
+    parser.parseString(text, (err: Error | null, result: XmlNode | null) =>
+      err ? reject(err) : resolve(Object.fromEntries(Object.entries(result ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v : [v]]))),
+    );
   });
 }
 
