@@ -41,9 +41,7 @@ export function encodeSuperblock(g: Geometry, f: SuperblockFields): Buffer {
   i32(12, g.cblkno);
   i32(16, g.iblkno);
   i32(20, g.dblkno);
-  // fs_old_cgoffset 0 and fs_old_cgmask ~0, as newfs sets them (cgstart() ignores them for UFS2)
-  i32(24, 0);
-  u32(28, 0xffffffff);
+  // fs_old_cgoffset and fs_old_cgmask stay 0: newfs sets them only for UFS1 (cgstart() ignores them for UFS2)
   u32(44, g.ncg);
   i32(48, g.bsize);
   i32(52, g.fsize);

@@ -37,6 +37,8 @@ import type { BlockTarget, FsMeta, Ufs2Options, Ufs2Stats, Ufs2Writer } from './
 const MiB = 1024 * 1024;
 const MAX_NAME = 255;
 const MAX_SYMLINK = 1023;
+/** di_nlink is an int16_t. */
+const UFS_LINK_MAX = 32767;
 
 interface BlockMap {
   db: number[];
@@ -574,6 +576,10 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
         size = node.target.length;
         if (size < MAXSYMLINKLEN_UFS2) inline = node.target;
       }
+      if (nlink > UFS_LINK_MAX)
+        throw new InputError(`inode ${ino} would have ${nlink} links; UFS allows at most ${UFS_LINK_MAX}`, {
+          hint: 'too many hard links to one file or subdirectories in one directory',
+        });
       encodeInode(inoBuf, (ino % g.inopb) * DINODE2_SIZE, {
         mode: type | m.mode,
         nlink,
