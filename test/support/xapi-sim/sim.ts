@@ -453,6 +453,13 @@ export class XapiSim {
       }
       case 'VIF.create':
         return this.createVif(args[0] as Rec);
+      case 'VIF.destroy': {
+        const vif = this.get('VIF', args[0]!);
+        const vm = this.db.VM.get(String(vif['VM']));
+        if (vm) vm['VIFs'] = (vm['VIFs'] as string[]).filter((x) => x !== String(args[0]));
+        this.db.VIF.delete(String(args[0]));
+        return '';
+      }
     }
     // Generic accessors: get_all_records, get_record, get_by_name_label, get_by_uuid, get_<field>, set_<field>.
     const table = this.db[cls as ClassName];

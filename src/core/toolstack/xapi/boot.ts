@@ -133,7 +133,9 @@ class PlanRecorder implements Api {
   readonly lines: string[] = [];
   private n = 0;
   async call(method: string, ...params: XapiValue[]): Promise<XapiValue> {
-    const ref = `<${method.split('.')[0]}#${++this.n}>`;
+    // Name the answer by what it is: pool.get_master answers a host, pool.get_default_SR an SR.
+    const kind = /get_master$/.test(method) ? 'host' : /get_default_SR$/.test(method) ? 'SR' : method.split('.')[0];
+    const ref = `<${kind}#${++this.n}>`;
     this.lines.push(`${method}(${['<session>', ...params.map(show)].join(', ')})`);
     return ref;
   }
@@ -441,9 +443,10 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   const { poolName, master, sr, srRec, network, netRec } = await step('Find the pool, the SR and the network', async () => {
     const pools = (await api.call('pool.get_all')) as XapiValue;
     const poolRef = Array.isArray(pools) ? str(pools[0]) : str(pools);
-    const poolName = plan ? '<pool>' : str(await api.call('pool.get_name_label', poolRef));
+    const poolName = str(await api.call('pool.get_name_label', poolRef));
     const masterRef = str(await api.call('pool.get_master', poolRef));
-    const masterRec = plan ? {} : ((await api.call('host.get_record', masterRef)) as Rec);
+    const masterAnswer = await api.call('host.get_record', masterRef);
+    const masterRec = plan ? {} : (masterAnswer as Rec);
     let sr: string;
     let srRec: Rec;
     if (plan) {
@@ -509,14 +512,20 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     await api.call('VM.set_name_label', vm, req.name);
     await api.call('VM.add_to_other_config', vm, 'fbxen_run', f.run);
     if (req.network) {
-      const vifs = plan ? ['<VIF#imported>'] : ((await api.call('VM.get_VIFs', vm)) as string[]);
+      const vifsAnswer = await api.call('VM.get_VIFs', vm);
+      const vifs = plan ? ['<VIF#imported>'] : (vifsAnswer as string[]);
       for (const vif of vifs) await api.call('VIF.destroy', vif);
       await createVif(api, vm, network);
     }
-    const vbds = plan ? ['<VBD#imported-cd>'] : ((await api.call('VM.get_VBDs', vm)) as string[]);
-    for (const vbd of vbds) {
-      const rec = plan ? { type: 'CD' } : ((await api.call('VBD.get_record', vbd)) as Rec);
-      if (rec['type'] === 'CD') cdVbd = vbd;
+    const vbdsAnswer = await api.call('VM.get_VBDs', vm);
+    if (plan) {
+      plan.note('take the CD drive (userdevice 3) the XVA brought: VBD.get_record for each VBD, type "CD"');
+      cdVbd = '<VBD#imported-cd>';
+    } else {
+      for (const vbd of vbdsAnswer as string[]) {
+        const rec = (await api.call('VBD.get_record', vbd)) as Rec;
+        if (rec['type'] === 'CD') cdVbd = vbd;
+      }
     }
   } else {
     const diskVdi = await step(`Upload the disk (${f.image.kind}, ${f.image.size} bytes)`, async () => {

@@ -1,0 +1,297 @@
+/**
+ * `fbxen boot --toolstack xapi` end to end against the XAPI simulator (a test double: see
+ * test/support/xapi-sim/sim.ts). The simulated guest plays the collector's part: it reads the run nonce
+ * from the medium fbxen attached (CD drive, or disk 1 on an older xapi) and writes a real FBXEN1 frame
+ * (made with verify's encoder) to the serial console target fbxen put in platform:hvm_serial.
+ * Every file the runs leave behind, every plan and every error is scanned for the password.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runXapiBoot, detectXapiImage, type XapiBootRequest, type XapiBootInternals } from '../../src/core/toolstack/xapi/boot.js';
+import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
+import { writeXva } from '../../src/core/formats/xva.js';
+import { writeDynamicVhd } from '../../src/core/formats/vhd.js';
+import { encodeConsoleFrame, packBundle } from '../../src/core/verify/index.js';
+import { CleanupStack } from '../../src/core/util/cleanup.js';
+import { silentProgress, type Progress } from '../../src/core/progress.js';
+import { InterruptedError, TimeoutError } from '../../src/core/errors.js';
+import type { Runner } from '../../src/core/exec/runner.js';
+import { XapiSim } from '../support/xapi-sim/sim.js';
+
+const PASSWORD = 'Very$ecret-xapi-pw';
+const dir = mkdtempSync(join(tmpdir(), 'fbxen-xapi-boot-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const MiB = 1024 * 1024;
+
+const noRunner: Runner = {
+  run: () => Promise.reject(new Error('no subprocess expected in this test')),
+  stream: () => {
+    throw new Error('no subprocess expected in this test');
+  },
+};
+
+let xva = '';
+let vhd = '';
+let raw = '';
+const frames = new Map<string, string>();
+
+async function frameFor(run: string): Promise<string> {
+  const payload = await packBundle({
+    meta: { bundle: 'fbxen-bundle/1', run, phase: 'boot', collector: 'xapi-sim' },
+    index: [{ name: 'uname', status: 0, command: 'uname -a' }],
+    sections: new Map([['uname', 'FreeBSD sim 14.1-RELEASE FreeBSD 14.1-RELEASE GENERIC amd64\n']]),
+  } as Parameters<typeof packBundle>[0]);
+  return `Booting...\r\nFreeBSD/amd64 (sim) (ttyu0)\r\n${encodeConsoleFrame(payload, run, 'boot')}`;
+}
+
+/** The simulated collector: finds "nonce=<run>" on the medium fbxen attached, then prints that run's frame. */
+function guestConsole({ record, sim }: { record: Record<string, unknown>; sim: XapiSim }): string {
+  for (const vbd of record['VBDs'] as string[]) {
+    const r = sim.db.VBD.get(vbd);
+    if (!r || r['empty'] || !(r['type'] === 'CD' || r['userdevice'] === '1')) continue;
+    const text = sim.vdiContent.get(String(r['VDI']))?.toString('latin1') ?? '';
+    const m = /nonce=([A-Za-z0-9._-]+)/.exec(text);
+    if (m && frames.has(m[1]!)) return frames.get(m[1]!)!;
+  }
+  return 'login: '; // no medium with a nonce: the collector cannot tag its run
+}
+
+const makeCd: NonNullable<XapiBootInternals['makeCd']> = async ({ runId, outPath }) => {
+  // Stands in for xorriso: a CD image whose bytes carry the nonce file's content.
+  const iso = Buffer.alloc(64 * 1024);
+  iso.write(`CD001 FBXEN nonce=${runId}\n`, 32768);
+  writeFileSync(outPath, iso);
+};
+
+const sims: XapiSim[] = [];
+async function startSim(opts: ConstructorParameters<typeof XapiSim>[0] = {}): Promise<XapiSim> {
+  const s = await new XapiSim({ password: PASSWORD, guestConsole, ...opts }).start();
+  sims.push(s);
+  return s;
+}
+afterEach(async () => {
+  while (sims.length) await sims.pop()!.stop();
+});
+
+beforeAll(async () => {
+  raw = join(dir, 'disk.raw');
+  const b = Buffer.alloc(4 * MiB);
+  b.write('FreeBSD boot sector', 0);
+  writeFileSync(raw, b);
+  xva = join(dir, 'disk.xva');
+  vhd = join(dir, 'disk.vhd');
+  await writeXva(raw, xva, { name: 'fbsd', vcpus: 2, memoryMiB: 512, timestamp: 1717200000, seed: 's' });
+  await writeDynamicVhd(raw, vhd, { timestamp: 1717200000, seed: 's' });
+});
+
+function request(over: Partial<XapiBootRequest> = {}): XapiBootRequest {
+  return {
+    image: vhd,
+    name: 'fbsd-xapi',
+    vcpus: 2,
+    memoryMiB: 512,
+    emptyCdrom: false,
+    keep: false,
+    timeoutSec: 20,
+    dryRun: false,
+    verify: false,
+    artifactsRoot: join(dir, 'runs'),
+    insecure: false,
+    ...over,
+  };
+}
+
+function deps(sim: XapiSim | undefined, over: { signal?: AbortSignal; progress?: Progress; env?: NodeJS.ProcessEnv } = {}) {
+  return {
+    runner: noRunner,
+    progress: over.progress ?? silentProgress,
+    signal: over.signal ?? new AbortController().signal,
+    cleanup: new CleanupStack(),
+    env: over.env ?? { FBXEN_XAPI_URL: sim?.url ?? 'https://pool.example', FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: PASSWORD },
+  };
+}
+
+const internals = (over: Partial<XapiBootInternals> = {}): XapiBootInternals => ({ cwd: dir, makeCd, consoleHost: '127.0.0.1', pollMs: 20, clientOptions: { pollIntervalMs: 10 }, ...over });
+
+async function boot(sim: XapiSim, run: string, req: Partial<XapiBootRequest> = {}, extra: Parameters<typeof deps>[1] = {}, ints: Partial<XapiBootInternals> = {}) {
+  frames.set(run, await frameFor(run));
+  return runXapiBoot(request({ runId: run, ...req }), deps(sim, extra), internals(ints));
+}
+
+/** What fbxen created and left in the simulated pool (the seeded pool has one template VM and no VDIs). */
+function leftovers(sim: XapiSim) {
+  return {
+    vms: sim.find('VM', (r) => !r['is_a_template']).length,
+    vdis: sim.db.VDI.size,
+    vbds: sim.db.VBD.size,
+    sessions: sim.db.session.size,
+    tasks: sim.db.task.size,
+  };
+}
+
+function scanForPassword(root: string): string[] {
+  const hits: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (readFileSync(p).includes(PASSWORD)) hits.push(p);
+    }
+  };
+  walk(root);
+  return hits;
+}
+
+afterAll(() => {
+  // The last word: nothing any test wrote holds the password.
+  // (the credentials file of the credentials test holds it on purpose)
+  expect(scanForPassword(dir).filter((p) => !p.endsWith('/creds'))).toEqual([]);
+});
+
+describe('bootWithXapi against the simulator', () => {
+  it('uploads a VHD, builds the VM from the template, puts the fbxen CD in the drive, captures the frame, removes everything', async () => {
+    const sim = await startSim();
+    const result = await boot(sim, 'run-vhd-1');
+    expect(result).toMatchObject({ run: 'run-vhd-1', name: 'fbsd-xapi', toolstack: 'xapi', domain: { kept: false } });
+    expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END run-vhd-1 boot');
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    const calls = sim.calls;
+    for (const m of ['VDI.create', 'VM.clone', 'VM.provision', 'VM.set_HVM_boot_params', 'VM.set_platform', 'VBD.create', 'VIF.create', 'VBD.insert', 'VM.add_to_platform', 'Async.VM.start', 'VM.hard_shutdown', 'VM.destroy', 'VDI.destroy', 'session.logout']) {
+      expect(calls, m).toContain(m);
+    }
+    expect(sim.wire.filter((w) => w.startsWith('PUT /import_raw_vdi')).map((w) => new URL(w.slice(4), 'http://x').searchParams.get('format'))).toEqual(['vhd', 'raw']);
+    const runJson = JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8'));
+    expect(runJson).toMatchObject({
+      outcome: 'collected',
+      toolstack: 'xapi',
+      xapi: { host: { name: 'xcp-host-1', address: '127.0.0.1' }, sr: { name: 'NFS storage', shared: true }, network: { bridge: 'xenbr0' }, nonceChannel: 'cd' },
+    });
+    expect(readFileSync(join(dir, 'runs', 'fbsd-xapi', 'latest'), 'utf8').trim()).toBe('run-vhd-1');
+    const transcript = readFileSync(join(result.artifactsDir, 'transcript.log'), 'utf8');
+    expect(transcript).toMatch(/session\.login_with_password\("root", "<password>", "1\.1", "fbxen"\)/);
+    expect(transcript).not.toContain(PASSWORD);
+    expect(sim.wire.filter((w) => w.includes(PASSWORD))).toHaveLength(1); // only the login body carries it
+  });
+
+  it('imports an XVA into the chosen SR, applies --network and --keep, and reports the pool facts', async () => {
+    const sim = await startSim();
+    const result = await boot(sim, 'run-xva-1', { image: xva, keep: true, sr: 'Local storage', network: 'Lab network' });
+    expect(result.domain.kept).toBe(true);
+    const [[vmRef, vm]] = sim.find('VM', (r) => !r['is_a_template']) as [[string, Record<string, unknown>]];
+    expect(vm).toMatchObject({ name_label: 'fbsd-xapi', power_state: 'Running', other_config: expect.objectContaining({ fbxen_run: 'run-xva-1' }) });
+    expect(result.domain.id).toBe(vm['uuid']);
+    expect((vm['platform'] as Record<string, string>)['hvm_serial']).toMatch(/^tcp:127\.0\.0\.1:\d+$/);
+    const vif = sim.find('VIF', (r) => r['VM'] === vmRef);
+    expect(vif.map(([, r]) => sim.db.network.get(String(r['network']))?.['name_label'])).toEqual(['Lab network']);
+    expect(sim.find('VDI', () => true).map(([, r]) => sim.db.SR.get(String(r['SR']))?.['name_label'])).toEqual(['Local storage', 'Local storage']);
+    expect(sim.db.session.size).toBe(0); // kept VM, but the session is closed
+    const runJson = JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8'));
+    expect(runJson).toMatchObject({ outcome: 'kept', xapi: { sr: { name: 'Local storage', shared: false }, nonceChannel: 'cd' } });
+  });
+
+  it('falls back to a second disk when this xapi refuses a non-ISO VDI in the CD drive (VDI_IS_NOT_ISO)', async () => {
+    const sim = await startSim({ strictCdIso: true });
+    const warnings: string[] = [];
+    const progress: Progress = { ...silentProgress, warn: (m) => warnings.push(m) };
+    const result = await boot(sim, 'run-strict-1', { keep: true }, { progress });
+    expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END run-strict-1 boot');
+    expect(warnings.join('\n')).toMatch(/second disk/);
+    const vbds = [...sim.db.VBD.values()].map((r) => `${r['type']}:${r['userdevice']}:${r['empty'] ? 'empty' : 'full'}`).sort();
+    expect(vbds).toEqual(['CD:3:empty', 'Disk:0:full', 'Disk:1:full']);
+    expect(JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8')).xapi.nonceChannel).toBe('second-disk');
+  });
+
+  it.each([
+    ['VM.start', 'NO_HOSTS_AVAILABLE'],
+    ['VBD.insert', 'OTHER_OPERATION_IN_PROGRESS'],
+    ['VIF.create', 'HANDLE_INVALID'],
+    ['/import_raw_vdi', 'VDI_IO_ERROR'],
+  ])('cleans up everything it created when %s fails half-way (%s)', async (method, code) => {
+    const sim = await startSim();
+    sim.failOn(method, code, ['injected']);
+    const err = await boot(sim, `run-fail-${code}`).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code, exitCode: 5 });
+    expect(String((err as Error).message)).not.toContain(PASSWORD);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    const runDir = join(dir, 'runs', 'fbsd-xapi', `run-fail-${code}`);
+    expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).outcome).toBe('failed');
+  });
+
+  it('removes the VM when the guest never writes a frame (timeout) and when interrupted (SIGINT)', async () => {
+    const sim = await startSim({ guestConsole: () => 'FreeBSD hangs here\r\n' });
+    const err = await boot(sim, 'run-timeout-1', { timeoutSec: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    expect(JSON.parse(readFileSync(join(dir, 'runs', 'fbsd-xapi', 'run-timeout-1', 'run.json'), 'utf8')).outcome).toBe('timeout');
+
+    const ac = new AbortController();
+    const watcher = setInterval(() => {
+      if (sim.find('VM', (r) => r['power_state'] === 'Running').length) ac.abort(new InterruptedError('SIGINT'));
+    }, 10);
+    const err2 = await boot(sim, 'run-sigint-1', { timeoutSec: 20 }, { signal: ac.signal }).catch((e: unknown) => e);
+    clearInterval(watcher);
+    expect(err2).toBeInstanceOf(InterruptedError);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    expect(JSON.parse(readFileSync(join(dir, 'runs', 'fbsd-xapi', 'run-sigint-1', 'run.json'), 'utf8')).outcome).toBe('interrupted');
+  });
+
+  it('follows HOST_IS_SLAVE and records the master', async () => {
+    const master = await startSim({ host: '127.0.0.1' });
+    const member = await startSim({ host: '127.0.0.2', port: master.port, slaveOf: '127.0.0.1' });
+    frames.set('run-slave-1', await frameFor('run-slave-1'));
+    const result = await runXapiBoot(request({ runId: 'run-slave-1' }), deps(member), internals());
+    expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END run-slave-1');
+    expect(readFileSync(join(result.artifactsDir, 'transcript.log'), 'utf8')).toContain(`redirected to the pool master ${master.url}`);
+    expect(leftovers(master).vms).toBe(0);
+  });
+
+  it('refuses qcow2 and a missing image with a hint, before contacting XAPI', async () => {
+    const q = join(dir, 'x.qcow2');
+    writeFileSync(q, Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb]), Buffer.alloc(1020)]));
+    await expect(runXapiBoot(request({ image: q }), deps(undefined), internals())).rejects.toThrow(/qcow2, which XenServer does not import/);
+    await expect(runXapiBoot(request({ image: join(dir, 'none.vhd') }), deps(undefined), internals())).rejects.toThrow(/does not exist/);
+    expect((await detectXapiImage(xva)).kind).toBe('xva');
+    expect(await detectXapiImage(vhd)).toMatchObject({ kind: 'vhd', virtualSize: 4 * MiB });
+    expect((await detectXapiImage(raw)).kind).toBe('raw');
+  });
+});
+
+describe('--dry-run call plans (golden)', () => {
+  it.each([
+    ['xva', 'disk.xva', {}],
+    ['vhd', 'disk.vhd', { sr: 'NFS storage', network: 'Lab network', verify: true }],
+    ['vhd-empty-cdrom-keep', 'disk.vhd', { emptyCdrom: true, keep: true, insecure: true }],
+  ] as const)('%s', async (label, image, over) => {
+    const result = await runXapiBoot(request({ image, runId: 'run-plan-1', dryRun: true, ...over }), deps(undefined), internals());
+    const plan = result.planText!.split(dir).join('<tmp>');
+    expect(plan).not.toContain(PASSWORD);
+    expect(plan).toContain('<password>');
+    await expect(plan).toMatchFileSnapshot(`../../fixtures/golden/plans/boot-xapi-${label}.txt`);
+    expect(() => statSync(join(dir, 'runs', 'fbsd-xapi', 'run-plan-1'))).toThrow(); // a plan writes nothing
+  });
+});
+
+describe('XAPI credentials', () => {
+  it('come from the environment, never from argv; missing ones are named without values', async () => {
+    await expect(loadXapiCredentials({ FBXEN_XAPI_URL: 'https://pool', FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: PASSWORD })).resolves.toMatchObject({ url: 'https://pool', user: 'root', password: PASSWORD, source: 'environment' });
+    const err = await loadXapiCredentials({ FBXEN_XAPI_URL: 'ftp://x', FBXEN_XAPI_USER: 'root' }).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/url: must be an http/);
+    expect(String((err as Error).message)).toMatch(/password: missing or empty/);
+    expect((err as { hint?: string }).hint).toMatch(/never taken from the command line/);
+  });
+
+  it('come from a mode-600 file, and a group/world-readable one is refused', async () => {
+    const f = join(dir, 'creds');
+    writeFileSync(f, `url=https://pool.lab\nuser=root\npassword='${PASSWORD}'\n`);
+    chmodSync(f, 0o644);
+    const err = await loadXapiCredentials({ FBXEN_XAPI_CREDENTIALS_FILE: f }).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/can be read by group or others \(mode 644\)/);
+    expect((err as { hint?: string }).hint).toBe(`run: chmod 600 ${f}`);
+    chmodSync(f, 0o600);
+    await expect(loadXapiCredentials({ FBXEN_XAPI_CREDENTIALS_FILE: f })).resolves.toMatchObject({ url: 'https://pool.lab', user: 'root', password: PASSWORD, source: 'file' });
+    writeFileSync(f, `url: https://other\nuser: admin\npassword: "${PASSWORD}"\n`);
+    await expect(loadXapiCredentials({ FBXEN_XAPI_CREDENTIALS_FILE: f, FBXEN_XAPI_URL: 'https://override' })).resolves.toMatchObject({ url: 'https://override', user: 'admin' });
+  });
+});
