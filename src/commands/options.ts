@@ -31,6 +31,9 @@ export function resolveRequest<S extends z.ZodType>(
   const parsed = schema.safeParse(merged);
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((k) => (k in flags ? `--${kebab(k)}: unknown option` : `${command}.${kebab(k)} (config file): unknown option`)).join('; ');
+    }
     const key = issue.path.map((p) => (typeof p === 'string' ? kebab(p) : String(p))).join('.');
     const top = typeof issue.path[0] === 'string' ? issue.path[0] : undefined;
     const where = top !== undefined && top in flags ? `--${key}` : key ? `${command}.${key} (config file)` : command;

@@ -15,12 +15,13 @@ export function detectTty(env: NodeJS.ProcessEnv = process.env): boolean {
 
 export function createListrProgress(ui: UiOptions): Progress {
   const processOutput = new ProcessOutput(process.stderr, process.stderr);
-  const logger = new ListrLogger({ processOutput, useIcons: ui.tty });
   const line = (level: string, message: string) => {
     if (!ui.quiet) process.stderr.write(`${ui.tty ? '' : `[${new Date().toISOString().slice(11, 19)}] `}${level}${message}\n`);
   };
   return {
     async step(title, run) {
+      // A logger per step: the simple renderer adds its timestamp field to the logger it is given.
+      const logger = new ListrLogger({ processOutput, useIcons: ui.tty });
       let result: unknown;
       const list = new Listr(
         [

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fbxen, fbxenInterrupted, listing } from '../support/cli.js';
-import { sampleDist, tmpDir } from '../support/samples.js';
+import { REPO, sampleDist, tmpDir } from '../support/samples.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -176,7 +176,7 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
   };
   const runDist = (dist: string) => {
     const out = tmpDir('out');
-    return { ...fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M']), out };
+    return { ...fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--swap', '32M']), out };
   };
 
   it('a sha256 mismatch against MANIFEST', () => {
@@ -232,7 +232,7 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
 
   it('a full disk (a 3 MiB tmpfs in a private mount namespace)', () => {
     const dir = tmpDir('full');
-    const script = `mount -t tmpfs -o size=3m tmpfs ${dir} && ${process.execPath} dist/cli.js build --dist ${sampleDist()} --out ${dir}/out --cache-dir ${tmpDir('c')} --disk-size 256M; echo "rc=$?"; ls -A ${dir}/out`;
+    const script = `mount -t tmpfs -o size=3m tmpfs ${dir} && ${process.execPath} dist/cli.js build --dist ${sampleDist()} --out ${dir}/out --cache-dir ${tmpDir('c')} --disk-size 256M --swap 32M; echo "rc=$?"; ls -A ${dir}/out`;
     const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' } });
     if (r.status !== 0 && /unshare|Operation not permitted/.test(r.stderr)) return; // no mount namespaces here: cannot simulate
     expect(r.stderr).toMatch(/no space left on the device holding/);
@@ -255,11 +255,17 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
 
   it('Ctrl-C during the build: exit 130, no outputs, no temporaries', async () => {
     const out = tmpDir('int');
-    const r = await fbxenInterrupted(['build', '--dist', sampleDist(), '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--verbose'], (err) => /Write the root file system/.test(err));
+    // A throttled xz (test double) keeps the build in its file-system step long enough to interrupt it.
+    const slowPath = `${join(REPO, 'test/support/slow-bin')}:${process.env.PATH}`;
+    const r = await fbxenInterrupted(['build', '--dist', sampleDist(), '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--swap', '32M'], (err) => /STARTED.*Write the root file system/.test(err), 'SIGINT', { env: { PATH: slowPath } });
     expect(r.sentSignal).toBe(true);
     expect(r.code).toBe(130);
     expect(r.stderr).toMatch(/SIGINT received, cleaning up/);
     expect(listing(out)).toEqual([]);
+    // No decompressor left behind (the stand-in's pipeline children exit on SIGPIPE within moments).
+    const deadline = Date.now() + 5000;
+    while (spawnSync('pgrep', ['-f', `xz -dc -T0 ${sampleDist()}`]).status === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(spawnSync('pgrep', ['-f', `xz -dc -T0 ${sampleDist()}`]).status).toBe(1);
   });
 });
 
@@ -286,7 +292,7 @@ describe('fbxen build: options, config file and plans', () => {
     const bad = fbxen(['build', '--config', 'bad.yaml'], { cwd: dir });
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/build\.swap \(config file\): swap: "lots" is not a size/);
-    expect(bad.stderr).toMatch(/disk-sise/);
+    expect(bad.stderr).toMatch(/build\.disk-sise \(config file\): unknown option/);
   });
 
   it('a usage error exits 2 and says what to do', () => {

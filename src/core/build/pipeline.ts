@@ -149,6 +149,8 @@ class SetSource {
       if (this.deps.signal.aborted) throw this.deps.signal.reason;
       throw decompressError(set, err);
     });
+    // Awaited by the reader when it reaches the end; a build that fails earlier must not leave it unhandled.
+    exited.catch(() => undefined);
     async function* chunks() {
       for await (const c of proc.stdout) yield c as Buffer;
       await exited;
@@ -229,7 +231,22 @@ export interface BuildResult {
   outDir: string;
 }
 
-export async function build(req: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
+export async function build(req: BuildRequest, outer: BuildDeps): Promise<BuildResult> {
+  // A failure anywhere stops the decompressors too: nothing may be left running or blocked on a pipe.
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(outer.signal.reason);
+  outer.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await buildImage(req, { ...outer, signal: controller.signal });
+  } catch (err) {
+    controller.abort(err);
+    throw err;
+  } finally {
+    outer.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResult> {
   const t0 = Date.now();
   const durations: Record<string, number> = {};
   const timed = async <T>(key: string, title: string, fn: (h: import('../progress.js').StepHandle) => Promise<T>) => {
@@ -322,6 +339,9 @@ export async function build(req: BuildRequest, deps: BuildDeps): Promise<BuildRe
           h.output(`${label}: ${guard.entries} entries, ${formatBytes(guard.fileBytes)}`);
         }
       }
+      // The tar reader stops at the end-of-archive marker; read the record padding after it too, so the
+      // decompressor exits (and its failure, if any, is seen) and the cache copy is complete.
+      for await (const _ of chunks);
     };
 
     await timed('filesystem', 'Write the root file system from the sets (one pass)', async (h) => {
@@ -337,7 +357,7 @@ export async function build(req: BuildRequest, deps: BuildDeps): Promise<BuildRe
 
       kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
       for (const d of customisation.directories) guard.overlayDirectory(d.path, { mode: d.mode, uid: 0, gid: 0, mtime: 0, flags: 0 });
-      for (const f of customisation.files) guard.overlayFile(f.path, { mode: f.mode, uid: 0, gid: 0, mtime: 0, flags: 0 }, f.content);
+      for (const f of customisation.files) await guard.overlayFile(f.path, { mode: f.mode, uid: 0, gid: 0, mtime: 0, flags: 0 }, f.content);
       guard.finishDeferredLinks();
       entryCount = guard.entries;
       fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;

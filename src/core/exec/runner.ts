@@ -159,8 +159,10 @@ export function createExecaRunner(options: { onCommand?: (record: CommandRecord)
       });
       // Keep an unobserved failure from crashing the process; callers await `done`.
       done.catch(() => undefined);
-      if (!sub.stdout) throw new Error(`no stdout pipe for ${command}`);
-      return { stdout: sub.stdout, stdin: sub.stdin, done, kill: () => sub.kill() };
+      // execa drains subprocess.stdout itself when buffer is false, losing what is not read at once;
+      // readable() hands over every byte, with backpressure.
+      const stdout = sub.readable({ from: 'stdout', binary: true });
+      return { stdout, stdin: sub.stdin, done, kill: () => sub.kill() };
     },
   };
 }
