@@ -3,7 +3,9 @@
  * transports, and against independent peers: CPython's xmlrpc.server (peer_xapi.py) for our XML-RPC
  * requests and CPython's xmlrpc.client (py_client_check.py) for the simulator's (our codec's) answers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -194,7 +196,29 @@ describe('XapiClient: redirects, timeouts, retries', () => {
     expect((err as { hint?: string }).hint).toMatch(/FBXEN_XAPI_URL/);
   });
 
-  it('verifies TLS by default and says how to fix a self-signed pool', async () => {
+  it('verifies TLS by default; --ca-file pins the pool certificate; --insecure only when asked', async () => {
+    const tlsDir = mkdtempSync(join(tmpdir(), 'fbxen-tls-'));
+    try {
+      const key = join(tlsDir, 'key.pem');
+      const cert = join(tlsDir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      const s = await sim({ tls: { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') } });
+      expect(s.url).toMatch(/^https:/);
+      const err = await XapiClient.connect({ url: s.url, user: 'root', password: PASSWORD }).catch((e: unknown) => e);
+      expect(String((err as Error).message)).toMatch(/TLS verification of https:\/\/127\.0\.0\.1:\d+ failed/);
+      expect((err as { hint?: string }).hint).toMatch(/--ca-file .*--insecure/);
+      expect(s.db.session.size).toBe(0); // the password never went out over the unverified connection
+      const pinned = await XapiClient.connect({ url: s.url, user: 'root', password: PASSWORD, caFile: cert });
+      expect(await pinned.call('pool.get_all')).toHaveLength(1);
+      await pinned.logout();
+      const insecure = await XapiClient.connect({ url: s.url, user: 'root', password: PASSWORD, insecure: true });
+      await insecure.logout();
+    } finally {
+      rmSync(tlsDir, { recursive: true, force: true });
+    }
+  });
+
+  it('names an unreadable CA file', async () => {
     const err = await XapiClient.connect({ url: 'https://127.0.0.1:9', user: 'u', password: 'p', caFile: '/nonexistent.pem' }).catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/CA file \/nonexistent\.pem cannot be read/);
   });

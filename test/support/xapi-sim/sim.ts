@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { decodeMethodCall, decodeValueDocument, encodeMethodResponse, type XapiValue } from '../../../src/core/toolstack/xapi/xmlrpc.js';
@@ -40,6 +41,8 @@ export interface SimOptions {
   strictCdIso?: boolean;
   /** What the "guest" writes to its serial console once started. */
   guestConsole?: (vm: { ref: string; record: Rec; sim: XapiSim }) => string;
+  /** Serve HTTPS with this key and certificate (PEM), like a real pool does on port 443. */
+  tls?: { key: string; cert: string };
   /** Seconds a task stays pending before it completes (tests of waiting). */
   taskDelayMs?: number;
 }
@@ -73,7 +76,7 @@ export class XapiSim {
   /** Raw request bodies and URLs received, to scan for secrets. */
   readonly wire: string[] = [];
   private readonly injected: Injected[] = [];
-  private server: http.Server | undefined;
+  private server: http.Server | https.Server | undefined;
   private counter = 0;
   private eventId = 0;
   readonly opts: Required<Pick<SimOptions, 'user' | 'password'>> & SimOptions;
@@ -140,7 +143,7 @@ export class XapiSim {
 
   get url(): string {
     const a = this.server?.address() as AddressInfo;
-    return `http://${a.address}:${a.port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${a.address}:${a.port}`;
   }
 
   get port(): number {
@@ -148,7 +151,8 @@ export class XapiSim {
   }
 
   async start(): Promise<this> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    this.server = this.opts.tls ? https.createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : http.createServer(handler);
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', resolve);
