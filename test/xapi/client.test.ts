@@ -7,6 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -221,6 +222,33 @@ describe('XapiClient: redirects, timeouts, retries', () => {
   it('names an unreadable CA file', async () => {
     const err = await XapiClient.connect({ url: 'https://127.0.0.1:9', user: 'u', password: 'p', caFile: '/nonexistent.pem' }).catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/CA file \/nonexistent\.pem cannot be read/);
+  });
+});
+
+describe('simulator: shape for migrate-test', () => {
+  it('VM.pool_migrate moves the VM and its console reconnects, as a new QEMU would', async () => {
+    const s = await sim({ guestConsole: ({ record }) => `console of ${String(record['name_label'])} on ${String(record['resident_on'])}\n` });
+    const received: string[] = [];
+    const server = net.createServer((sock) => sock.on('data', (d) => received.push(d.toString())));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = await connect(s);
+    const tmpl = ((await c.call('VM.get_by_name_label', 'Other install media')) as string[])[0]!;
+    const vm = String(await c.call('VM.clone', tmpl, 'mig'));
+    await c.call('VM.provision', vm);
+    const sr = String(await c.call('pool.get_default_SR', ((await c.call('pool.get_all')) as string[])[0]!));
+    const vdi = String(await c.call('VDI.create', { name_label: 'd', SR: sr, virtual_size: 1048576, type: 'user', sharable: false, read_only: false, other_config: {}, xenstore_data: {}, sm_config: {}, tags: [] }));
+    await c.call('VBD.create', { VM: vm, VDI: vdi, userdevice: '0', bootable: true, mode: 'RW', type: 'Disk', empty: false, unpluggable: false, other_config: {}, qos_algorithm_type: '', qos_algorithm_params: {} });
+    await c.call('VM.add_to_platform', vm, 'hvm_serial', `tcp:127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await expect(c.call('VM.pool_migrate', vm, 'OpaqueRef:x', { live: 'true' })).rejects.toMatchObject({ code: 'VM_BAD_POWER_STATE' });
+    await c.callAsync('VM.start', [vm, false, false], 5000);
+    const hosts = (await c.call('host.get_all')) as string[];
+    await c.call('VM.pool_migrate', vm, hosts[1]!, { live: 'true' });
+    expect(await c.call('VM.get_resident_on', vm)).toBe(hosts[1]);
+    for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(received).toEqual([`console of mig on ${hosts[0]}\n`, `console of mig on ${hosts[1]}\n`]);
+    expect(s.consoleConnections).toBe(2);
+    await c.logout();
+    server.close();
   });
 });
 
