@@ -67,6 +67,7 @@ describe.runIf(process.env.UFS2_BENCH)('UFS2 writer benchmark', () => {
       peakRssMB: +(rssPeak / 1e6).toFixed(0),
       writeCalls: target.stats.writeCalls,
       cylinderGroups: stats.cylinderGroups,
+      usedMB: +(((stats.fragmentsTotal - stats.fragmentsFree) * stats.fragmentSize) / 1e6).toFixed(1),
     };
     console.log(JSON.stringify(report));
     const img = openUfs2(path);

@@ -30,7 +30,10 @@ describe('UFS2 writer: large and deep files', () => {
       { kind: 'file', path: 'data/after', meta: meta(0o644), data: Buffer.from('after the huge one\n') },
     ];
     const path = join(tmp.dir, 'big.img');
+    const rssBefore = process.memoryUsage().rss;
     const { stats } = await buildImage(path, entries, { sizeBytes: 8 * GiB });
+    // 5 GiB went through the writer; memory must not follow the data
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(256 * MiB);
     expect(stats.sizeBytes).toBe(8 * GiB);
     // only metadata and the few data blocks were written: the image stays sparse
     expect(statSync(path).blocks * 512).toBeLessThan(64 * MiB);
