@@ -247,6 +247,15 @@ describe('bootWithXapi against the simulator', () => {
     expect(leftovers(master).vms).toBe(0);
   });
 
+  it('names the VM fbxen-<image> when --name is left out', async () => {
+    const sim = await startSim();
+    frames.set('run-noname-1', await frameFor('run-noname-1'));
+    const result = await runXapiBoot(request({ runId: 'run-noname-1', name: '' }), deps(sim), internals());
+    expect(result.name).toBe('fbxen-disk');
+    expect(result.artifactsDir).toBe(join(dir, 'runs', 'fbxen-disk', 'run-noname-1'));
+    expect(sim.calls).toContain('VM.clone');
+  });
+
   it('refuses qcow2 and a missing image with a hint, before contacting XAPI', async () => {
     const q = join(dir, 'x.qcow2');
     writeFileSync(q, Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb]), Buffer.alloc(1020)]));
@@ -280,6 +289,9 @@ describe('XAPI credentials', () => {
     expect(String((err as Error).message)).toMatch(/url: must be an http/);
     expect(String((err as Error).message)).toMatch(/password: missing or empty/);
     expect((err as { hint?: string }).hint).toMatch(/never taken from the command line/);
+    const inUrl = await loadXapiCredentials({ FBXEN_XAPI_URL: `https://root:${PASSWORD}@pool`, FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: PASSWORD }).catch((e: unknown) => e);
+    expect(String((inUrl as Error).message)).toMatch(/url: must not carry user or password/);
+    expect(String((inUrl as Error).message)).not.toContain(PASSWORD);
   });
 
   it('come from a mode-600 file, and a group/world-readable one is refused', async () => {

@@ -121,6 +121,11 @@ export async function detectXapiImage(path: string): Promise<{ kind: XapiImageKi
   }
 }
 
+export function defaultVmName(image: string): string {
+  const base = basename(image).replace(/\.(xva|vhd|raw|img)$/i, '');
+  return `fbxen-${base}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+}
+
 /** The API the flow uses: the real client, or the recorder that --dry-run prints. */
 interface Api {
   call(method: string, ...params: XapiValue[]): Promise<XapiValue>;
@@ -195,8 +200,10 @@ export async function bootWithXapi(request: XapiBootRequest, deps: XapiBootDeps)
   return runXapiBoot(request, deps, {});
 }
 
-export async function runXapiBoot(req: XapiBootRequest, deps: XapiBootDeps, internals: XapiBootInternals): Promise<BootResult> {
+export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, internals: XapiBootInternals): Promise<BootResult> {
   const cwd = internals.cwd ?? process.cwd();
+  // `fbxen boot` may leave --name out: default to fbxen-<image base name>, as the xl driver does.
+  const req = { ...request, name: request.name || defaultVmName(request.image) };
   const imagePath = resolve(cwd, req.image);
   const image = await detectXapiImage(imagePath);
   if (image.kind === 'qcow2') {

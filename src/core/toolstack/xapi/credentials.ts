@@ -20,7 +20,9 @@ const CredentialsSchema = z.object({
   url: z
     .string()
     .min(1)
-    .refine((u) => /^https?:\/\/[^/]+/.test(u), 'must be an http:// or https:// URL of the pool master'),
+    .refine((u) => /^https?:\/\/[^/]+/.test(u), 'must be an http:// or https:// URL of the pool master')
+    // user:password@host would put the secret where logs and plans print the URL.
+    .refine((u) => !/^https?:\/\/[^/]*@/.test(u), 'must not carry user or password (use FBXEN_XAPI_USER / FBXEN_XAPI_PASSWORD)'),
   user: z.string().min(1),
   password: z.string().min(1),
 });
