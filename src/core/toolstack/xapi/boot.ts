@@ -115,6 +115,9 @@ export async function detectXapiImage(path: string): Promise<{ kind: XapiImageKi
     const tail = Buffer.alloc(512);
     if (size >= 512) await fh.read(tail, 0, 512, size - 512);
     if (tail.toString('latin1', 0, 8) === 'conectix') return { kind: 'vhd', size, virtualSize: Number(tail.readBigUInt64BE(48)) };
+    if (size === 0 || size % 512 !== 0) {
+      throw new InputError(`image ${path} is ${size} bytes: not an XVA, a VHD or a raw disk (whole 512-byte sectors)`, { hint: 'pass the .xva, .vhd or .raw that `fbxen build` wrote' });
+    }
     return { kind: 'raw', size, virtualSize: size };
   } finally {
     await fh.close();
