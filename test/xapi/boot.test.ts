@@ -177,10 +177,12 @@ describe('bootWithXapi against the simulator', () => {
 
   it('imports an XVA into the chosen SR, applies --network and --keep, and reports the pool facts', async () => {
     const sim = await startSim();
-    const result = await boot(sim, 'run-xva-1', { image: xva, keep: true, sr: 'Local storage', network: 'Lab network' });
+    const result = await boot(sim, 'run-xva-1', { image: xva, keep: true, sr: 'Local storage', network: 'Lab network', vcpus: 1, memoryMiB: 768 });
     expect(result.domain.kept).toBe(true);
     const [[vmRef, vm]] = sim.find('VM', (r) => !r['is_a_template']) as [[string, Record<string, unknown>]];
     expect(vm).toMatchObject({ name_label: 'fbsd-xapi', power_state: 'Running', other_config: expect.objectContaining({ fbxen_run: 'run-xva-1' }) });
+    // The XVA said 2 VCPUs / 512 MiB; the request wins (shrinking: VCPUs_at_startup before VCPUs_max).
+    expect(vm).toMatchObject({ VCPUs_max: '1', VCPUs_at_startup: '1', memory_static_max: String(768 * MiB), memory_dynamic_min: String(768 * MiB), actions_after_crash: 'destroy' });
     expect(result.domain.id).toBe(vm['uuid']);
     expect((vm['platform'] as Record<string, string>)['hvm_serial']).toMatch(/^tcp:127\.0\.0\.1:\d+$/);
     const vif = sim.find('VIF', (r) => r['VM'] === vmRef);

@@ -427,6 +427,12 @@ export class XapiSim {
         vm['VCPUs_at_startup'] = String(args[1]);
         return '';
       }
+      case 'VM.set_VCPUs_max': {
+        const vm = this.get('VM', args[0]!);
+        if (Number(args[1]) < Number(vm['VCPUs_at_startup'])) throw new SimFailure('VALUE_NOT_SUPPORTED', ['VCPUs_max', String(args[1]), 'value less than VCPUs_at_startup']);
+        vm['VCPUs_max'] = String(args[1]);
+        return '';
+      }
       case 'VDI.create': {
         const r = args[0] as Rec;
         const sr = this.get('SR', r['SR']!);

@@ -521,6 +521,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     });
     await api.call('VM.set_name_label', vm, req.name);
     await api.call('VM.add_to_other_config', vm, 'fbxen_run', f.run);
+    await sizeVm(api, vm, req, plan !== undefined);
     if (req.network) {
       const vifsAnswer = await api.call('VM.get_VIFs', vm);
       const vifs = plan ? ['<VIF#imported>'] : (vifsAnswer as string[]);
@@ -555,25 +556,14 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
       const ref = str(await api.call('VM.clone', template, req.name));
       created.vm = ref;
       // No disks from the template's provision XML: ours is the uploaded one.
-      await api.call('VM.remove_from_other_config', ref, 'disks');
+      await ignoreMissingKey(api.call('VM.remove_from_other_config', ref, 'disks'));
       await api.call('VM.provision', ref);
       await api.call('VM.add_to_other_config', ref, 'fbxen_run', f.run);
       await api.call('VM.set_name_description', ref, `fbxen run ${f.run}`);
       await api.call('VM.set_HVM_boot_policy', ref, 'BIOS order');
       await api.call('VM.set_HVM_boot_params', ref, { order: 'dc', firmware: 'bios' });
       await api.call('VM.set_platform', ref, PLATFORM);
-      await api.call('VM.set_actions_after_crash', ref, 'destroy');
-      const bytes = String(req.memoryMiB * 1024 * 1024);
-      await api.call('VM.set_memory_limits', ref, bytes, bytes, bytes, bytes);
-      // VCPUs_at_startup may not exceed VCPUs_max: raise max first, lower startup first.
-      const currentMax = plan ? 1 : Number(await api.call('VM.get_VCPUs_max', ref));
-      if (req.vcpus >= currentMax) {
-        await api.call('VM.set_VCPUs_max', ref, req.vcpus);
-        await api.call('VM.set_VCPUs_at_startup', ref, req.vcpus);
-      } else {
-        await api.call('VM.set_VCPUs_at_startup', ref, req.vcpus);
-        await api.call('VM.set_VCPUs_max', ref, req.vcpus);
-      }
+      await sizeVm(api, ref, req, plan !== undefined);
       await api.call('VBD.create', vbdRecord(ref, diskVdi, '0', 'Disk'));
       await createVif(api, ref, network);
       cdVbd = str(await api.call('VBD.create', vbdRecord(ref, NULL_REF, CD_USERDEVICE, 'CD')));
@@ -622,7 +612,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   }
 
   // The console: QEMU connects out to us.
-  await api.call('VM.remove_from_platform', vm, 'hvm_serial');
+  await ignoreMissingKey(api.call('VM.remove_from_platform', vm, 'hvm_serial'));
   await api.call('VM.add_to_platform', vm, 'hvm_serial', f.consoleTarget);
   if (plan) plan.note(`listen on ${f.consoleTarget.replace(/^tcp:/, '')} for the guest console; QEMU on the pool host connects to it`);
 
@@ -653,6 +643,31 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     vm: { uuid: vmUuid, ref: vm },
     nonceChannel,
   };
+}
+
+/** Memory (all four limits equal), VCPUs, and halt on crash so a crash shows as "halted", not a boot loop. */
+async function sizeVm(api: Api, vm: string, req: XapiBootRequest, dry: boolean): Promise<void> {
+  await api.call('VM.set_actions_after_crash', vm, 'destroy');
+  const bytes = String(req.memoryMiB * 1024 * 1024);
+  await api.call('VM.set_memory_limits', vm, bytes, bytes, bytes, bytes);
+  // VCPUs_at_startup may not exceed VCPUs_max: raise max first, lower startup first.
+  const currentMax = dry ? 1 : Number(await api.call('VM.get_VCPUs_max', vm));
+  if (req.vcpus >= currentMax) {
+    await api.call('VM.set_VCPUs_max', vm, req.vcpus);
+    await api.call('VM.set_VCPUs_at_startup', vm, req.vcpus);
+  } else {
+    await api.call('VM.set_VCPUs_at_startup', vm, req.vcpus);
+    await api.call('VM.set_VCPUs_max', vm, req.vcpus);
+  }
+}
+
+/** Removing a map key that is not there is not an error worth stopping for (older xapi may report one). */
+async function ignoreMissingKey(p: Promise<XapiValue>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof XapiError) || err.code === 'SESSION_INVALID') throw err;
+  }
 }
 
 function vbdRecord(vm: string, vdi: string, userdevice: string, type: 'Disk' | 'CD'): Rec {
