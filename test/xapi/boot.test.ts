@@ -249,6 +249,18 @@ describe('bootWithXapi against the simulator', () => {
     expect(leftovers(master).vms).toBe(0);
   });
 
+  it('follows a 302 on upload by sending the whole file again', async () => {
+    const sim = await startSim({ redirectUploadsOnce: true });
+    const result = await boot(sim, 'run-302-1', { keep: true });
+    const puts = sim.wire.filter((w) => w.startsWith('PUT /import_raw_vdi'));
+    expect(puts[0]).not.toContain('redirected=1');
+    expect(puts[1]).toContain('redirected=1');
+    const [[, disk]] = sim.find('VDI', (r) => String(r['name_label']).endsWith('disk0')) as [[string, Record<string, unknown>]];
+    const diskRef = [...sim.db.VDI.entries()].find(([, r]) => r === disk)![0];
+    expect(sim.vdiContent.get(diskRef)?.equals(readFileSync(vhd))).toBe(true);
+    expect(result.domain.kept).toBe(true);
+  });
+
   it('names the VM fbxen-<image> when --name is left out', async () => {
     const sim = await startSim();
     frames.set('run-noname-1', await frameFor('run-noname-1'));

@@ -43,6 +43,8 @@ export interface SimOptions {
   guestConsole?: (vm: { ref: string; record: Rec; sim: XapiSim }) => string;
   /** Serve HTTPS with this key and certificate (PEM), like a real pool does on port 443. */
   tls?: { key: string; cert: string };
+  /** Answer the first upload with HTTP 302 (another host sees the SR), as xapi does; the client must send it again. */
+  redirectUploadsOnce?: boolean;
   /** Seconds a task stays pending before it completes (tests of waiting). */
   taskDelayMs?: number;
 }
@@ -226,6 +228,12 @@ export class XapiSim {
   }
 
   private handlePut(url: URL, body: Buffer, res: http.ServerResponse): void {
+    if (this.opts.redirectUploadsOnce && !url.searchParams.has('redirected')) {
+      this.opts.redirectUploadsOnce = false;
+      url.searchParams.set('redirected', '1');
+      res.writeHead(302, { location: `${url.pathname}${url.search}` });
+      return void res.end();
+    }
     const session = url.searchParams.get('session_id') ?? '';
     const taskRef = url.searchParams.get('task_id');
     if (!this.db.session.has(session)) return this.httpStatus(res, 403);
