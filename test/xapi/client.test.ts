@@ -15,6 +15,8 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { XapiClient, isIdempotent, redirectUrl, type XapiCallRecord } from '../../src/core/toolstack/xapi/client.js';
 import { XapiError } from '../../src/core/toolstack/xapi/errors.js';
+import { openConsoleListener } from '../../src/core/toolstack/xapi/console.js';
+import { migrateSend, poolMigrate } from '../../src/core/toolstack/xapi/migrate.js';
 import { decodeMethodCall, decodeMethodResponse, encodeMethodCall, encodeMethodResponse, XmlRpcDouble, type XapiValue } from '../../src/core/toolstack/xapi/xmlrpc.js';
 import { TimeoutError } from '../../src/core/errors.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
@@ -249,6 +251,35 @@ describe('simulator: shape for migrate-test', () => {
     expect(s.consoleConnections).toBe(2);
     await c.logout();
     server.close();
+  });
+
+  it('the migrate helpers drive pool_migrate and migrate_send; one console listener sees every reconnect', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'fbxen-mig-'));
+    const s = await sim({ guestConsole: ({ record }) => `on ${String(record['resident_on'])}\n` });
+    const listener = await openConsoleListener({ logPath: join(tmp, 'console.log'), advertiseHost: '127.0.0.1', listenHost: '127.0.0.1' });
+    expect(listener.target).toBe(`tcp:127.0.0.1:${listener.port}`);
+    const c = await connect(s, { pollIntervalMs: 5 });
+    const tmpl = ((await c.call('VM.get_by_name_label', 'Other install media')) as string[])[0]!;
+    const vm = String(await c.call('VM.clone', tmpl, 'mig2'));
+    await c.call('VM.provision', vm);
+    const srs = (await c.call('SR.get_all_records')) as Record<string, Record<string, unknown>>;
+    const [local] = Object.entries(srs).find(([, r]) => r['name_label'] === 'Local storage')!;
+    const [nfs] = Object.entries(srs).find(([, r]) => r['name_label'] === 'NFS storage')!;
+    const vdi = String(await c.call('VDI.create', { name_label: 'd', SR: local, virtual_size: 1048576, type: 'user', sharable: false, read_only: false, other_config: {}, xenstore_data: {}, sm_config: {}, tags: [] }));
+    await c.call('VBD.create', { VM: vm, VDI: vdi, userdevice: '0', bootable: true, mode: 'RW', type: 'Disk', empty: false, unpluggable: false, other_config: {}, qos_algorithm_type: '', qos_algorithm_params: {} });
+    await c.call('VM.add_to_platform', vm, 'hvm_serial', listener.target);
+    await c.callAsync('VM.start', [vm, false, false], 5000);
+    const hosts = (await c.call('host.get_all')) as string[];
+    const net0 = ((await c.call('network.get_all')) as string[])[0]!;
+    await poolMigrate(c, vm, hosts[1]!, 5000);
+    expect(await migrateSend(c, c, vm, { destHost: hosts[0]!, destNetwork: net0, vdiMap: { [vdi]: nfs }, vifMap: {} }, 5000)).toBe(vm);
+    expect(await c.call('VDI.get_SR', vdi)).toBe(nfs);
+    for (let i = 0; i < 100 && listener.connections() < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    await listener.close();
+    expect(listener.connections()).toBe(3);
+    expect(readFileSync(join(tmp, 'console.log'), 'utf8').split('\n').filter(Boolean).sort()).toEqual([`on ${hosts[0]}`, `on ${hosts[0]}`, `on ${hosts[1]}`].sort());
+    await c.logout();
+    rmSync(tmp, { recursive: true, force: true });
   });
 });
 

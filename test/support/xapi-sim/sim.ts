@@ -404,6 +404,25 @@ export class XapiSim {
         this.attachConsole(String(args[0]));
         return '';
       }
+      case 'host.migrate_receive': {
+        const host = this.get('host', args[0]!);
+        this.get('network', args[1]!);
+        return { host: String(args[0]), xenops: `http://${String(host['address'])}/services/xenops`, master: 'http://127.0.0.1/', session_id: 'OpaqueRef:dest-session', SM: 'x', 'xenops-sync': 'x' };
+      }
+      case 'VM.migrate_send': {
+        const vm = this.get('VM', args[0]!);
+        if (vm['power_state'] !== 'Running') throw new SimFailure('VM_BAD_POWER_STATE', [String(args[0]), 'running', String(vm['power_state']).toLowerCase()]);
+        const dest = args[1] as Rec;
+        this.get('host', dest['host']!);
+        // Storage motion: each mapped VDI moves to its destination SR.
+        for (const [vdi, sr] of Object.entries((args[3] ?? {}) as Rec)) {
+          this.get('SR', sr);
+          this.get('VDI', vdi)['SR'] = sr;
+        }
+        vm['resident_on'] = String(dest['host']);
+        this.attachConsole(String(args[0]));
+        return String(args[0]);
+      }
       case 'VM.add_to_platform':
       case 'VM.add_to_other_config':
       case 'VM.add_to_HVM_boot_params': {

@@ -15,10 +15,8 @@
  * - Cleanup removes only what this run created (VM, its VDIs, the CD VDI, tasks), on failure and on
  *   SIGINT; --keep leaves the VM running. The session is always logged out.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { basename, resolve } from 'node:path';
 import { EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
 import type { Runner } from '../../exec/runner.js';
@@ -31,6 +29,7 @@ import { waitForFrame } from '../../boot/wait-for-frame.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
 import { loadXapiCredentials, redact } from './credentials.js';
 import { XapiError } from './errors.js';
+import { openConsoleListener, type ConsoleListener } from './console.js';
 import type { XapiValue } from './xmlrpc.js';
 
 export interface XapiBootRequest {
@@ -268,8 +267,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     if (failures.length) throw new ToolstackError(`cleanup left something behind: ${failures.join('; ')}`, { hint: 'remove the leftovers named above in XenCenter or with xe' });
   });
 
-  let consoleServer: net.Server | undefined;
-  let consoleFile: WriteStream | undefined;
+  let listener: ConsoleListener | undefined;
   try {
     client = await deps.progress.step(`Log in to XAPI at ${creds.url}`, () =>
       XapiClient.connect({
@@ -288,23 +286,16 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     if (c.masterUrl !== creds.url) log(`# redirected to the pool master ${c.masterUrl} (HOST_IS_SLAVE)`);
 
     // The console listener comes first: its address goes into the VM's platform map.
-    consoleFile = createWriteStream(artifacts.consoleLog, { flags: 'a' });
-    const cf = consoleFile;
-    consoleServer = net.createServer((sock) => {
-      log(`# console connection from ${sock.remoteAddress}:${sock.remotePort}`);
-      sock.on('data', (d) => cf.write(d));
-      sock.on('error', () => undefined);
-    });
-    const server = consoleServer;
-    const listenHost = deps.env['FBXEN_XAPI_CONSOLE_LISTEN'] ?? '0.0.0.0';
-    const listenPort = Number(deps.env['FBXEN_XAPI_CONSOLE_PORT'] ?? 0);
-    await new Promise<void>((ok, fail) => {
-      server.once('error', (e) => fail(new EnvironmentError(`cannot listen for the guest console on ${listenHost}:${listenPort}: ${e.message}`, { hint: 'set FBXEN_XAPI_CONSOLE_PORT to a free port the pool hosts can reach' })));
-      server.listen(listenPort, listenHost, ok);
-    });
     const consoleHost = internals.consoleHost ?? deps.env['FBXEN_XAPI_CONSOLE_HOST'] ?? c.localAddress;
-    if (!consoleHost) throw new EnvironmentError('cannot tell which address the pool can reach this host on', { hint: 'set FBXEN_XAPI_CONSOLE_HOST to this host\'s address as seen from the pool' });
-    const consoleTarget = `tcp:${consoleHost.includes(':') ? `[${consoleHost}]` : consoleHost}:${(server.address() as AddressInfo).port}`;
+    if (!consoleHost) throw new EnvironmentError('cannot tell which address the pool can reach this host on', { hint: "set FBXEN_XAPI_CONSOLE_HOST to this host's address as seen from the pool" });
+    listener = await openConsoleListener({
+      logPath: artifacts.consoleLog,
+      advertiseHost: consoleHost,
+      listenHost: deps.env['FBXEN_XAPI_CONSOLE_LISTEN'],
+      port: deps.env['FBXEN_XAPI_CONSOLE_PORT'] ? Number(deps.env['FBXEN_XAPI_CONSOLE_PORT']) : undefined,
+      onConnection: (remote) => log(`# console connection from ${remote}`),
+    });
+    const consoleTarget = listener.target;
 
     const facts = await flow(c, req, deps, { image, imagePath, run, paths: artifacts, cdKind, dry: false, consoleTarget, created, log, makeCd: internals.makeCd });
     record.domid = facts.vm.uuid;
@@ -371,8 +362,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     if (err instanceof Error) err.message = redact(err.message, secrets);
     throw err;
   } finally {
-    consoleServer?.close();
-    await new Promise<void>((r) => (consoleFile ? consoleFile.end(r) : r()));
+    await listener?.close();
     await new Promise<void>((r) => transcript.end(r));
   }
 }
