@@ -17,6 +17,7 @@ import { temporarySibling } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { loadCustomisation } from './customize.js';
 import { EntryGuard } from './entries.js';
+import { sha256Sparse, WrittenExtents } from './extents.js';
 import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
 import { guidFromSeed, renderGpt, SECTOR, type GptPartition } from './gpt.js';
 import { planLayout, type DiskLayout } from './layout.js';
@@ -317,13 +318,14 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     timestamp: 0,
   };
 
+  const written = new WrittenExtents();
   const fh: FileHandle = await open(rawTmp, 'w+');
   try {
     await fh.truncate(layout.diskSize).catch((err: NodeJS.ErrnoException) => {
       throw new EnvironmentError(`cannot size ${rawTmp} to ${formatBytes(layout.diskSize)}: ${err.code}`, { hint: 'choose --out on a file system with sparse-file support and room' });
     });
     const target = createFileBlockTarget(fh, layout.rootfs.firstLba * SECTOR);
-    const writer = createUfs2Writer(target, fsOptions);
+    const writer = createUfs2Writer(written.recording(target, layout.rootfs.firstLba * SECTOR), fsOptions);
     const guard = new EntryGuard(writer, { replaced: new Set(customisation.files.map((f) => f.path)) });
 
     const feed = async (chunks: AsyncIterable<Uint8Array>, label: string, h: import('../progress.js').StepHandle) => {
@@ -381,11 +383,15 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       await fh.write(head, 0, head.length, 0);
       await fh.write(tail, 0, tail.length, tailLba * SECTOR);
       await fh.write(gptboot, 0, gptboot.length, layout.boot.firstLba * SECTOR);
+      written.add(0, head.length);
+      written.add(tailLba * SECTOR, tail.length);
+      written.add(layout.boot.firstLba * SECTOR, gptboot.length);
       if (layout.esp) {
         const efi = joined(captured, 'boot/loader.efi');
         if (!efi?.length) throw new InputError('--uefi: this release has no /boot/loader.efi', { hint: 'build without --uefi (BIOS boot through gptboot works on Xen HVM)' });
         const { writeEspImage } = await import('./esp.js');
         await writeEspImage(fh, layout.esp, efi, req.arch, fsOptions.timestamp, deps.runner, scratchDir);
+        written.add(layout.esp.firstLba * SECTOR, layout.esp.bytes);
       }
       await fh.sync();
     });
@@ -398,18 +404,28 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   const outputs: BuildOutput[] = [];
   const finals: [string, string][] = [[rawTmp, rawFinal]];
   await timed('formats', `Write ${req.formats.join(', ')}`, async (h) => {
+    // The raw image's sha256 is computed on one core while the converters work on the other.
+    const rawDigest = sha256Sparse(rawTmp, layout.diskSize, written);
+    rawDigest.catch(() => undefined);
+    const produced: BuildOutput[] = [];
     for (const format of req.formats) {
+      if (format === 'raw') continue;
       const spec = OUTPUT_FORMATS[format];
       const final = join(outDir, `${req.name}.${spec.extension}`);
-      let path = rawTmp;
-      if (format !== 'raw') {
-        path = temporarySibling(final);
-        pending.push(path);
-        h.output(`${format}: ${final}`);
-        await spec.produce({ rawPath: rawTmp, outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
-        finals.push([path, final]);
-      }
-      outputs.push({ format, path: final, size: (await stat(path)).size, sha256: await sha256File(path) });
+      const path = temporarySibling(final);
+      pending.push(path);
+      h.output(`${format}: ${final}`);
+      await spec.produce({ rawPath: rawTmp, outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+      finals.push([path, final]);
+      produced.push({ format, path: final, size: (await stat(path)).size, sha256: await sha256File(path) });
+    }
+    h.output('sha256 of the raw image');
+    const raw: BuildOutput = { format: 'raw', path: rawFinal, size: layout.diskSize, sha256: await rawDigest };
+    for (const format of req.formats) outputs.push(format === 'raw' ? raw : produced.find((o) => o.format === format)!);
+    if (!req.formats.includes('raw')) {
+      // raw is the working image: without --format raw it is not kept.
+      finals.shift();
+      pending.push(rawTmp);
     }
   }).catch((err: unknown) => {
     throw translateIoError(err, outDir);
@@ -453,6 +469,7 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   await rm(join(outDir, 'build.json'), { force: true });
   for (const [tmp, final] of finals) await rename(tmp, final);
   await rename(buildJsonTmp, join(outDir, 'build.json'));
+  if (!req.formats.includes('raw')) await rm(rawTmp, { force: true });
   pending.length = 0;
   await rm(scratchDir, { recursive: true, force: true });
   return { record, outDir };
