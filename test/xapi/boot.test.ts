@@ -172,6 +172,9 @@ describe('bootWithXapi against the simulator', () => {
     const transcript = readFileSync(join(result.artifactsDir, 'transcript.log'), 'utf8');
     expect(transcript).toMatch(/session\.login_with_password\("root", "<password>", "1\.1", "fbxen"\)/);
     expect(transcript).not.toContain(PASSWORD);
+    expect(transcript).toMatch(/PUT \/import_raw_vdi\("\?vdi=OpaqueRef:[^&]+&format=vhd&session_id=<session>&task_id=OpaqueRef:[^"]+", "2100224 bytes"\) \d+ ms ok/);
+    const session = [...sim.wire].find((w) => w.startsWith('PUT '))!.match(/session_id=([^&]+)/)![1]!;
+    expect(transcript).not.toContain(decodeURIComponent(session)); // the session is a bearer token
     expect(sim.wire.filter((w) => w.includes(PASSWORD))).toHaveLength(1); // only the login body carries it
   });
 

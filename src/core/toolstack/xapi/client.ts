@@ -217,7 +217,12 @@ export class XapiClient {
       let target = new URL(path, `${this.url}/`);
       for (const [k, v] of Object.entries({ ...query, session_id: this.session!, task_id: task })) target.searchParams.set(k, v);
       for (let redirects = 0; ; redirects++) {
+        const started = Date.now();
         const res = await this.request('PUT', target, { file, size }, timeoutMs);
+        // The transcript shows the upload like a call, with the session (a bearer token) hidden.
+        const shown = new URL(target);
+        shown.searchParams.set('session_id', '<session>');
+        this.opts.onCall?.({ method: `PUT ${target.pathname}`, params: [decodeURIComponent(shown.search), `${size} bytes`], durationMs: Date.now() - started, outcome: res.status === 200 ? 'ok' : `HTTP ${res.status}` });
         if ((res.status === 302 || res.status === 301) && res.headers.location && redirects < MAX_REDIRECTS) {
           target = new URL(res.headers.location, target);
           continue;
@@ -245,6 +250,7 @@ export class XapiClient {
     return params.map((p, i) => {
       if (method === 'session.login_with_password' && i === 1) return '<password>';
       if (typeof p === 'string' && p === this.session) return '<session>';
+      if (method === 'session.logout' && i === 0) return '<session>'; // already forgotten by logout()
       if (p instanceof XmlRpcDouble) return p.value;
       return p;
     });
