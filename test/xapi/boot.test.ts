@@ -264,6 +264,15 @@ describe('bootWithXapi against the simulator', () => {
     expect(result.domain.kept).toBe(true);
   });
 
+  it('refuses an answer in the wrong shape with a clear error, and still cleans up', async () => {
+    const sim = await startSim();
+    // A "network" without a bridge: what fbxen reads is validated, not trusted.
+    sim.add('network', { name_label: 'broken', VIFs: [] });
+    const err = await boot(sim, 'run-shape-1').catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/network\.get_all_records answered in an unexpected shape \(OpaqueRef:[^.]+\.bridge: /);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+  });
+
   it('names the VM fbxen-<image> when --name is left out', async () => {
     const sim = await startSim();
     frames.set('run-noname-1', await frameFor('run-noname-1'));

@@ -30,6 +30,7 @@ import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './clien
 import { loadXapiCredentials, redact } from './credentials.js';
 import { XapiError } from './errors.js';
 import { openConsoleListener, type ConsoleListener } from './console.js';
+import { expectShape, HostRecord, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
 import type { XapiValue } from './xmlrpc.js';
 
 export interface XapiBootRequest {
@@ -181,7 +182,7 @@ function str(v: XapiValue | undefined): string {
 }
 
 async function findOne(api: Api, cls: 'SR' | 'network', wanted: string | undefined, fallback: () => Promise<string>): Promise<[string, Rec]> {
-  const all = (await api.call(`${cls}.get_all_records`)) as Record<string, Rec>;
+  const all = expectShape(RecordMap(cls === 'SR' ? SrRecord : NetworkRecord), await api.call(`${cls}.get_all_records`), `${cls}.get_all_records`) as Record<string, Rec>;
   if (wanted) {
     const hits = Object.entries(all).filter(([ref, r]) => r['uuid'] === wanted || r['name_label'] === wanted || ref === wanted || (cls === 'network' && r['bridge'] === wanted));
     if (hits.length === 1) return hits[0]!;
@@ -401,8 +402,8 @@ export class CreatedObjects {
           }
         }
         if (this.imported) {
-          for (const vbd of (await api.call('VM.get_VBDs', vm)) as string[]) {
-            const r = (await api.call('VBD.get_record', vbd)) as Rec;
+          for (const vbd of expectShape(RefList, await api.call('VM.get_VBDs', vm), 'VM.get_VBDs')) {
+            const r = expectShape(VbdRecord, await api.call('VBD.get_record', vbd), 'VBD.get_record');
             const vdi = str(r['VDI']);
             if (r['type'] === 'Disk' && vdi !== NULL_REF && !this.vdis.includes(vdi)) importedDisks.push(vdi);
           }
@@ -446,7 +447,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     const poolName = str(await api.call('pool.get_name_label', poolRef));
     const masterRef = str(await api.call('pool.get_master', poolRef));
     const masterAnswer = await api.call('host.get_record', masterRef);
-    const masterRec = plan ? {} : (masterAnswer as Rec);
+    const masterRec = (plan ? {} : expectShape(HostRecord, masterAnswer, 'host.get_record')) as Rec;
     let sr: string;
     let srRec: Rec;
     if (plan) {
@@ -468,7 +469,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
       [network, netRec] = [req.network ? `<network ${req.network}>` : '<network xenbr0>', { uuid: '<uuid>', name_label: req.network ?? '', bridge: 'xenbr0' }];
     } else {
       [network, netRec] = await findOne(api, 'network', req.network, async () => {
-        const all = (await api.call('network.get_all_records')) as Record<string, Rec>;
+        const all = expectShape(RecordMap(NetworkRecord), await api.call('network.get_all_records'), 'network.get_all_records') as Record<string, Rec>;
         const hit = Object.entries(all).find(([, r]) => r['bridge'] === 'xenbr0') ?? Object.entries(all).find(([, r]) => !String(r['bridge']).startsWith('xapi'));
         if (!hit) throw new InputError('the pool has no network on xenbr0', { hint: 'pass --network NAME' });
         return hit[0];
@@ -514,7 +515,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     await sizeVm(api, vm, req, plan !== undefined);
     if (req.network) {
       const vifsAnswer = await api.call('VM.get_VIFs', vm);
-      const vifs = plan ? ['<VIF#imported>'] : (vifsAnswer as string[]);
+      const vifs = plan ? ['<VIF#imported>'] : expectShape(RefList, vifsAnswer, 'VM.get_VIFs');
       for (const vif of vifs) await api.call('VIF.destroy', vif);
       await createVif(api, vm, network);
     }
@@ -523,8 +524,8 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
       plan.note('take the CD drive (userdevice 3) the XVA brought: VBD.get_record for each VBD, type "CD"');
       cdVbd = '<VBD#imported-cd>';
     } else {
-      for (const vbd of vbdsAnswer as string[]) {
-        const rec = (await api.call('VBD.get_record', vbd)) as Rec;
+      for (const vbd of expectShape(RefList, vbdsAnswer, 'VM.get_VBDs')) {
+        const rec = expectShape(VbdRecord, await api.call('VBD.get_record', vbd), 'VBD.get_record');
         if (rec['type'] === 'CD') cdVbd = vbd;
       }
     }
@@ -566,7 +567,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   let nonceChannel: XapiPoolFacts['nonceChannel'] = 'none';
   if (f.cdKind === 'iso-sr') {
     await step(`Insert ${req.iso} from an ISO library`, async () => {
-      const hits = plan ? ['<VDI iso>'] : ((await api.call('VDI.get_by_name_label', req.iso!)) as string[]);
+      const hits = plan ? ['<VDI iso>'] : expectShape(RefList, await api.call('VDI.get_by_name_label', req.iso!), 'VDI.get_by_name_label');
       if (!hits.length) throw new InputError(`no ISO named ${JSON.stringify(req.iso)} in the pool's ISO libraries, and no such local file`, { hint: 'pass a local ISO file, or the exact name of an ISO in an ISO SR (xe cd-list)' });
       await api.call('VBD.insert', cdVbd!, hits[0]!);
       nonceChannel = 'iso-sr';
@@ -614,7 +615,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   if (!plan) {
     const hostRef = str(await api.call('VM.get_resident_on', vm));
     if (hostRef && hostRef !== NULL_REF) {
-      const h = (await api.call('host.get_record', hostRef)) as Rec;
+      const h = expectShape(HostRecord, await api.call('host.get_record', hostRef), 'host.get_record');
       host = { uuid: str(h['uuid']), name: str(h['name_label']), address: str(h['address']) };
     }
   } else {
