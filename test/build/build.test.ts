@@ -269,6 +269,31 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
   });
 });
 
+describe('fbxen build --uefi', () => {
+  it('adds an ESP (FAT, checked by fsck.fat) with loader.efi as the removable-media boot path', () => {
+    const r = buildSample(['--uefi', '--format', 'raw', '--json', '--name', 'u']);
+    expect(r.code, r.stderr).toBe(0);
+    const rec = JSON.parse(r.stdout) as BuildJson;
+    expect(rec.partitions.map((p) => p.label)).toEqual(['gptboot0', 'efiboot0', 'swapfs', 'rootfs']);
+    const esp = rec.partitions.find((p) => p.label === 'efiboot0')!;
+    const raw = join(r.out, 'u.raw');
+    const fat = join(r.out, 'esp.img');
+    execFileSync('dd', [`if=${raw}`, `of=${fat}`, 'bs=512', `skip=${esp.firstLba}`, `count=${esp.lastLba - esp.firstLba + 1}`, 'status=none']);
+    expect(spawnSync('fsck.fat', ['-n', fat]).status).toBe(0);
+    const stage = tmpDir('efi');
+    execFileSync('bsdtar', ['-xf', join(sampleDist(), 'base.txz'), '-C', stage, './boot/loader.efi']);
+    expect(spawnSync('grub-fstest', [raw, '--', 'cmp', `(loop0,gpt${esp.index})/EFI/BOOT/BOOTX64.EFI`, join(stage, 'boot/loader.efi')]).status).toBe(0);
+    expect(execFileSync('sgdisk', ['-v', raw]).toString()).toContain('No problems found');
+  });
+
+  it('is refused clearly when the release has no loader.efi', () => {
+    const r = buildSample(['--uefi'], { variant: 'no-loader-efi' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/--uefi: this release has no \/boot\/loader\.efi/);
+    expect(listing(r.out)).toEqual([]);
+  });
+});
+
 describe('fbxen build: options, config file and plans', () => {
   it('--dry-run prints the plan and creates nothing', () => {
     const out = join(tmpDir('dry'), 'never');

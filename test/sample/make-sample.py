@@ -13,7 +13,7 @@ usage: make-sample.py OUTDIR [--arch amd64|i386] [--release 14.3-RELEASE] [--var
                               [--payload-mb N] [--host-files DIR] [--xz-level N]
 variants (bad inputs for tests): no-xenhvm, no-pmbr, no-gptboot, no-kernel, no-config, traversal-dotdot,
   traversal-absolute, traversal-symlink, hardlink-outside, hardlink-missing, device-node, nul-name,
-  long-name, bad-flag, none (default)
+  long-name, bad-flag, no-loader-efi, none (default)
 """
 import argparse
 import hashlib
@@ -163,7 +163,8 @@ def build_base(args, rng):
         s.file('boot/pmbr', pmbr())
     if args.variant != 'no-gptboot':
         s.file('boot/gptboot', b'GPTBOOT-STANDIN\0' + text_blob(rng, 40 * 1024 - 16))
-    s.file('boot/loader.efi', b'MZ' + text_blob(rng, 64 * 1024))
+    if args.variant != 'no-loader-efi':
+        s.file('boot/loader.efi', b'MZ' + text_blob(rng, 64 * 1024))
     s.file('boot/loader', text_blob(rng, 96 * 1024), mode=0o555)
     s.file('boot/defaults/loader.conf', b'# stand-in for FreeBSD\'s defaults\nautoboot_delay="10"\n')
     s.file('boot/device.hints', b'hint.uart.0.at="isa"\nhint.uart.0.port="0x3F8"\nhint.uart.0.flags="0x10"\n')
