@@ -299,7 +299,7 @@ describe('fbxen build: options, config file and plans', () => {
     const out = join(tmpDir('dry'), 'never');
     const r = fbxen(['build', '--release', '14.3-RELEASE', '--out', out, '--cache-dir', '/nonexistent-cache', '--format', 'raw,qcow2,vhd', '--dry-run']);
     expect(r.code).toBe(0);
-    const plan = r.stdout.replaceAll(out, '<OUT>');
+    const plan = r.stdout.replaceAll(out, '<OUT>').replaceAll(REPO, '<FBXEN>');
     expect(plan).toMatchSnapshot();
     expect(existsSync(out)).toBe(false);
   });
