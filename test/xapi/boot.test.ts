@@ -196,6 +196,32 @@ describe('bootWithXapi against the simulator', () => {
     expect(runJson).toMatchObject({ outcome: 'kept', xapi: { sr: { name: 'Local storage', shared: false }, nonceChannel: 'cd' } });
   });
 
+  it('removes an imported XVA with the disks the import created', async () => {
+    const sim = await startSim();
+    await boot(sim, 'run-xva-2', { image: xva });
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    expect(sim.calls.filter((m) => m === 'VDI.destroy')).toHaveLength(2); // the imported disk and the CD
+  });
+
+  it('puts a local --iso file in the CD drive, or an ISO from an ISO library by name', async () => {
+    const sim = await startSim();
+    const iso = join(dir, 'mine.iso');
+    writeFileSync(iso, Buffer.concat([Buffer.alloc(32768), Buffer.from('CD001 nonce=run-iso-1\n'), Buffer.alloc(2048)]));
+    await boot(sim, 'run-iso-1', { iso });
+    expect(leftovers(sim).vdis).toBe(0);
+
+    const isoSr = sim.find('SR', (r) => r['content_type'] === 'iso')[0]![0];
+    const libIso = sim.add('VDI', { name_label: 'fbxen-tools.iso', SR: isoSr, virtual_size: '4096', type: 'user', read_only: true, VBDs: [], managed: true });
+    sim.vdiContent.set(libIso, Buffer.from('CD001 nonce=run-iso-2\n'));
+    const result = await boot(sim, 'run-iso-2', { iso: 'fbxen-tools.iso', keep: true });
+    expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END run-iso-2 boot');
+    const cd = [...sim.db.VBD.values()].find((r) => r['type'] === 'CD')!;
+    expect(cd['VDI']).toBe(libIso);
+    expect(JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8')).xapi.nonceChannel).toBe('iso-sr');
+    expect(sim.db.VDI.has(libIso)).toBe(true); // not ours: never destroyed
+    await expect(boot(sim, 'run-iso-3', { iso: 'no-such.iso' })).rejects.toThrow(/no ISO named "no-such.iso"/);
+  });
+
   it('falls back to a second disk when this xapi refuses a non-ISO VDI in the CD drive (VDI_IS_NOT_ISO)', async () => {
     const sim = await startSim({ strictCdIso: true });
     const warnings: string[] = [];
