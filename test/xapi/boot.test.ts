@@ -268,6 +268,25 @@ describe('bootWithXapi against the simulator', () => {
     expect(JSON.parse(readFileSync(join(dir, 'runs', 'fbsd-xapi', 'run-sigint-1', 'run.json'), 'utf8')).outcome).toBe('interrupted');
   });
 
+  it('stops at the next call when interrupted during setup, with the command cleanup racing the failure path', async () => {
+    const sim = await startSim();
+    const ac = new AbortController();
+    const d = deps(sim, { signal: ac.signal });
+    // Interrupt right after the VM exists, and run the command's cleanup stack at once, as the CLI does on SIGINT.
+    const watcher = setInterval(() => {
+      if (sim.find('VM', (r) => !r['is_a_template']).length && !ac.signal.aborted) {
+        ac.abort(new InterruptedError('SIGINT'));
+        void d.cleanup.unwind();
+      }
+    }, 1);
+    frames.set('run-race-1', await frameFor('run-race-1'));
+    const err = await runXapiBoot(request({ runId: 'run-race-1' }), d, internals()).catch((e: unknown) => e);
+    clearInterval(watcher);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    expect(sim.calls).not.toContain('Async.VM.start');
+  });
+
   it('follows HOST_IS_SLAVE and records the master', async () => {
     const master = await startSim({ host: '127.0.0.1' });
     const member = await startSim({ host: '127.0.0.2', port: master.port, slaveOf: '127.0.0.1' });

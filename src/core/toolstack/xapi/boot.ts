@@ -298,7 +298,13 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     });
     const consoleTarget = listener.target;
 
-    const facts = await flow(c, req, deps, { image, imagePath, run, paths: artifacts, cdKind, dry: false, consoleTarget, created, log, makeCd: internals.makeCd });
+    // The flow stops at the next call once the run is interrupted; cleanup uses the client directly.
+    const guarded: Api = {
+      call: (method, ...params) => (deps.signal.throwIfAborted(), c.call(method, ...params)),
+      callAsync: (method, params, ms) => (deps.signal.throwIfAborted(), c.callAsync(method, params, ms)),
+      putFile: (path, query, file, label, ms) => (deps.signal.throwIfAborted(), c.putFile(path, query, file, label, ms)),
+    };
+    const facts = await flow(guarded, req, deps, { image, imagePath, run, paths: artifacts, cdKind, dry: false, consoleTarget, created, log, makeCd: internals.makeCd });
     record.domid = facts.vm.uuid;
     record.xapi = { ...record.xapi, ...facts };
     await writeRecord();
@@ -379,7 +385,19 @@ export class CreatedObjects {
   /** True when the VM came from an XVA: its disks were created by the import and go with it. */
   imported = false;
 
-  async remove(api: Pick<Api, 'call'>): Promise<string[]> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Removes what is recorded now. Calls are serialised: a SIGINT cleanup and the failure path may both
+   * ask, and the second removes whatever the flow created after the first started.
+   */
+  remove(api: Pick<Api, 'call'>): Promise<string[]> {
+    const next = this.queue.then(() => this.removeNow(api));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async removeNow(api: Pick<Api, 'call'>): Promise<string[]> {
     const failures: string[] = [];
     const attempt = async (label: string, fn: () => Promise<unknown>) => {
       try {
