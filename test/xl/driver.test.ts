@@ -6,6 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { EnvironmentError, ToolstackError } from '../../src/core/errors.js';
@@ -57,6 +58,31 @@ describe('parsers', () => {
       { name: 'fbxen-a', domid: 5, memMiB: 1024, vcpus: 2, state: '-b----' },
       { name: 'fbxen-b', domid: 6, memMiB: 1024, vcpus: 2, state: '----c-' },
     ]);
+  });
+});
+
+describe('parser properties', () => {
+  const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$/);
+  it('`xl list` rows in the real printf layout ("%-40s %5d %5lu %5d     %s %8.1f") read back exactly', () => {
+    const state = fc.constantFrom('r-----', '-b----', '--p---', '---s--', '----c-', '-----d', '------');
+    const row = fc.record({ name, domid: fc.integer({ min: 0, max: 32767 }), memMiB: fc.integer({ min: 0, max: 99999 }), vcpus: fc.integer({ min: 1, max: 512 }), state, time: fc.double({ min: 0, max: 1e6, noNaN: true }) });
+    fc.assert(
+      fc.property(fc.array(row, { maxLength: 8 }), (rows) => {
+        const text = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', ...rows.map((r) => `${r.name.padEnd(40)} ${String(r.domid).padStart(5)} ${String(r.memMiB).padStart(5)} ${String(r.vcpus).padStart(5)}     ${r.state} ${r.time.toFixed(1).padStart(8)}`)].join('\n');
+        expect(parseXlList(`${text}\n`)).toEqual(rows.map(({ time: _t, ...r }) => r));
+      }),
+    );
+  });
+
+  it('`xl info` lines read back whatever the padding and the value', () => {
+    const key = fc.stringMatching(/^[a-z_][a-z0-9_]{0,22}$/);
+    const value = fc.string({ unit: fc.constantFrom(...'abc XYZ 0123:=,./-'), maxLength: 40 }).map((v) => v.trim());
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 10 }), fc.integer({ min: 0, max: 10 }), (dict, pad) => {
+        const text = Object.entries(dict).map(([k, v]) => `${k.padEnd(23 + pad)}: ${v}`).join('\n');
+        expect(parseXlInfo(text)).toEqual(dict);
+      }),
+    );
   });
 });
 

@@ -4,7 +4,7 @@ import { ToolstackError } from '../../errors.js';
 
 /** `xl info`: `key                    : value` lines. */
 export function parseXlInfo(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null) as Record<string, string>; // a key like __proto__ stays data
   for (const line of text.split('\n')) {
     const m = /^([a-z_][a-z0-9_]*)\s*:\s?(.*)$/.exec(line);
     if (m) out[m[1]!] = m[2]!.trim();
