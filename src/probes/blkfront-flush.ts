@@ -73,5 +73,6 @@ export const blkfrontFlush = defineProbe<GuestFacts>({
     if (fl.kernelMessages === null) return inconclusive(...evidence, 'the flush section does not show the kernel messages logged meanwhile');
     return pass(...evidence, `flush round trip: write, fsync and sync succeeded; ${fl.kernelMessages.length} kernel message(s) meanwhile, none an error`);
   },
+  requiresXen: true,
   hint: 'give the VM a backend that offers feature-flush-cache (or feature-barrier); check "xbdN: features:" in dmesg',
 });

@@ -38,5 +38,6 @@ export const cdrom = defineProbe<GuestFacts>({
     if (ok.r!.mount === 0) evidence.push(`${ok.d}: cd9660 mount ok${ok.r!.nonce ? `, /fbxen/run = ${ok.r!.nonce}${ok.r!.nonce === f.run ? ' (this run)' : ` (not this run ${f.run})`}` : ''}`);
     return pass(...evidence);
   },
+  requiresXen: true,
   hint: 'attach the CD as an emulated IDE CD-ROM (xl: "hdc:cdrom", XAPI: a CD VBD) and keep hw.ata enabled; FreeBSD deliberately leaves CD vbds to the emulated drive',
 });

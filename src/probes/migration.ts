@@ -59,5 +59,6 @@ export const migration = defineProbe<MigrationFacts>({
     evidence.push('disk write + fsync after the migration succeeded');
     return pass(...evidence);
   },
+  requiresXen: true,
   hint: 'compare the console of the migration with the kernel lines above; FreeBSD must be 10.3-RELEASE-p18 / 11.0-RELEASE-p9 or later for reliable migration (FreeBSD-EN-17:05.xen)',
 });

@@ -65,5 +65,6 @@ export const pvIpi = defineProbe<GuestFacts>({
     if (x && !x.xen) return skip(x.reason);
     return ipiVerdict(f);
   },
+  requiresXen: true,
   hint: 'PV IPIs need the vector callback (see vector-callback); on FreeBSD < 14 a guest without cpuN:r/cpuN:b rows uses the emulated LAPIC for IPIs',
 });

@@ -55,7 +55,8 @@ export const pvTimer = defineProbe<GuestFacts>({
     }
     const t = timerTicking(f);
     if (t.verdict !== 'ok') return { ...t, evidence: [...t.evidence, ...evidence] };
-    return pass(...evidence, ...t.evidence);
+    return pass(...t.evidence, ...evidence);
   },
+  requiresXen: true,
   hint: 'XENTIMER needs the vector callback and Xen\'s HVM safe pvclock; check dmesg for "xen_et0: ... unavailable" and do not set kern.eventtimer.timer in loader.conf/sysctl.conf',
 });

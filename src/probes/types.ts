@@ -30,6 +30,8 @@ export interface Probe<T> {
   verdict(facts: T, ctx: ProbeContext): ProbeOutcome;
   /** What to do when the probe fails. */
   hint: string;
+  /** A pass also needs positive evidence that the guest runs on Xen (every probe but xen-guest). */
+  requiresXen?: boolean;
 }
 
 /** Helper that keeps the generic type of each probe while the list is heterogeneous. */

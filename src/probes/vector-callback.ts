@@ -37,5 +37,6 @@ export const vectorCallback = defineProbe<GuestFacts>({
     if (x === undefined) return inconclusive('no evidence that this is a Xen guest, and no Xen interrupt rows or xen_et0 attach line');
     return inconclusive('no per-CPU Xen upcall or PV timer rows in vmstat -ia and no xen_et0 attach line: cannot tell the callback mode');
   },
+  requiresXen: true,
   hint: 'the hypervisor did not accept the HVM vector callback: use a Xen >= 4.x HVM guest with the platform PCI device (xen_platform_pci=1), and check for "Xen HVM callback vector registration failed" in dmesg',
 });

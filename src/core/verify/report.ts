@@ -3,7 +3,7 @@
  * runProbes never throws on bad evidence: a probe that crashes is reported `inconclusive`.
  */
 import { allProbes } from '../../probes/index.js';
-import { guestFacts } from '../../probes/facts.js';
+import { guestFacts, xenGuestEvidence } from '../../probes/facts.js';
 import type { Verdict } from '../../probes/types.js';
 import type { Bundle } from './bundle.js';
 
@@ -34,6 +34,9 @@ export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; o
       outcome = probe.verdict(probe.parse(bundle, ctx), ctx);
     } catch (err) {
       outcome = { verdict: 'inconclusive' as const, evidence: [`the ${probe.id} probe could not read its evidence: ${(err as Error).message}`] };
+    }
+    if (outcome.verdict === 'pass' && probe.requiresXen && xenGuestEvidence(facts)?.xen !== true) {
+      outcome = { verdict: 'inconclusive' as const, evidence: ['no evidence that this guest runs on Xen (kern.vm_guest, the XEN: Hypervisor version line): a pass needs it', ...outcome.evidence] };
     }
     const result: ProbeResult = { id: probe.id, verdict: outcome.verdict, evidence: outcome.evidence };
     if (outcome.verdict === 'fail') result.hint = outcome.hint ?? probe.hint;

@@ -4,7 +4,7 @@
  * fixture bundle the way FreeBSD's sysctl, vmstat, dmesg, camcontrol, mount, sha256 and uuencode print
  * them, failures included (unknown OIDs, a CD that does not read). No FreeBSD binary runs here.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,10 +33,23 @@ export interface GuestOptions {
 function exec(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CollectorRun> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(file, args, { env, encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr: stderr.toString('utf8'), ms: Date.now() - started });
+    let snapshot = '';
+    const child = execFile(file, args, { env, encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs }, (err, stdout, stderr) => {
+      clearTimeout(watch);
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : (err as { signal?: string }).signal ? 128 + 15 : -1) : 0;
+      resolve({ code, stdout, stderr: stderr.toString('utf8') + snapshot, ms: Date.now() - started });
     });
+    // A run that takes far longer than usual: keep the process tree for the failure message.
+    const watch = setTimeout(() => {
+      try {
+        snapshot = `\n[harness] still running after 20 s; process tree:\n${execFileSync('ps', ['-eo', 'pid,ppid,stat,wchan:16,args', '--forest'], { encoding: 'utf8' })
+          .split('\n')
+          .filter((l) => /dash|sleep|sha256|uuencode|sed|tar|gzip|fbxen/.test(l))
+          .join('\n')} (collector pid ${child.pid})`;
+      } catch {
+        /* ps missing: no snapshot */
+      }
+    }, 20_000);
   });
 }
 

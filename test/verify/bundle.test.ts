@@ -1,0 +1,104 @@
+/**
+ * Bundle reading and packing, checked against independent tar implementations: GNU tar and bsdtar
+ * (libarchive, the tar of FreeBSD's base system) write bundles we must read, and read the ones we pack.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { InputError } from '../../src/core/errors.js';
+import { bundleFromTarBytes, packBundle, readBundle, type Bundle } from '../../src/core/verify/index.js';
+import { FIXTURES } from '../support/verify/fixtures.js';
+
+const HEALTHY = join(FIXTURES, '13.2-healthy-derived');
+const tmp = () => mkdtemp(join(tmpdir(), 'fbxen-bundle-'));
+
+describe('readBundle', () => {
+  it('reads a directory: meta, index in order, every section', async () => {
+    const b = await readBundle(HEALTHY);
+    expect(b.meta.bundle).toBe('fbxen-bundle/1');
+    expect(b.index[0]).toEqual({ name: 'uname', status: 0, command: 'uname -a' });
+    expect(b.index.find((e) => e.name === 'sysctl')?.status).toBe(1);
+    expect([...b.sections.keys()].sort()).toEqual(b.index.map((e) => e.name).sort());
+    expect(b.sections.get('vmstat-ia.0')).toMatch(/^interrupt\s+total\s+rate\n/);
+  });
+
+  for (const [tool, args] of [
+    ['bsdtar (FreeBSD tar)', ['-czf']],
+    ['GNU tar', ['--format=pax', '-czf']],
+    ['GNU tar, plain', ['--format=ustar', '-cf']],
+  ] as const) {
+    it(`reads what ${tool} wrote, gzip'd or not, under ./ or a top directory`, async () => {
+      const dir = await tmp();
+      const bin = tool.startsWith('bsdtar') ? 'bsdtar' : 'tar';
+      const flat = join(dir, 'flat.tar');
+      execFileSync(bin, [...args, flat, '-C', HEALTHY, 'meta', 'index', 'sections']);
+      const dotted = join(dir, 'dotted.tar');
+      execFileSync(bin, [...args, dotted, '-C', HEALTHY, '.']);
+      const nested = join(dir, 'nested.tar');
+      execFileSync(bin, [...args, nested, '-C', FIXTURES, '13.2-healthy-derived']);
+      const want = await readBundle(HEALTHY);
+      for (const t of [flat, dotted, nested]) {
+        const got = await readBundle(t);
+        expect(got.meta).toEqual(want.meta);
+        expect(got.index).toEqual(want.index);
+        expect(got.sections).toEqual(want.sections);
+      }
+    });
+  }
+
+  it('says what is wrong with a non-bundle: no meta, another format, damaged gzip, missing path', async () => {
+    const dir = await tmp();
+    await mkdir(join(dir, 'empty'));
+    await expect(readBundle(join(dir, 'empty'))).rejects.toThrow(/has no "meta" file/);
+    await mkdir(join(dir, 'v2'));
+    await writeFile(join(dir, 'v2/meta'), 'bundle=fbxen-bundle/2\n');
+    await expect(readBundle(join(dir, 'v2'))).rejects.toThrow(/bundle=fbxen-bundle\/1/);
+    const gz = gzipSync(Buffer.alloc(4096, 7));
+    await writeFile(join(dir, 'bad.tgz'), gz.subarray(0, gz.length - 9));
+    await expect(readBundle(join(dir, 'bad.tgz'))).rejects.toBeInstanceOf(InputError);
+    await expect(readBundle(join(dir, 'nope'))).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe('packBundle', () => {
+  it('bsdtar lists and extracts exactly the bundle files, byte for byte', async () => {
+    const dir = await tmp();
+    const b = await readBundle(HEALTHY);
+    const tgz = join(dir, 'b.tgz');
+    await writeFile(tgz, await packBundle(b));
+    const listing = execFileSync('bsdtar', ['-tzf', tgz], { encoding: 'utf8' }).trim().split('\n').sort();
+    expect(listing).toEqual(['index', 'meta', 'sections/', ...[...b.sections.keys()].map((n) => `sections/${n}.out`)].sort());
+    const out = join(dir, 'x');
+    await mkdir(out);
+    execFileSync('bsdtar', ['-xzf', tgz, '-C', out]);
+    for (const n of b.sections.keys()) expect(await readFile(join(out, 'sections', `${n}.out`), 'utf8')).toBe(await readFile(join(HEALTHY, 'sections', `${n}.out`), 'utf8'));
+    expect(await readFile(join(out, 'meta'), 'utf8')).toBe(await readFile(join(HEALTHY, 'meta'), 'utf8'));
+  });
+
+  it('is deterministic and round trips any bundle (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.dictionary(fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,20}$/), fc.string({ maxLength: 2000 }), { maxKeys: 8 }),
+        fc.dictionary(fc.stringMatching(/^[a-z][a-z-]{0,10}$/), fc.stringMatching(/^[^\n]{0,30}$/), { maxKeys: 4 }),
+        async (sections, extraMeta) => {
+          const b: Bundle = {
+            meta: { ...extraMeta, bundle: 'fbxen-bundle/1' },
+            index: Object.keys(sections).map((name, i) => ({ name, status: i % 3, command: `c ${name}` })),
+            sections: new Map(Object.entries(sections)),
+          };
+          const packed = await packBundle(b);
+          expect(Buffer.from(await packBundle(b)).equals(Buffer.from(packed))).toBe(true);
+          const back = await bundleFromTarBytes(packed, 'packed');
+          expect(back.meta).toEqual(b.meta);
+          expect(back.index).toEqual(b.index);
+          expect(back.sections).toEqual(b.sections);
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * Property tests of the console framing: the round trip survives random noise, interleaved kernel
+ * lines, CRLF, terminal escapes and the loss of any lines as long as one good copy of each remains;
+ * losing both copies of k lines is reported as k missing lines, never as a bundle.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeConsoleFrame, extractBundleFromConsole, packBundle, type Bundle } from '../../src/core/verify/index.js';
+
+const token = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/);
+const sectionName = fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,12}$/);
+
+const bundleArb: fc.Arbitrary<Bundle> = fc
+  .record({
+    run: token,
+    phase: token,
+    sections: fc.dictionary(sectionName, fc.string({ maxLength: 3000 }), { maxKeys: 6 }),
+  })
+  .map(({ run, phase, sections }) => ({
+    meta: { bundle: 'fbxen-bundle/1', run, phase },
+    index: Object.keys(sections).map((name) => ({ name, status: 0, command: `cmd ${name}` })),
+    sections: new Map(Object.entries(sections)),
+  }));
+
+// Kernel chatter that may land between frame lines (none of it contains a frame line).
+const noiseLine = fc.oneof(
+  fc.constantFrom('xn0: link state changed to UP', 'login: ', '', 'Starting sshd.', 'FBXEN1 D', 'FBXEN1 BEGIN junk', 'random: unblocking device.'),
+  fc.string({ maxLength: 80 }).filter((s) => !s.includes('\n') && !s.includes('FBXEN1')),
+);
+const escape = fc.constantFrom('', '\x1b[0m', '\x1b[2K', '\x1b]0;title\x07', '\r', '\x1b[1;32m');
+
+function sameBundle(a: Bundle, b: Bundle) {
+  expect(b.meta).toEqual(a.meta);
+  expect(b.index).toEqual(a.index);
+  expect(new Map(b.sections)).toEqual(new Map(a.sections));
+}
+
+describe('console framing (property)', () => {
+  it('round trip under noise, escapes, CRLF and line loss in one copy at a time', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        bundleArb,
+        fc.array(fc.tuple(fc.nat(), noiseLine), { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.array(fc.tuple(fc.nat(), escape), { maxLength: 20 }),
+        fc.boolean(),
+        async (bundle, noise, losses, escapes, crlf) => {
+          const run = bundle.meta.run!;
+          const phase = bundle.meta.phase!;
+          const lines = encodeConsoleFrame(await packBundle(bundle), run, phase).trimEnd().split('\n');
+          const per = lines.length / 2;
+          // lose lines, but never both copies of the same line
+          const lost = new Set<number>();
+          for (const l of losses) {
+            const i = l % lines.length;
+            const twin = i < per ? i + per : i - per;
+            if (!lost.has(twin)) lost.add(i);
+          }
+          let kept = lines.map((l, i) => (lost.has(i) ? undefined : l));
+          for (const [at, esc] of escapes) {
+            const i = at % kept.length;
+            if (kept[i] !== undefined) kept[i] = esc + kept[i]!;
+          }
+          let out: string[] = kept.filter((l): l is string => l !== undefined);
+          for (const [at, n] of noise) out.splice(at % (out.length + 1), 0, n);
+          if (crlf) out = out.map((l) => `${l}\r`);
+          const got = await extractBundleFromConsole(out.join('\n'), { run });
+          expect(got.status).toBe('complete');
+          if (got.status === 'complete') sameBundle(bundle, got.bundle);
+          kept = [];
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+
+  it('both copies of k lines lost: incomplete with missingLines = k', async () => {
+    await fc.assert(
+      fc.asyncProperty(bundleArb, fc.uniqueArray(fc.nat(), { minLength: 1, maxLength: 5 }), async (bundle, picks) => {
+        const run = bundle.meta.run!;
+        const lines = encodeConsoleFrame(await packBundle(bundle), run, bundle.meta.phase!).trimEnd().split('\n');
+        const per = lines.length / 2;
+        const n = per - 2;
+        const data = [...new Set(picks.map((p) => 1 + (p % n)))]; // data line positions 1..n
+        const drop = new Set(data.flatMap((i) => [i, i + per]));
+        const got = await extractBundleFromConsole(lines.filter((_l, i) => !drop.has(i)).join('\n'), { run });
+        expect(got).toEqual({ status: 'incomplete', run, phase: bundle.meta.phase, missingLines: data.length, totalLines: n });
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a corrupted character in a data line invalidates only that copy', async () => {
+    await fc.assert(
+      fc.asyncProperty(bundleArb, fc.nat(), fc.nat(), async (bundle, pick, pos) => {
+        const run = bundle.meta.run!;
+        const lines = encodeConsoleFrame(await packBundle(bundle), run, bundle.meta.phase!).trimEnd().split('\n');
+        const per = lines.length / 2;
+        const i = 1 + (pick % (per - 2));
+        const line = lines[i]!;
+        const b64start = line.lastIndexOf(' ') + 1;
+        const at = b64start + (pos % (line.length - b64start));
+        const flipped = line[at] === 'A' ? 'B' : 'A';
+        lines[i] = line.slice(0, at) + flipped + line.slice(at + 1);
+        const one = await extractBundleFromConsole(lines.join('\n'), { run });
+        expect(one.status).toBe('complete');
+        // the same damage in the second copy too: that line is missing
+        lines[i + per] = lines[i]!;
+        const both = await extractBundleFromConsole(lines.join('\n'), { run });
+        expect(both).toMatchObject({ status: 'incomplete', missingLines: 1 });
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('the newest complete frame of the run wins; other runs are ignored', async () => {
+    await fc.assert(
+      fc.asyncProperty(bundleArb, bundleArb, async (a, b) => {
+        fc.pre(a.meta.run !== b.meta.run);
+        const older = { ...b, meta: { ...b.meta, run: a.meta.run! } };
+        const text = [
+          encodeConsoleFrame(await packBundle(older), a.meta.run!, a.meta.phase!),
+          encodeConsoleFrame(await packBundle(b), b.meta.run!, b.meta.phase!),
+          encodeConsoleFrame(await packBundle(a), a.meta.run!, a.meta.phase!),
+        ].join('kernel: noise\n');
+        const got = await extractBundleFromConsole(text, { run: a.meta.run });
+        expect(got.status).toBe('complete');
+        if (got.status === 'complete') sameBundle(a, got.bundle);
+        const other = await extractBundleFromConsole(text, { run: b.meta.run });
+        expect(other.status).toBe('complete');
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('arbitrary text never throws and never yields a bundle', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 4000 }), fc.option(token, { nil: undefined }), async (text, run) => {
+        const got = await extractBundleFromConsole(text, { run });
+        expect(got.status).not.toBe('complete');
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
