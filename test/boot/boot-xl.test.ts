@@ -42,7 +42,7 @@ describe('happy path', () => {
     expect(runJson(h, 'fbxen-happy', 'run-1')).toMatchObject({ run: 'run-1', name: 'fbxen-happy', toolstack: 'xl', domid: '1', image, outcome: 'collected', frameRun: 'run-1' });
     expect(readFileSync(join(h.artifacts, 'fbxen-happy', 'latest'), 'utf8')).toBe('run-1\n');
     const transcript = readFileSync(join(dir, 'transcript.log'), 'utf8');
-    for (const c of ['xl info', 'xl domid fbxen-happy', `xl create -c ${join(dir, 'xl.cfg')}`, 'xl shutdown -w 1', 'xorriso']) expect(transcript).toContain(c);
+    for (const c of ['xl info', 'xl domid fbxen-happy', `xl create -c ${join(dir, 'xl.cfg')}`, 'xl list -l 1', 'xl shutdown -w 1', 'xorriso']) expect(transcript).toContain(c);
     expect(transcript).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z +\d+ ms exit=0 xl info$/m);
 
     // The fbxen CD carries the nonce; the domain is gone; the shutdown was clean (no destroy needed).
@@ -177,6 +177,16 @@ describe('failures leave no domain behind and keep the logs', () => {
     expect(xlCalls(h).some((a) => a[0] === 'destroy')).toBe(false); // nothing of ours existed
     expect(runJson(h, 'fbxen-nocreate', 'run-f').outcome).toBe('failed');
     expect(readFileSync(join(runDir(h, 'fbxen-nocreate', 'run-f'), 'transcript.log'), 'utf8')).toContain('Cannot allocate memory');
+  });
+
+  it('a domain of our name that another tool made during create is left alone (uuid check)', async () => {
+    const h = host({ scenario: { foreignDomainAppears: true } });
+    const image = makeImage(h, 'img.raw');
+    const r = await fbxen(['boot', '--image', image, '--name', 'fbxen-race', '--artifacts', h.artifacts, '--run-id', 'run-r'], h);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain('another tool created it meanwhile; fbxen leaves it alone');
+    expect(domains(h)).toMatchObject([{ name: 'fbxen-race', domid: 1 }]);
+    expect(xlCalls(h).some((c) => c[0] === 'destroy' || c[0] === 'shutdown')).toBe(false);
   });
 
   it('a guest that never boots times out: exit 6, domain destroyed, console kept', async () => {

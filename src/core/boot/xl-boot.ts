@@ -261,6 +261,15 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
         }
         const id = await xl.domid(p.spec.name);
         if (id !== undefined) {
+          // The name was free at preflight; the uuid in `xl list -l` confirms this domain is the one our config made.
+          const uuid = (await xl.listLong(id))[0]?.config.c_info.uuid;
+          if (uuid !== undefined && uuid !== p.spec.uuid) {
+            forgetDestroy?.();
+            forgetDestroy = undefined;
+            throw new ToolstackError(`domain ${p.spec.name} (domid ${id}) has uuid ${uuid}, not ${p.spec.uuid}: another tool created it meanwhile; fbxen leaves it alone`, {
+              hint: 'check `xl list -l`, then boot again with another --name',
+            });
+          }
           domid = id;
           break;
         }

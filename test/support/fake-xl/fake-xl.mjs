@@ -12,7 +12,8 @@
  * The guest is a script ($FAKE_XL_STATE/guest.txt): text lines are written to the console as they are;
  * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
  * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
- * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, createFails: { stderr } }.
+ * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, totalMemoryMiB, xenCommandline,
+ * createFails: { stderr }, foreignDomainAppears }.
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -241,6 +242,14 @@ switch (cmd) {
     }
     const cfg = parseCfg(text);
     if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
+    if (scenario.foreignDomainAppears) {
+      // Another tool creates a domain of the same name just before ours: xl then refuses ours, slowly.
+      update((db) => {
+        db.domains.push({ domid: db.nextDomid++, name: cfg.name, uuid: '00000000-0000-4000-8000-00000000f00d', state: 'r', memoryMiB: 256, vcpus: 1, config: { ...libxlConfig(cfg), c_info: { type: 'hvm', name: cfg.name, uuid: '00000000-0000-4000-8000-00000000f00d' } } });
+      });
+      await sleep(1500);
+      die(`libxl: error: libxl_create.c:735:libxl__domain_make: Domain with name "${cfg.name}" already exists.`);
+    }
     if (scenario.createFails) die(scenario.createFails.stderr ?? 'libxl: error: libxl_create.c:1214:initiate_domain_create: cannot make domain: -3');
     const domid = update((db) => {
       if (db.domains.some((d) => d.name === cfg.name)) return -1;
