@@ -211,6 +211,8 @@ describe('bootWithXapi against the simulator', () => {
     expect(leftovers(sim).vdis).toBe(0);
 
     const isoSr = sim.find('SR', (r) => r['content_type'] === 'iso')[0]![0];
+    const nfs = sim.find('SR', (r) => r['name_label'] === 'NFS storage')[0]![0];
+    sim.add('VDI', { name_label: 'fbxen-tools.iso', SR: nfs, virtual_size: '4096', type: 'user', read_only: false, VBDs: [], managed: true }); // a disk with the same name, found first
     const libIso = sim.add('VDI', { name_label: 'fbxen-tools.iso', SR: isoSr, virtual_size: '4096', type: 'user', read_only: true, VBDs: [], managed: true });
     sim.vdiContent.set(libIso, Buffer.from('CD001 nonce=run-iso-2\n'));
     const result = await boot(sim, 'run-iso-2', { iso: 'fbxen-tools.iso', keep: true });

@@ -585,7 +585,12 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   let nonceChannel: XapiPoolFacts['nonceChannel'] = 'none';
   if (f.cdKind === 'iso-sr') {
     await step(`Insert ${req.iso} from an ISO library`, async () => {
-      const hits = plan ? ['<VDI iso>'] : expectShape(RefList, await api.call('VDI.get_by_name_label', req.iso!), 'VDI.get_by_name_label');
+      const named = plan ? ['<VDI iso>'] : expectShape(RefList, await api.call('VDI.get_by_name_label', req.iso!), 'VDI.get_by_name_label');
+      // Only ISOs from ISO libraries: a disk VDI with the same name must never land in the CD drive.
+      const hits: string[] = [];
+      for (const vdi of named) {
+        if (plan || str((await api.call('SR.get_content_type', await api.call('VDI.get_SR', vdi))) as XapiValue) === 'iso') hits.push(vdi);
+      }
       if (!hits.length) throw new InputError(`no ISO named ${JSON.stringify(req.iso)} in the pool's ISO libraries, and no such local file`, { hint: 'pass a local ISO file, or the exact name of an ISO in an ISO SR (xe cd-list)' });
       await api.call('VBD.insert', cdVbd!, hits[0]!);
       nonceChannel = 'iso-sr';
