@@ -149,7 +149,7 @@ export function renderXlPlan(p: Prepared, req: XlBootRequest, xl = 'xl'): string
       ? `5. ${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=NOW' : x === '1970010100000000' ? 'NOW_AS_YYYYMMDDhhmmss00' : x)))}`
       : `5. (no fbxen CD: ${p.cd.kind === 'iso' ? 'the given ISO' : 'an empty drive'}; the image must carry the collector)`,
     `6. ${cmd(['create', '-c', a.configPath])}   (created paused, console attached, then unpaused; console → ${a.consoleLog})`,
-    `7. ${cmd(['domid', p.spec.name])}   (the domid this run created)`,
+    `7. ${cmd(['domid', p.spec.name])}, then ${cmd(['list', '-l', 'DOMID'])}   (the domid this run created, confirmed by uuid ${p.spec.uuid})`,
     `8. wait up to ${req.timeoutSec} s for the FBXEN1 frame${p.expectRun ? ` of run ${p.expectRun}` : ''} in ${a.consoleLog}`,
     req.verify ? `9. verify the bundle → ${a.reportJson}, ${a.reportJunit}` : `9. (no --verify: run \`fbxen verify --domain ${p.spec.name}\` next)`,
     req.keep
