@@ -66,7 +66,8 @@ interface Scan {
   ends: Map<string, { pos: number; phase: string }[]>;
 }
 
-function scan(text: string): Scan {
+/** `onlyRun`: skip (and do not hash) data lines of other runs. */
+function scan(text: string, onlyRun?: string): Scan {
   const groups: Group[] = [];
   const data = new Map<string, DataLine[]>();
   const ends = new Map<string, { pos: number; phase: string }[]>();
@@ -93,6 +94,7 @@ function scan(text: string): Scan {
     let m = DATA_RE.exec(line);
     if (m) {
       const [, run, i, check, b64] = m as unknown as [string, string, string, string, string];
+      if (onlyRun !== undefined && run !== onlyRun) return;
       if (sha256hex(b64).slice(0, 8) !== check) return;
       let list = data.get(run);
       if (!list) data.set(run, (list = []));
@@ -137,7 +139,7 @@ export async function extractBundleFromConsole(
   text: string,
   opts: { run?: string | undefined; phase?: string | undefined } = {},
 ): Promise<ConsoleExtraction> {
-  const { groups, data, ends } = scan(text);
+  const { groups, data, ends } = scan(text, opts.run);
   const run = opts.run ?? groups.at(-1)?.run ?? [...data.keys()].at(-1);
   if (run === undefined) return { status: 'absent' };
   const runGroups = groups.filter((g) => g.run === run);
