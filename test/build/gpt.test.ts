@@ -99,6 +99,7 @@ describe('GPT writer', () => {
         }
         expect(l.rootfs.bytes).toBeGreaterThanOrEqual(l.fsSize);
         expect(l.rootfs.firstLba % 2048).toBe(0);
+        expect(l.diskSize % (2 * MiB)).toBe(0);
         const disk = join(dir, 'p.raw');
         writeDisk(disk, { totalSectors: l.diskSize / SECTOR, diskGuid: l.diskGuid, partitions: l.partitions }, pmbr);
         expect(execFileSync('sgdisk', ['-v', disk]).toString()).toContain('No problems found');

@@ -8,6 +8,8 @@ import { guidFromSeed, lastUsableLba, PartitionType, SECTOR, type GptPartition }
 
 const MiB = 1024 * 1024;
 const ALIGN = MiB / SECTOR;
+/** Disk sizes are whole 2 MiB: XenServer's storage rounds VDIs up to that, which would move the backup GPT. */
+const DISK_GRAIN = 2 * MiB;
 export const DEFAULT_DISK_SIZE = 6 * 1024 * MiB;
 const BOOT_FIRST_LBA = 40;
 const BOOT_SECTORS = 1024; // 512 KiB: pmbr loads at most 545 KiB of gptboot
@@ -58,8 +60,8 @@ export function planLayout(req: LayoutRequest): DiskLayout {
   lba += swapSectors;
   const rootFirst = lba;
   const backup = 33;
-  const needed = roundUp((rootFirst + fsSize / SECTOR + backup) * SECTOR, MiB);
-  let diskSize = roundUp(req.diskSize ?? DEFAULT_DISK_SIZE, MiB);
+  const needed = roundUp((rootFirst + fsSize / SECTOR + backup) * SECTOR, DISK_GRAIN);
+  let diskSize = roundUp(req.diskSize ?? DEFAULT_DISK_SIZE, DISK_GRAIN);
   if (diskSize < needed) {
     if (req.diskSize !== undefined) {
       throw new InputError(`--disk-size ${formatBytes(req.diskSize)} is too small: the partitions need ${formatBytes(needed)}`, {

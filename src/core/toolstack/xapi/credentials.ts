@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { z } from 'zod';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlText } from '../../config-file.js';
 import { ConfigError, InputError } from '../../errors.js';
 
 export interface XapiCredentials {
@@ -39,7 +39,8 @@ function parseFile(text: string): Record<string, unknown> {
     }
     return out;
   }
-  const y = parseYaml(trimmed) as unknown;
+  // Parse errors are replaced by the caller with a message that quotes nothing of the file.
+  const y = parseYamlText(trimmed, 'the XAPI credentials file');
   return y && typeof y === 'object' ? (y as Record<string, unknown>) : {};
 }
 
