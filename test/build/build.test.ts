@@ -269,6 +269,22 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
   });
 });
 
+describe('fbxen build --format vhd,xva', () => {
+  it('writes a VHD qemu-img finds identical to the raw image, and an XVA an independent reader accepts', () => {
+    const r = buildSample(['--format', 'raw,vhd,xva', '--json', '--name', 'xs', '--vcpus', '2', '--memory', '1024']);
+    expect(r.code, r.stderr).toBe(0);
+    const rec = JSON.parse(r.stdout) as BuildJson;
+    expect(rec.outputs.map((o) => o.format)).toEqual(['raw', 'vhd', 'xva']);
+    expect(listing(r.out)).toEqual(['build.json', 'xs.raw', 'xs.vhd', 'xs.xva']);
+    const raw = join(r.out, 'xs.raw');
+    expect(execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'vpc', raw, join(r.out, 'xs.vhd')]).toString()).toContain('Images are identical');
+    const check = spawnSync('python3', [join(REPO, 'test/formats/xva_check.py'), join(r.out, 'xs.xva'), raw], { encoding: 'utf8' });
+    expect(check.stdout).not.toMatch(/FAIL/);
+    expect(check.status).toBe(0);
+    for (const o of rec.outputs) expect(sha256(readFileSync(o.path))).toBe(o.sha256);
+  });
+});
+
 describe('fbxen build --uefi', () => {
   it('adds an ESP (FAT, checked by fsck.fat) with loader.efi as the removable-media boot path', () => {
     const r = buildSample(['--uefi', '--format', 'raw', '--json', '--name', 'u']);
