@@ -83,6 +83,18 @@ describe('collector → host analyser', () => {
     expect(verdicts(bundle)['pv-timer']).toBe('pass');
   });
 
+  it.concurrent('a hang inside a collector function (mount of the CD) stops only that section, and the CD mount point is cleaned up', async () => {
+    const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), cd: { run: 'r-hang' }, hang: ['mount'] }, ['--tar', '--section-timeout', '3']);
+    expect(run.code).toBe(0);
+    const bundle = await bundleFromTarBytes(run.stdout, 'tar');
+    expect(bundle.index.find((e) => e.name === 'cdrom')?.status).toBe(124);
+    expect(bundle.sections.get('cdrom')).toContain('cd0 read-status 0');
+    expect(bundle.index.find((e) => e.name === 'flush')?.status).toBe(0);
+    expect(bundle.index.find((e) => e.name === 'cpuid-xen')).toBeDefined();
+    const cd = runProbes(bundle).results.find((r) => r.id === 'cdrom')!;
+    expect(cd.verdict).toBe('pass'); // the medium read; the mount did not finish
+  });
+
   it.concurrent('a missing command fails only its own section; the probes that need it are not "pass"', async () => {
     const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), missing: ['vmstat', 'sysctl'] }, ['--tar']);
     expect(run.code).toBe(0);
