@@ -198,7 +198,7 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
       damaged((d) => {
         const tar = execFileSync('xz', ['-dc', join(d, 'base.txz')], { maxBuffer: 1 << 28 });
         for (let at = 0; at < tar.length; at += 512) if (tar.subarray(at + 257, at + 262).toString() === 'ustar' && at > 4096) {
-          tar[at] ^= 0x20;
+          tar[at] = tar[at]! ^ 0x20;
           break;
         }
         writeFileSync(join(d, 'base.txz'), execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 28 }));

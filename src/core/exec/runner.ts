@@ -29,7 +29,8 @@ export interface RunResult {
 export interface StreamOptions {
   env?: Record<string, string | undefined>;
   signal?: AbortSignal;
-  stdin?: Readable | 'ignore';
+  /** 'pipe' gives the caller a writable `stdin` (a console client that must not see EOF, for instance). */
+  stdin?: Readable | 'ignore' | 'pipe';
 }
 
 /** A subprocess whose stdout is consumed as a stream (for instance `xz -dc`). */
@@ -151,7 +152,9 @@ export function createExecaRunner(options: { onCommand?: (record: CommandRecord)
       });
       const done = sub.then((r) => {
         const stderr = r.stderr instanceof Uint8Array ? Buffer.from(r.stderr).toString('utf8') : String(r.stderr ?? '');
-        const result = { ...toResult(command, r, Date.now() - startedAt), stderr };
+        // A process that never ran has no stderr of its own: keep execa's account of why (spawn errors).
+        const why = r.exitCode === undefined && !stderr ? (r as { shortMessage?: string }).shortMessage ?? '' : '';
+        const result = { ...toResult(command, r, Date.now() - startedAt), stderr: stderr || why };
         record(command, startedAt, r.exitCode);
         if ((r as { code?: string }).code === 'ENOENT') throw missingTool(file, r);
         if (r.failed) throw new CommandFailedError(result);

@@ -2,7 +2,6 @@
  * The xl driver: every `xl` command fbxen runs, through the Runner. It maps xl's failures to errors that
  * say what to do. Kept small and stateless so boot, verify and migrate-test can share it.
  */
-import type { Readable } from 'node:stream';
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from '../../exec/runner.js';
 import { EnvironmentError, ToolstackError } from '../../errors.js';
 import { parseXlHostInfo, parseXlList, parseXlListLong, type XlDomainDetail, type XlHostInfo, type XlListRow } from './parse.js';
@@ -97,11 +96,10 @@ export class XlToolstack {
   }
 
   private attach(args: string[]): ConsoleAttachment {
-    // stdin must be a pipe we hold open: execa only takes fd-backed streams, so ask for 'pipe' and keep the
-    // writable end. (StreamOptions types stdin as Readable | 'ignore'; 'pipe' is what execa needs here.)
+    // stdin must be a pipe we hold open (xenconsole exits at EOF on stdin): ask for 'pipe', keep the writable end.
     const proc: StreamingProcess = this.runner.stream(this.xl, args, {
       ...(this.options.env ? { env: this.options.env } : {}),
-      stdin: 'pipe' as unknown as Readable,
+      stdin: 'pipe',
     });
     proc.stdin?.on('error', () => undefined); // EPIPE when the console client has already gone
     return {
