@@ -45,6 +45,16 @@ describe('collector → host analyser', () => {
     });
   }
 
+  it.concurrent('runs the same under posh (a strict POSIX shell): same sections, same verdicts', async () => {
+    const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), cd: { run: 'r-posh' } }, ['--frame', '--run', 'r-posh', '--phase', 'boot'], 'posh');
+    expect(run.code).toBe(0);
+    const got = await extractBundleFromConsole(run.stdout.toString('utf8'), { run: 'r-posh' });
+    expect(got.status).toBe('complete');
+    if (got.status !== 'complete') return;
+    expect(got.bundle.index.filter((e) => e.status !== 0).map((e) => e.name)).toEqual(['sysctl', 'cpuid-xen']);
+    expect(verdicts(got.bundle)).toEqual(expected('13.2-healthy-derived'));
+  });
+
   it.concurrent('--frame output survives console noise and line loss, and matches the host encoder byte for byte', async () => {
     const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), cd: { run: 'r-frame-1' } }, ['--frame', '--run', 'r-frame-1', '--phase', 'boot']);
     expect(run.code).toBe(0);

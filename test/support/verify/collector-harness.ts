@@ -75,10 +75,11 @@ export async function makeGuest(opts: GuestOptions): Promise<{ env: NodeJS.Proce
   return { env, dir, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
-export async function runCollector(opts: GuestOptions, args: string[]): Promise<CollectorRun> {
+/** Runs the collector under `shell` (dash: the ash family FreeBSD's sh belongs to; posh: strict POSIX). */
+export async function runCollector(opts: GuestOptions, args: string[], shell = 'dash'): Promise<CollectorRun> {
   const guest = await makeGuest(opts);
   try {
-    return await exec('dash', [COLLECTOR, ...args], guest.env);
+    return await exec(shell, [COLLECTOR, ...args], guest.env);
   } finally {
     await guest.dispose();
   }
