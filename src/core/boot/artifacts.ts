@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { formatCommand, type CommandRecord, type Runner } from '../exec/runner.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import type { Bundle, Report } from '../verify/index.js';
 import type { RunOutcome, ToolstackName } from './types.js';
 
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -150,4 +151,15 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => `    | ${l}`)
     .join('\n')}\n`;
+}
+
+/** Runs the probes on a collected bundle and writes report.json and report.junit.xml into the run. */
+export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: string; reportJunit: string }): Promise<Report> {
+  // Loaded only when verifying, so booting does not depend on the probe code.
+  const verify = await import('../verify/index.js');
+  const report = verify.runProbes(bundle);
+  const junit = verify.renderJunit(report);
+  await writeFileAtomic(paths.reportJson, `${JSON.stringify(verify.renderReportJson(report), null, 2)}\n`);
+  await writeFileAtomic(paths.reportJunit, junit.endsWith('\n') ? junit : `${junit}\n`);
+  return report;
 }

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { EvidenceIncompleteError, TimeoutError, ToolstackError } from '../errors.js';
 import { extractBundleFromConsole } from '../verify/index.js';
+import { sleep } from '../util/sleep.js';
 
 type Extracted = Awaited<ReturnType<typeof extractBundleFromConsole>>;
 export type CompleteFrame = Extract<Extracted, { status: 'complete' }>;
@@ -72,17 +73,3 @@ function formatSize(n: number): string {
   return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

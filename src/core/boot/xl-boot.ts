@@ -15,10 +15,11 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { defaultCollectorPath, makeFbxenCd, xorrisoArgs } from '../iso/fbxen-cd.js';
 import { describeBadCharacter, renderXlConfig, macForName, uuidForName, validateXlGuestSpec, XL_PATH_PATTERN, type XlGuestSpec } from '../toolstack/xl/xl-config.js';
 import { XlToolstack, type ConsoleAttachment } from '../toolstack/xl/xl-toolstack.js';
-import { createRunArtifacts, newRunId, runArtifactPaths, transcribingRunner, writeRunRecord, type RunArtifacts, type RunRecord } from './artifacts.js';
+import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, transcribingRunner, writeRunRecord, type RunArtifacts, type RunRecord } from './artifacts.js';
 import { defaultDomainName, inspectImage, type ImageInfo } from './image.js';
 import type { BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
+import { sleep } from '../util/sleep.js';
 
 export interface XlBootRequest {
   image: string;
@@ -305,14 +306,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await progress.step('Verify', async () => {
-        // Loaded only when verifying, so booting does not depend on the probe code.
-        const verify = await import('../verify/index.js');
-        const r = verify.runProbes(frame.bundle);
-        await writeFileAtomic(a.reportJson, `${JSON.stringify(verify.renderReportJson(r), null, 2)}\n`);
-        await writeFileAtomic(a.reportJunit, ensureNewline(verify.renderJunit(r)));
-        return r;
-      });
+      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a));
       outcome = 'verified';
     }
 
@@ -391,9 +385,6 @@ export async function autoballoonEnabled(xlConfPath: string, xenCommandline: str
   return !/(^|\s)dom0_mem=/.test(xenCommandline ?? '');
 }
 
-function ensureNewline(s: string): string {
-  return s.endsWith('\n') ? s : `${s}\n`;
-}
 
 function throttle<T>(everyMs: number, fn: () => Promise<T | undefined>): () => Promise<T | undefined> {
   let last = 0;
@@ -404,18 +395,4 @@ function throttle<T>(everyMs: number, fn: () => Promise<T | undefined>): () => P
   };
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 

@@ -24,7 +24,7 @@ import type { Progress } from '../../progress.js';
 import type { CleanupStack } from '../../util/cleanup.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import type { BootResult, RunOutcome } from '../../boot/types.js';
-import { createRunArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from '../../boot/artifacts.js';
+import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from '../../boot/artifacts.js';
 import { waitForFrame } from '../../boot/wait-for-frame.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
 import { loadXapiCredentials, redact } from './credentials.js';
@@ -324,13 +324,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await deps.progress.step('Verify', async () => {
-        const verify = await import('../../verify/index.js');
-        const r = verify.runProbes(frame.bundle);
-        await writeFileAtomic(artifacts.reportJson, `${JSON.stringify(verify.renderReportJson(r), null, 2)}\n`);
-        await writeFileAtomic(artifacts.reportJunit, ensureNewline(verify.renderJunit(r)));
-        return r;
-      });
+      report = await deps.progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, artifacts));
       outcome = 'verified';
     }
 
@@ -725,7 +719,4 @@ function throttle(ms: number, fn: () => Promise<string | undefined>): () => Prom
   };
 }
 
-function ensureNewline(s: string): string {
-  return s.endsWith('\n') ? s : `${s}\n`;
-}
 

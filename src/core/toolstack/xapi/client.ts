@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { EnvironmentError, TimeoutError } from '../../errors.js';
 import { decodeMethodResponse, decodeValueDocument, encodeMethodCall, XmlRpcDouble, type XapiValue } from './xmlrpc.js';
 import { errorDescription, XapiError, XapiTransportError } from './errors.js';
+import { sleep } from '../../util/sleep.js';
 
 export type XapiTransport = 'jsonrpc' | 'xmlrpc';
 
@@ -381,6 +382,3 @@ function readCa(file: string): Buffer {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
