@@ -90,7 +90,7 @@ export function registerVerify(program: Command, context: () => CommandContext):
         return;
       }
       const report = outcome.report!;
-      ctx.result(`evidence: ${outcome.from}\n${renderReportText(report)}${o.junit ? `JUnit: ${o.junit}\n` : ''}`, renderReportJson(report));
+      ctx.result(`evidence: ${outcome.from}\n${renderReportText(report)}${o.junit ? `JUnit: ${o.junit}\n` : ''}${outcome.reportDir ? `reports: ${outcome.reportDir}/report.json, report.junit.xml\n` : ''}`, renderReportJson(report));
       if (outcome.exitCode === 1) {
         const failed = report.results.filter((r) => r.verdict === 'fail').map((r) => r.id);
         throw new CheckFailedError(`verification failed: ${failed.join(', ')}`, { hint: 'see the hints in the report above' });

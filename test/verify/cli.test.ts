@@ -180,6 +180,8 @@ describe('fbxen verify --domain', () => {
     const r = await fbxen(['verify', '--quiet', '--domain', 'fbxen-test', '--artifacts', root]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`run ${run} (boot)`);
+    expect(JSON.parse(await readFile(join(dir, 'report.json'), 'utf8'))).toMatchObject({ run, release: '14.1-RELEASE' });
+    expect(await readFile(join(dir, 'report.junit.xml'), 'utf8')).toContain('<testcase classname="fbxen.verify" name="pv-ipi">');
     const wrong = await fbxen(['verify', '--quiet', '--domain', 'fbxen-test', '--artifacts', root, '--toolstack', 'xapi']);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('was booted with --toolstack xl');

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { latestRun } from '../boot/artifacts.js';
@@ -15,7 +15,7 @@ import type { Progress } from '../progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readBundle, RUN_ID, type Bundle } from './bundle.js';
 import { extractBundleFromConsole } from './console-frame.js';
-import { renderJunit, reportExitCode, runProbes, type Report } from './report.js';
+import { renderJunit, renderReportJson, reportExitCode, runProbes, type Report } from './report.js';
 
 export type HostKeyChecking = 'strict' | 'accept-new' | 'off';
 
@@ -51,6 +51,8 @@ export interface VerifyOutcome {
   from: string;
   /** with --dry-run: what would be done */
   plan?: string[];
+  /** with --domain: the run directory that now also holds report.json and report.junit.xml */
+  reportDir?: string;
 }
 
 export const DEFAULT_COLLECTOR = fileURLToPath(new URL('../../../guest/fbxen-collect', import.meta.url));
@@ -197,7 +199,13 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     if (req.junit) plan.push(`write JUnit XML: ${req.junit}`);
     return { exitCode: 0, from, plan };
   }
-  const bundle = await deps.progress.step(`read evidence: ${from}`, () => loadEvidence(req.source, deps));
+  let runDir: string | undefined;
+  const bundle = await deps.progress.step(`read evidence: ${from}`, async () => {
+    if (req.source.kind !== 'domain') return loadEvidence(req.source, deps);
+    const got = await verifyDomainEvidence(req.source, deps.cwd);
+    runDir = dirname(got.consoleLog);
+    return got.bundle;
+  });
   let before: Bundle | undefined;
   if (req.before && 'path' in req.before) before = await readBundle(resolve(deps.cwd, req.before.path));
   if (req.before && 'phase' in req.before) {
@@ -206,7 +214,12 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
   }
   const report = runProbes(bundle, { before, only: req.only });
   if (req.junit) await writeFileAtomic(resolve(deps.cwd, req.junit), renderJunit(report));
-  return { report, exitCode: reportExitCode(report), from };
+  // Beside the run's console.log, like `fbxen boot --verify` writes them.
+  if (runDir) {
+    await writeFileAtomic(join(runDir, 'report.json'), `${JSON.stringify(renderReportJson(report), null, 2)}\n`);
+    await writeFileAtomic(join(runDir, 'report.junit.xml'), renderJunit(report));
+  }
+  return { report, exitCode: reportExitCode(report), from, ...(runDir ? { reportDir: runDir } : {}) };
 }
 
 /** Verifies the latest boot run of a domain (what `fbxen verify --domain NAME` does). */
