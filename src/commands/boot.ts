@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
-import { bootWithXl } from '../core/boot/xl-boot.js';
+import { bootWithXl, type XlBootRequest } from '../core/boot/xl-boot.js';
 import { defaultDomainName } from '../core/boot/image.js';
 import type { BootResult } from '../core/boot/types.js';
 import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
@@ -101,24 +101,29 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
     if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
   }
   return bootWithXl(
-    {
-      image: o.image,
-      name: o.name,
-      vcpus: o.vcpus,
-      memoryMiB: o.memory,
-      bridge: o.bridge,
-      iso: o.iso,
-      emptyCdrom: o.emptyCdrom,
-      keep: o.keep,
-      timeoutSec: o.timeout,
-      dryRun: o.dryRun,
-      verify: o.verify,
-      artifactsRoot: o.artifacts,
-      runId: o.runId,
-      graceSec: o.grace,
-    },
+    toXlBootRequest(o),
     { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd },
   );
+}
+
+/** The xl request for these options (also what `fbxen config xl` renders). */
+export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
+  return {
+    image: o.image,
+    name: o.name,
+    vcpus: o.vcpus,
+    memoryMiB: o.memory,
+    bridge: o.bridge,
+    iso: o.iso,
+    emptyCdrom: o.emptyCdrom,
+    keep: o.keep,
+    timeoutSec: o.timeout,
+    dryRun: o.dryRun,
+    verify: o.verify,
+    artifactsRoot: o.artifacts,
+    runId: o.runId,
+    graceSec: o.grace,
+  };
 }
 
 export function registerBoot(program: Command, context: () => CommandContext): void {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { prepareXlBoot } from '../core/boot/xl-boot.js';
-import { BootOptions, addGuestOptions } from './boot.js';
+import { BootOptions, addGuestOptions, toXlBootRequest } from './boot.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, resolveRequest } from './options.js';
 
@@ -15,21 +15,7 @@ export function registerConfig(program: Command, context: () => CommandContext):
     const ctx = context();
     const o: z.infer<typeof ConfigXlOptions> = resolveRequest(ConfigXlOptions, 'boot', ctx.configSection('boot'), explicitFlags(command));
     const prepared = await prepareXlBoot(
-      {
-        image: o.image,
-        name: o.name,
-        vcpus: o.vcpus,
-        memoryMiB: o.memory,
-        bridge: o.bridge,
-        iso: o.iso,
-        emptyCdrom: o.emptyCdrom,
-        keep: o.keep,
-        timeoutSec: o.timeout,
-        dryRun: true,
-        verify: false,
-        artifactsRoot: o.artifacts,
-        runId: o.runId ?? 'config',
-      },
+      { ...toXlBootRequest(o), dryRun: true, verify: false, runId: o.runId ?? 'config' },
       { cwd: ctx.cwd },
     );
     ctx.result(prepared.config, { name: prepared.spec.name, uuid: prepared.spec.uuid, mac: prepared.spec.mac, image: prepared.image.path, format: prepared.image.format, config: prepared.config });

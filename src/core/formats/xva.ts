@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
 import { encodeXmlRpcValueDocument, XmlRpcDouble, type XapiValue } from '../toolstack/xapi/xmlrpc.js';
+import { HVM_PLATFORM } from '../toolstack/xapi/records.js';
 import { formatUuid, uuidBytesFromSeed } from './vhd.js';
 
 export const XVA_CHUNK_SIZE = 1024 * 1024;
@@ -100,17 +101,7 @@ export function buildOvaValue(diskBytes: number, o: XvaOptions): XapiValue {
     HVM_boot_params: { order: 'dc', firmware: 'bios' },
     HVM_shadow_multiplier: new XmlRpcDouble(1),
     domain_type: 'hvm',
-    platform: {
-      acpi: '1',
-      apic: 'true',
-      pae: 'true',
-      nx: 'true',
-      hpet: 'true',
-      viridian: 'false',
-      timeoffset: '0',
-      'device-model': 'qemu-upstream-compat',
-      secureboot: 'false',
-    },
+    platform: { ...HVM_PLATFORM, secureboot: 'false' },
     PCI_bus: '',
     other_config: { mac_seed: uuid(o.seed, 'mac_seed'), fbxen: 'true' },
     xenstore_data: {},

@@ -30,7 +30,7 @@ import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './clien
 import { loadXapiCredentials, redact } from './credentials.js';
 import { XapiError } from './errors.js';
 import { openConsoleListener, type ConsoleListener } from './console.js';
-import { expectShape, HostRecord, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
+import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
 import type { XapiValue } from './xmlrpc.js';
 
 export interface XapiBootRequest {
@@ -87,16 +87,6 @@ export interface XapiPoolFacts {
 const NULL_REF = 'OpaqueRef:NULL';
 const TEMPLATE = 'Other install media';
 const CD_USERDEVICE = '3';
-const PLATFORM: Record<string, string> = {
-  acpi: '1',
-  apic: 'true',
-  pae: 'true',
-  nx: 'true',
-  hpet: 'true',
-  viridian: 'false',
-  timeoffset: '0',
-  'device-model': 'qemu-upstream-compat',
-};
 
 /** Detects what kind of image this is from its bytes: tar with ova.xml first, VHD footer, else raw. */
 export async function detectXapiImage(path: string): Promise<{ kind: XapiImageKind | 'qcow2'; size: number; virtualSize: number }> {
@@ -565,7 +555,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
       await api.call('VM.set_name_description', ref, `fbxen run ${f.run}`);
       await api.call('VM.set_HVM_boot_policy', ref, 'BIOS order');
       await api.call('VM.set_HVM_boot_params', ref, { order: 'dc', firmware: 'bios' });
-      await api.call('VM.set_platform', ref, PLATFORM);
+      await api.call('VM.set_platform', ref, { ...HVM_PLATFORM });
       await sizeVm(api, ref, req, plan !== undefined);
       await api.call('VBD.create', vbdRecord(ref, diskVdi, '0', 'Disk'));
       await createVif(api, ref, network);

@@ -9,6 +9,21 @@ import type { XapiValue } from './xmlrpc.js';
 
 const Ref = z.string().regex(/^OpaqueRef:/, 'an OpaqueRef');
 
+/**
+ * The VM platform flags fbxen gives a FreeBSD HVM guest, on VMs it creates over XAPI and in XVAs alike:
+ * ACPI, APIC, PAE, NX, HPET, no Viridian (Hyper-V enlightenments confuse FreeBSD's Xen detection), qemu-upstream.
+ */
+export const HVM_PLATFORM: Readonly<Record<string, string>> = {
+  acpi: '1',
+  apic: 'true',
+  pae: 'true',
+  nx: 'true',
+  hpet: 'true',
+  viridian: 'false',
+  timeoffset: '0',
+  'device-model': 'qemu-upstream-compat',
+};
+
 export const SrRecord = z.object({ uuid: z.string(), name_label: z.string(), type: z.string(), content_type: z.string(), shared: z.boolean() }).loose();
 export const NetworkRecord = z.object({ uuid: z.string(), name_label: z.string(), bridge: z.string() }).loose();
 export const HostRecord = z.object({ uuid: z.string(), name_label: z.string(), address: z.string() }).loose();
