@@ -33,6 +33,9 @@ export const cdrom = defineProbe<GuestFacts>({
     const reads = [...cds.keys()].map((d) => ({ d, r: f.cdrom![d] })).filter((x) => x.r !== undefined);
     if (reads.length === 0) return inconclusive(...evidence, 'the cdrom section has no result for these drives');
     const ok = reads.find((x) => x.r!.read === 0);
+    if (!ok && reads.some((x) => x.r!.denied)) {
+      return inconclusive(...evidence, `${reads.find((x) => x.r!.denied)!.d}: permission denied: the collector did not run as root${f.uid !== undefined ? ` (uid ${f.uid})` : ''}, so the medium was not read`);
+    }
     if (!ok) return fail([...evidence, ...reads.map((x) => `${x.d}: read-status ${x.r!.read ?? 'none'} (the medium could not be read)`)], 'insert a medium (the fbxen CD) and check it is readable: the drive is there but reads fail');
     evidence.push(`${ok.d}: first 32 KiB read`);
     if (ok.r!.mount === 0) evidence.push(`${ok.d}: cd9660 mount ok${ok.r!.nonce ? `, /fbxen/run = ${ok.r!.nonce}${ok.r!.nonce === f.run ? ' (this run)' : ` (not this run ${f.run})`}` : ''}`);

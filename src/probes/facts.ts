@@ -24,6 +24,8 @@ import {
 export interface GuestFacts {
   run: string;
   phase: string;
+  /** the collector's user id (meta `uid`), when recorded */
+  uid: string | undefined;
   release: Release | undefined;
   arch: string | undefined;
   sysctl: Sysctl | undefined;
@@ -70,6 +72,7 @@ export function guestFacts(bundle: Bundle): GuestFacts {
   const facts: GuestFacts = {
     run: bundle.meta.run ?? '-',
     phase: bundle.meta.phase ?? 'manual',
+    uid: bundle.meta.uid,
     release,
     arch: sysctl?.values['hw.machine_arch']?.trim() || uname?.arch,
     sysctl,

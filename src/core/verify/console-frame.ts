@@ -17,7 +17,6 @@ const BEGIN_RE = new RegExp(`FBXEN1 BEGIN (${TOKEN}) (${TOKEN}) ([1-9][0-9]{0,8}
 const DATA_RE = new RegExp(`FBXEN1 D (${TOKEN}) ([1-9][0-9]{0,8}) ([0-9a-f]{8}) ([A-Za-z0-9+/]{1,76}={0,2})$`);
 const END_RE = new RegExp(`FBXEN1 END (${TOKEN}) (${TOKEN})$`);
 // CSI/OSC/two-byte escapes and stray control bytes that terminals and serial consoles add.
-// eslint-disable-next-line no-control-regex
 const NOISE_RE = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]/g;
 
 const sha256hex = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');

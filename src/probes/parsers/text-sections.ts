@@ -70,14 +70,16 @@ export const CdromSectionSchema = z.record(
     read: z.number().int().nullable(),
     mount: z.number().int().nullable(),
     nonce: z.string().nullable(),
+    /** the device node refused access: the collector did not run as root */
+    denied: z.boolean(),
   }),
 );
 export type CdromSection = z.infer<typeof CdromSectionSchema>;
 
 /** The collector's cdrom section: "cd0 read-status 0", "cd0 mount-status 0", "cd0 nonce <run>". */
 export function parseCdromSection(text: string): CdromSection {
-  const out: Record<string, { read: number | null; mount: number | null; nonce: string | null }> = {};
-  const dev = (d: string) => (out[d] ??= { read: null, mount: null, nonce: null });
+  const out: Record<string, { read: number | null; mount: number | null; nonce: string | null; denied: boolean }> = {};
+  const dev = (d: string) => (out[d] ??= { read: null, mount: null, nonce: null, denied: false });
   for (const raw of text.split('\n')) {
     const line = raw.replace(/\r$/, '');
     let m = /^(cd\d+) (read|mount)-status (\d+)$/.exec(line);
@@ -89,6 +91,8 @@ export function parseCdromSection(text: string): CdromSection {
     if (m) dev(m[1]!).nonce = m[2]!;
     m = /^device (cd\d+)$/.exec(line);
     if (m) dev(m[1]!);
+    m = /\/dev\/(cd\d+): (Permission denied|Operation not permitted)/.exec(line);
+    if (m) dev(m[1]!).denied = true;
   }
   return CdromSectionSchema.parse(out);
 }

@@ -45,6 +45,8 @@ const DEFAULTS = {
   vmGuest: 'xen',
 };
 
+const hasCd = (c) => ['ok', 'unreadable', 'unread', 'denied'].includes(c.cd);
+
 function uname(c) {
   return `FreeBSD fbxen ${c.release} FreeBSD ${c.release} releng/${c.release.split('-')[0]}-n000000-0000000000 GENERIC amd64\n`;
 }
@@ -91,14 +93,14 @@ function dmesgBoot(c) {
   } else {
     out.push('ada0 at ata0 bus 0 scbus0 target 0 lun 0', 'ada0: <QEMU HARDDISK 2.5+> ATA-7 device');
   }
-  if (c.cd === 'ok' || c.cd === 'unreadable' || c.cd === 'unread') out.push('cd0 at ata1 bus 0 scbus1 target 0 lun 0', 'cd0: <QEMU QEMU DVD-ROM 2.5+> Removable CD-ROM SCSI device');
+  if (hasCd(c)) out.push('cd0 at ata1 bus 0 scbus1 target 0 lun 0', 'cd0: <QEMU QEMU DVD-ROM 2.5+> Removable CD-ROM SCSI device');
   out.push(`Trying to mount root from ufs:/dev/${c.disks[0]?.alias ?? 'ada0'}p2 [rw]...`);
   return `${out.join('\n')}\n`;
 }
 
 function sysctl(c) {
   const L = LAYOUT[major(c)];
-  const disks = [...(c.cd === 'ok' || c.cd === 'unreadable' || c.cd === 'unread' ? ['cd0'] : []), ...c.disks.map((d) => d.alias ?? `xbd${d.unit}`)];
+  const disks = [...(hasCd(c) ? ['cd0'] : []), ...c.disks.map((d) => d.alias ?? `xbd${d.unit}`)];
   const out = [
     'kern.ostype: FreeBSD',
     `kern.osrelease: ${c.release}`,
@@ -179,12 +181,13 @@ function vmstat(c, sample, bump = 0) {
 function camcontrol(c) {
   const rows = [];
   if (c.vmGuest !== 'xen' || !c.xenhvm) rows.push('<QEMU HARDDISK 2.5+>                 at scbus0 target 0 lun 0 (ada0,pass0)');
-  if (c.cd === 'ok' || c.cd === 'unreadable' || c.cd === 'unread') rows.push('<QEMU QEMU DVD-ROM 2.5+>             at scbus1 target 0 lun 0 (cd0,pass1)');
+  if (hasCd(c)) rows.push('<QEMU QEMU DVD-ROM 2.5+>             at scbus1 target 0 lun 0 (cd0,pass1)');
   return rows.length ? `${rows.join('\n')}\n` : '';
 }
 
 function cdromSection(c, run) {
   if (c.cd === 'none' || c.cd === 'grabbed') return { status: 1, text: 'no cdN device in kern.disks\n' };
+  if (c.cd === 'denied') return { status: 0, text: 'device cd0\ndd: /dev/cd0: Permission denied\ncd0 read-status 1\nmount_cd9660: /dev/cd0: Operation not permitted\ncd0 mount-status 1\n' };
   if (c.cd === 'unreadable') return { status: 0, text: 'device cd0\ndd: /dev/cd0: Device not configured\ncd0 read-status 1\nmount_cd9660: /dev/cd0: Device not configured\ncd0 mount-status 1\n' };
   return { status: 0, text: `device cd0\n16+0 records in\n16+0 records out\n32768 bytes transferred in 0.010232 secs (3202502 bytes/sec)\ncd0 read-status 0\ncd0 mount-status 0\ncd0 nonce ${run}\ncd0 umount-status 0\n` };
 }
@@ -289,6 +292,7 @@ const CASES = {
     { cdrom: 'xbd1 (ada2, device/vbd/5632)' },
   ],
   '13.2-cd-unreadable-derived': [{ release: '13.2-RELEASE', cd: 'unreadable' }, { ...ALL_PASS, cdrom: 'fail' }, 'cd0 present, medium cannot be read'],
+  '13.2-cd-not-root-derived': [{ release: '13.2-RELEASE', cd: 'denied' }, { ...ALL_PASS, cdrom: 'inconclusive' }, 'collected over ssh as a normal user: /dev/cd0 cannot be opened (Permission denied)', { cdrom: 'the collector did not run as root' }],
   '13.2-cd-not-read-derived': [{ release: '13.2-RELEASE', cd: 'unread' }, { ...ALL_PASS, cdrom: 'inconclusive' }, 'cd0 present but the cdrom section is missing'],
   '13.2-custom-kernel-no-xenhvm-derived': [
     { release: '13.2-RELEASE', xenhvm: false, timer: 'LAPIC', pvIpi: false, disks: [] },
