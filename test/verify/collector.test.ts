@@ -140,6 +140,12 @@ describe('rc.d script', () => {
     expect(cd.evidence.join('\n')).toContain('/fbxen/run = nonce-7f3a (this run)');
   });
 
+  it.concurrent('a CD whose run id could not appear in a frame line: says so and collects nothing', async () => {
+    const run = await runRcScript({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), cd: { run: 'bad id; rm -rf /' } });
+    expect(run.code).toBe(1);
+    expect(run.stdout.toString('utf8')).toBe('fbxen: the fbxen CD holds an invalid run id or phase; not collecting\n');
+  });
+
   it.concurrent('without the fbxen CD: does nothing', async () => {
     const run = await runRcScript({ bundleDir: join(FIXTURES, '13.2-no-cd-derived') });
     expect(run.code).toBe(0);
