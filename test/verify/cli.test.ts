@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseStringPromise } from 'xml2js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { run } from '../../src/cli.js';
-import { encodeConsoleFrame, packBundle, readBundle } from '../../src/core/verify/index.js';
+import { encodeConsoleFrame, packBundle, readBundle, sshArgs } from '../../src/core/verify/index.js';
 import { STANDINS } from '../support/verify/collector-harness.js';
 import { FIXTURES } from '../support/verify/fixtures.js';
 
@@ -224,6 +224,20 @@ describe('fbxen verify --ssh (simulated ssh)', () => {
     expect(doc.results.find((x) => x.id === 'pv-timer')!.verdict).toBe('pass');
     const args = (await readFile(join(dir, 'ssh-args'), 'utf8')).trim().split('\n');
     expect(args).toEqual(['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-i', '/keys/id_ed25519', '-o', 'IdentitiesOnly=yes', '--', 'root@192.0.2.10', 'sh', '-s', '--', '--frame', '--run', 'ssh-run-1', '--phase', 'manual']);
+  });
+
+  it('a login banner on stdout before the collector output does not disturb the frame', async () => {
+    const { env } = await sshEnv({ FBXEN_FAKE_SSH_BANNER: 'FreeBSD 14.1-RELEASE (GENERIC)\n\nWelcome to FreeBSD!' });
+    const r = await withEnv(env, () => fbxen(['verify', '--quiet', '--ssh', 'root@192.0.2.10', '--run', 'ssh-run-2']));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('run ssh-run-2 (manual)');
+  });
+
+  it('ssh arguments for each host key mode and a port', () => {
+    const base = { kind: 'ssh' as const, target: 'root@[2001:db8::1]', run: 'r1', phase: 'manual' };
+    expect(sshArgs({ ...base, hostKeyChecking: 'off', port: 2222 })).toEqual(['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-p', '2222', '--', 'root@[2001:db8::1]', 'sh', '-s', '--', '--frame', '--run', 'r1', '--phase', 'manual']);
+    expect(sshArgs({ ...base, hostKeyChecking: 'accept-new' })).toContain('StrictHostKeyChecking=accept-new');
+    expect(() => sshArgs({ ...base, target: 'root@host;reboot', hostKeyChecking: 'strict' })).toThrow(/is not user@host/);
   });
 
   it('an unknown host key: exit 5 and a hint about known_hosts', async () => {
