@@ -40,6 +40,10 @@ export function ipiVerdict(f: GuestFacts): ProbeOutcome {
       if (bits.length) return pass('IPIs are deliberately native LAPIC IPIs on this APIC-virtualising host (FreeBSD 14.0+, commit 2450da67)', `${leaf}: ${bits.join(' + ')}`, `${rel.text}: no PV IPI rows, as intended`);
       return fail([`${rel.text}: no cpuN:<ipi> event-channel rows in vmstat -ia`, `${leaf}: no APIC virtualisation, so FreeBSD should have bound PV IPIs`], 'Xen reports no APIC virtualisation, so the kernel should use event-channel IPIs: check vector-callback and that the kernel is GENERIC with options XENHVM');
     }
+    // 13.x: whether 2450da67 (native IPIs on APIC-virtualising hosts) was merged to stable/13 is not pinned.
+    if (rel && rel.major === 13 && f.cpuid && (f.cpuid.leaf4eax & (XEN_HVM_CPUID_APIC_ACCESS_VIRT | XEN_HVM_CPUID_X2APIC_VIRT))) {
+      return inconclusive(`${rel.text}: no PV IPI rows on a host whose Xen CPUID reports APIC virtualisation`, 'whether 13.x skips PV IPIs there (like 14.0+, commit 2450da67) is not known, so this is not judged');
+    }
     return fail([`${rel?.text ?? 'release unknown'}: no cpuN:<ipi> event-channel rows (r, itlb, b, st, sp...) in vmstat -ia: IPIs go through the emulated LAPIC`]);
   }
   const missing = cpuList(f.ncpu).filter((c) => !totals.has(c));

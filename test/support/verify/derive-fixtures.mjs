@@ -273,6 +273,7 @@ const CASES = {
   '14.1-timer-stalled-cpu1-derived': [{ release: '14.1-RELEASE', ncpu: 4, timerStalledCpu: 1, cpuid: 0 }, { ...ALL_PASS, 'pv-timer': 'fail' }, 'XENTIMER registered but xen_et0:c1 does not advance', { 'pv-timer': 'xen_et0:c1 312 -> 312' }],
   '14.1-single-sample-derived': [{ release: '14.1-RELEASE', cpuid: 0, singleSample: true }, { ...ALL_PASS, 'pv-timer': 'inconclusive' }, 'the second vmstat -ia sample is missing: ticking cannot be judged'],
   '14.1-apicv-native-ipi-derived': [{ release: '14.1-RELEASE', ncpu: 4, pvIpi: false, cpuid: 0x3 }, ALL_PASS, '14.x on an APIC-virtualising host: no PV IPI rows, Xen CPUID leaf 4 EAX bits 0+1 set: native IPIs are intended', { 'pv-ipi': 'deliberately native' }],
+  '13.2-no-ipi-apicv-host-derived': [{ release: '13.2-RELEASE', pvIpi: false, cpuid: 0x3 }, { ...ALL_PASS, 'pv-ipi': 'inconclusive' }, '13.x without PV IPI rows on an APIC-virtualising host: whether 13.x has the 14.0 behaviour is not pinned'],
   '14.1-no-ipi-no-cpuid-derived': [{ release: '14.1-RELEASE', pvIpi: false }, { ...ALL_PASS, 'pv-ipi': 'inconclusive' }, '14.x without PV IPI rows and without the cpuid-xen section (cpuctl not loaded): cannot tell'],
   '14.1-no-ipi-no-apicv-derived': [{ release: '14.1-RELEASE', pvIpi: false, cpuid: 0 }, { ...ALL_PASS, 'pv-ipi': 'fail' }, '14.x without PV IPI rows although Xen reports no APIC virtualisation'],
   '15.0-healthy-derived': [{ release: '15.0-RELEASE', ncpu: 8, cpuid: 0 }, ALL_PASS, '15 layout: IPI rows r itlb b st sp sw, 8 CPUs, host without APICv'],
