@@ -9,8 +9,11 @@
 import { createHash } from 'node:crypto';
 import { bundleFromTarBytes, type Bundle } from './bundle.js';
 
-/** Width of a base64 line: what FreeBSD's `uuencode -m` (b64encode) writes, so host and guest frames match. */
-export const FRAME_LINE_WIDTH = 64;
+/**
+ * Width of a base64 line: what FreeBSD's `uuencode -m` writes (19 groups of 4 in 10.x-13.x, `columns = 76`
+ * later), so the host's frames match the guest's byte for byte.
+ */
+export const FRAME_LINE_WIDTH = 76;
 
 const TOKEN = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
 const BEGIN_RE = new RegExp(`FBXEN1 BEGIN (${TOKEN}) (${TOKEN}) ([1-9][0-9]{0,8}) ([0-9a-f]{64})$`);
