@@ -85,7 +85,7 @@ describe('collector → host analyser', () => {
   it.concurrent('a hanging command is stopped after --section-timeout and the other sections still run', async () => {
     const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), hang: ['camcontrol'] }, ['--tar', '--section-timeout', '1']);
     expect(run.code).toBe(0);
-    expect(run.ms).toBeLessThan(15_000);
+    expect(run.ms).toBeLessThan(30_000); // 1 s limit + the usual ~3 s, with room for a loaded machine
     const bundle = await bundleFromTarBytes(run.stdout, 'tar');
     expect(bundle.index.find((e) => e.name === 'camcontrol-devlist')?.status).toBe(124);
     expect(bundle.sections.get('camcontrol-devlist')).toContain('stopped after 1s');
