@@ -1,0 +1,217 @@
+/**
+ * The heartbeat: its parser under console noise, and the downtime on synthetic timelines with known gaps
+ * (same-host counter, a counter that jumps to another host's clock, lost beats on reattach, a wall clock
+ * stepped on resume); and the real guest script run under dash with a sysctl stand-in.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { beatCheck, estimateDowntime, formatBeat, formatInfo, parseHeartbeat, type StampedLine } from '../../src/core/migrate/heartbeat.js';
+
+const REPO = join(import.meta.dirname, '../..');
+const MOD = 4294967296n;
+
+interface Timeline {
+  periodMs: number;
+  jitterMs: number;
+  beatsBefore: number;
+  beatsAfter: number;
+  downtimeMs: number;
+  lostAfter: number;
+  wallOffset: number;
+  /** the guest wall clock steps by this much on resume (ms) */
+  wallStepMs: number;
+  /** the counter continues (same host) or restarts from another clock */
+  counterJump: number | null;
+  counterStart: number;
+  seed: number;
+}
+
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+/** Console lines a guest writing beats around a pause of `downtimeMs` would produce, with host arrival times. */
+function synth(t: Timeline, run = 'r1'): StampedLine[] {
+  const rand = rng(t.seed);
+  const lines: StampedLine[] = [];
+  let tau = 1000 + t.counterStart; // host seconds
+  const base = 1_790_000_000;
+  lines.push({ hostMs: tau * 1000, text: formatInfo(run, { timecounter: 'XENTIMER', frequency: 1e9, mask: MOD - 1n, periodMs: 10 }) });
+  const total = t.beatsBefore + t.beatsAfter;
+  let reattachMs = 0;
+  for (let i = 1; i <= total; i++) {
+    const after = i > t.beatsBefore;
+    tau += (t.periodMs + (rand() * 2 - 1) * t.jitterMs) / 1000;
+    if (i === t.beatsBefore + 1) {
+      tau += t.downtimeMs / 1000;
+      reattachMs = (tau + (t.lostAfter * t.periodMs) / 1000) * 1000 + 3;
+    }
+    const wallTime = tau + t.wallOffset + (after ? t.wallStepMs / 1000 : 0);
+    const wall = Math.floor(base + wallTime);
+    const readAt = tau + 0.0005 + rand() * 0.0005; // sysctl runs just after date
+    const clock = after && t.counterJump !== null ? readAt + t.counterJump : readAt;
+    const counter = BigInt(Math.floor(clock * 1e9)) % MOD;
+    if (after && i <= t.beatsBefore + t.lostAfter) continue; // written while the console was not attached
+    const hostMs = Math.max(tau * 1000 + 0.2 + rand(), after ? reattachMs : 0);
+    lines.push({ hostMs, text: formatBeat(run, { seq: i, wall, counter }) });
+    if (rand() < 0.05) lines.push({ hostMs, text: 'xn0: backend features: feature-sg feature-gso-tcp4' });
+  }
+  return lines;
+}
+
+const timeline = fc.record({
+  periodMs: fc.integer({ min: 10, max: 16 }),
+  jitterMs: fc.double({ min: 0, max: 1.5, noNaN: true }),
+  beatsBefore: fc.integer({ min: 150, max: 300 }),
+  beatsAfter: fc.integer({ min: 250, max: 400 }),
+  downtimeMs: fc.integer({ min: 40, max: 5000 }),
+  lostAfter: fc.integer({ min: 0, max: 20 }),
+  wallOffset: fc.double({ min: 0, max: 0.999, noNaN: true }),
+  wallStepMs: fc.constant(0),
+  counterJump: fc.option(fc.double({ min: 1, max: 100_000, noNaN: true }), { nil: null }),
+  counterStart: fc.double({ min: 0, max: 10, noNaN: true }),
+  seed: fc.integer({ min: 1, max: 2 ** 31 }),
+});
+
+describe('parseHeartbeat', () => {
+  it('keeps only whole lines of the run whose check passes, once per seq', () => {
+    const good = formatBeat('r1', { seq: 1, wall: 100, counter: 5n });
+    const lines: StampedLine[] = [
+      { text: good },
+      { text: good }, // duplicate
+      { text: `kernel: xbd0: something FBXEN1 HB r1 2 100 6 ${beatCheck(2, 100, 6n)}` }, // a kernel message before ours
+      { text: `\x1b[0mFBXEN1 HB r1 3 100 7 ${beatCheck(3, 100, 7n)}\r` },
+      { text: `FBXEN1 HB r1 4 100 8 ${beatCheck(4, 100, 8n) + 1}` }, // bad check
+      { text: `FBXEN1 HB r1 5 100 8` }, // truncated
+      { text: `FBXEN1 HB other 6 100 9 ${beatCheck(6, 100, 9n)}` }, // another run
+      { text: formatInfo('r1', { timecounter: 'TSC-low', frequency: 1_500_000_000, mask: MOD - 1n, periodMs: 10 }) },
+    ];
+    const hb = parseHeartbeat(lines, 'r1');
+    expect(hb.beats.map((b) => b.seq)).toEqual([1, 2, 3]);
+    expect(hb.rejected).toBe(2);
+    expect(hb.info).toEqual({ timecounter: 'TSC-low', frequency: 1_500_000_000, modulus: MOD, periodMs: 10 });
+  });
+
+  it('property: noise never crashes it and never yields a beat whose check fails', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 80 }), { maxLength: 40 }), fc.array(fc.tuple(fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: 0, max: 2e9 }), fc.bigInt({ min: 0n, max: MOD - 1n }))), (noise, beats) => {
+        const lines: StampedLine[] = [];
+        beats.forEach(([seq, wall, counter], i) => {
+          lines.push({ text: `${noise[i % Math.max(1, noise.length)] ?? ''}${formatBeat('r', { seq, wall, counter })}` });
+          if (noise[i]) lines.push({ text: `FBXEN1 HB r ${noise[i]}` });
+        });
+        const hb = parseHeartbeat(lines, 'r');
+        for (const b of hb.beats) expect(beatCheck(b.seq, b.wall, b.counter)).toBeLessThan(65521);
+        expect(new Set(hb.beats.map((b) => b.seq)).size).toBe(hb.beats.length);
+        expect(hb.beats.length).toBe(new Set(beats.map(([s]) => s)).size);
+      }),
+    );
+  });
+});
+
+describe('estimateDowntime on synthetic timelines with known gaps', () => {
+  it('same host, continuous counter: the counter measures the gap', () => {
+    const t: Timeline = { periodMs: 12, jitterMs: 1, beatsBefore: 200, beatsAfter: 300, downtimeMs: 180, lostAfter: 0, wallOffset: 0.3, wallStepMs: 0, counterJump: null, counterStart: 0, seed: 7 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.method).toBe('guest-counter');
+    expect(Math.abs(est.downtimeMs - 180)).toBeLessThan(5);
+    expect(est.beforeSeq).toBe(200);
+    expect(est.afterSeq).toBe(201);
+  });
+
+  it('another host: the counter jumps, both sides are anchored to the wall clock', () => {
+    const t: Timeline = { periodMs: 12, jitterMs: 1, beatsBefore: 200, beatsAfter: 300, downtimeMs: 850, lostAfter: 0, wallOffset: 0.7, wallStepMs: 0, counterJump: 1234.567, counterStart: 0, seed: 9 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.method).toBe('guest-wall-anchored');
+    expect(Math.abs(est.downtimeMs - 850)).toBeLessThanOrEqual(20);
+    expect(est.uncertaintyMs).toBeLessThanOrEqual(20);
+  });
+
+  it('beats lost while the console reattached are counted out, not taken for downtime', () => {
+    const t: Timeline = { periodMs: 10, jitterMs: 0.5, beatsBefore: 200, beatsAfter: 300, downtimeMs: 120, lostAfter: 40, wallOffset: 0.1, wallStepMs: 0, counterJump: null, counterStart: 0, seed: 3 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.lostBeats).toBe(40);
+    expect(Math.abs(est.downtimeMs - 120)).toBeLessThanOrEqual(20);
+  });
+
+  it('a wall clock stepped on resume is corrected with the offset against the host arrival times', () => {
+    const t: Timeline = { periodMs: 12, jitterMs: 0.5, beatsBefore: 250, beatsAfter: 300, downtimeMs: 300, lostAfter: 0, wallOffset: 0.5, wallStepMs: 2500, counterJump: 77.7, counterStart: 0, seed: 11 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.method).toBe('guest-wall-anchored');
+    expect(Math.abs(est.downtimeMs - 300)).toBeLessThanOrEqual(20);
+    expect(est.clockOffsetMs.after! - est.clockOffsetMs.before!).toBeGreaterThan(2400);
+  });
+
+  it('property: the estimate is within 20 ms of the true downtime and within its own bound', () => {
+    fc.assert(
+      fc.property(timeline, (t) => {
+        const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'));
+        expect(est).toBeDefined();
+        const err = Math.abs(est!.downtimeMs - t.downtimeMs);
+        expect(err).toBeLessThanOrEqual(20);
+        expect(err).toBeLessThanOrEqual((est!.uncertaintyMs ?? Infinity) + 2);
+        expect(est!.lostBeats).toBe(t.lostAfter);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('without HBINFO only host arrival times count, and the result says so', () => {
+    const t: Timeline = { periodMs: 10, jitterMs: 0, beatsBefore: 50, beatsAfter: 50, downtimeMs: 200, lostAfter: 0, wallOffset: 0, wallStepMs: 0, counterJump: null, counterStart: 0, seed: 1 };
+    const lines = synth(t).filter((l) => !l.text.includes('HBINFO'));
+    const est = estimateDowntime(parseHeartbeat(lines, 'r1'))!;
+    expect(est.method).toBe('host-arrival');
+    expect(est.uncertaintyMs).toBeNull();
+    expect(Math.abs(est.downtimeMs - 200)).toBeLessThan(5);
+  });
+
+  it('too few beats: no estimate', () => {
+    expect(estimateDowntime(parseHeartbeat([{ text: formatBeat('r1', { seq: 1, wall: 1, counter: 1n }) }], 'r1'))).toBeUndefined();
+  });
+});
+
+describe('guest/fbxen-heartbeat under dash (FreeBSD sysctl stand-in: SIMULATION)', () => {
+  const env = { ...process.env, PATH: `${join(REPO, 'test/support/migrate/standins')}:${process.env.PATH ?? ''}` };
+
+  it('writes lines the host parser accepts, numbered without holes, at about the asked period', () => {
+    const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'hb-test', '--max-seconds', '1'], { env, encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(0);
+    const hb = parseHeartbeat(r.stdout.split('\n').map((text) => ({ text })), 'hb-test');
+    expect(hb.rejected).toBe(0);
+    expect(hb.info?.timecounter).toBe('XENTIMER');
+    expect(hb.beats.length).toBeGreaterThan(20);
+    expect(hb.beats.map((b) => b.seq)).toEqual(hb.beats.map((_b, i) => i + 1));
+    const est = estimateDowntime(hb)!;
+    expect(est.spacingMs).toBeGreaterThanOrEqual(10);
+    expect(est.spacingMs).toBeLessThan(60);
+  });
+
+  it('stops on its stop file, and refuses bad arguments', () => {
+    const stop = join(REPO, 'test/.tmp', `hb-stop-${process.pid}`);
+    spawnSync('mkdir', ['-p', join(REPO, 'test/.tmp')]);
+    spawnSync('touch', [stop]);
+    const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'x', '--stop-file', stop], { env, encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout.match(/FBXEN1 HB x /g)).toHaveLength(1);
+    for (const bad of [['--run', 'bad run'], ['--run', 'x', '--period-ms', '0'], ['--run', 'x', '--load', 'gpu'], []]) {
+      const b = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), ...bad], { env, encoding: 'utf8' });
+      expect(b.status).toBe(2);
+    }
+  });
+
+  it('passes shellcheck as POSIX sh', () => {
+    const r = spawnSync('shellcheck', ['-s', 'sh', join(REPO, 'guest/fbxen-heartbeat')], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
