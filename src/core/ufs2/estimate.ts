@@ -18,9 +18,11 @@ export interface ContentSize {
 
 /**
  * Upper bound, in bytes (a whole number of MiB), for a file system that holds the content and
- * still has newfs's reserved space (minFreePercent) free. Worst cases are counted: each file and
- * directory may waste up to one block on its tail, each symlink may need a block, and files may need
- * indirect blocks (one per NINDIR data blocks plus up to three per file on the path to them).
+ * still has newfs's reserved space (minFreePercent) free. Worst cases are counted: a tail kept in
+ * fragments wastes less than one fragment (every file within the direct blocks, every directory, every
+ * slow symlink); only a file past the 12 direct blocks is stored in whole blocks and may waste up to a
+ * block, and there can be at most dataBlocks / 12 such files; files may need indirect blocks (one per
+ * NINDIR data blocks plus up to three per file on the path to them).
  */
 export function estimateUfs2Size(content: ContentSize, options: Partial<Ufs2Options> = {}): number {
   const { bsize, fsize, minfree } = validateOptions({ sizeBytes: 1, timestamp: 0, seed: '', ...options });
@@ -31,7 +33,8 @@ export function estimateUfs2Size(content: ContentSize, options: Partial<Ufs2Opti
   const dataBlocks = Math.ceil(dataBytes / bsize);
   const needFrags =
     Math.ceil(dataBytes / fsize) +
-    entries * frag + // tail waste of every file, or a block per directory/slow symlink
+    entries + // a fragment of tail waste per entry
+    Math.ceil(dataBlocks / 12) * (frag - 1) + // whole-block tails of files past the direct blocks
     Math.ceil((entries * MAX_DIRENT) / fsize) + // directory contents
     (Math.ceil(dataBlocks / nindir) * 2 + Math.min(entries, Math.ceil(dataBlocks / 12)) * 3) * frag; // indirect blocks
   const needInodes = entries + UFS_ROOTINO + 1;
