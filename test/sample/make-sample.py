@@ -225,8 +225,9 @@ def build_base(args, rng):
     return s
 
 
-def add_payload(s, payload_mb, host_dirs):
+def add_payload(s, payload_mb, host_dirs, prefix='usr/payload', skip_mb=0):
     budget = payload_mb * 1000 * 1000
+    skip = skip_mb * 1000 * 1000
     seen_dirs = set()
     files = []
     for top in host_dirs.split(':'):
@@ -248,11 +249,14 @@ def add_payload(s, payload_mb, host_dirs):
             continue
         if len(data) > 150 * 1000 * 1000:
             continue
-        rel = 'usr/payload' + p
+        if skip > 0:  # files the other set already took
+            skip -= len(data)
+            continue
+        rel = prefix + p
         parts = rel.split('/')
         for j in range(1, len(parts)):
             d = '/'.join(parts[:j])
-            if d not in seen_dirs:
+            if d not in seen_dirs and d not in ('boot', 'boot/kernel'):
                 seen_dirs.add(d)
                 s.dir(d)
         s.file(rel, data, mode=0o555 if i % 3 == 0 else 0o444)
@@ -312,6 +316,8 @@ def build_kernel(args, rng):
         if args.variant == 'no-config':
             kernel = kernel.replace(b'kern_conf', b'kern_xxxx')
         s.file('boot/kernel/kernel', kernel, mode=0o555)
+    if args.kernel_payload_mb:
+        add_payload(s, args.kernel_payload_mb, args.host_files, prefix='boot/kernel/payload', skip_mb=args.payload_mb)
     for name in ['xen.ko', 'if_xn.ko', 'zfs.ko', 'linux.ko']:
         s.file(f'boot/kernel/{name}', text_blob(rng, rng.randint(20000, 80000)), mode=0o555)
     s.file('boot/kernel/linker.hints', text_blob(rng, 2000), mode=0o444)
@@ -330,6 +336,7 @@ def main():
     ap.add_argument('--release', default='14.3-RELEASE')
     ap.add_argument('--variant', default='none')
     ap.add_argument('--payload-mb', type=int, default=0, help='add N MB of host files (benchmarks)')
+    ap.add_argument('--kernel-payload-mb', type=int, default=0, help='add N MB of host files to the kernel set (benchmarks)')
     ap.add_argument('--host-files', default='/usr/lib/x86_64-linux-gnu:/usr/bin:/usr/share/man:/usr/lib/gcc')
     ap.add_argument('--xz-level', type=int, default=6)
     args = ap.parse_args()
