@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # check its outputs with (sgdisk, sfdisk, grub-fstest, sleuthkit, makefs, bsdtar, readelf, the real xl
 # parser with libxen-dev for its LD_PRELOAD shim, shellcheck and dash for the guest collector, python3).
 PACKAGES=(xz-utils qemu-utils xorriso dosfstools mtools gdisk fdisk grub-common sleuthkit makefs
-  libarchive-tools binutils gcc make libc6-dev xen-utils-4.17 libxen-dev shellcheck dash python3
+  libarchive-tools binutils gcc make libc6-dev xen-utils-4.17 libxen-dev shellcheck dash posh python3
   openssh-client genisoimage util-linux)
 
 missing=()

@@ -191,6 +191,26 @@ describe('fbxen verify --domain', () => {
   });
 });
 
+describe('fbxen verify --domain after a boot without fbxen\'s CD', () => {
+  it('takes the newest frame of any run when run.json has frameRun null (--iso / --empty-cdrom), else only the CD run\'s', async () => {
+    const root = await tmp();
+    const run = '20261123T230000Z-aa11';
+    const dir = join(root, 'fbxen-iso', run);
+    await mkdir(dir, { recursive: true });
+    const b = await readBundle(join(FIXTURES, '14.1-apicv-native-ipi-derived'));
+    b.meta.run = 'guest-chosen';
+    await writeFile(join(dir, 'console.log'), `noise\n${encodeConsoleFrame(await packBundle(b), 'guest-chosen', 'boot')}`);
+    await writeFile(join(root, 'fbxen-iso', 'latest'), `${run}\n`);
+    await writeFile(join(dir, 'run.json'), JSON.stringify({ run, name: 'fbxen-iso', toolstack: 'xl', frameRun: null }));
+    const any = await fbxen(['verify', '--quiet', '--domain', 'fbxen-iso', '--artifacts', root]);
+    expect(any.code, any.stderr).toBe(0);
+    expect(any.stdout).toContain('run guest-chosen (boot)');
+    await writeFile(join(dir, 'run.json'), JSON.stringify({ run, name: 'fbxen-iso', toolstack: 'xl', frameRun: run }));
+    const strict = await fbxen(['verify', '--quiet', '--domain', 'fbxen-iso', '--artifacts', root]);
+    expect(strict.code).toBe(2); // a frame of another run is never taken for this one
+  });
+});
+
 describe('fbxen verify --ssh (simulated ssh)', () => {
   const sshEnv = async (extra: Record<string, string> = {}) => {
     const dir = await tmp();

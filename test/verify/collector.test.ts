@@ -146,6 +146,15 @@ describe('rc.d script', () => {
     expect(run.stdout.toString('utf8')).toBe('fbxen: the fbxen CD holds an invalid run id or phase; not collecting\n');
   });
 
+  it.concurrent('finds the fbxen medium by its ISO 9660 label when it is attached as a disk (XenServer fallback)', async () => {
+    const run = await runRcScript({ bundleDir: join(FIXTURES, '13.2-no-cd-derived'), cd: { run: 'nonce-disk', phase: 'boot', withCollector: true, byLabel: true } }, '/nonexistent/fbxen-collect');
+    expect(run.code).toBe(0);
+    const text = run.stdout.toString('utf8');
+    expect(text).toContain('fbxen: collecting evidence for run nonce-disk (boot)');
+    const got = await extractBundleFromConsole(text, { run: 'nonce-disk' });
+    expect(got.status).toBe('complete');
+  });
+
   it.concurrent('without the fbxen CD: does nothing', async () => {
     const run = await runRcScript({ bundleDir: join(FIXTURES, '13.2-no-cd-derived') });
     expect(run.code).toBe(0);

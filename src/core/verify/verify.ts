@@ -104,7 +104,9 @@ export async function bundleFromConsoleLog(path: string, run: string | undefined
   return got.bundle;
 }
 
-const RunJsonSchema = z.object({ run: z.string(), name: z.string(), toolstack: z.enum(['xl', 'xapi']) }).loose();
+const RunJsonSchema = z
+  .object({ run: z.string(), name: z.string(), toolstack: z.enum(['xl', 'xapi']), frameRun: z.string().nullable().optional() })
+  .loose();
 
 /** `--domain NAME`: the latest boot run's console.log, read with that run's id (the CD nonce). */
 export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string }> {
@@ -116,6 +118,9 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
     });
   }
   const dir = join(root, s.name, run);
+  // The frame carries the run id that was on fbxen's CD; a boot with --iso or --empty-cdrom had none of
+  // ours (frameRun null), so the newest complete frame of any run in that run's console log counts.
+  let frameRun: string | undefined = run;
   const runJsonText = await readFile(join(dir, 'run.json'), 'utf8').catch(() => undefined);
   if (runJsonText !== undefined) {
     let parsed;
@@ -128,9 +133,10 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
     if (s.toolstack && parsed.data.toolstack !== s.toolstack) {
       throw new UsageError(`the latest run of ${s.name} (${run}) was booted with --toolstack ${parsed.data.toolstack}, not ${s.toolstack}`, { hint: `drop --toolstack, or give --toolstack ${parsed.data.toolstack}` });
     }
+    if (parsed.data.frameRun !== undefined) frameRun = parsed.data.frameRun ?? undefined;
   }
   const consoleLog = join(dir, 'console.log');
-  return { bundle: await bundleFromConsoleLog(consoleLog, run, s.phase), consoleLog, run };
+  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run };
 }
 
 async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps: VerifyDeps): Promise<Bundle> {

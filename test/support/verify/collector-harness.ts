@@ -25,7 +25,7 @@ export interface GuestOptions {
   /** the fixture bundle the stand-ins replay */
   bundleDir: string;
   /** the fbxen CD's content (a run id in fbxen/run), when the guest has the fbxen CD */
-  cd?: { run: string; phase?: string; withCollector?: boolean };
+  cd?: { run: string; phase?: string; withCollector?: boolean; /** attached as a disk found by its ISO 9660 label, not as cdN */ byLabel?: boolean };
   hang?: string[];
   missing?: string[];
 }
@@ -71,6 +71,12 @@ export async function makeGuest(opts: GuestOptions): Promise<{ env: NodeJS.Proce
     if (opts.cd.phase) await writeFile(join(cd, 'fbxen/phase'), `${opts.cd.phase}\n`);
     if (opts.cd.withCollector) await copyFile(COLLECTOR, join(cd, 'fbxen/collect'));
     env.FBXEN_STANDIN_CD = cd;
+    if (opts.cd.byLabel) {
+      const labelDev = join(dir, 'iso9660-FBXEN');
+      await writeFile(labelDev, '');
+      env.FBXEN_STANDIN_LABEL_DEV = labelDev;
+      env.fbxen_label_dev = labelDev;
+    }
   }
   return { env, dir, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
