@@ -5,6 +5,7 @@ import type { CommandContext } from './context.js';
 import { registerBoot } from './boot.js';
 import { registerConfig } from './config.js';
 import { registerVerify } from './verify.js';
+import { registerMigrateTest } from './migrate-test.js';
 
 export type CommandRegistrar = (program: Command, context: () => CommandContext) => void;
 
@@ -13,3 +14,4 @@ commands.push(registerBuild);
 commands.push(registerBoot);
 commands.push(registerConfig);
 commands.push(registerVerify);
+commands.push(registerMigrateTest);

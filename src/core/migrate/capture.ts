@@ -1,0 +1,68 @@
+/**
+ * The console as migrate-test reads it: every chunk is appended to console.log (raw, as the boot run
+ * keeps it), and every line is kept in memory with its host arrival time, so that heartbeat lines carry
+ * when they reached the host (clock offset, and the fallback downtime).
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { StampedLine } from './heartbeat.js';
+
+const MAX_LINES = 2_000_000;
+
+export class ConsoleCapture {
+  readonly lines: StampedLine[] = [];
+  private partial = '';
+  private partialAt: number | undefined;
+  private text = '';
+  private file: WriteStream | undefined;
+  /** bumped on every chunk, so waiters can tell whether anything new arrived */
+  version = 0;
+
+  constructor(
+    logPath: string | undefined,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (logPath) {
+      this.file = createWriteStream(logPath, { flags: 'a' });
+      this.file.on('error', () => undefined);
+    }
+  }
+
+  write(chunk: Buffer | string): void {
+    const s = typeof chunk === 'string' ? chunk : chunk.toString('latin1');
+    const at = this.now();
+    this.file?.write(s);
+    this.text += s;
+    // The text is only searched for frames; keep its tail bounded on a chatty console.
+    if (this.text.length > 64 * 1024 * 1024) this.text = this.text.slice(-32 * 1024 * 1024);
+    this.version++;
+    let rest = this.partial + s;
+    // A line's arrival is when its first byte arrived: it was written then.
+    let lineAt = this.partial ? (this.partialAt ?? at) : at;
+    for (;;) {
+      const nl = rest.indexOf('\n');
+      if (nl < 0) break;
+      this.lines.push({ hostMs: lineAt, text: rest.slice(0, nl).replace(/\r$/, '') });
+      rest = rest.slice(nl + 1);
+      lineAt = at;
+    }
+    if (this.lines.length > MAX_LINES) this.lines.splice(0, this.lines.length - MAX_LINES);
+    this.partial = rest;
+    this.partialAt = rest ? lineAt : undefined;
+  }
+
+  /** Everything received so far (for frame extraction). */
+  allText(): string {
+    return this.text;
+  }
+
+  /** The last characters received: what the console shows now (a login prompt, a shell prompt). */
+  tail(n = 200): string {
+    return this.text.slice(-n);
+  }
+
+  async close(): Promise<void> {
+    const f = this.file;
+    this.file = undefined;
+    if (f) await new Promise<void>((r) => f.end(() => r()));
+  }
+}

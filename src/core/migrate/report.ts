@@ -1,0 +1,224 @@
+/**
+ * The migrate-test report: one entry per iteration (migrate/1, migrate/2, ...) with its verdict, the
+ * downtime next to the toolstack's time, the clock offsets, the probe results and where the domain is;
+ * a min/median/max summary; JSON, JUnit (a testcase per iteration and per probe) and an SVG chart.
+ */
+import type { ProbeResult } from '../verify/index.js';
+import type { DowntimeEstimate } from './heartbeat.js';
+import type { DomainLocation, GuestLoad, MigrateMode } from './types.js';
+
+export type IterationVerdict = 'pass' | 'fail' | 'inconclusive' | 'error';
+
+export interface IterationResult {
+  name: string;
+  verdict: IterationVerdict;
+  /** why, in one line (the failing probe, the toolstack error) */
+  reason: string;
+  downtimeMs: number | null;
+  downtime: DowntimeEstimate | null;
+  toolstackMs: number | null;
+  clockOffsetMs: { before: number | null; after: number | null };
+  probes: ProbeResult[];
+  where: DomainLocation | null;
+}
+
+export interface MigrateReport {
+  run: string;
+  toolstack: 'xl' | 'xapi';
+  domain: string;
+  mode: MigrateMode;
+  to: string;
+  load: GuestLoad;
+  /** 'skip' when the preflight found migration impossible here (not a failure) */
+  status: 'pass' | 'fail' | 'skip' | 'error' | 'inconclusive';
+  skipReason: string | null;
+  iterations: IterationResult[];
+  summary: { iterations: number; passed: number; downtimeMs: { min: number; median: number; max: number } | null; toolstackMs: { min: number; median: number; max: number } | null };
+  /** where the domain is at the end */
+  where: DomainLocation | null;
+  artifactsDir: string;
+}
+
+function stats(xs: number[]): { min: number; median: number; max: number } | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { min: s[0]!, median: Math.round(median * 10) / 10, max: s.at(-1)! };
+}
+
+export function summarize(iterations: IterationResult[]): MigrateReport['summary'] {
+  return {
+    iterations: iterations.length,
+    passed: iterations.filter((i) => i.verdict === 'pass').length,
+    downtimeMs: stats(iterations.flatMap((i) => (i.downtimeMs === null ? [] : [i.downtimeMs]))),
+    toolstackMs: stats(iterations.flatMap((i) => (i.toolstackMs === null ? [] : [i.toolstackMs]))),
+  };
+}
+
+/** 0 every iteration passed (or skipped); 1 a probe or an iteration said no; 2 no answer. */
+export function migrateExitCode(r: MigrateReport): 0 | 1 | 2 {
+  if (r.status === 'skip' || r.status === 'pass') return 0;
+  if (r.status === 'fail') return 1;
+  return 2;
+}
+
+export function overallStatus(iterations: IterationResult[]): MigrateReport['status'] {
+  if (iterations.some((i) => i.verdict === 'fail')) return 'fail';
+  if (iterations.some((i) => i.verdict === 'error')) return 'error';
+  if (iterations.some((i) => i.verdict === 'inconclusive') || iterations.length === 0) return 'inconclusive';
+  return 'pass';
+}
+
+const loc = (l: DomainLocation | null) => (l ? `${l.name} (${l.id}) ${l.state} on ${l.host}${l.note ? `; ${l.note}` : ''}` : 'nowhere (vanished)');
+const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : `${x} ms`);
+
+export function renderMigrateText(r: MigrateReport): string {
+  const head = `migrate-test ${r.run}: ${r.domain} via ${r.toolstack}, ${r.mode}${r.mode === 'live' ? ` to ${r.to}` : ''}, load ${r.load}`;
+  if (r.status === 'skip') return `${head}\nSKIPPED: ${r.skipReason}\n`;
+  const rows = r.iterations.map((i) => {
+    const d = i.downtime;
+    const dt = i.downtimeMs === null ? '-' : `${i.downtimeMs} ms${d?.uncertaintyMs !== null && d?.uncertaintyMs !== undefined ? ` ±${d.uncertaintyMs}` : d ? ' (upper bound)' : ''}`;
+    const off = `${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}`;
+    return `${i.name.padEnd(12)} ${i.verdict.toUpperCase().padEnd(12)} downtime ${dt.padEnd(18)} toolstack ${ms(i.toolstackMs).padEnd(10)} clock ${off}\n${' '.repeat(13)}${i.reason}`;
+  });
+  const s = r.summary;
+  const sum = s.downtimeMs ? `downtime min/median/max: ${s.downtimeMs.min}/${s.downtimeMs.median}/${s.downtimeMs.max} ms` : 'downtime: not measured';
+  const ts = s.toolstackMs ? `toolstack min/median/max: ${s.toolstackMs.min}/${s.toolstackMs.median}/${s.toolstackMs.max} ms` : '';
+  return [head, '', ...rows, '', `${s.passed}/${s.iterations} iterations passed; ${sum}${ts ? `; ${ts}` : ''}`, `the domain is now: ${loc(r.where)}`, `artifacts: ${r.artifactsDir}`, ''].join('\n');
+}
+
+export function renderMigrateJson(r: MigrateReport): unknown {
+  return {
+    run: r.run,
+    toolstack: r.toolstack,
+    domain: r.domain,
+    mode: r.mode,
+    to: r.to,
+    load: r.load,
+    status: r.status,
+    skipReason: r.skipReason,
+    iterations: r.iterations.map((i) => ({
+      name: i.name,
+      verdict: i.verdict,
+      reason: i.reason,
+      downtimeMs: i.downtimeMs,
+      downtime: i.downtime,
+      toolstackMs: i.toolstackMs,
+      clockOffsetMs: i.clockOffsetMs,
+      probes: i.probes.map((p) => ({ id: p.id, verdict: p.verdict, evidence: p.evidence, hint: p.hint ?? null })),
+      where: i.where,
+    })),
+    summary: r.summary,
+    where: r.where,
+    artifactsDir: r.artifactsDir,
+  };
+}
+
+const xml = (s: string) =>
+  s
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;');
+
+/** A testcase per iteration (its downtime as the time) and one per probe of that iteration. */
+export function renderMigrateJunit(r: MigrateReport): string {
+  const cases: string[] = [];
+  let failures = 0;
+  let errors = 0;
+  let skipped = 0;
+  const tc = (classname: string, name: string, seconds: number | null, body: string) =>
+    `    <testcase classname="${xml(classname)}" name="${xml(name)}"${seconds !== null ? ` time="${seconds.toFixed(3)}"` : ''}>\n${body}    </testcase>`;
+  if (r.status === 'skip') {
+    skipped++;
+    cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(r.skipReason ?? '')}"/>\n`));
+  }
+  for (const i of r.iterations) {
+    const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}, domain: ${loc(i.where)}`;
+    let body: string;
+    if (i.verdict === 'fail') {
+      failures++;
+      body = `      <failure message="${xml(i.reason)}" type="fail">${xml(props)}</failure>\n`;
+    } else if (i.verdict === 'error') {
+      errors++;
+      body = `      <error message="${xml(i.reason)}" type="error">${xml(props)}</error>\n`;
+    } else if (i.verdict === 'inconclusive') {
+      skipped++;
+      body = `      <skipped message="${xml(`inconclusive: ${i.reason}`)}"/>\n`;
+    } else body = `      <system-out>${xml(props)}</system-out>\n`;
+    cases.push(tc('fbxen.migrate', i.name, i.toolstackMs !== null ? i.toolstackMs / 1000 : null, body));
+    for (const p of i.probes) {
+      let pb: string;
+      if (p.verdict === 'fail') {
+        failures++;
+        pb = `      <failure message="${xml(p.evidence[0] ?? 'failed')}" type="fail">${xml(`${p.evidence.join('\n')}${p.hint ? `\nhint: ${p.hint}` : ''}`)}</failure>\n`;
+      } else if (p.verdict === 'skip' || p.verdict === 'inconclusive') {
+        skipped++;
+        pb = `      <skipped message="${xml(`${p.verdict}: ${p.evidence[0] ?? ''}`)}"/>\n`;
+      } else pb = `      <system-out>${xml(p.evidence.join('\n'))}</system-out>\n`;
+      cases.push(tc(`fbxen.migrate.${i.name.replace('/', '-')}`, p.id, null, pb));
+    }
+  }
+  const n = cases.length;
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites name="fbxen" tests="${n}" failures="${failures}" errors="${errors}" skipped="${skipped}">`,
+    `  <testsuite name="${xml(`fbxen migrate-test ${r.run} ${r.domain}`)}" tests="${n}" failures="${failures}" errors="${errors}" skipped="${skipped}">`,
+    `    <properties>\n      <property name="toolstack" value="${r.toolstack}"/>\n      <property name="mode" value="${r.mode}"/>\n      <property name="to" value="${xml(r.to)}"/>\n      <property name="load" value="${r.load}"/>\n    </properties>`,
+    ...cases,
+    '  </testsuite>',
+    '</testsuites>',
+    '',
+  ].join('\n');
+}
+
+/** Downtime per iteration as a bar chart (SVG 1.1, no script, no external reference). */
+export function renderDowntimeSvg(r: MigrateReport): string {
+  const W = 640;
+  const H = 320;
+  const left = 64;
+  const right = 16;
+  const top = 40;
+  const bottom = 48;
+  const its = r.iterations;
+  const values = its.map((i) => i.downtimeMs ?? 0);
+  const maxV = Math.max(10, ...its.map((i) => (i.downtimeMs ?? 0) + (i.downtime?.uncertaintyMs ?? 0)));
+  // A "nice" axis maximum: 1, 2 or 5 times a power of ten.
+  const pow = 10 ** Math.floor(Math.log10(maxV));
+  const axisMax = [1, 2, 5, 10].map((k) => k * pow).find((v) => v >= maxV)!;
+  const plotW = W - left - right;
+  const plotH = H - top - bottom;
+  const slot = plotW / Math.max(1, its.length);
+  const barW = Math.max(2, Math.min(48, slot * 0.6));
+  const y = (v: number) => top + plotH - (v / axisMax) * plotH;
+  const colour: Record<IterationVerdict, string> = { pass: '#2e7d32', fail: '#c62828', inconclusive: '#9e9e9e', error: '#ef6c00' };
+  const parts: string[] = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `  <title>${xml(`migration downtime per iteration: ${r.domain} (${r.toolstack}, ${r.mode})`)}</title>`,
+    `  <text x="${W / 2}" y="20" text-anchor="middle" font-size="13">${xml(`Downtime per iteration — ${r.domain}, ${r.toolstack} ${r.mode}`)}</text>`,
+    `  <line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#000"/>`,
+    `  <line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotH}" stroke="#000"/>`,
+  ];
+  for (let k = 0; k <= 5; k++) {
+    const v = (axisMax * k) / 5;
+    parts.push(`  <line x1="${left - 4}" y1="${y(v).toFixed(1)}" x2="${W - right}" y2="${y(v).toFixed(1)}" stroke="#ddd"/>`);
+    parts.push(`  <text x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${Math.round(v)}</text>`);
+  }
+  parts.push(`  <text x="14" y="${top + plotH / 2}" transform="rotate(-90 14 ${top + plotH / 2})" text-anchor="middle">downtime (ms)</text>`);
+  its.forEach((it, k) => {
+    const cx = left + slot * (k + 0.5);
+    const v = values[k]!;
+    const measured = it.downtimeMs !== null;
+    parts.push(
+      `  <rect x="${(cx - barW / 2).toFixed(1)}" y="${y(v).toFixed(1)}" width="${barW.toFixed(1)}" height="${(top + plotH - y(v)).toFixed(1)}" fill="${measured ? colour[it.verdict] : 'none'}" stroke="${colour[it.verdict]}"><title>${xml(`${it.name}: ${measured ? `${v} ms` : 'not measured'} (${it.verdict})`)}</title></rect>`,
+    );
+    const u = it.downtime?.uncertaintyMs;
+    if (measured && u) parts.push(`  <line x1="${cx.toFixed(1)}" y1="${y(v + u).toFixed(1)}" x2="${cx.toFixed(1)}" y2="${y(Math.max(0, v - u)).toFixed(1)}" stroke="#000"/>`);
+    if (its.length <= 40) parts.push(`  <text x="${cx.toFixed(1)}" y="${top + plotH + 14}" text-anchor="middle">${k + 1}</text>`);
+  });
+  parts.push(`  <text x="${left + plotW / 2}" y="${H - 12}" text-anchor="middle">iteration</text>`, '</svg>', '');
+  return parts.join('\n');
+}

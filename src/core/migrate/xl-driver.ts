@@ -1,0 +1,199 @@
+/**
+ * Migration with xl: `xl migrate -s '' DOMID 'xl migrate-receive'` for localhost (no ssh needed, xl.md
+ * §4.4), `xl migrate DOMID HOST` (ssh as root) to another host and back, or `xl save DOMID FILE` +
+ * `xl restore FILE`. Never `xl destroy`: after a failure fbxen looks for the domain under its name and
+ * xl's in-flight names (NAME--migratedaway at the sender, NAME--incoming at the receiver) and says where
+ * it is.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { TimeoutError } from '../errors.js';
+import { formatCommand, type Runner, type RunResult, type StreamingProcess } from '../exec/runner.js';
+import { parseXlList, type XlListRow } from '../toolstack/xl/parse.js';
+import type { ConsoleCapture } from './capture.js';
+import { describeLocation, MigrationError, MigrationTimeoutError, type DomainLocation, type MigrateMode, type MigrationDriver, type MigrationOutcome } from './types.js';
+
+export interface XlDriverOptions {
+  runner: Runner;
+  domain: string;
+  /** 'localhost' or a host xl can reach over ssh as root */
+  to: string;
+  /** the name the destination uses to migrate back (default: this host's name) */
+  backTo: string;
+  /** where save-restore puts its checkpoint files */
+  checkpointDir: string;
+  xl?: string | undefined;
+  env?: Record<string, string | undefined> | undefined;
+}
+
+const LIST_TIMEOUT_MS = 30_000;
+
+function stateOf(flags: string): DomainLocation['state'] {
+  if (flags.includes('c')) return 'crashed';
+  if (flags.includes('s')) return 'suspended';
+  if (flags.includes('p')) return 'paused';
+  if (flags.includes('r') || flags.includes('b')) return 'running';
+  return 'unknown';
+}
+
+export class XlMigrationDriver implements MigrationDriver {
+  readonly toolstack = 'xl' as const;
+  private readonly xl: string;
+  /** where the domain should be now: 'localhost' or options.to */
+  private at: string = 'localhost';
+  private console: StreamingProcess | undefined;
+
+  constructor(private readonly o: XlDriverOptions) {
+    this.xl = o.xl ?? 'xl';
+  }
+
+  private get remote(): boolean {
+    return this.o.to !== 'localhost';
+  }
+
+  /** The command that runs xl on `host` (locally, or over ssh). */
+  private xlOn(host: string, args: string[]): [string, string[]] {
+    return host === 'localhost' ? [this.xl, args] : ['ssh', ['-o', 'BatchMode=yes', '--', `root@${host}`, this.xl, ...args]];
+  }
+
+  private run(host: string, args: string[], timeoutMs: number, allowFailure = true): Promise<RunResult> {
+    const [file, argv] = this.xlOn(host, args);
+    return this.o.runner.run(file, argv, { timeoutMs, allowFailure, ...(this.o.env ? { env: this.o.env } : {}) });
+  }
+
+  async preflight(mode: MigrateMode): Promise<string | undefined> {
+    // As OSSTest's ts-migrate-support-check: the xl here must know the command.
+    const help = await this.run('localhost', ['help'], LIST_TIMEOUT_MS);
+    const verb = mode === 'live' ? 'migrate' : 'save';
+    if (!new RegExp(`^\\s*${verb}\\s`, 'm').test(help.stdout + help.stderr)) return `this xl has no \`${verb}\` command (xl help does not list it)`;
+    const here = await this.rows('localhost');
+    const row = here?.find((r) => r.name === this.o.domain);
+    if (!row) return `domain ${this.o.domain} is not running on this host (xl list)`;
+    if (stateOf(row.state) !== 'running') return `domain ${this.o.domain} is ${stateOf(row.state)}, not running`;
+    if (mode === 'live' && this.remote) {
+      const r = await this.run(this.o.to, ['info'], LIST_TIMEOUT_MS);
+      if (r.exitCode !== 0) return `the destination ${this.o.to} is not reachable as root over ssh with a working xl (${(r.stderr.trim().split('\n').at(-1) ?? '').slice(0, 200)})`;
+    }
+    return undefined;
+  }
+
+  planPreflight(mode: MigrateMode): string[] {
+    const steps = [`${formatCommand(this.xl, ['help'])}   (lists \`${mode === 'live' ? 'migrate' : 'save'}\`; else skip)`, `${formatCommand(this.xl, ['list'])}   (${this.o.domain} present and running; else skip)`];
+    if (mode === 'live' && this.remote) steps.push(`${formatCommand(...this.xlOn(this.o.to, ['info']))}   (destination reachable; else skip)`);
+    return steps;
+  }
+
+  private async rows(host: string): Promise<XlListRow[] | undefined> {
+    const r = await this.run(host, ['list'], LIST_TIMEOUT_MS).catch(() => undefined);
+    if (!r || r.exitCode !== 0) return undefined;
+    return parseXlList(r.stdout);
+  }
+
+  async locate(): Promise<DomainLocation | undefined> {
+    const hosts = this.remote ? [this.at, this.at === 'localhost' ? this.o.to : 'localhost'] : ['localhost'];
+    const found: DomainLocation[] = [];
+    for (const host of hosts) {
+      const rows = await this.rows(host);
+      for (const r of rows ?? []) {
+        const base = r.name.replace(/--(migratedaway|incoming)$/, '');
+        if (base !== this.o.domain) continue;
+        found.push({ host, id: String(r.domid), name: r.name, state: stateOf(r.state) });
+      }
+    }
+    if (found.length === 0) return undefined;
+    // The complete, running copy first; the rest is reported as a note.
+    found.sort((a, b) => Number(b.name === this.o.domain) - Number(a.name === this.o.domain) || Number(b.state === 'running') - Number(a.state === 'running'));
+    const [main, ...others] = found;
+    return others.length ? { ...main!, note: `also ${others.map((l) => `${l.name} (${l.id}) ${l.state} on ${l.host}`).join(', ')}` } : main;
+  }
+
+  private async domid(): Promise<string> {
+    const where = await this.locate();
+    if (!where || where.name !== this.o.domain) throw new MigrationError(`domain ${this.o.domain} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check `xl list` and the console log' });
+    return where.id;
+  }
+
+  private commandFor(iteration: number, mode: MigrateMode, domid: string): { steps: Array<[string, string[], string]>; checkpoint?: string } {
+    if (mode === 'save-restore') {
+      const file = join(this.o.checkpointDir, `checkpoint-${iteration}.xlsave`);
+      return { steps: [[this.xl, ['save', domid, file], 'save'], [this.xl, ['restore', file], 'restore']], checkpoint: file };
+    }
+    if (!this.remote) return { steps: [[this.xl, ['migrate', '-s', '', domid, 'xl migrate-receive'], 'migrate']] };
+    const from = this.at;
+    const dest = from === 'localhost' ? this.o.to : this.o.backTo;
+    const [file, args] = this.xlOn(from, ['migrate', from === 'localhost' ? domid : this.o.domain, dest]);
+    return { steps: [[file, args, 'migrate']] };
+  }
+
+  planIteration(iteration: number, mode: MigrateMode): string[] {
+    const { steps } = this.commandFor(iteration, mode, 'DOMID');
+    const lines = steps.map(([f, a, what]) => `${formatCommand(f, a)}   (${what})`);
+    if (mode === 'save-restore') lines.push(`remove ${join(this.o.checkpointDir, `checkpoint-${iteration}.xlsave`)} once restored (kept when the restore fails)`);
+    lines.push(`${formatCommand(this.xl, ['list'])}   (where the domain is now; the new domid)`);
+    return lines;
+  }
+
+  async migrate(iteration: number, mode: MigrateMode, timeoutMs: number): Promise<MigrationOutcome> {
+    const domid = await this.domid();
+    const { steps, checkpoint } = this.commandFor(iteration, mode, domid);
+    let toolstackMs = 0;
+    for (const [file, args, what] of steps) {
+      let r: RunResult;
+      const started = Date.now();
+      try {
+        // No abort signal: killing xl half-way through a migration can leave the domain suspended.
+        r = await this.o.runner.run(file, args, { timeoutMs, allowFailure: true, ...(this.o.env ? { env: this.o.env } : {}) });
+      } catch (err) {
+        const where = await this.locate();
+        if (err instanceof TimeoutError) {
+          throw new MigrationTimeoutError(`${what} of ${this.o.domain} did not finish within ${Math.round(timeoutMs / 1000)} s; the domain is now: ${describeLocation(where)}`, where, {
+            hint: `fbxen destroyed nothing: look at \`xl list\`${checkpoint && what === 'restore' ? ` (the checkpoint ${checkpoint} is kept)` : ''}; raise --step-timeout if the host is just slow`,
+          });
+        }
+        throw err;
+      }
+      toolstackMs += Date.now() - started;
+      if (r.exitCode !== 0) {
+        const where = await this.locate();
+        const stderr = r.stderr.trim().split('\n').slice(-4).join('\n');
+        const saved = checkpoint && what === 'restore' && !where ? { host: 'localhost', id: '-', name: this.o.domain, state: 'saved' as const, note: `in ${checkpoint}: \`xl restore ${checkpoint}\` brings it back` } : where;
+        throw new MigrationError(`${what} of ${this.o.domain} failed (exit ${r.exitCode})${stderr ? `:\n${stderr}` : ''}\nthe domain is now: ${describeLocation(saved)}`, saved, {
+          hint: saved ? 'fbxen destroyed nothing; inspect the domain where it is (xl list, the console log)' : 'the domain vanished: read the console log and /var/log/xen/',
+        });
+      }
+    }
+    if (checkpoint) await rm(checkpoint, { force: true });
+    if (this.remote && mode === 'live') this.at = this.at === 'localhost' ? this.o.to : 'localhost';
+    const where = await this.locate();
+    return { toolstackMs, where };
+  }
+
+  async attachConsole(capture: ConsoleCapture): Promise<void> {
+    this.detach();
+    if (this.at !== 'localhost') return; // the console of a domain on another host is not reachable here
+    const where = await this.locate();
+    if (!where || where.name !== this.o.domain) return;
+    // stdin is a pipe held open: xenconsole exits on EOF of its input; typing goes through it.
+    const proc = this.o.runner.stream(this.xl, ['console', '-t', 'serial', where.id], { stdin: 'pipe' as unknown as Readable, ...(this.o.env ? { env: this.o.env } : {}) });
+    proc.stdin?.on('error', () => undefined);
+    proc.stdout.on('data', (d: Buffer) => capture.write(d));
+    proc.done.catch(() => undefined);
+    this.console = proc;
+  }
+
+  writeConsole(text: string): void {
+    this.console?.stdin?.write(text);
+  }
+
+  private detach(): void {
+    this.console?.stdin?.end();
+    this.console = undefined;
+  }
+
+  async close(): Promise<void> {
+    const c = this.console;
+    this.detach();
+    if (c) await Promise.race([c.done.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
+  }
+}
