@@ -17,7 +17,8 @@
  *   time t": the offset interval shrinks to about one beat spacing (~10-15 ms), so a gap between two
  *   stretches is known to within half a spacing per side;
  * - beats lost on the console (a reattach after the migration) are counted by `seq` and taken out: the
- *   downtime is the gap minus the spacing of every beat that should have come in between.
+ *   downtime is the gap minus the spacing of every beat that should have come in between;
+ * - the pause began somewhere in the spacing after the last beat: half a spacing (~6 ms) of the bound.
  */
 import { z } from 'zod';
 
@@ -277,9 +278,12 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         // The guest re-reads the wall clock on resume (inittodr): a step of its offset against the host
         // is not downtime. Only corrected when the step is larger than the anchoring error.
         if (c.method === 'guest-wall-anchored' && before !== null && after !== null && Math.abs(after - before) > c.half * 1000 + 5) gap -= (after - before) / 1000;
-        const downtime = Math.max(0, gap - m * p50);
+        // The pause began somewhere within one spacing after the last beat before it (and a sleep that
+        // was running may or may not be cut short on resume): the gap holds between m-1 and m spacings
+        // that are not downtime. Take the middle, and half a spacing of uncertainty.
+        const downtime = Math.max(0, gap - (m - 0.5) * p50);
         // 1 ms: date(1) and sysctl(8) run one after the other, not at the same instant.
-        const uncertainty = c.half + jitter * Math.sqrt(m) + 0.001;
+        const uncertainty = c.half + p50 / 2 + jitter * Math.sqrt(m) + 0.001;
         return {
           downtimeMs: round1(downtime * 1000),
           uncertaintyMs: round1(uncertainty * 1000),
@@ -312,7 +316,7 @@ function arrivalEstimate(beats: Beat[]): DowntimeEstimate | undefined {
   const before = stamped[best.i - 1]!;
   const after = stamped[best.i]!;
   return {
-    downtimeMs: round1(Math.max(0, best.gap - spacing)),
+    downtimeMs: round1(Math.max(0, best.gap - spacing / 2)),
     uncertaintyMs: null,
     method: 'host-arrival',
     gapMs: round1(best.gap),
