@@ -191,7 +191,7 @@ describe('guest/fbxen-heartbeat under dash (FreeBSD sysctl stand-in: SIMULATION)
   const env = { ...process.env, PATH: `${join(REPO, 'test/support/migrate/standins')}:${process.env.PATH ?? ''}` };
 
   it('writes lines the host parser accepts, numbered without holes, at about the asked period', () => {
-    const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'hb-test', '--max-seconds', '1'], { env, encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'hb-test', '--max-seconds', '2'], { env, encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(0);
     const hb = parseHeartbeat(r.stdout.split('\n').map((text) => ({ text })), 'hb-test');
     expect(hb.rejected).toBe(0);

@@ -199,8 +199,14 @@ function segments(beats: Beat[], info: HeartbeatInfo): Segment[] {
       result.push(s);
       continue;
     }
+    // Split where the counter step is least like the beats it spans: a jump of the counter (even one
+    // that lands near zero) stands out against seq-count x normal spacing.
+    const unit: number[] = [];
+    for (let j = 1; j < s.t.length; j++) if (s.beats[j]!.seq - s.beats[j - 1]!.seq === 1) unit.push(s.t[j]! - s.t[j - 1]!);
+    const p = unit.length ? median(unit) : 0;
+    const odd = (j: number) => Math.abs(s.t[j]! - s.t[j - 1]! - (s.beats[j]!.seq - s.beats[j - 1]!.seq) * p);
     let k = 1;
-    for (let j = 2; j < s.t.length; j++) if (s.t[j]! - s.t[j - 1]! > s.t[k]! - s.t[k - 1]!) k = j;
+    for (let j = 2; j < s.t.length; j++) if (odd(j) > odd(k)) k = j;
     const t0 = s.t[k]!;
     queue.unshift(
       { beats: s.beats.slice(0, k), t: s.t.slice(0, k), oLo: undefined, oHi: undefined },
