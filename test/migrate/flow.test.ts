@@ -1,0 +1,195 @@
+/**
+ * migrate-test end to end against the simulated xl and guest (test/support/migrate/sim-xl.ts, a
+ * SIMULATION): the domid changes and the console is reattached, a migration that fails half-way, one
+ * that hangs, a domain that vanishes, a guest that comes back with a timer stuck on one CPU or a resume
+ * error in dmesg, a guest that does not come back; preflight skips; save-restore; the artifacts.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseStringPromise } from 'xml2js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/core/errors.js';
+import { migrateTest, type MigrateTestRequest } from '../../src/core/migrate/index.js';
+import { silentProgress } from '../../src/core/progress.js';
+import { CleanupStack } from '../../src/core/util/cleanup.js';
+import { advanced, fixtureBundle, fixturePair } from '../support/migrate/bundles.js';
+import { SimXl, type SimScenario } from '../support/migrate/sim-xl.js';
+
+const sims: SimXl[] = [];
+afterEach(() => {
+  for (const s of sims.splice(0)) s.stopAll();
+});
+
+async function scenario(over: Partial<SimScenario> = {}, fixture = 'migration-14.1-ok-derived'): Promise<SimXl> {
+  const { before, after } = await fixturePair(fixture);
+  const sim = new SimXl({ name: 'fbxen-guest', before, after: (n) => advanced(after, n), ...over });
+  sims.push(sim);
+  return sim;
+}
+
+function request(over: Partial<MigrateTestRequest> = {}): MigrateTestRequest {
+  return {
+    toolstack: 'xl',
+    domain: 'fbxen-guest',
+    to: 'localhost',
+    iterations: 3,
+    mode: 'live',
+    load: 'none',
+    keepGoing: false,
+    evidence: 'console',
+    stepTimeoutSec: 5,
+    artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-migrate-')),
+    runId: 'mt1',
+    dryRun: false,
+    rollSeconds: 1,
+    ...over,
+  };
+}
+
+async function run(sim: SimXl, req: MigrateTestRequest) {
+  const controller = new AbortController();
+  return migrateTest(req, { runner: sim, progress: silentProgress, signal: controller.signal, cleanup: new CleanupStack(), env: {}, cwd: '/', now: sim.now, pollMs: 10, settleMs: 30 });
+}
+
+describe('migrate-test with the simulated xl (SIMULATION)', () => {
+  it('loops live migrations: new domids, the console reattached, downtime within 20 ms of the true pause, every artifact', async () => {
+    const sim = await scenario({ pauseMs: 300, loginPrompt: true });
+    const req = request();
+    const out = await run(sim, req);
+    const r = out.report!;
+    expect(out.error).toBeUndefined();
+    expect(out.exitCode).toBe(0);
+    expect(r.status).toBe('pass');
+    expect(r.iterations.map((i) => i.name)).toEqual(['migrate/1', 'migrate/2', 'migrate/3']);
+    // The console was attached to each new domid after its migration.
+    expect(sim.calls.filter((c) => c.startsWith('xl console'))).toEqual(['xl console -t serial 5', 'xl console -t serial 6', 'xl console -t serial 7', 'xl console -t serial 8']);
+    expect(sim.calls.filter((c) => c.startsWith('xl migrate'))).toEqual(["xl migrate -s '' 5 'xl migrate-receive'", "xl migrate -s '' 6 'xl migrate-receive'", "xl migrate -s '' 7 'xl migrate-receive'"]);
+    expect(sim.calls.some((c) => /destroy/.test(c))).toBe(false);
+    r.iterations.forEach((it, k) => {
+      const [start, end] = sim.pauses[k]!;
+      expect(it.verdict).toBe('pass');
+      expect(it.downtime?.method).toBe('guest-counter');
+      expect(Math.abs(it.downtimeMs! - (end - start))).toBeLessThanOrEqual(20);
+      expect(it.downtime!.uncertaintyMs).toBeLessThanOrEqual(20);
+      expect(it.toolstackMs).toBeGreaterThanOrEqual(0);
+      expect(it.probes.find((p) => p.id === 'migration')?.verdict).toBe('pass');
+      expect(it.where).toMatchObject({ host: 'localhost', name: 'fbxen-guest', state: 'running', id: String(6 + k) });
+    });
+    expect(r.summary.downtimeMs!.min).toBeLessThanOrEqual(r.summary.downtimeMs!.median);
+    expect(r.summary.downtimeMs!.median).toBeLessThanOrEqual(r.summary.downtimeMs!.max);
+    const dir = r.artifactsDir;
+    for (const f of ['console.log', 'transcript.log', 'report.json', 'report.junit.xml', 'downtime.svg', 'pre-migrate.tar.gz', 'post-migrate-3.tar.gz', 'heartbeat-1.log']) expect(existsSync(join(dir, f)), f).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.xlsave'))).toEqual([]);
+    const svg = await parseStringPromise(readFileSync(join(dir, 'downtime.svg'), 'utf8'));
+    expect(svg.svg.$.xmlns).toBe('http://www.w3.org/2000/svg');
+    expect(svg.svg.rect).toHaveLength(3);
+    const junit = await parseStringPromise(readFileSync(join(dir, 'report.junit.xml'), 'utf8'));
+    const cases = junit.testsuites.testsuite[0].testcase as Array<{ $: { name: string; classname: string } }>;
+    expect(cases.filter((c) => c.$.classname === 'fbxen.migrate').map((c) => c.$.name)).toEqual(['migrate/1', 'migrate/2', 'migrate/3']);
+    expect(cases.filter((c) => c.$.classname === 'fbxen.migrate.migrate-2').map((c) => c.$.name)).toContain('migration');
+    const json = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+    expect(json.iterations[0]).toMatchObject({ name: 'migrate/1', verdict: 'pass', clockOffsetMs: { before: expect.any(Number), after: expect.any(Number) } });
+    expect(readFileSync(join(dir, 'console.log'), 'latin1')).toContain('FBXEN1 HB mt1-hb1 1 ');
+  });
+
+  it('a migration that fails half-way: reported with where the domain is (still at the source), the loop stops', async () => {
+    const sim = await scenario({ failOn: [2] });
+    const out = await run(sim, request());
+    const r = out.report!;
+    expect(r.status).toBe('error');
+    expect(out.error?.exitCode).toBe(ExitCode.toolstack);
+    expect(r.iterations.map((i) => i.verdict)).toEqual(['pass', 'error']);
+    expect(r.iterations[1]!.reason).toMatch(/migrate of fbxen-guest failed \(exit 1\)/);
+    expect(r.iterations[1]!.where).toMatchObject({ host: 'localhost', id: '6', state: 'running' });
+    expect(r.where).toMatchObject({ name: 'fbxen-guest', state: 'running' });
+    expect(sim.calls.some((c) => /destroy/.test(c))).toBe(false);
+  });
+
+  it('--keep-going goes on after a failed migration while the domain still runs', async () => {
+    const sim = await scenario({ failOn: [1] });
+    const out = await run(sim, request({ keepGoing: true, iterations: 2 }));
+    expect(out.report!.iterations.map((i) => i.verdict)).toEqual(['error', 'pass']);
+    expect(out.error?.exitCode).toBe(ExitCode.toolstack);
+  });
+
+  it('a migration that hangs: the step times out, the domain is found half-migrated, nothing is destroyed', async () => {
+    const sim = await scenario({ hangOn: [1] });
+    const out = await run(sim, request({ stepTimeoutSec: 1 }));
+    const r = out.report!;
+    expect(out.error?.exitCode).toBe(ExitCode.timeout);
+    expect(r.iterations[0]).toMatchObject({ verdict: 'error' });
+    expect(r.iterations[0]!.where).toMatchObject({ name: 'fbxen-guest--migratedaway', state: 'suspended' });
+    expect(r.iterations[0]!.where!.note).toMatch(/fbxen-guest--incoming \(\d+\) paused on localhost/);
+    expect(sim.calls.some((c) => /destroy/.test(c))).toBe(false);
+  });
+
+  it('a domain that vanished after the migration is detected and reported', async () => {
+    const sim = await scenario({ vanishOn: [1] });
+    const out = await run(sim, request());
+    expect(out.report!.iterations[0]!.reason).toMatch(/vanished/);
+    expect(out.report!.where).toBeNull();
+    expect(out.error?.exitCode).toBe(ExitCode.toolstack);
+  });
+
+  it('a guest that comes back with the timer stuck on CPU 1 fails the iteration (exit 1) and stops the loop', async () => {
+    const { after } = await fixturePair('migration-14.1-timer-stalled-after-derived');
+    const sim = await scenario({ after: () => after });
+    const out = await run(sim, request());
+    const r = out.report!;
+    expect(r.status).toBe('fail');
+    expect(out.error?.exitCode).toBe(ExitCode.checkFailed);
+    expect(r.iterations).toHaveLength(1);
+    expect(r.iterations[0]!.reason).toMatch(/probe .*(pv-timer|migration).* failed/);
+  });
+
+  it('a resume error in dmesg fails the migration probe', async () => {
+    const sim = await scenario({}, 'migration-13.2-device-suspend-failed-derived');
+    const out = await run(sim, request({ iterations: 1 }));
+    const it = out.report!.iterations[0]!;
+    expect(it.verdict).toBe('fail');
+    expect(it.probes.find((p) => p.id === 'migration')).toMatchObject({ verdict: 'fail' });
+    expect(it.probes.find((p) => p.id === 'migration')!.evidence.join('\n')).toMatch(/device_suspend failed/);
+  });
+
+  it('a guest that does not come back (no heartbeat, no collector) fails', async () => {
+    const sim = await scenario({ hungAfter: [1] });
+    const out = await run(sim, request({ stepTimeoutSec: 1 }));
+    expect(out.report!.iterations[0]).toMatchObject({ verdict: 'fail', reason: expect.stringMatching(/did not come back/) });
+    expect(out.exitCode).toBe(1);
+  });
+
+  it('without the heartbeat in the guest the probes still run; the downtime is not measured', async () => {
+    const sim = await scenario({ noHeartbeat: true });
+    const out = await run(sim, request({ iterations: 1, stepTimeoutSec: 1 }));
+    expect(out.report!.iterations[0]).toMatchObject({ verdict: 'pass', downtimeMs: null });
+    expect(out.report!.summary.downtimeMs).toBeNull();
+  });
+
+  it('save-restore: xl save + xl restore, the checkpoint removed once restored', async () => {
+    const sim = await scenario();
+    const out = await run(sim, request({ mode: 'save-restore', iterations: 2 }));
+    expect(out.report!.status).toBe('pass');
+    expect(sim.calls.filter((c) => /^xl (save|restore)/.test(c)).map((c) => c.replace(/\/\S+\//, '/DIR/'))).toEqual([
+      'xl save 5 /DIR/checkpoint-1.xlsave',
+      'xl restore /DIR/checkpoint-1.xlsave',
+      'xl save 6 /DIR/checkpoint-2.xlsave',
+      'xl restore /DIR/checkpoint-2.xlsave',
+    ]);
+    expect(readdirSync(out.report!.artifactsDir).filter((f) => f.endsWith('.xlsave'))).toEqual([]);
+  });
+
+  it('preflight: a domain that is not there, or a guest not on Xen, is skipped with the reason (exit 0)', async () => {
+    const sim = await scenario();
+    const out = await run(sim, request({ domain: 'other' }));
+    expect(out.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/not running on this host/) });
+    expect(out.exitCode).toBe(0);
+    expect(out.error).toBeUndefined();
+    const kvm = await fixtureBundle('kvm-not-xen-derived');
+    const sim2 = await scenario({ before: kvm });
+    const out2 = await run(sim2, request());
+    expect(out2.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/xen-guest/) });
+    expect(sim2.calls.some((c) => c.startsWith('xl migrate'))).toBe(false);
+  });
+});
