@@ -1,0 +1,182 @@
+/**
+ * The XAPI migration driver against the XAPI simulator (test/support/xapi-sim, a SIMULATION): preflight
+ * (shared storage, another host), VM.pool_migrate there and back with the console reconnecting,
+ * VM.migrate_send with --dest-sr, a migration that fails half-way, one that hangs (the task is
+ * cancelled), and the whole loop with a guest-channel double.
+ */
+import { createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/core/errors.js';
+import { ConsoleCapture, formatBeat, formatInfo, migrateTest, MigrationError, MigrationTimeoutError, XapiMigrationDriver, type GuestChannel } from '../../src/core/migrate/index.js';
+import { silentProgress } from '../../src/core/progress.js';
+import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
+import { CleanupStack } from '../../src/core/util/cleanup.js';
+import { XapiSim, type SimOptions } from '../support/xapi-sim/sim.js';
+import { advanced, fixturePair } from '../support/migrate/bundles.js';
+
+const open: Array<{ close(): Promise<void> | void }> = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A pool with a running VM "fbxen-mig" whose disk is on `srName` and whose console points at a free port. */
+async function pool(srName = 'NFS storage', opts: SimOptions = {}) {
+  const sim = await new XapiSim({ guestConsole: ({ record }) => `FreeBSD console on ${String(record['resident_on'])}\n`, ...opts }).start();
+  open.push({ close: () => sim.stop() });
+  const c = await XapiClient.connect({ url: sim.url, user: 'root', password: 'sim-password', pollIntervalMs: 5 });
+  open.push({ close: () => c.logout() });
+  const tmpl = ((await c.call('VM.get_by_name_label', 'Other install media')) as string[])[0]!;
+  const vm = String(await c.call('VM.clone', tmpl, 'fbxen-mig'));
+  await c.call('VM.provision', vm);
+  const srs = (await c.call('SR.get_all_records')) as Record<string, Record<string, unknown>>;
+  const [sr] = Object.entries(srs).find(([, r]) => r['name_label'] === srName)!;
+  const vdi = String(await c.call('VDI.create', { name_label: 'd', SR: sr, virtual_size: 1048576, type: 'user', sharable: false, read_only: false, other_config: {}, xenstore_data: {}, sm_config: {}, tags: [] }));
+  await c.call('VBD.create', { VM: vm, VDI: vdi, userdevice: '0', bootable: true, mode: 'RW', type: 'Disk', empty: false, unpluggable: false, other_config: {}, qos_algorithm_type: '', qos_algorithm_params: {} });
+  const port = await freePort();
+  await c.call('VM.add_to_platform', vm, 'hvm_serial', `tcp:127.0.0.1:${port}`);
+  return { sim, c, vm, vdi, port, start: () => c.callAsync('VM.start', [vm, false, false], 5000) };
+}
+
+async function waitFor(pred: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
+  it('VM.pool_migrate to the other host and back; the console listener on hvm_serial sees each new QEMU', async () => {
+    const p = await pool();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
+    open.push(driver);
+    const capture = new ConsoleCapture(undefined);
+    expect(await driver.preflight('live')).toBe('VM fbxen-mig is Halted, not Running');
+    await driver.attachConsole(capture);
+    await p.start();
+    expect(await driver.preflight('live')).toBeUndefined();
+    expect(await driver.locate()).toMatchObject({ host: 'xcp-host-1', state: 'running', name: 'fbxen-mig' });
+    const one = await driver.migrate(1, 'live', 5000);
+    expect(one.where).toMatchObject({ host: 'xcp-host-2', state: 'running' });
+    const two = await driver.migrate(2, 'live', 5000);
+    expect(two.where).toMatchObject({ host: 'xcp-host-1' });
+    await waitFor(() => capture.lines.length >= 3);
+    expect(capture.lines.map((l) => l.text.replace(/OpaqueRef:\S+/, 'HOST'))).toEqual(['FreeBSD console on HOST', 'FreeBSD console on HOST', 'FreeBSD console on HOST']);
+    expect(p.sim.calls.filter((m) => m === 'VM.pool_migrate')).toHaveLength(2);
+  });
+
+  it('disks on a local SR: skipped with the reason; with --dest-sr VM.migrate_send moves them', async () => {
+    const p = await pool('Local storage');
+    await p.start();
+    const plain = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
+    expect(await plain.preflight('live')).toMatch(/storage not shared: Local storage \(disk 0\); VM.pool_migrate needs a shared SR/);
+    const motion = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', destSr: 'NFS storage' });
+    expect(await motion.preflight('live')).toBeUndefined();
+    await motion.migrate(1, 'live', 5000);
+    expect(p.sim.calls).toContain('VM.migrate_send');
+    expect(p.sim.calls).toContain('host.migrate_receive');
+    const srs = (await p.c.call('SR.get_all_records')) as Record<string, Record<string, unknown>>;
+    expect(srs[String(await p.c.call('VDI.get_SR', p.vdi))]!['name_label']).toBe('NFS storage');
+    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', to: 'nonesuch' }).preflight('live')).toMatch(/no other host named nonesuch/);
+    expect(await new XapiMigrationDriver({ client: p.c, domain: 'ghost' }).preflight('live')).toMatch(/no VM named ghost/);
+  });
+
+  it('a migration that fails half-way says where the VM is (still running at the source)', async () => {
+    const p = await pool();
+    await p.start();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
+    await driver.preflight('live');
+    p.sim.failOn('VM.pool_migrate', 'VM_INCOMPATIBLE_WITH_THIS_HOST', ['vm', 'host', 'CPU features differ']);
+    const err = (await driver.migrate(1, 'live', 5000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.exitCode).toBe(ExitCode.toolstack);
+    expect(err.message).toMatch(/VM_INCOMPATIBLE_WITH_THIS_HOST.*the VM is now: fbxen-mig \(OpaqueRef:\S+\) running on xcp-host-1/s);
+    expect(err.where).toMatchObject({ host: 'xcp-host-1', state: 'running' });
+  });
+
+  it('a migration that hangs: the task is cancelled at the timeout, the VM is reported where it is', async () => {
+    const p = await pool('NFS storage', { taskDelayMs: 1000 });
+    await p.start();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
+    await driver.preflight('live');
+    const err = (await driver.migrate(1, 'live', 200).catch((e: unknown) => e)) as MigrationTimeoutError;
+    expect(err).toBeInstanceOf(MigrationTimeoutError);
+    expect(err.exitCode).toBe(ExitCode.timeout);
+    expect(p.sim.calls).toContain('task.cancel');
+    expect(err.where).toMatchObject({ state: 'running' });
+  });
+});
+
+/** SIMULATION: a guest channel double: bundles from the fixtures, a steady heartbeat with one pause per migration. */
+function channelDouble(): GuestChannel & { migrating: () => void } {
+  let lines: { hostMs: number; text: string }[] = [];
+  let t = 0;
+  let seq = 0;
+  const beats = (run: string, n: number, gapMs = 0) => {
+    t += gapMs;
+    for (let i = 0; i < n; i++) {
+      t += 10;
+      seq++;
+      lines.push({ hostMs: t, text: formatBeat(run, { seq, wall: 1_800_000_000 + Math.floor(t / 1000), counter: BigInt(t * 1_000_000) }) });
+    }
+  };
+  let current = '';
+  return {
+    kind: 'ssh',
+    async prepare() {},
+    async startHeartbeat(run) {
+      current = run;
+      lines = [{ hostMs: t, text: formatInfo(run, { timecounter: 'XENTIMER', frequency: 1e9, mask: 4294967295n, periodMs: 10 }) }];
+      seq = 0;
+      beats(run, 250);
+    },
+    async stopHeartbeat() {},
+    migrating() {
+      beats(current, 250, 400);
+    },
+    heartbeatLines() {
+      return lines;
+    },
+    async collect(_run, phase) {
+      const { before, after } = await fixturePair('migration-14.1-ok-derived');
+      const m = /post-migrate-(\d+)/.exec(phase);
+      return m ? advanced(after, Number(m[1])) : before;
+    },
+    async close() {},
+    planCollect: () => 'collect',
+    planHeartbeat: () => ['heartbeat'],
+  };
+}
+
+describe('migrate-test over XAPI (simulator + guest channel double)', () => {
+  it('two pool migrations pass; a third that fails leaves the VM running where the report says', async () => {
+    const p = await pool();
+    await p.start();
+    const channel = channelDouble();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
+    const migrate = driver.migrate.bind(driver);
+    driver.migrate = async (...a) => {
+      const r = await migrate(...a);
+      channel.migrating();
+      return r;
+    };
+    p.sim.failOn('VM.pool_migrate', 'INTERNAL_ERROR', ['xenopsd: migration aborted'], 3);
+    const out = await migrateTest(
+      { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 4, mode: 'live', load: 'none', keepGoing: false, evidence: 'ssh', ssh: { target: 'root@guest', hostKeyChecking: 'strict' }, stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x1', dryRun: false, rollSeconds: 1 },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, channel: () => channel, pollMs: 5 },
+    );
+    const r = out.report!;
+    expect(r.iterations.map((i) => i.verdict)).toEqual(['pass', 'pass', 'error']);
+    expect(r.iterations.map((i) => i.where?.host)).toEqual(['xcp-host-2', 'xcp-host-1', 'xcp-host-1']);
+    expect(Math.abs(r.iterations[0]!.downtimeMs! - 400)).toBeLessThanOrEqual(20);
+    expect(out.error?.exitCode).toBe(ExitCode.toolstack);
+    expect(r.where).toMatchObject({ host: 'xcp-host-1', state: 'running' });
+  });
+});
