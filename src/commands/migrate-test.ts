@@ -41,8 +41,9 @@ export const MigrateTestOptions = z
   })
   .strict()
   .superRefine((o, ctx) => {
-    if (o.evidence === 'ssh' && !o.ssh) ctx.addIssue({ code: 'custom', path: ['ssh'], message: 'required with --evidence ssh' });
+    if (o.evidence === 'ssh' && !o.ssh) ctx.addIssue({ code: 'custom', path: ['evidence'], message: 'ssh needs --ssh user@host' });
     if (o.identity !== undefined && !o.ssh) ctx.addIssue({ code: 'custom', path: ['identity'], message: 'only with --ssh' });
+    if (o.port !== undefined && !o.ssh) ctx.addIssue({ code: 'custom', path: ['port'], message: 'only with --ssh' });
     if (o.toolstack === 'xl' && (o.destSr || o.caFile || o.insecure)) ctx.addIssue({ code: 'custom', path: [o.destSr ? 'destSr' : o.caFile ? 'caFile' : 'insecure'], message: 'only with --toolstack xapi' });
     if (o.mode === 'save-restore' && o.to !== undefined && o.to !== 'localhost') ctx.addIssue({ code: 'custom', path: ['to'], message: 'save-restore stays on this host: drop --to' });
   });

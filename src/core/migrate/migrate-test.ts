@@ -134,6 +134,7 @@ export function renderMigratePlan(req: MigrateTestRequest, run: string, dir: str
     `load       ${req.load}`,
     `evidence   ${req.evidence}`,
     `timeouts   ${req.stepTimeoutSec} s per migration, collection and heartbeat wait`,
+    `safety     fbxen never destroys the domain; after a failure or timeout it reports where the domain is`,
     `artifacts  ${dir}/`,
     '',
     '## preflight (a "no" skips the test with the reason; not a failure)',
@@ -148,8 +149,8 @@ export function renderMigratePlan(req: MigrateTestRequest, run: string, dir: str
     lines.push(`## ${iterName(i)}`);
     lines.push(...channel.planHeartbeat(hbRun, req.load, hbMax).slice(0, 1).map((s) => `- ${s}`));
     lines.push(`- wait up to ${req.stepTimeoutSec} s for ${roll} s of heartbeat`);
-    lines.push(...driver.planIteration(i, req.mode).map((s) => `- ${s}   (timeout ${req.stepTimeoutSec} s; never destroys the domain)`));
-    if (driver.toolstack === 'xl') lines.push('- reattach the serial console to the new domid');
+    lines.push(...driver.planIteration(i, req.mode).map((s) => `- ${s}`));
+    if (driver.toolstack === 'xl') lines.push(`- reattach the serial console to the new domid${(req.to ?? 'localhost') !== 'localhost' && req.mode === 'live' ? ' (when the domain is on this host)' : ''}`);
     lines.push(`- wait up to ${req.stepTimeoutSec} s for ${roll} s of heartbeat after the gap`);
     lines.push(...channel.planHeartbeat(hbRun, req.load, hbMax).slice(1).map((s) => `- ${s}`));
     lines.push(`- ${channel.planCollect(run, `post-migrate-${i}`)}`);

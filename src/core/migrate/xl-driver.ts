@@ -110,33 +110,34 @@ export class XlMigrationDriver implements MigrationDriver {
 
   private async domid(): Promise<string> {
     const where = await this.locate();
-    if (!where || where.name !== this.o.domain) throw new MigrationError(`domain ${this.o.domain} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check `xl list` and the console log' });
+    if (!where || where.name !== this.o.domain || where.host !== this.at) throw new MigrationError(`domain ${this.o.domain} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check `xl list` and the console log' });
     return where.id;
   }
 
-  private commandFor(iteration: number, mode: MigrateMode, domid: string): { steps: Array<[string, string[], string]>; checkpoint?: string } {
+  /** `from`: where the domain is when the iteration starts (the plan assumes every earlier one succeeded). */
+  private commandFor(iteration: number, mode: MigrateMode, domid: string, from: string): { steps: Array<[string, string[], string]>; checkpoint?: string } {
     if (mode === 'save-restore') {
       const file = join(this.o.checkpointDir, `checkpoint-${iteration}.xlsave`);
       return { steps: [[this.xl, ['save', domid, file], 'save'], [this.xl, ['restore', file], 'restore']], checkpoint: file };
     }
     if (!this.remote) return { steps: [[this.xl, ['migrate', '-s', '', domid, 'xl migrate-receive'], 'migrate']] };
-    const from = this.at;
     const dest = from === 'localhost' ? this.o.to : this.o.backTo;
     const [file, args] = this.xlOn(from, ['migrate', from === 'localhost' ? domid : this.o.domain, dest]);
     return { steps: [[file, args, 'migrate']] };
   }
 
   planIteration(iteration: number, mode: MigrateMode): string[] {
-    const { steps } = this.commandFor(iteration, mode, 'DOMID');
-    const lines = steps.map(([f, a, what]) => `${formatCommand(f, a)}   (${what})`);
+    const from = this.remote && mode === 'live' && iteration % 2 === 0 ? this.o.to : 'localhost';
+    const { steps } = this.commandFor(iteration, mode, 'DOMID', from);
+    const lines = steps.map(([f, a, what]) => `${formatCommand(f, a)}   (${what}${this.remote && mode === 'live' ? `: ${from === 'localhost' ? 'there' : 'and back'}` : ''})`);
     if (mode === 'save-restore') lines.push(`remove ${join(this.o.checkpointDir, `checkpoint-${iteration}.xlsave`)} once restored (kept when the restore fails)`);
-    lines.push(`${formatCommand(this.xl, ['list'])}   (where the domain is now; the new domid)`);
+    lines.push(`${formatCommand(this.xl, ['list'])}${this.remote && mode === 'live' ? ` and ${formatCommand(...this.xlOn(this.o.to, ['list']))}` : ''}   (where the domain is now; the new domid)`);
     return lines;
   }
 
   async migrate(iteration: number, mode: MigrateMode, timeoutMs: number): Promise<MigrationOutcome> {
     const domid = await this.domid();
-    const { steps, checkpoint } = this.commandFor(iteration, mode, domid);
+    const { steps, checkpoint } = this.commandFor(iteration, mode, domid, this.at);
     let toolstackMs = 0;
     for (const [file, args, what] of steps) {
       let r: RunResult;
