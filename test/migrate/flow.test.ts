@@ -193,3 +193,18 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(sim2.calls.some((c) => c.startsWith('xl migrate'))).toBe(false);
   });
 });
+
+describe('--load disk: data integrity across the migration (SIMULATION)', () => {
+  it('read-back rounds are counted; a round that differs after the migration fails the iteration', async () => {
+    const ok = await scenario();
+    const good = await run(ok, request({ iterations: 1, load: 'disk' }));
+    expect(good.report!.iterations[0]!.verdict).toBe('pass');
+    expect(good.report!.iterations[0]!.disk!.rounds).toBeGreaterThan(5);
+    expect(good.report!.iterations[0]!.disk!.bad).toBe(0);
+    const bad = await scenario({ diskCorruptAfter: 1 });
+    const out = await run(bad, request({ iterations: 2, load: 'disk' }));
+    expect(out.report!.iterations).toHaveLength(1);
+    expect(out.report!.iterations[0]).toMatchObject({ verdict: 'fail', reason: expect.stringMatching(/disk read-back differed/) });
+    expect(out.error?.exitCode).toBe(ExitCode.checkFailed);
+  });
+});

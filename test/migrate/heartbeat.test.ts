@@ -222,3 +222,35 @@ describe('guest/fbxen-heartbeat under dash (FreeBSD sysctl stand-in: SIMULATION)
     expect(r.status).toBe(0);
   });
 });
+
+describe('the ssh channel with the real runner (fake ssh and sysctl stand-in: SIMULATION)', () => {
+  it('streams the heartbeat to sh -s, stamps its lines on arrival, stops it by its stop file; the guest clock offset comes out near zero', async () => {
+    const { createExecaRunner } = await import('../../src/core/exec/runner.js');
+    const { sshChannel } = await import('../../src/core/migrate/channel.js');
+    const { silentProgress } = await import('../../src/core/progress.js');
+    const path = `${join(REPO, 'test/support/migrate/fake-ssh')}:${join(REPO, 'test/support/migrate/standins')}:${process.env.PATH ?? ''}`;
+    const saved = process.env.PATH;
+    process.env.PATH = path; // execa resolves ssh on this process's PATH
+    try {
+      const ch = sshChannel({ ssh: { target: 'root@guest', hostKeyChecking: 'strict' }, runner: createExecaRunner(), progress: silentProgress, cwd: REPO, collectorScript: join(REPO, 'guest/fbxen-collect'), heartbeatScript: join(REPO, 'guest/fbxen-heartbeat') });
+      const run = `ssh-${process.pid}`;
+      await ch.startHeartbeat(run, 'disk', 30);
+      await new Promise((r) => setTimeout(r, 2300));
+      const t0 = Date.now();
+      await ch.stopHeartbeat(run);
+      expect(Date.now() - t0).toBeLessThan(3000); // it stopped on the stop file, not at --max-seconds
+      const hb = parseHeartbeat(ch.heartbeatLines(), run);
+      expect(hb.beats.length).toBeGreaterThan(50);
+      expect(hb.beats.every((b) => b.hostMs !== undefined)).toBe(true);
+      expect(hb.disk.length).toBeGreaterThan(0);
+      expect(hb.disk.every((d) => d.ok)).toBe(true);
+      const est = estimateDowntime(hb)!;
+      // Same clock on both sides (the stand-in reads the host's): the anchored offset is the pipe latency.
+      expect(Math.abs(est.clockOffsetMs.before!)).toBeLessThan(30);
+      expect(est.downtimeMs).toBeLessThan(100); // nothing paused this "guest"
+      await ch.close();
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+});

@@ -3,7 +3,7 @@
  * the command into a root shell there) or over ssh (the scripts are streamed to `sh -s`).
  */
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { EnvironmentError, EvidenceIncompleteError, TimeoutError } from '../errors.js';
 import { formatCommand, shellQuote, type Runner, type StreamingProcess } from '../exec/runner.js';
 import { extractBundleFromConsole, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
@@ -162,7 +162,10 @@ export function sshChannel(o: SshChannelOptions): GuestChannel {
         throw new EnvironmentError(`the guest heartbeat script ${o.heartbeatScript} is missing`, { hint: 'reinstall fbxen (it ships guest/fbxen-heartbeat)', cause: err });
       });
       const capture = new ConsoleCapture(undefined, o.now);
-      const proc = o.runner.stream('ssh', [...sshBaseArgs(o.ssh), ...hbCommand(hbRun, load, maxSeconds)], { stdin: Readable.from([script]), ...(o.signal ? { signal: o.signal } : {}) });
+      // execa takes only fd-backed streams as stdin: ask for a pipe and write the script into it.
+      const proc = o.runner.stream('ssh', [...sshBaseArgs(o.ssh), ...hbCommand(hbRun, load, maxSeconds)], { stdin: 'pipe' as unknown as Readable, ...(o.signal ? { signal: o.signal } : {}) });
+      proc.stdin?.on('error', () => undefined);
+      proc.stdin?.end(script);
       proc.stdout.on('data', (d: Buffer) => capture.write(d));
       proc.done.catch(() => undefined);
       hb = { proc, capture };

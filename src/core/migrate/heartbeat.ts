@@ -25,6 +25,7 @@ import { z } from 'zod';
 export const HEARTBEAT_MODULUS = 65521;
 const TOKEN = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
 const HB_RE = new RegExp(`FBXEN1 HB (${TOKEN}) ([1-9][0-9]{0,9}) ([0-9]{1,12}) ([0-9]{1,20}) ([0-9]{1,5})\\s*$`);
+const DISK_RE = new RegExp(`FBXEN1 HBDISK (${TOKEN}) ([1-9][0-9]{0,9}) (ok|bad) ([0-9]{1,5})\\s*$`);
 const INFO_RE = new RegExp(`FBXEN1 HBINFO (${TOKEN}) ([A-Za-z0-9._-]{1,32}) ([1-9][0-9]{0,15}) ([1-9][0-9]{0,20}) ([1-9][0-9]{0,4}) ([0-9]{1,5})\\s*$`);
 // eslint-disable-next-line no-control-regex
 const NOISE_RE = /\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]/g;
@@ -64,12 +65,24 @@ export function formatBeat(run: string, b: { seq: number; wall: number; counter:
   return `FBXEN1 HB ${run} ${b.seq} ${b.wall} ${b.counter} ${beatCheck(b.seq, b.wall, b.counter)}`;
 }
 
+export function formatDiskRound(run: string, round: number, ok: boolean): string {
+  return `FBXEN1 HBDISK ${run} ${round} ${ok ? 'ok' : 'bad'} ${(7 * round + (ok ? 1 : 2)) % HEARTBEAT_MODULUS}`;
+}
+
 export function formatInfo(run: string, i: { timecounter: string; frequency: number; mask: bigint; periodMs: number }): string {
   return `FBXEN1 HBINFO ${run} ${i.timecounter} ${i.frequency} ${i.mask} ${i.periodMs} ${infoCheck(i.frequency, i.mask, i.periodMs)}`;
 }
 
+export interface DiskRound {
+  round: number;
+  ok: boolean;
+  hostMs?: number | undefined;
+}
+
 export interface ParsedHeartbeat {
   info: HeartbeatInfo | undefined;
+  /** --load disk: write + fsync + read-back + compare rounds, in round order */
+  disk: DiskRound[];
   /** one per seq (the first good copy), in seq order */
   beats: Beat[];
   /** lines that looked like heartbeat lines but failed their check or grammar */
@@ -80,6 +93,7 @@ export interface ParsedHeartbeat {
 export function parseHeartbeat(lines: readonly StampedLine[], run: string): ParsedHeartbeat {
   let info: HeartbeatInfo | undefined;
   const bySeq = new Map<number, Beat>();
+  const disk = new Map<number, DiskRound>();
   let rejected = 0;
   for (const { text: raw, hostMs } of lines) {
     if (!raw.includes('FBXEN1 HB')) continue;
@@ -101,6 +115,18 @@ export function parseHeartbeat(lines: readonly StampedLine[], run: string): Pars
       if (!bySeq.has(seq)) bySeq.set(seq, { seq, wall, counter, ...(hostMs !== undefined ? { hostMs } : {}) });
       continue;
     }
+    m = DISK_RE.exec(text);
+    if (m) {
+      if (m[1] !== run) continue;
+      const round = Number(m[2]);
+      const ok = m[3] === 'ok';
+      if ((7 * round + (ok ? 1 : 2)) % HEARTBEAT_MODULUS !== Number(m[4])) {
+        rejected++;
+        continue;
+      }
+      if (!disk.has(round)) disk.set(round, { round, ok, ...(hostMs !== undefined ? { hostMs } : {}) });
+      continue;
+    }
     m = INFO_RE.exec(text);
     if (m) {
       if (m[1] !== run) continue;
@@ -116,7 +142,7 @@ export function parseHeartbeat(lines: readonly StampedLine[], run: string): Pars
     }
     rejected++;
   }
-  return { info, beats: [...bySeq.values()].sort((a, b) => a.seq - b.seq), rejected };
+  return { info, beats: [...bySeq.values()].sort((a, b) => a.seq - b.seq), disk: [...disk.values()].sort((a, b) => a.round - b.round), rejected };
 }
 
 export type DowntimeMethod = 'guest-counter' | 'guest-wall-anchored' | 'host-arrival';

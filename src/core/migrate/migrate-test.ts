@@ -238,7 +238,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       signal.throwIfAborted();
       const name = iterName(i);
       const hbRun = `${run}-hb${i}`;
-      const result: IterationResult = { name, verdict: 'pass', reason: '', downtimeMs: null, downtime: null, toolstackMs: null, clockOffsetMs: { before: null, after: null }, probes: [], where: null };
+      const result: IterationResult = { name, verdict: 'pass', reason: '', downtimeMs: null, downtime: null, toolstackMs: null, clockOffsetMs: { before: null, after: null }, probes: [], where: null, disk: null };
       iterations.push(result);
       await progress.step(`${name}: heartbeat`, async () => {
         await channel.startHeartbeat(hbRun, req.load, hbMax);
@@ -275,7 +275,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
       const lines = channel.heartbeatLines();
       await writeFileAtomic(join(dir, `heartbeat-${i}.log`), lines.filter((l) => l.text.includes(hbRun)).map((l) => `${l.hostMs ?? '-'} ${l.text}\n`).join(''));
-      const estimate: DowntimeEstimate | undefined = post.ok || post.lastSeq > seqBefore ? estimateDowntime(parseHeartbeat(lines, hbRun)) : undefined;
+      const parsed = parseHeartbeat(lines, hbRun);
+      const estimate: DowntimeEstimate | undefined = post.ok || post.lastSeq > seqBefore ? estimateDowntime(parsed) : undefined;
+      if (req.load === 'disk' || req.load === 'all') result.disk = { rounds: parsed.disk.length, bad: parsed.disk.filter((d) => !d.ok).length };
       if (estimate) {
         result.downtime = estimate;
         result.downtimeMs = estimate.downtimeMs;
@@ -306,7 +308,11 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       before = after;
       const failed = probeReport.results.filter((r) => r.verdict === 'fail');
       const mig = probeReport.results.find((r) => r.id === 'migration');
-      if (failed.length) {
+      const badDisk = parsed.disk.find((d) => !d.ok);
+      if (badDisk) {
+        result.verdict = 'fail';
+        result.reason = `disk read-back differed from what was written (round ${badDisk.round} of the write + fsync + compare loop): data lost across the migration`;
+      } else if (failed.length) {
         result.verdict = 'fail';
         result.reason = `probe ${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.evidence[0] ?? ''}`;
       } else if (mig && mig.verdict !== 'pass') {

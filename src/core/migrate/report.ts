@@ -20,6 +20,8 @@ export interface IterationResult {
   clockOffsetMs: { before: number | null; after: number | null };
   probes: ProbeResult[];
   where: DomainLocation | null;
+  /** --load disk|all: write + fsync + read-back rounds during the iteration, and how many differed */
+  disk: { rounds: number; bad: number } | null;
 }
 
 export interface MigrateReport {
@@ -80,7 +82,8 @@ export function renderMigrateText(r: MigrateReport): string {
     const d = i.downtime;
     const dt = i.downtimeMs === null ? '-' : `${i.downtimeMs} ms${d?.uncertaintyMs !== null && d?.uncertaintyMs !== undefined ? ` ±${d.uncertaintyMs}` : d ? ' (upper bound)' : ''}`;
     const off = `${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}`;
-    return `${i.name.padEnd(12)} ${i.verdict.toUpperCase().padEnd(12)} downtime ${dt.padEnd(18)} toolstack ${ms(i.toolstackMs).padEnd(10)} clock ${off}\n${' '.repeat(13)}${i.reason}`;
+    const disk = i.disk ? `  disk ${i.disk.rounds} rounds, ${i.disk.bad} bad` : '';
+    return `${i.name.padEnd(12)} ${i.verdict.toUpperCase().padEnd(12)} downtime ${dt.padEnd(18)} toolstack ${ms(i.toolstackMs).padEnd(10)} clock ${off}${disk}\n${' '.repeat(13)}${i.reason}`;
   });
   const s = r.summary;
   const sum = s.downtimeMs ? `downtime min/median/max: ${s.downtimeMs.min}/${s.downtimeMs.median}/${s.downtimeMs.max} ms` : 'downtime: not measured';
@@ -108,6 +111,7 @@ export function renderMigrateJson(r: MigrateReport): unknown {
       clockOffsetMs: i.clockOffsetMs,
       probes: i.probes.map((p) => ({ id: p.id, verdict: p.verdict, evidence: p.evidence, hint: p.hint ?? null })),
       where: i.where,
+      disk: i.disk,
     })),
     summary: r.summary,
     where: r.where,
@@ -136,7 +140,7 @@ export function renderMigrateJunit(r: MigrateReport): string {
     cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(r.skipReason ?? '')}"/>\n`));
   }
   for (const i of r.iterations) {
-    const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}, domain: ${loc(i.where)}`;
+    const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}${i.disk ? `, disk read-back ${i.disk.rounds} rounds, ${i.disk.bad} bad` : ''}, domain: ${loc(i.where)}`;
     let body: string;
     if (i.verdict === 'fail') {
       failures++;

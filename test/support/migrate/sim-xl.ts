@@ -21,7 +21,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { PassThrough, Writable } from 'node:stream';
 import { TimeoutError } from '../../../src/core/errors.js';
 import { CommandFailedError, formatCommand, type RunOptions, type RunResult, type Runner, type StreamingProcess } from '../../../src/core/exec/runner.js';
-import { formatBeat, formatInfo } from '../../../src/core/migrate/heartbeat.js';
+import { formatBeat, formatDiskRound, formatInfo } from '../../../src/core/migrate/heartbeat.js';
 import { encodeConsoleFrame, packBundle, type Bundle } from '../../../src/core/verify/index.js';
 
 export interface SimScenario {
@@ -44,6 +44,8 @@ export interface SimScenario {
   speed?: number;
   /** the console shows a login prompt until `root` is typed */
   loginPrompt?: boolean;
+  /** with --load disk: after migration N, read-back differs from what was written */
+  diskCorruptAfter?: number;
 }
 
 interface Dom {
@@ -237,7 +239,7 @@ export class SimXl implements Runner {
     const arg = (k: string) => words[words.indexOf(k) + 1] ?? '';
     if (words[0] === 'sh' && words[1]?.endsWith('fbxen-heartbeat')) {
       if (this.scenario.noHeartbeat) return this.emit(`sh: ${words[1]}: No such file or directory\r\n`);
-      return this.startHeartbeat(arg('--run'));
+      return this.startHeartbeat(arg('--run'), arg('--load'));
     }
     if (words[0] === 'touch' && words[1]?.startsWith('/tmp/fbxen-heartbeat-')) {
       const run = words[1].replace(/^\/tmp\/fbxen-heartbeat-|\.stop$/g, '');
@@ -261,10 +263,20 @@ export class SimXl implements Runner {
     else this.emit('root@fbxen:~ # ');
   }
 
-  private startHeartbeat(run: string): void {
+  private startHeartbeat(run: string, load: string): void {
     this.emit(formatInfo(run, { timecounter: 'XENTIMER', frequency: 1e9, mask: BigInt(MOD - 1), periodMs: 10 }) + '\r\n');
     const hb = { seq: 0, next: this.now(), timer: setInterval(() => this.beat(run), 2) };
     this.heartbeats.set(run, hb);
+    if (load === 'disk' || load === 'all') {
+      let round = 0;
+      const disk = setInterval(() => {
+        if (!this.heartbeats.has(run)) return clearInterval(disk);
+        if (!this.running || this.hung) return;
+        round++;
+        const corrupt = this.scenario.diskCorruptAfter !== undefined && this.migrations >= this.scenario.diskCorruptAfter;
+        this.emit(`${formatDiskRound(run, round, !corrupt)}\r\n`);
+      }, 5);
+    }
   }
 
   private beat(run: string): void {
