@@ -208,3 +208,27 @@ describe('--load disk: data integrity across the migration (SIMULATION)', () => 
     expect(out.error?.exitCode).toBe(ExitCode.checkFailed);
   });
 });
+
+describe('Ctrl-C (SIMULATION)', () => {
+  it('lets the running migration finish (xl is never killed half-way), stops, and reports where the domain is', async () => {
+    const { InterruptedError } = await import('../../src/core/errors.js');
+    const sim = await scenario({ pauseMs: 300 });
+    const controller = new AbortController();
+    const req = request({ iterations: 5 });
+    const watcher = setInterval(() => {
+      if (sim.calls.filter((c) => c.startsWith('xl migrate')).length >= 2) {
+        controller.abort(new InterruptedError('SIGINT'));
+        clearInterval(watcher);
+      }
+    }, 1);
+    const out = await migrateTest(req, { runner: sim, progress: silentProgress, signal: controller.signal, cleanup: new CleanupStack(), env: {}, cwd: '/', now: sim.now, pollMs: 10, settleMs: 30 });
+    clearInterval(watcher);
+    expect(out.error).toBeInstanceOf(InterruptedError);
+    const r = out.report!;
+    expect(r.iterations).toHaveLength(2);
+    expect(r.iterations[1]!.verdict).toBe('error');
+    expect(sim.calls.filter((c) => c.startsWith('xl migrate'))).toHaveLength(2);
+    expect(r.where).toMatchObject({ name: 'fbxen-guest', state: 'running', id: '7' });
+    expect(existsSync(join(r.artifactsDir, 'report.json'))).toBe(true);
+  });
+});

@@ -1,0 +1,92 @@
+/** The report renderers: summary statistics, exit codes, JUnit (parsed back with xml2js), the SVG chart (parsed back). */
+import { parseStringPromise } from 'xml2js';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { migrateExitCode, renderDowntimeSvg, renderMigrateJunit, renderMigrateText, summarize, type IterationResult, type MigrateReport } from '../../src/core/migrate/index.js';
+
+function it_(name: string, verdict: IterationResult['verdict'], downtimeMs: number | null, extra: Partial<IterationResult> = {}): IterationResult {
+  return {
+    name,
+    verdict,
+    reason: verdict === 'pass' ? 'ok' : 'the <reason> & "why"',
+    downtimeMs,
+    downtime: downtimeMs === null ? null : { downtimeMs, uncertaintyMs: 8, method: 'guest-counter', gapMs: downtimeMs + 6, beforeSeq: 10, afterSeq: 11, lostBeats: 0, spacingMs: 12, beats: 300, clockOffsetMs: { before: -3, after: -2 } },
+    toolstackMs: 1500,
+    clockOffsetMs: { before: -3, after: -2 },
+    probes: [
+      { id: 'migration', verdict: verdict === 'fail' ? 'fail' : 'pass', evidence: ['same boot'], ...(verdict === 'fail' ? { hint: 'look' } : {}) },
+      { id: 'cdrom', verdict: 'skip', evidence: ['no CD'] },
+    ],
+    where: { host: 'localhost', id: '9', name: 'g', state: 'running' },
+    disk: null,
+    ...extra,
+  };
+}
+
+function report(iterations: IterationResult[], status: MigrateReport['status'] = 'pass'): MigrateReport {
+  return { run: 'r', toolstack: 'xl', domain: 'g', mode: 'live', to: 'localhost', load: 'none', status, skipReason: status === 'skip' ? 'xl has no migrate' : null, iterations, summary: summarize(iterations), where: iterations.at(-1)?.where ?? null, artifactsDir: '/a' };
+}
+
+describe('summary and exit codes', () => {
+  it('min/median/max over measured iterations only', () => {
+    const s = summarize([it_('migrate/1', 'pass', 120), it_('migrate/2', 'pass', 80), it_('migrate/3', 'error', null), it_('migrate/4', 'pass', 300)]);
+    expect(s).toMatchObject({ iterations: 4, passed: 3, downtimeMs: { min: 80, median: 120, max: 300 } });
+    expect(summarize([it_('migrate/1', 'pass', 10), it_('migrate/2', 'pass', 20)]).downtimeMs!.median).toBe(15);
+    expect(summarize([]).downtimeMs).toBeNull();
+  });
+
+  it('0 pass or skip, 1 fail, 2 no answer', () => {
+    expect(migrateExitCode(report([], 'skip'))).toBe(0);
+    expect(migrateExitCode(report([it_('migrate/1', 'pass', 1)], 'pass'))).toBe(0);
+    expect(migrateExitCode(report([it_('migrate/1', 'fail', 1)], 'fail'))).toBe(1);
+    expect(migrateExitCode(report([it_('migrate/1', 'error', null)], 'error'))).toBe(2);
+    expect(migrateExitCode(report([it_('migrate/1', 'inconclusive', null)], 'inconclusive'))).toBe(2);
+  });
+});
+
+describe('JUnit', () => {
+  it('a testcase per iteration and per probe, counts that add up, text escaped', async () => {
+    const r = report([it_('migrate/1', 'pass', 100), it_('migrate/2', 'fail', 200), it_('migrate/3', 'error', null)], 'fail');
+    const doc = await parseStringPromise(renderMigrateJunit(r));
+    const suite = doc.testsuites.testsuite[0];
+    const cases = suite.testcase as Array<{ $: { classname: string; name: string; time?: string }; failure?: unknown[]; error?: Array<{ $: { message: string } }>; skipped?: unknown[] }>;
+    expect(cases).toHaveLength(9);
+    expect(cases.filter((c) => c.$.classname === 'fbxen.migrate').map((c) => c.$.name)).toEqual(['migrate/1', 'migrate/2', 'migrate/3']);
+    expect(cases[0]!.$.time).toBe('1.500');
+    expect(Number(suite.$.failures)).toBe(cases.filter((c) => c.failure).length);
+    expect(Number(suite.$.errors)).toBe(1);
+    expect(Number(suite.$.skipped)).toBe(cases.filter((c) => c.skipped).length);
+    expect(cases.find((c) => c.error)!.error![0]!.$.message).toBe('the <reason> & "why"');
+  });
+
+  it('a skipped run is one skipped testcase with the reason', async () => {
+    const doc = await parseStringPromise(renderMigrateJunit(report([], 'skip')));
+    expect(doc.testsuites.testsuite[0].testcase[0].skipped[0].$.message).toBe('xl has no migrate');
+    expect(renderMigrateText(report([], 'skip'))).toMatch(/SKIPPED: xl has no migrate/);
+  });
+});
+
+describe('SVG chart', () => {
+  it('property: well-formed SVG with one bar per iteration, inside the plot, tallest bar for the largest downtime', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }), { minLength: 0, maxLength: 60 }), async (values) => {
+        const its = values.map((v, k) => it_(`migrate/${k + 1}`, v === null ? 'error' : 'pass', v));
+        const doc = await parseStringPromise(renderDowntimeSvg(report(its)));
+        const rects = (doc.svg.rect ?? []) as Array<{ $: { y: string; height: string } }>;
+        expect(rects).toHaveLength(values.length);
+        for (const r of rects) {
+          expect(Number(r.$.height)).toBeGreaterThanOrEqual(0);
+          expect(Number(r.$.y)).toBeGreaterThanOrEqual(40 - 0.1);
+          expect(Number(r.$.y) + Number(r.$.height)).toBeLessThanOrEqual(320 - 48 + 0.1);
+        }
+        const measured = values.map((v, k) => [v, k] as const).filter(([v]) => v !== null);
+        if (measured.length) {
+          const maxK = measured.reduce((a, b) => (b[0]! > a[0]! ? b : a))[1];
+          const tallest = Math.max(...rects.map((r) => Number(r.$.height)));
+          expect(Number(rects[maxK]!.$.height)).toBe(tallest);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
