@@ -225,14 +225,47 @@ function segments(beats: Beat[], info: HeartbeatInfo): Segment[] {
       result.push(s);
       continue;
     }
-    // Split where the counter step is least like the beats it spans: a jump of the counter (even one
-    // that lands near zero) stands out against seq-count x normal spacing.
+    // Split where both sides become consistent with the wall clock. Where several places would do (a
+    // jump that lands near a normal step), the migration is where the host saw the longest silence
+    // (arrival times), or else where the counter step is least like the beats it spans.
+    const n = s.beats.length;
+    const preLo: number[] = [];
+    const preHi: number[] = [];
+    let lo = -Infinity;
+    let hi = Infinity;
+    for (let j = 0; j < n; j++) {
+      lo = Math.max(lo, s.beats[j]!.wall - s.t[j]!);
+      hi = Math.min(hi, s.beats[j]!.wall + 1 - s.t[j]!);
+      preLo.push(lo);
+      preHi.push(hi);
+    }
+    const sufOk: boolean[] = new Array(n).fill(false);
+    lo = -Infinity;
+    hi = Infinity;
+    for (let j = n - 1; j >= 0; j--) {
+      lo = Math.max(lo, s.beats[j]!.wall - s.t[j]!);
+      hi = Math.min(hi, s.beats[j]!.wall + 1 - s.t[j]!);
+      sufOk[j] = lo <= hi + ANCHOR_SLACK_S;
+    }
     const unit: number[] = [];
-    for (let j = 1; j < s.t.length; j++) if (s.beats[j]!.seq - s.beats[j - 1]!.seq === 1) unit.push(s.t[j]! - s.t[j - 1]!);
+    for (let j = 1; j < n; j++) if (s.beats[j]!.seq - s.beats[j - 1]!.seq === 1) unit.push(s.t[j]! - s.t[j - 1]!);
     const p = unit.length ? median(unit) : 0;
     const odd = (j: number) => Math.abs(s.t[j]! - s.t[j - 1]! - (s.beats[j]!.seq - s.beats[j - 1]!.seq) * p);
-    let k = 1;
-    for (let j = 2; j < s.t.length; j++) if (odd(j) > odd(k)) k = j;
+    const silence = (j: number) => {
+      const a = s.beats[j - 1]!.hostMs;
+      const b = s.beats[j]!.hostMs;
+      return a !== undefined && b !== undefined ? b - a : undefined;
+    };
+    const score = (j: number) => silence(j) ?? odd(j) * 1000;
+    let k = -1;
+    for (let j = 1; j < n; j++) {
+      if (!(preLo[j - 1]! <= preHi[j - 1]! + ANCHOR_SLACK_S && sufOk[j])) continue;
+      if (k < 0 || score(j) > score(k)) k = j;
+    }
+    if (k < 0) {
+      k = 1;
+      for (let j = 2; j < n; j++) if (odd(j) > odd(k)) k = j;
+    }
     const t0 = s.t[k]!;
     queue.unshift(
       { beats: s.beats.slice(0, k), t: s.t.slice(0, k), oLo: undefined, oHi: undefined },
@@ -250,11 +283,14 @@ function anchor(s: Segment): void {
     lo = Math.max(lo, b.wall - s.t[k]!);
     hi = Math.min(hi, b.wall + 1 - s.t[k]!);
   });
-  if (lo <= hi) {
-    s.oLo = lo;
-    s.oHi = hi;
+  // date(1) runs a little before sysctl(8) (a fork apart, ~1 ms): constraints may conflict by that much.
+  if (lo <= hi + ANCHOR_SLACK_S) {
+    s.oLo = Math.min(lo, hi);
+    s.oHi = Math.max(lo, hi);
   }
 }
+
+const ANCHOR_SLACK_S = 0.003;
 
 function clockOffset(seg: Segment | undefined): number | null {
   if (!seg || seg.oLo === undefined || seg.oHi === undefined) return null;
@@ -289,7 +325,15 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         if (!best || d > best.gap - (best.after.seq - best.before.seq) * p50) best = c;
       };
       for (const s of segs) {
-        for (let k = 1; k < s.beats.length; k++) consider({ gap: s.t[k]! - s.t[k - 1]!, half: 0, before: s.beats[k - 1]!, after: s.beats[k]!, method: 'guest-counter', segBefore: s, segAfter: s, step: 0 });
+        // A counter that jumped (another host) by almost a whole number of wraps looks continuous; the
+        // wall clock only rules that out down to the width of the stretch's anchoring interval, so a
+        // real gap inside a stretch carries that width as its error.
+        const width = s.oLo !== undefined && s.oHi !== undefined ? s.oHi - s.oLo : 0;
+        for (let k = 1; k < s.beats.length; k++) {
+          const gap = s.t[k]! - s.t[k - 1]!;
+          const m = s.beats[k]!.seq - s.beats[k - 1]!.seq;
+          consider({ gap, half: gap > (m + 2) * p50 ? width : 0, before: s.beats[k - 1]!, after: s.beats[k]!, method: 'guest-counter', segBefore: s, segAfter: s, step: 0 });
+        }
       }
       for (let j = 1; j < segs.length; j++) {
         const a = segs[j - 1]!;
@@ -315,7 +359,11 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         // that are not downtime. Take the middle, and half a spacing of uncertainty.
         const downtime = Math.max(0, gap - (m - 0.5) * p50);
         // 1 ms: date(1) and sysctl(8) run one after the other, not at the same instant.
-        const uncertainty = c.half + p50 / 2 + jitter * Math.sqrt(m) + 0.001;
+        // The m spacings inside the gap vary (a random walk: about 2σ√m), and they are counted out at the
+        // median spacing, whose own error (about 1.25 σ/√n) counts m times.
+        // Robust σ (1.4826 × median absolute deviation): the gap itself and stalls must not inflate it.
+        const sd = 1.4826 * median(steps.map((x) => Math.abs(x - p50)));
+        const uncertainty = c.half + p50 / 2 + Math.max(jitter, 2 * sd) * Math.sqrt(m) + (m - 1) * ((1.25 * sd) / Math.sqrt(steps.length)) + 0.001;
         return {
           downtimeMs: round1(downtime * 1000),
           uncertaintyMs: round1(uncertainty * 1000),

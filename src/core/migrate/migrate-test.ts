@@ -161,11 +161,16 @@ export function renderMigratePlan(req: MigrateTestRequest, run: string, dir: str
   return lines.join('\n');
 }
 
-async function waitForBeats(channel: GuestChannel, hbRun: string, afterSeq: number, seconds: number, timeoutMs: number, signal: AbortSignal, pollMs: number): Promise<{ ok: boolean; lastSeq: number }> {
+/**
+ * Waits for `seconds` of heartbeat (guest wall clock) among the beats that arrived at or after
+ * `arrivedAfter` (host ms): after a migration only those can be from after the resume; beats written
+ * before the pause may still be arriving while the migration runs.
+ */
+async function waitForBeats(channel: GuestChannel, hbRun: string, arrivedAfter: number, seconds: number, timeoutMs: number, signal: AbortSignal, pollMs: number): Promise<{ ok: boolean; lastSeq: number }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const beats = parseHeartbeat(channel.heartbeatLines(), hbRun).beats.filter((b) => b.seq > afterSeq);
-    const lastSeq = beats.at(-1)?.seq ?? afterSeq;
+    const beats = parseHeartbeat(channel.heartbeatLines(), hbRun).beats.filter((b) => (b.hostMs ?? 0) >= arrivedAfter);
+    const lastSeq = beats.at(-1)?.seq ?? 0;
     if (beats.length >= 3 && beats.at(-1)!.wall - beats[0]!.wall >= seconds) return { ok: true, lastSeq };
     if (Date.now() >= deadline) return { ok: false, lastSeq };
     await sleep(pollMs, signal);
@@ -179,6 +184,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   const roll = req.rollSeconds ?? 2;
   const stepMs = req.stepTimeoutSec * 1000;
   const pollMs = deps.pollMs ?? 100;
+  // The clock the console capture stamps lines with.
+  const now = deps.now ?? Date.now;
   // The heartbeat stops by itself if fbxen never tells it to (fbxen killed, host gone).
   const hbMax = req.stepTimeoutSec * 3 + roll * 2 + 60;
 
@@ -270,13 +277,15 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         firstError ??= new ToolstackError(`${name}: ${result.reason}`, { hint: 'read the console log and the toolstack log; fbxen destroyed nothing' });
         break;
       }
+      const migratedAt = now();
       await driver.attachConsole(capture);
-      const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, seqBefore, roll, stepMs, signal, pollMs));
+      const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
       const lines = channel.heartbeatLines();
       await writeFileAtomic(join(dir, `heartbeat-${i}.log`), lines.filter((l) => l.text.includes(hbRun)).map((l) => `${l.hostMs ?? '-'} ${l.text}\n`).join(''));
       const parsed = parseHeartbeat(lines, hbRun);
-      const estimate: DowntimeEstimate | undefined = post.ok || post.lastSeq > seqBefore ? estimateDowntime(parsed) : undefined;
+      // Without a beat from after the resume the largest gap would be some gap before the migration.
+      const estimate: DowntimeEstimate | undefined = post.lastSeq > seqBefore ? estimateDowntime(parsed) : undefined;
       if (req.load === 'disk' || req.load === 'all') result.disk = { rounds: parsed.disk.length, bad: parsed.disk.filter((d) => !d.ok).length };
       if (estimate) {
         result.downtime = estimate;

@@ -98,16 +98,18 @@ export class SimXl implements Runner {
   }
 
   private async pause(virtualMs: number): Promise<void> {
-    // Beats that fell due up to now were written before the guest stopped.
-    for (const run of this.heartbeats.keys()) this.beat(run);
+    // One reading of the clock for both: beats due up to the pause were written before the guest stopped.
     const start = this.now();
+    for (const run of this.heartbeats.keys()) this.beat(run, start);
     this.running = false;
     await this.sleepReal(virtualMs / this.speed);
+    const end = this.now();
     this.running = true;
-    this.pauses.push([start, this.now()]);
+    this.pauses.push([start, end]);
     if (this.scenario.counterJump) this.counterBase += 987.654321;
-    // Beats scheduled during the pause are simply not written: the guest was not running.
-    for (const hb of this.heartbeats.values()) hb.next = Math.max(hb.next, this.now());
+    // Beats scheduled during the pause are simply not written: the guest was not running; the sleep that
+    // was running ends at once (its deadline passed while the clock jumped).
+    for (const hb of this.heartbeats.values()) hb.next = Math.max(hb.next, end);
   }
 
   private find(ref: string): Dom | undefined {
@@ -279,10 +281,10 @@ export class SimXl implements Runner {
     }
   }
 
-  private beat(run: string): void {
+  private beat(run: string, upTo?: number): void {
     const hb = this.heartbeats.get(run);
     if (!hb || !this.running || this.hung) return;
-    const now = this.now();
+    const now = upTo ?? this.now();
     while (hb.next <= now) {
       hb.seq++;
       const t = hb.next / 1000;
