@@ -205,7 +205,7 @@ describe('--load disk: data integrity across the migration (SIMULATION)', () => 
     const ok = await scenario();
     const good = await run(ok, request({ iterations: 1, load: 'disk' }));
     expect(good.report!.iterations[0]!.verdict).toBe('pass');
-    expect(good.report!.iterations[0]!.disk!.rounds).toBeGreaterThan(5);
+    expect(good.report!.iterations[0]!.disk!.rounds).toBeGreaterThan(0);
     expect(good.report!.iterations[0]!.disk!.bad).toBe(0);
     const bad = await scenario({ diskCorruptAfter: 1 });
     const out = await run(bad, request({ iterations: 2, load: 'disk' }));

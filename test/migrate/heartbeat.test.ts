@@ -251,7 +251,7 @@ describe('the ssh channel with the real runner (fake ssh and sysctl stand-in: SI
       await ch.stopHeartbeat(run);
       expect(Date.now() - t0).toBeLessThan(3000); // it stopped on the stop file, not at --max-seconds
       const hb = parseHeartbeat(ch.heartbeatLines(), run);
-      expect(hb.beats.length).toBeGreaterThan(50);
+      expect(hb.beats.length).toBeGreaterThan(20); // ~160 on an idle host; far fewer on a loaded one
       expect(hb.beats.every((b) => b.hostMs !== undefined)).toBe(true);
       expect(hb.disk.length).toBeGreaterThan(0);
       expect(hb.disk.every((d) => d.ok)).toBe(true);
