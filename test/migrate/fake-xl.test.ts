@@ -1,0 +1,69 @@
+/**
+ * The xl migration driver with the real execa runner against the process-level fake xl
+ * (test/support/fake-xl, a SIMULATION): the commands it runs, the new domid after a migration or a
+ * save + restore, the console reattached to the new domid.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
+import { ConsoleCapture, XlMigrationDriver } from '../../src/core/migrate/index.js';
+import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
+
+const FAKE = join(import.meta.dirname, '../support/fake-xl');
+
+function host(guest: string) {
+  const state = mkdtempSync(join(tmpdir(), 'fbxen-mig-fakexl-'));
+  writeFileSync(join(state, 'scenario.json'), '{}');
+  writeFileSync(join(state, 'guest.txt'), guest);
+  const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
+  const cfg = join(state, 'g.cfg');
+  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
+  expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
+  const commands: CommandRecord[] = [];
+  const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
+  return { state, env, runner, commands };
+}
+
+async function until(pred: () => boolean): Promise<void> {
+  for (let i = 0; i < 300 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+describe('XlMigrationDriver with the fake xl (SIMULATION) and the real runner', () => {
+  it('live to localhost: xl migrate -s "" DOMID "xl migrate-receive"; a new domid; the console follows it', async () => {
+    const h = host('console line of the guest\n@hang\n');
+    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    const capture = new ConsoleCapture(undefined);
+    expect(await driver.locate()).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    await driver.attachConsole(capture);
+    await until(() => capture.lines.length >= 1);
+    const out = await driver.migrate(1, 'live', 30_000);
+    expect(out.where).toEqual({ host: 'localhost', id: '2', name: 'fbxen-g', state: 'running' });
+    expect(out.toolstackMs).toBeGreaterThan(0);
+    await driver.attachConsole(capture);
+    await until(() => capture.lines.length >= 2);
+    expect(capture.lines.map((l) => l.text)).toEqual(['console line of the guest', 'console line of the guest']);
+    expect(h.commands.map((c) => c.command)).toContain("xl migrate -s '' 1 'xl migrate-receive'");
+    await driver.close(); // the console client exits on EOF of its stdin, and only then is it recorded
+    expect(h.commands.map((c) => c.command)).toEqual(expect.arrayContaining(['xl console -t serial 1', 'xl console -t serial 2']));
+    expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+  });
+
+  it('save-restore: the checkpoint file, a new domid, the file removed once restored', async () => {
+    const h = host('@hang\n');
+    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    const out = await driver.migrate(1, 'save-restore', 30_000);
+    expect(out.where).toMatchObject({ id: '2', state: 'running' });
+    expect(h.commands.map((c) => c.command.replace(h.state, 'DIR'))).toEqual(expect.arrayContaining(['xl save 1 DIR/checkpoint-1.xlsave', 'xl restore DIR/checkpoint-1.xlsave']));
+    expect(existsSync(join(h.state, 'checkpoint-1.xlsave'))).toBe(false);
+  });
+
+  it('a domain that is not there: migrate says where it is (nowhere) and runs no migration', async () => {
+    const h = host('@hang\n');
+    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'other', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    await expect(driver.migrate(1, 'live', 30_000)).rejects.toThrow(/domain other is gone before the migration: nowhere/);
+    expect(h.commands.some((c) => c.command.startsWith('xl migrate'))).toBe(false);
+  });
+});
