@@ -182,3 +182,21 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     expect(r.where).toMatchObject({ host: 'xcp-host-1', state: 'running' });
   });
 });
+
+describe('XAPI console that fbxen cannot read', () => {
+  it('a VM without a tcp: serial target: --evidence console stops with the fix, nothing migrated', async () => {
+    const p = await pool();
+    await p.c.call('VM.remove_from_platform', p.vm, 'hvm_serial');
+    await p.start();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
+    expect(await driver.attachConsole(new ConsoleCapture(undefined))).toBe(false);
+    const out = await migrateTest(
+      { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 1, mode: 'live', load: 'none', keepGoing: false, evidence: 'console', stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x2', dryRun: false },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, pollMs: 5 },
+    );
+    expect(out.error?.exitCode).toBe(ExitCode.environment);
+    expect(out.error?.hint).toMatch(/hvm_serial=tcp/);
+    expect(p.sim.calls).not.toContain('VM.pool_migrate');
+    expect(out.report!.where).toMatchObject({ state: 'running', host: 'xcp-host-1' });
+  });
+});

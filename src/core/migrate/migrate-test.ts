@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { newRunId, transcribingRunner } from '../boot/artifacts.js';
-import { CheckFailedError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError, UsageError } from '../errors.js';
+import { CheckFailedError, EnvironmentError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError, UsageError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -105,7 +105,7 @@ function checkRequest(req: MigrateTestRequest): void {
 async function makeDriver(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner, dir: string, dry: boolean): Promise<MigrationDriver> {
   if (deps.driver) return deps.driver;
   if (req.toolstack === 'xl') {
-    return new XlMigrationDriver({ runner, domain: req.domain, to: req.to ?? 'localhost', backTo: req.backTo ?? hostname(), checkpointDir: dir, xl: deps.env.FBXEN_XL, env: undefined });
+    return new XlMigrationDriver({ runner, domain: req.domain, to: req.to ?? 'localhost', backTo: req.backTo ?? hostname(), checkpointDir: dir, env: deps.env });
   }
   const planOnly = { call: async () => Promise.reject(new Error('dry run')), callAsync: async () => Promise.reject(new Error('dry run')) } as unknown as XapiClient;
   const client = dry ? planOnly : await (deps.connectXapi ?? (() => Promise.reject(new UsageError('no XAPI connection', { hint: 'set FBXEN_XAPI_URL, FBXEN_XAPI_USER and FBXEN_XAPI_PASSWORD' }))))();
@@ -231,7 +231,15 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     skipReason = (await progress.step('Preflight: toolstack, domain, destination', () => driver.preflight(req.mode))) ?? null;
     let before: Bundle | undefined;
     if (skipReason === null) {
-      await progress.step('Attach the console', () => driver.attachConsole(capture));
+      const attached = await progress.step('Attach the console', () => driver.attachConsole(capture));
+      if (!attached && req.evidence === 'console') {
+        throw new EnvironmentError(`the serial console of ${req.domain} cannot be read from here`, {
+          hint:
+            req.toolstack === 'xapi'
+              ? 'the VM needs platform:hvm_serial=tcp:<this host>:<port> (fbxen boot --toolstack xapi --keep with FBXEN_XAPI_CONSOLE_PORT fixed), or use --evidence ssh --ssh root@GUEST'
+              : 'the domain is not on this host: use --evidence ssh --ssh root@GUEST',
+        });
+      }
       await channel.prepare();
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));

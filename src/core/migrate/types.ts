@@ -39,8 +39,8 @@ export interface MigrationDriver {
   locate(): Promise<DomainLocation | undefined>;
   /** iteration N (1-based): one migration (or save + restore); throws MigrationError with where it is */
   migrate(iteration: number, mode: MigrateMode, timeoutMs: number): Promise<MigrationOutcome>;
-  /** (re)attach the serial console to `capture` (after boot and after each migration) */
-  attachConsole(capture: ConsoleCapture): Promise<void>;
+  /** (re)attach the serial console to `capture` (after boot and after each migration); false when it cannot be read from here */
+  attachConsole(capture: ConsoleCapture): Promise<boolean>;
   /** type into the guest's serial console */
   writeConsole(text: string): void;
   close(): Promise<void>;

@@ -176,11 +176,11 @@ export class XapiMigrationDriver implements MigrationDriver {
     return { toolstackMs, where: await this.locate() };
   }
 
-  async attachConsole(capture: ConsoleCapture): Promise<void> {
-    if (this.server) return; // one listener for the run: QEMU reconnects to it after each migration
+  async attachConsole(capture: ConsoleCapture): Promise<boolean> {
+    if (this.server) return true; // one listener for the run: QEMU reconnects to it after each migration
     const vm = await this.record();
     const m = /^tcp:([^:]+|\[[^\]]+\]):(\d+)/.exec(String(vm.platform['hvm_serial'] ?? ''));
-    if (!m) return; // no tcp console: the ssh channel is the way in
+    if (!m) return false; // no tcp console: the ssh channel is the way in
     const port = Number(m[2]);
     const server = net.createServer((sock) => {
       this.socket?.destroy();
@@ -195,6 +195,7 @@ export class XapiMigrationDriver implements MigrationDriver {
       server.listen(port, this.o.listenHost ?? '0.0.0.0', ok);
     });
     this.server = server;
+    return true;
   }
 
   writeConsole(text: string): void {

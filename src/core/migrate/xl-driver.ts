@@ -170,17 +170,18 @@ export class XlMigrationDriver implements MigrationDriver {
     return { toolstackMs, where };
   }
 
-  async attachConsole(capture: ConsoleCapture): Promise<void> {
+  async attachConsole(capture: ConsoleCapture): Promise<boolean> {
     this.detach();
-    if (this.at !== 'localhost') return; // the console of a domain on another host is not reachable here
+    if (this.at !== 'localhost') return false; // the console of a domain on another host is not reachable here
     const where = await this.locate();
-    if (!where || where.name !== this.o.domain) return;
+    if (!where || where.name !== this.o.domain || where.host !== 'localhost') return false;
     // stdin is a pipe held open: xenconsole exits on EOF of its input; typing goes through it.
     const proc = this.o.runner.stream(this.xl, ['console', '-t', 'serial', where.id], { stdin: 'pipe' as unknown as Readable, ...(this.o.env ? { env: this.o.env } : {}) });
     proc.stdin?.on('error', () => undefined);
     proc.stdout.on('data', (d: Buffer) => capture.write(d));
     proc.done.catch(() => undefined);
     this.console = proc;
+    return true;
   }
 
   writeConsole(text: string): void {
