@@ -58,7 +58,7 @@ function hardLinks(txz: string): Map<string, string> {
   return out;
 }
 
-const REPLACED = new Set(['boot/loader.conf', 'etc/rc.conf', 'etc/fstab', 'usr/local/libexec/fbxen-collect', 'usr/local/etc/rc.d/fbxen']);
+const REPLACED = new Set(['boot/loader.conf', 'etc/rc.conf', 'etc/fstab', 'usr/local/libexec/fbxen-collect', 'usr/local/libexec/fbxen-heartbeat', 'usr/local/etc/rc.d/fbxen']);
 
 for (const arch of ['amd64', 'i386'] as const) {
   describe(`image content equals the sets (${arch})`, () => {
@@ -108,6 +108,9 @@ for (const arch of ['amd64', 'i386'] as const) {
         const collector = byPath.get('usr/local/libexec/fbxen-collect')!;
         expect([collector.mode & 0o7777, collector.uid, collector.gid]).toEqual([0o555, 0, 0]);
         expect(img.readAll(collector)).toEqual(readFileSync(join(__dirname, '../../guest/fbxen-collect')));
+        const heartbeat = byPath.get('usr/local/libexec/fbxen-heartbeat')!;
+        expect([heartbeat.mode & 0o7777, heartbeat.uid, heartbeat.gid]).toEqual([0o555, 0, 0]);
+        expect(img.readAll(heartbeat)).toEqual(readFileSync(join(__dirname, '../../guest/fbxen-heartbeat')));
         expect(img.readAll(byPath.get('etc/rc.conf')!).toString()).toContain('hostname="c"');
         // Flags survived: schg on the files FreeBSD marks so.
         expect(byPath.get('usr/bin/su')!.flags).toBe(parseFflags('schg', 'su'));
