@@ -9,16 +9,21 @@ import { ConfigError, UsageError } from '../../src/core/errors.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { createProgram } from '../../src/program.js';
+import type { Runner } from '../../src/core/exec/runner.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { advanced, fixturePair } from '../support/migrate/bundles.js';
+import { SimXl } from '../support/migrate/sim-xl.js';
 
 const REPO = join(import.meta.dirname, '../..');
 const GOLDEN = join(REPO, 'fixtures/migrate');
 
-async function fbxen(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ human: string; json: unknown; calls: string[] }> {
+async function fbxen(args: string[], env: NodeJS.ProcessEnv = {}, runner?: Runner, cwd = '/srv/ci', globalArgs: string[] = []): Promise<{ human: string; json: unknown; calls: string[] }> {
   const out = { human: '', json: undefined as unknown, calls: [] as string[] };
   const make = (globals: GlobalOptions): CommandContext => ({
     globals,
     progress: silentProgress,
-    runner: {
+    runner: runner ?? {
       run: (file, a) => (out.calls.push([file, ...a].join(' ')), Promise.reject(new Error('a dry run runs nothing'))),
       stream: (file, a) => {
         out.calls.push([file, ...a].join(' '));
@@ -33,9 +38,9 @@ async function fbxen(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ hum
       out.json = json;
     },
     env,
-    cwd: '/srv/ci',
+    cwd,
   });
-  await createProgram(make).parseAsync(['migrate-test', ...args], { from: 'user' });
+  await createProgram(make).parseAsync([...globalArgs, 'migrate-test', ...args], { from: 'user' });
   return out;
 }
 
@@ -78,5 +83,32 @@ describe('option validation', () => {
 
   it('refuses a console channel for a domain that will live on another host', async () => {
     await expect(fbxen(['--domain', 'd', '--to', 'dom0-b', '--dry-run'])).rejects.toThrow(UsageError);
+  });
+});
+
+describe('a run through the command (simulated xl and guest: SIMULATION)', () => {
+  it('--json prints the report document; a stuck timer after the migration throws exit 1 after printing', async () => {
+    const ok = await fixturePair('migration-14.1-ok-derived');
+    const sim = new SimXl({ name: 'fbxen-guest', before: ok.before, after: (n) => advanced(ok.after, n) });
+    const cwd = mkdtempSync(join(tmpdir(), 'fbxen-mcmd-'));
+    try {
+      const r = await fbxen(['--domain', 'fbxen-guest', '--iterations', '2', '--step-timeout', '5', '--run-id', 'cmd1'], {}, sim, cwd, ['--json']);
+      const doc = r.json as { status: string; iterations: Array<{ name: string; verdict: string; downtimeMs: number }>; summary: { downtimeMs: { median: number } } };
+      expect(doc.status).toBe('pass');
+      expect(doc.iterations.map((i) => [i.name, i.verdict])).toEqual([['migrate/1', 'pass'], ['migrate/2', 'pass']]);
+      expect(doc.summary.downtimeMs.median).toBeGreaterThan(0);
+      expect(r.human).toMatch(/2\/2 iterations passed; downtime min\/median\/max: /);
+    } finally {
+      sim.stopAll();
+    }
+    const stuck = await fixturePair('migration-14.1-timer-stalled-after-derived');
+    const sim2 = new SimXl({ name: 'fbxen-guest', before: stuck.before, after: () => stuck.after });
+    try {
+      const err = await fbxen(['--domain', 'fbxen-guest', '--iterations', '3', '--step-timeout', '5', '--run-id', 'cmd2'], {}, sim2, cwd).catch((e: unknown) => e);
+      expect((err as { exitCode: number }).exitCode).toBe(1);
+      expect(String((err as Error).message)).toMatch(/migrate-test failed: migrate\/1/);
+    } finally {
+      sim2.stopAll();
+    }
   });
 });
