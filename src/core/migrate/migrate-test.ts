@@ -206,6 +206,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   let skipReason: string | null = null;
   let firstError: FbxenError | undefined;
   let where: DomainLocation | undefined;
+  /** the heartbeat run the guest is executing now, if any */
+  let running: string | undefined;
   const forget = deps.cleanup.push('close the migrate-test console and heartbeat', async () => {
     await channel.close();
     await driver.close();
@@ -256,6 +258,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       const result: IterationResult = { name, verdict: 'pass', reason: '', downtimeMs: null, downtime: null, toolstackMs: null, clockOffsetMs: { before: null, after: null }, probes: [], where: null, disk: null };
       iterations.push(result);
       await progress.step(`${name}: heartbeat`, async () => {
+        running = hbRun;
         await channel.startHeartbeat(hbRun, req.load, hbMax);
         const pre = await waitForBeats(channel, hbRun, 0, roll, stepMs, signal, pollMs);
         if (!pre.ok) progress.warn(`${name}: no heartbeat from the guest within ${req.stepTimeoutSec} s: the downtime will not be measured (is ${req.guestHeartbeat ?? '/usr/local/libexec/fbxen-heartbeat'} in the guest?)`);
@@ -275,6 +278,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         result.reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
         firstError ??= err instanceof FbxenError ? err : new ToolstackError(String(err));
         await channel.stopHeartbeat(hbRun).catch(() => undefined);
+        running = undefined;
         // The loop goes on only with a domain that still runs where fbxen can reach it.
         if (req.keepGoing && where?.state === 'running' && where.name === req.domain) continue;
         break;
@@ -289,11 +293,13 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       await driver.attachConsole(capture);
       const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
+      running = undefined;
       const lines = channel.heartbeatLines();
       await writeFileAtomic(join(dir, `heartbeat-${i}.log`), lines.filter((l) => l.text.includes(hbRun)).map((l) => `${l.hostMs ?? '-'} ${l.text}\n`).join(''));
       const parsed = parseHeartbeat(lines, hbRun);
       // Without a beat from after the resume the largest gap would be some gap before the migration.
-      const estimate: DowntimeEstimate | undefined = post.lastSeq > seqBefore ? estimateDowntime(parsed) : undefined;
+      const estimate: DowntimeEstimate | undefined = post.ok ? estimateDowntime(parsed) : undefined;
+      if (!post.ok && seqBefore > 0) progress.warn(`${name}: less than ${roll} s of heartbeat after the migration: the downtime is not measured`);
       if (req.load === 'disk' || req.load === 'all') result.disk = { rounds: parsed.disk.length, bad: parsed.disk.filter((d) => !d.ok).length };
       if (estimate) {
         result.downtime = estimate;
@@ -350,6 +356,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       last.reason = firstError.message.split('\n')[0]!;
     }
   } finally {
+    // A heartbeat left running (Ctrl-C, an error) is told to stop; it also stops by itself (--max-seconds).
+    const hb = running;
+    if (hb) await Promise.race([channel.stopHeartbeat(hb).catch(() => undefined), sleep(5000)]);
     where = (await driver.locate().catch(() => undefined)) ?? where;
     forget();
     await channel.close().catch(() => undefined);
