@@ -88,6 +88,18 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
     expect(await new XapiMigrationDriver({ client: p.c, domain: 'ghost' }).preflight('live')).toMatch(/no VM named ghost/);
   });
 
+  it('preflight skips when XAPI does not allow the operation now, or the destination is in maintenance', async () => {
+    const p = await pool();
+    await p.start();
+    await p.c.call('VM.set_allowed_operations', p.vm, ['hard_shutdown', 'clean_shutdown']);
+    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).toMatch(/XAPI does not allow pool_migrate .*PV drivers/);
+    await p.c.call('VM.set_allowed_operations', p.vm, ['pool_migrate', 'suspend']);
+    const hosts = (await p.c.call('host.get_all')) as string[];
+    await p.c.call('host.set_enabled', hosts[1]!, false);
+    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).toMatch(/xcp-host-2 is disabled/);
+    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('save-restore')).toBeUndefined();
+  });
+
   it('a migration that fails half-way says where the VM is (still running at the source)', async () => {
     const p = await pool();
     await p.start();

@@ -25,6 +25,7 @@ const VmRecord = z
     VBDs: z.array(z.string()),
     VIFs: z.array(z.string()).default([]),
     platform: z.record(z.string(), z.unknown()).default({}),
+    allowed_operations: z.array(z.string()).optional(),
   })
   .loose();
 
@@ -83,10 +84,18 @@ export class XapiMigrationDriver implements MigrationDriver {
     if (vm.power_state !== 'Running') return `VM ${this.o.domain} is ${vm.power_state}, not Running`;
     const hosts = await this.hosts();
     this.home = vm.resident_on;
+    // XAPI lists what it would allow now; HVM guests are refused live migration until PV drivers are
+    // detected (xe-guest-utilities in FreeBSD), which shows up here.
+    const allowed = vm.allowed_operations;
+    const needed = mode === 'save-restore' ? 'suspend' : this.o.destSr ? undefined : 'pool_migrate';
+    if (allowed && needed && !allowed.includes(needed)) {
+      return `XAPI does not allow ${needed} for ${this.o.domain} now (allowed: ${allowed.join(', ') || 'none'}); for live migration of an HVM guest XAPI wants PV drivers detected (the xe-guest-utilities port in FreeBSD)`;
+    }
     if (mode === 'save-restore') return undefined;
     const others = Object.entries(hosts).filter(([ref]) => ref !== vm.resident_on);
     const wanted = this.o.to ? others.find(([ref, h]) => h.name_label === this.o.to || h.uuid === this.o.to || h.address === this.o.to || ref === this.o.to) : others[0];
     if (!wanted) return this.o.to ? `no other host named ${this.o.to} in the pool (the VM runs on ${this.hostNames.get(vm.resident_on) ?? vm.resident_on})` : 'the pool has one host: nowhere to migrate to';
+    if (wanted[1]['enabled'] === false) return `the destination host ${wanted[1].name_label} is disabled (maintenance mode)`;
     this.dest = wanted[0];
     // VM.pool_migrate moves memory only: each disk must be on an SR both hosts see.
     const srs = expectShape(RecordMap(SrRecord), await this.o.client.call('SR.get_all_records'), 'SR.get_all_records');
