@@ -96,7 +96,9 @@ describe('a run through the command (simulated xl and guest: SIMULATION)', () =>
       const doc = r.json as { status: string; iterations: Array<{ name: string; verdict: string; downtimeMs: number }>; summary: { downtimeMs: { median: number } } };
       expect(doc.status).toBe('pass');
       expect(doc.iterations.map((i) => [i.name, i.verdict])).toEqual([['migrate/1', 'pass'], ['migrate/2', 'pass']]);
-      expect(doc.summary.downtimeMs.median).toBeGreaterThan(0);
+      // (The values are not checked here: the command stamps console lines with the real clock while the
+      // simulated guest's clock runs 20 times faster; flow.test.ts checks them with one clock.)
+      expect(doc.summary.downtimeMs.median).toEqual(expect.any(Number));
       expect(r.human).toMatch(/2\/2 iterations passed; downtime min\/median\/max: /);
     } finally {
       sim.stopAll();

@@ -238,3 +238,19 @@ describe('Ctrl-C (SIMULATION)', () => {
     expect(existsSync(join(r.artifactsDir, 'report.json'))).toBe(true);
   });
 });
+
+describe('the console of NAME--incoming (SIMULATION)', () => {
+  it('a slow migration: fbxen attaches to the incoming domain while it runs, so no beat after the resume is lost', async () => {
+    const sim = await scenario({ pauseMs: 8000 }); // 400 ms of host time at the simulation's speed
+    // 8 s is more than half a XENTIMER wrap: the gap is measured by anchoring both sides to the wall
+    // clock, which gets tighter with more second boundaries, hence 3 s of heartbeat on each side.
+    const out = await run(sim, request({ iterations: 1, rollSeconds: 3 }));
+    const it = out.report!.iterations[0]!;
+    expect(it.verdict).toBe('pass');
+    expect(sim.calls).toContain('xl console -t serial 6'); // the incoming domid, attached during the migration
+    expect(it.downtime!.lostBeats).toBe(0);
+    const [start, end] = sim.pauses[0]!;
+    expect(Math.abs(it.downtimeMs! - (end - start))).toBeLessThanOrEqual(20);
+    expect(it.downtime!.uncertaintyMs).toBeLessThanOrEqual(20);
+  });
+});

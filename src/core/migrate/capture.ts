@@ -10,8 +10,6 @@ const MAX_LINES = 2_000_000;
 
 export class ConsoleCapture {
   readonly lines: StampedLine[] = [];
-  private partial = '';
-  private partialAt: number | undefined;
   private text = '';
   private file: WriteStream | undefined;
   /** bumped on every chunk, so waiters can tell whether anything new arrived */
@@ -28,6 +26,21 @@ export class ConsoleCapture {
   }
 
   write(chunk: Buffer | string): void {
+    this.writeFrom(this.main, chunk);
+  }
+
+  /**
+   * A second console client on the same guest (the incoming domain during an xl migration) keeps its
+   * own partial line, so the two streams never splice into one line.
+   */
+  source(): (chunk: Buffer | string) => void {
+    const state = { partial: '', partialAt: undefined as number | undefined };
+    return (chunk) => this.writeFrom(state, chunk);
+  }
+
+  private readonly main = { partial: '', partialAt: undefined as number | undefined };
+
+  private writeFrom(state: { partial: string; partialAt: number | undefined }, chunk: Buffer | string): void {
     const s = typeof chunk === 'string' ? chunk : chunk.toString('latin1');
     const at = this.now();
     this.file?.write(s);
@@ -35,9 +48,9 @@ export class ConsoleCapture {
     // The text is only searched for frames; keep its tail bounded on a chatty console.
     if (this.text.length > 64 * 1024 * 1024) this.text = this.text.slice(-32 * 1024 * 1024);
     this.version++;
-    let rest = this.partial + s;
+    let rest = state.partial + s;
     // A line's arrival is when its first byte arrived: it was written then.
-    let lineAt = this.partial ? (this.partialAt ?? at) : at;
+    let lineAt = state.partial ? (state.partialAt ?? at) : at;
     for (;;) {
       const nl = rest.indexOf('\n');
       if (nl < 0) break;
@@ -46,8 +59,8 @@ export class ConsoleCapture {
       lineAt = at;
     }
     if (this.lines.length > MAX_LINES) this.lines.splice(0, this.lines.length - MAX_LINES);
-    this.partial = rest;
-    this.partialAt = rest ? lineAt : undefined;
+    state.partial = rest;
+    state.partialAt = rest ? lineAt : undefined;
   }
 
   /** Everything received so far (for frame extraction). */

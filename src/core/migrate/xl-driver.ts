@@ -42,7 +42,10 @@ export class XlMigrationDriver implements MigrationDriver {
   private readonly xl: string;
   /** where the domain should be now: 'localhost' or options.to */
   private at: string = 'localhost';
-  private console: StreamingProcess | undefined;
+  private console: { proc: StreamingProcess; domid: string; alive: boolean } | undefined;
+  /** the console of NAME--incoming, attached while a localhost migration runs */
+  private incoming: { proc: StreamingProcess; domid: string; alive: boolean } | undefined;
+  private capture: ConsoleCapture | undefined;
 
   constructor(private readonly o: XlDriverOptions) {
     this.xl = o.xl ?? 'xl';
@@ -139,30 +142,35 @@ export class XlMigrationDriver implements MigrationDriver {
     const domid = await this.domid();
     const { steps, checkpoint } = this.commandFor(iteration, mode, domid, this.at);
     let toolstackMs = 0;
-    for (const [file, args, what] of steps) {
-      let r: RunResult;
-      const started = Date.now();
-      try {
-        // No abort signal: killing xl half-way through a migration can leave the domain suspended.
-        r = await this.o.runner.run(file, args, { timeoutMs, allowFailure: true, ...(this.o.env ? { env: this.o.env } : {}) });
-      } catch (err) {
-        const where = await this.locate();
-        if (err instanceof TimeoutError) {
-          throw new MigrationTimeoutError(`${what} of ${this.o.domain} did not finish within ${Math.round(timeoutMs / 1000)} s; the domain is now: ${describeLocation(where)}`, where, {
-            hint: `fbxen destroyed nothing: look at \`xl list\`${checkpoint && what === 'restore' ? ` (the checkpoint ${checkpoint} is kept)` : ''}; raise --step-timeout if the host is just slow`,
+    const stopWatching = mode === 'live' && !this.remote ? this.watchIncoming() : async () => undefined;
+    try {
+      for (const [file, args, what] of steps) {
+        let r: RunResult;
+        const started = Date.now();
+        try {
+          // No abort signal: killing xl half-way through a migration can leave the domain suspended.
+          r = await this.o.runner.run(file, args, { timeoutMs, allowFailure: true, ...(this.o.env ? { env: this.o.env } : {}) });
+        } catch (err) {
+          const where = await this.locate();
+          if (err instanceof TimeoutError) {
+            throw new MigrationTimeoutError(`${what} of ${this.o.domain} did not finish within ${Math.round(timeoutMs / 1000)} s; the domain is now: ${describeLocation(where)}`, where, {
+              hint: `fbxen destroyed nothing: look at \`xl list\`${checkpoint && what === 'restore' ? ` (the checkpoint ${checkpoint} is kept)` : ''}; raise --step-timeout if the host is just slow`,
+            });
+          }
+          throw err;
+        }
+        toolstackMs += Date.now() - started;
+        if (r.exitCode !== 0) {
+          const where = await this.locate();
+          const stderr = r.stderr.trim().split('\n').slice(-4).join('\n');
+          const saved = checkpoint && what === 'restore' && !where ? { host: 'localhost', id: '-', name: this.o.domain, state: 'saved' as const, note: `in ${checkpoint}: \`xl restore ${checkpoint}\` brings it back` } : where;
+          throw new MigrationError(`${what} of ${this.o.domain} failed (exit ${r.exitCode})${stderr ? `:\n${stderr}` : ''}\nthe domain is now: ${describeLocation(saved)}`, saved, {
+            hint: saved ? 'fbxen destroyed nothing; inspect the domain where it is (xl list, the console log)' : 'the domain vanished: read the console log and /var/log/xen/',
           });
         }
-        throw err;
       }
-      toolstackMs += Date.now() - started;
-      if (r.exitCode !== 0) {
-        const where = await this.locate();
-        const stderr = r.stderr.trim().split('\n').slice(-4).join('\n');
-        const saved = checkpoint && what === 'restore' && !where ? { host: 'localhost', id: '-', name: this.o.domain, state: 'saved' as const, note: `in ${checkpoint}: \`xl restore ${checkpoint}\` brings it back` } : where;
-        throw new MigrationError(`${what} of ${this.o.domain} failed (exit ${r.exitCode})${stderr ? `:\n${stderr}` : ''}\nthe domain is now: ${describeLocation(saved)}`, saved, {
-          hint: saved ? 'fbxen destroyed nothing; inspect the domain where it is (xl list, the console log)' : 'the domain vanished: read the console log and /var/log/xen/',
-        });
-      }
+    } finally {
+      await stopWatching();
     }
     if (checkpoint) await rm(checkpoint, { force: true });
     if (this.remote && mode === 'live') this.at = this.at === 'localhost' ? this.o.to : 'localhost';
@@ -171,31 +179,83 @@ export class XlMigrationDriver implements MigrationDriver {
   }
 
   async attachConsole(capture: ConsoleCapture): Promise<boolean> {
-    this.detach();
-    if (this.at !== 'localhost') return false; // the console of a domain on another host is not reachable here
+    this.capture = capture;
+    if (this.at !== 'localhost') {
+      this.detach();
+      return false; // the console of a domain on another host is not reachable here
+    }
     const where = await this.locate();
-    if (!where || where.name !== this.o.domain || where.host !== 'localhost') return false;
-    // stdin is a pipe held open: xenconsole exits on EOF of its input; typing goes through it.
-    const proc = this.o.runner.stream(this.xl, ['console', '-t', 'serial', where.id], { stdin: 'pipe' as unknown as Readable, ...(this.o.env ? { env: this.o.env } : {}) });
-    proc.stdin?.on('error', () => undefined);
-    proc.stdout.on('data', (d: Buffer) => capture.write(d));
-    proc.done.catch(() => undefined);
-    this.console = proc;
+    if (!where || where.name !== this.o.domain || where.host !== 'localhost') {
+      this.detach();
+      return false;
+    }
+    // Already attached to this domid: the console opened on NAME--incoming during the migration.
+    if (this.incoming?.alive && this.incoming.domid === where.id) {
+      this.detach();
+      this.console = this.incoming;
+      this.incoming = undefined;
+      return true;
+    }
+    if (this.console?.alive && this.console.domid === where.id) return true;
+    this.detach();
+    this.console = this.open(where.id, capture.write.bind(capture));
     return true;
   }
 
+  private open(domid: string, sink: (chunk: Buffer) => void): { proc: StreamingProcess; domid: string; alive: boolean } {
+    // stdin is a pipe held open: xenconsole exits on EOF of its input; typing goes through it.
+    const proc = this.o.runner.stream(this.xl, ['console', '-t', 'serial', domid], { stdin: 'pipe' as unknown as Readable, ...(this.o.env ? { env: this.o.env } : {}) });
+    const handle = { proc, domid, alive: true };
+    proc.stdin?.on('error', () => undefined);
+    proc.stdout.on('data', sink);
+    proc.done.then(
+      () => (handle.alive = false),
+      () => (handle.alive = false),
+    );
+    return handle;
+  }
+
+  /**
+   * While a localhost migration runs, attach a second console to NAME--incoming as soon as it appears:
+   * the guest's first lines after the resume are then not lost to a console that is not attached yet.
+   * The old console stays attached until its domain goes.
+   */
+  private watchIncoming(): () => Promise<void> {
+    let stopped = false;
+    const capture = this.capture;
+    const watcher = (async () => {
+      if (!capture) return;
+      while (!stopped) {
+        await new Promise((r) => setTimeout(r, 200));
+        if (stopped) return;
+        const rows = await this.rows('localhost');
+        const inc = rows?.find((r) => r.name === `${this.o.domain}--incoming`);
+        if (inc) {
+          this.incoming = this.open(String(inc.domid), capture.source());
+          return;
+        }
+      }
+    })();
+    return async () => {
+      stopped = true;
+      await watcher.catch(() => undefined);
+    };
+  }
+
   writeConsole(text: string): void {
-    this.console?.stdin?.write(text);
+    this.console?.proc.stdin?.write(text);
   }
 
   private detach(): void {
-    this.console?.stdin?.end();
+    this.console?.proc.stdin?.end();
     this.console = undefined;
   }
 
   async close(): Promise<void> {
-    const c = this.console;
+    const all = [this.console, this.incoming].filter((c) => c !== undefined);
     this.detach();
-    if (c) await Promise.race([c.done.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
+    this.incoming?.proc.stdin?.end();
+    this.incoming = undefined;
+    for (const c of all) await Promise.race([c.proc.done.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
   }
 }

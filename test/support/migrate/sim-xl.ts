@@ -70,7 +70,8 @@ export class SimXl implements Runner {
   private loggedIn: boolean;
   /** virtual [start, end] of every pause, for the tests' expected downtime */
   readonly pauses: Array<[number, number]> = [];
-  private console: { domid: number; out: PassThrough; end: () => void } | undefined;
+  /** console clients by domid (xenconsole per domain); output goes to the running domain's */
+  private consoles = new Map<number, { out: PassThrough; end: () => void }>();
   private heartbeats = new Map<string, { seq: number; next: number; timer: NodeJS.Timeout }>();
   private rand = 1;
 
@@ -90,7 +91,9 @@ export class SimXl implements Runner {
 
   private emit(text: string): void {
     // Output reaches the host only through an attached console (QEMU's pty drops it otherwise).
-    if (this.running && !this.hung) this.console?.out.write(text);
+    if (!this.running || this.hung) return;
+    const dom = this.domains.find((d) => d.name === this.scenario.name && d.state === 'r');
+    if (dom) this.consoles.get(dom.domid)?.out.write(text);
   }
 
   private sleepReal(ms: number): Promise<void> {
@@ -121,7 +124,7 @@ export class SimXl implements Runner {
   }
 
   private closeConsoleOf(domid: number): void {
-    if (this.console?.domid === domid) this.console.end();
+    this.consoles.get(domid)?.end();
   }
 
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -159,10 +162,16 @@ export class SimXl implements Runner {
         }
         if (this.scenario.failOn?.includes(n)) {
           await this.pause(pauseMs / 2);
+          this.nextDomid++; // the receiver's NAME--incoming came and went
           return this.result(args, 1, '', 'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\nlibxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain 5:saving domain: domain did not respond to suspend request: Invalid argument\nmigration sender: libxl_domain_suspend failed (rc=-8)\nMigration failed, resuming at sender.\n');
         }
+        // The receiver builds NAME--incoming (paused) while the sender transfers; at the end the
+        // sender's copy goes and the incoming one takes the name and runs.
+        const incoming: Dom | undefined = cmd === 'migrate' ? { domid: this.nextDomid++, name: `${this.scenario.name}--incoming`, state: 'p' } : undefined;
+        if (incoming) this.domains.push(incoming);
         await this.pause(pauseMs);
         this.closeConsoleOf(d.domid);
+        if (incoming) this.domains = this.domains.filter((x) => x !== incoming);
         if (this.scenario.vanishOn?.includes(n)) {
           this.domains = this.domains.filter((x) => x !== d);
           return this.result(args, 0, '', 'Migration successful.\n');
@@ -173,7 +182,7 @@ export class SimXl implements Runner {
           this.running = false;
           return this.result(args, 0, '', `Saving to ${rest[1]} new xl format (info 0x3/0x0/1342)\n`);
         }
-        d.domid = this.nextDomid++;
+        d.domid = incoming!.domid;
         if (this.scenario.hungAfter?.includes(n)) this.hung = true;
         return this.result(args, 0, '', 'migration target: Ready to receive domain.\nmigration sender: Target has acknowledged transfer.\nmigration sender: Giving target permission to start.\nmigration target: Got permission, starting domain.\nmigration target: Domain started successsfully.\nmigration sender: Target reports successful startup.\nMigration successful.\n');
       }
@@ -216,13 +225,14 @@ export class SimXl implements Runner {
         cb();
       },
     });
+    const domid = d.domid;
     const end = () => {
-      if (this.console?.out === out) this.console = undefined;
+      if (this.consoles.get(domid)?.out === out) this.consoles.delete(domid);
       out.end();
       finish(this.result(args, 0));
     };
     stdin.on('finish', end);
-    this.console = { domid: d.domid, out, end };
+    this.consoles.set(domid, { out, end });
     return { stdout: out, stdin, done, kill: end };
   }
 
