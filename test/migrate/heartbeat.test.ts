@@ -168,6 +168,11 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
         expect(err).toBeLessThanOrEqual(20);
         expect(err).toBeLessThanOrEqual((est!.uncertaintyMs ?? Infinity) + 2);
         expect(est!.lostBeats).toBe(t.lostAfter);
+        // The clock offset: guest wall clock minus host arrival time, known here by construction.
+        const offset = (1_790_000_000 + t.wallOffset) * 1000;
+        expect(est!.clockOffsetMs.before).not.toBeNull();
+        expect(Math.abs(est!.clockOffsetMs.before! - offset)).toBeLessThanOrEqual(15);
+        if (est!.clockOffsetMs.after !== null) expect(Math.abs(est!.clockOffsetMs.after - offset - t.wallStepMs)).toBeLessThanOrEqual(15);
       }),
       { numRuns: 150 },
     );
@@ -257,7 +262,9 @@ describe('the ssh channel with the real runner (fake ssh and sysctl stand-in: SI
       expect(hb.disk.every((d) => d.ok)).toBe(true);
       const est = estimateDowntime(hb)!;
       // Same clock on both sides (the stand-in reads the host's): the anchored offset is the pipe latency.
-      expect(Math.abs(est.clockOffsetMs.before!)).toBeLessThan(30);
+      const offsets = [est.clockOffsetMs.before, est.clockOffsetMs.after].filter((o) => o !== null);
+      expect(offsets.length).toBeGreaterThan(0);
+      for (const o of offsets) expect(Math.abs(o)).toBeLessThan(30);
       // Nothing paused this "guest"; a loaded CI host can still stall the shell for a while.
       expect(est.downtimeMs).toBeLessThan(1000);
       await ch.close();

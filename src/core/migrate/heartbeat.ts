@@ -292,8 +292,17 @@ function anchor(s: Segment): void {
 
 const ANCHOR_SLACK_S = 0.003;
 
+function splitAt(seg: Segment, k: number): [Segment, Segment] {
+  const a: Segment = { beats: seg.beats.slice(0, k), t: seg.t.slice(0, k), oLo: undefined, oHi: undefined };
+  const b: Segment = { beats: seg.beats.slice(k), t: seg.t.slice(k), oLo: undefined, oHi: undefined };
+  anchor(a);
+  anchor(b);
+  return [a, b];
+}
+
+/** Guest wall clock minus host clock (ms); null when the side is too short to pin its wall clock (no second boundary within ~20 ms). */
 function clockOffset(seg: Segment | undefined): number | null {
-  if (!seg || seg.oLo === undefined || seg.oHi === undefined) return null;
+  if (!seg || seg.oLo === undefined || seg.oHi === undefined || seg.oHi - seg.oLo > 0.02) return null;
   const o = (seg.oLo + seg.oHi) / 2;
   let best = -Infinity;
   seg.beats.forEach((b, k) => {
@@ -348,8 +357,10 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
       if (best) {
         const c: Cand = best;
         const m = c.after.seq - c.before.seq;
-        const before = clockOffset(c.segBefore);
-        const after = clockOffset(c.segAfter);
+        // Offsets on each side of the gap, each side anchored on its own (inside one stretch too).
+        const sides = c.segBefore === c.segAfter ? splitAt(c.segBefore, c.segBefore.beats.indexOf(c.after)) : [c.segBefore, c.segAfter];
+        const before = clockOffset(sides[0]);
+        const after = clockOffset(sides[1]);
         let gap = c.gap;
         // The guest re-reads the wall clock on resume (inittodr): a step of its offset against the host
         // is not downtime. Only corrected when the step is larger than the anchoring error.
