@@ -90,3 +90,14 @@ describe('SVG chart', () => {
     );
   });
 });
+
+describe('golden renderings', () => {
+  it('the text table, JUnit and SVG of a fixed three-iteration report', async () => {
+    const { join } = await import('node:path');
+    const dir = join(import.meta.dirname, '../../fixtures/migrate');
+    const r = report([it_('migrate/1', 'pass', 120), it_('migrate/2', 'fail', 80), it_('migrate/3', 'error', null, { where: { host: 'localhost', id: '7', name: 'g--migratedaway', state: 'suspended', note: 'also g--incoming (8) paused on localhost' } })], 'fail');
+    await expect(renderMigrateText(r)).toMatchFileSnapshot(join(dir, 'report-text.txt'));
+    await expect(renderMigrateJunit(r)).toMatchFileSnapshot(join(dir, 'report-junit.xml'));
+    await expect(renderDowntimeSvg(r)).toMatchFileSnapshot(join(dir, 'downtime.svg'));
+  });
+});
