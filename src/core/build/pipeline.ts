@@ -216,24 +216,21 @@ async function* followFile(path: string, writer: Promise<unknown>, signal: Abort
   const fh = await open(path, 'r');
   try {
     let pos = 0;
-    // A buffer is handed out with its data; empty reads at the growing end reuse the same one.
-    let buf = Buffer.allocUnsafe(CHUNK);
     while (true) {
+      const buf = Buffer.allocUnsafe(CHUNK);
       const wasExited = exited; // read after the writer exited: an empty read is then the true end
       const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
       if (bytesRead > 0) {
         pos += bytesRead;
         yield buf.subarray(0, bytesRead);
-        buf = Buffer.allocUnsafe(CHUNK);
-        // Caught up with the writer: give it time to write about a chunk (xz writes ~70-100 MB/s).
-        if (bytesRead < CHUNK / 2 && !exited) await sleep(8, signal);
+        if (bytesRead < CHUNK / 4 && !exited) await sleep(2, signal); // let the writer get ahead
         continue;
       }
       if (wasExited) {
         if (failure !== undefined) throw failure;
         return;
       }
-      await sleep(8, signal);
+      await sleep(2, signal);
     }
   } finally {
     await fh.close();
