@@ -99,12 +99,12 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const raw = join(req.outDir, `${req.name}.raw`);
   // xz reads local files: the --dist files, or the verified copies in the download cache.
   const local = (s: string) => (remote ? join(req.cacheDir, 'dist', `<sha256 of ${s}.txz>.txz`) : at(`${s}.txz`));
-  const setTar = (s: string) => (req.useCache ? join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`) : `${join(req.outDir, `.fbxen-scratch-<pid>`, `${s}.tar`)} (removed after the build)`);
+  const setTar = (s: string) => (req.useCache ? join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`) : join(req.outDir, `.fbxen-scratch-<pid>`, `${s}.tar`));
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
     `${formatCommand('xz', ['-dc', '-T0', local('kernel')])} > ${setTar('kernel')}   (concurrently)`,
-    `${formatCommand('xz', ['-dc', '-T0', local('base')])} > ${setTar('base')}, read while it grows -> fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}`,
+    `${formatCommand('xz', ['-dc', '-T0', local('base')])} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
     `fbxen tar reader ${setTar('kernel')} -> the same UFS2 file system`,
     `write templates (templates/files.yaml of fbxen)${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
     'check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci',

@@ -16,8 +16,6 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Called with each line of stderr as it arrives (progress display). */
   onStderrLine?: (line: string) => void;
-  /** Send stdout to this (existing) file instead of capturing it; result.stdout is then ''. */
-  stdoutFile?: string;
 }
 
 export interface RunResult {
@@ -122,8 +120,6 @@ export function createExecaRunner(options: { onCommand?: (record: CommandRecord)
           reject: false,
           stripFinalNewline: false,
           ...(opts.onStderrLine ? { stderr: ['pipe', lineSink(opts.onStderrLine)] } : {}),
-          // execa would also keep a copy of stdout in memory (and stop at maxBuffer): not for a file.
-          ...(opts.stdoutFile ? { stdout: { file: opts.stdoutFile, append: true }, buffer: { stdout: false, stderr: true } } : {}),
         });
         const r = await sub;
         const result = toResult(command, r, Date.now() - startedAt);
