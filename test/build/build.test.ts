@@ -121,6 +121,17 @@ describe('fbxen build: reproducibility and the cache', () => {
     expect(listing(join(a.cache, 'sets'))).toEqual([]);
   });
 
+  it('gives the same bytes when the decompressor writes slowly, in small pieces (the reader follows the growing file)', () => {
+    const normal = buildSample(['--name', 'x', '--json', '--no-cache', '--format', 'raw']);
+    const slow = buildSample(['--name', 'x', '--json', '--no-cache', '--format', 'raw'], {
+      env: { PATH: `${join(REPO, 'test/support/slow-bin')}:${process.env.PATH}`, SLOW_XZ_BYTES: '65536', SLOW_XZ_SECONDS: '0.01' },
+    });
+    expect(slow.code, slow.stderr).toBe(0);
+    const sha = (r: typeof normal) => (JSON.parse(r.stdout) as BuildJson).outputs[0]!.sha256;
+    expect(sha(slow)).toBe(sha(normal));
+    expect(listing(slow.out)).toEqual(['build.json', 'x.raw']);
+  });
+
   it('builds i386 too', () => {
     const r = buildSample(['--json', '--format', 'raw'], { arch: 'i386' });
     expect(r.code, r.stderr).toBe(0);
