@@ -103,7 +103,7 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
-    `${formatCommand('xz', ['-dc', '-T0', local('kernel')])} > ${setTar('kernel')}   (concurrently)`,
+    `${formatCommand('nice', ['-n', '10', 'xz', '-dc', '-T0', local('kernel')])} > ${setTar('kernel')}   (concurrently, below the base set's xz)`,
     `${formatCommand('xz', ['-dc', '-T0', local('base')])} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
     `fbxen tar reader ${setTar('kernel')} -> the same UFS2 file system`,
     `write templates (templates/files.yaml of fbxen)${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
