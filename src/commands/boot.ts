@@ -77,18 +77,8 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
     })) as XapiModule;
     return xapi.bootWithXapi(
       {
-        image: o.image,
+        ...commonBootRequest(o),
         name: o.name ?? defaultDomainName({ path: resolve(ctx.cwd, o.image), format: 'raw', size: 0 }),
-        runId: o.runId,
-        vcpus: o.vcpus,
-        memoryMiB: o.memory,
-        iso: o.iso,
-        emptyCdrom: o.emptyCdrom,
-        keep: o.keep,
-        timeoutSec: o.timeout,
-        dryRun: o.dryRun,
-        verify: o.verify,
-        artifactsRoot: o.artifacts,
         network: o.network,
         sr: o.sr,
         caFile: o.caFile,
@@ -108,12 +98,16 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
 
 /** The xl request for these options (also what `fbxen config xl` renders). */
 export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
+  return { ...commonBootRequest(o), name: o.name, bridge: o.bridge, graceSec: o.grace };
+}
+
+/** What every toolstack's boot request says the same way. */
+function commonBootRequest(o: z.infer<typeof BootOptions>) {
   return {
     image: o.image,
-    name: o.name,
+    runId: o.runId,
     vcpus: o.vcpus,
     memoryMiB: o.memory,
-    bridge: o.bridge,
     iso: o.iso,
     emptyCdrom: o.emptyCdrom,
     keep: o.keep,
@@ -121,8 +115,6 @@ export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
     dryRun: o.dryRun,
     verify: o.verify,
     artifactsRoot: o.artifacts,
-    runId: o.runId,
-    graceSec: o.grace,
   };
 }
 
