@@ -25,3 +25,19 @@ export interface BootResult {
 
 /** How a run ended; recorded in run.json. */
 export type RunOutcome = 'running' | 'kept' | 'verified' | 'collected' | 'failed' | 'timeout' | 'interrupted' | 'dry-run';
+
+/** What a boot request says whatever the toolstack. */
+export interface BootRequestBase {
+  image: string;
+  vcpus: number;
+  memoryMiB: number;
+  iso?: string | undefined;
+  emptyCdrom: boolean;
+  keep: boolean;
+  timeoutSec: number;
+  dryRun: boolean;
+  verify: boolean;
+  artifactsRoot: string;
+  /** Fixed run id (CI correlation, golden plans); default: time + random. */
+  runId?: string | undefined;
+}

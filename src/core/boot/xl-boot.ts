@@ -17,25 +17,13 @@ import { describeBadCharacter, renderXlConfig, macForName, uuidForName, validate
 import { XlToolstack, type ConsoleAttachment } from '../toolstack/xl/xl-toolstack.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, transcribingRunner, writeRunRecord, type RunArtifacts, type RunRecord } from './artifacts.js';
 import { defaultDomainName, inspectImage, type ImageInfo } from './image.js';
-import type { BootResult, RunOutcome } from './types.js';
+import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
 
-export interface XlBootRequest {
-  image: string;
+export interface XlBootRequest extends BootRequestBase {
   name?: string | undefined;
-  vcpus: number;
-  memoryMiB: number;
   bridge: string;
-  iso?: string | undefined;
-  emptyCdrom: boolean;
-  keep: boolean;
-  timeoutSec: number;
-  dryRun: boolean;
-  verify: boolean;
-  artifactsRoot: string;
-  /** Fixed run id (CI correlation, golden plans); default: time + random. */
-  runId?: string | undefined;
   /** Seconds `xl shutdown -w` may take before `xl destroy`. */
   graceSec?: number | undefined;
 }

@@ -23,7 +23,7 @@ import type { Runner } from '../../exec/runner.js';
 import type { Progress } from '../../progress.js';
 import type { CleanupStack } from '../../util/cleanup.js';
 import { writeFileAtomic } from '../../util/atomic.js';
-import type { BootResult, RunOutcome } from '../../boot/types.js';
+import type { BootRequestBase, BootResult, RunOutcome } from '../../boot/types.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from '../../boot/artifacts.js';
 import { waitForFrame } from '../../boot/wait-for-frame.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
@@ -33,24 +33,12 @@ import { openConsoleListener, type ConsoleListener } from './console.js';
 import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
 import type { XapiValue } from './xmlrpc.js';
 
-export interface XapiBootRequest {
-  image: string;
+export interface XapiBootRequest extends BootRequestBase {
   name: string;
-  vcpus: number;
-  memoryMiB: number;
-  iso?: string | undefined;
-  emptyCdrom: boolean;
-  keep: boolean;
-  timeoutSec: number;
-  dryRun: boolean;
-  verify: boolean;
-  artifactsRoot: string;
   network?: string | undefined;
   sr?: string | undefined;
   caFile?: string | undefined;
   insecure: boolean;
-  /** Optional: the run id (default: time + random suffix). */
-  runId?: string | undefined;
 }
 
 export interface XapiBootDeps {
