@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
-import { ConsoleCapture, XlMigrationDriver } from '../../src/core/migrate/index.js';
+import { ConsoleCapture, MigrationError, MigrationTimeoutError, XlMigrationDriver } from '../../src/core/migrate/index.js';
 import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 
 const FAKE = join(import.meta.dirname, '../support/fake-xl');
@@ -65,5 +65,31 @@ describe('XlMigrationDriver with the fake xl (SIMULATION) and the real runner', 
     const driver = new XlMigrationDriver({ runner: h.runner, domain: 'other', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
     await expect(driver.migrate(1, 'live', 30_000)).rejects.toThrow(/domain other is gone before the migration: nowhere/);
     expect(h.commands.some((c) => c.command.startsWith('xl migrate'))).toBe(false);
+  });
+});
+
+describe('failures with the fake xl (SIMULATION) and the real runner', () => {
+  it('preflight reads `xl help`; a migration that fails half-way leaves the domain running at the sender', async () => {
+    const h = host('@hang\n');
+    writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateFailsOn: [1] }));
+    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    expect(await driver.preflight('live')).toBeUndefined();
+    const err = (await driver.migrate(1, 'live', 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.message).toMatch(/Migration failed, resuming at sender\./);
+    expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    // The next one works and gives a new domid.
+    expect((await driver.migrate(2, 'live', 30_000)).where).toMatchObject({ id: '2', state: 'running' });
+  });
+
+  it('a migration that hangs is stopped at the step timeout; the report names both halves; nothing destroyed', async () => {
+    const h = host('@hang\n');
+    writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateHangsOn: [1] }));
+    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    const err = (await driver.migrate(1, 'live', 1500).catch((e: unknown) => e)) as MigrationTimeoutError;
+    expect(err).toBeInstanceOf(MigrationTimeoutError);
+    expect(err.exitCode).toBe(6);
+    expect(err.where).toMatchObject({ name: 'fbxen-g--migratedaway', state: 'suspended', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });
+    expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
   });
 });

@@ -212,3 +212,20 @@ describe('XAPI console that fbxen cannot read', () => {
     expect(out.report!.where).toMatchObject({ state: 'running', host: 'xcp-host-1' });
   });
 });
+
+describe('XAPI save-restore (simulator: VM.suspend, VM.resume)', () => {
+  it('suspends and resumes the VM; the console reconnects', async () => {
+    const p = await pool();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
+    open.push(driver);
+    const capture = new ConsoleCapture(undefined);
+    await driver.attachConsole(capture);
+    await p.start();
+    expect(await driver.preflight('save-restore')).toBeUndefined();
+    const out = await driver.migrate(1, 'save-restore', 5000);
+    expect(out.where).toMatchObject({ state: 'running', host: 'xcp-host-1' });
+    expect(p.sim.calls).toEqual(expect.arrayContaining(['VM.suspend', 'VM.resume']));
+    await waitFor(() => capture.lines.length >= 2);
+    expect(capture.lines).toHaveLength(2);
+  });
+});

@@ -4,7 +4,7 @@
  *   - a domain table in $FAKE_XL_STATE/domains.json (domids only grow, like Xen's);
  *   - `info`, `domid`, `list`, `list -l` (JSON like the real one: [{domid, config}], no Domain-0),
  *     `create [-c] [-p] [-q] CFG`, `console`, `shutdown [-w]`, `destroy`, `pause`, `unpause`,
- *     `save`, `restore`, `migrate` (domid changes; the console reattaches);
+ *     `save`, `restore`, `migrate` (domid changes; the console reattaches), `help`;
  *   - `create -c` behaves as the real one: the domain is built paused, the console is attached, then the
  *     domain is unpaused and the console (stdout) carries the guest's serial output; like xenconsole, the
  *     console exits on EOF of its stdin and when the domain goes away;
@@ -14,6 +14,9 @@
  * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
  * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, totalMemoryMiB, xenCommandline,
  * createFails: { stderr }, foreignDomainAppears }.
+ * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
+ * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
+ * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -222,7 +225,7 @@ switch (cmd) {
       process.stdout.write(`${JSON.stringify(sel.map((d) => ({ domid: d.domid, config: d.config })), null, 4)}\n`);
     } else {
       const row = (name, id, mem, vcpus, state) => `${name.padEnd(40)}${String(id).padStart(5)}${String(mem).padStart(6)}${String(vcpus).padStart(6)}     ${state}${'0.0'.padStart(10)}`;
-      const stateStr = (s) => ({ r: 'r-----', b: '-b----', p: '--p---', c: '----c-' })[s] ?? '------';
+      const stateStr = (s) => ({ r: 'r-----', b: '-b----', p: '--p---', s: '---s--', c: '----c-' })[s] ?? '------';
       const lines = ['Name                                        ID   Mem VCPUs\tState\tTime(s)'];
       if (!positional.length) lines.push(row('Domain-0', 0, 2048, 4, 'r-----'));
       for (const d of sel) lines.push(row(d.name, d.domid, d.memoryMiB, d.vcpus, stateStr(d.state)));
@@ -342,10 +345,35 @@ switch (cmd) {
     });
     break;
   }
+  case 'help': {
+    process.stdout.write(
+      ['Usage xl [-vfNtT] <subcommand> [args]', '', 'xl full list of subcommands:', '', ' create              Create a domain from config file <filename>', ' list                List information about all/some domains', ' destroy             Terminate a domain immediately', ' shutdown            Issue a shutdown signal to a domain', ' console             Attach to domain\'s console', ' save                Save a domain state to restore later', ' migrate             Migrate a domain to another host', ' restore             Restore a domain from a saved state', ' migrate-receive     Restore a domain from a saved state', ''].join('\n'),
+    );
+    break;
+  }
   case 'migrate': {
     notDom0();
     const ref = positional[0] ?? '';
     const d = find(load(), ref) ?? unknownDomain(ref);
+    const n = update((db) => (db.migrations = (db.migrations ?? 0) + 1));
+    if ((scenario.migrateFailsOn ?? []).includes(n)) {
+      await sleep(50);
+      die(
+        'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n' +
+          `libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain ${d.domid}:saving domain: domain did not respond to suspend request: Invalid argument\n` +
+          'migration sender: libxl_domain_suspend failed (rc=-8)\nMigration failed, resuming at sender.',
+      );
+    }
+    if ((scenario.migrateHangsOn ?? []).includes(n)) {
+      update((db) => {
+        const x = db.domains.find((y) => y.domid === d.domid);
+        x.name = `${d.name}--migratedaway`;
+        x.state = 's';
+        db.domains.push({ ...x, name: `${d.name}--incoming`, domid: db.nextDomid++, state: 'p' });
+      });
+      process.stderr.write('migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n');
+      for (;;) await sleep(1000);
+    }
     update((db) => {
       const x = db.domains.find((y) => y.domid === d.domid);
       x.domid = db.nextDomid++;

@@ -8,7 +8,8 @@
  *
  * The guest: when a VM starts and its platform:hvm_serial is "tcp:HOST:PORT", the simulator connects
  * there like QEMU's -serial tcp: client and writes `guestConsole(vm)`; after VM.pool_migrate it
- * connects again (the console "reattaches"), as a new QEMU on the destination host would.
+ * connects again (the console "reattaches"), as a new QEMU on the destination host would; VM.suspend and
+ * VM.resume (save-restore) stop the VM and bring it back on the first host, with a new console connection.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -401,6 +402,20 @@ export class XapiSim {
         if (vm['power_state'] !== 'Running') throw new SimFailure('VM_BAD_POWER_STATE', [String(args[0]), 'running', String(vm['power_state']).toLowerCase()]);
         this.get('host', args[1]!);
         vm['resident_on'] = String(args[1]);
+        this.attachConsole(String(args[0]));
+        return '';
+      }
+      case 'VM.suspend': {
+        // Save-restore for migrate-test: the VM stops and keeps its memory image; no host runs it.
+        const vm = this.get('VM', args[0]!);
+        if (vm['power_state'] !== 'Running') throw new SimFailure('VM_BAD_POWER_STATE', [String(args[0]), 'running', String(vm['power_state']).toLowerCase()]);
+        Object.assign(vm, { power_state: 'Suspended', resident_on: 'OpaqueRef:NULL' });
+        return '';
+      }
+      case 'VM.resume': {
+        const vm = this.get('VM', args[0]!);
+        if (vm['power_state'] !== 'Suspended') throw new SimFailure('VM_BAD_POWER_STATE', [String(args[0]), 'suspended', String(vm['power_state']).toLowerCase()]);
+        Object.assign(vm, { power_state: args[1] === true ? 'Paused' : 'Running', resident_on: [...this.db.host.keys()][0]! });
         this.attachConsole(String(args[0]));
         return '';
       }
