@@ -6,6 +6,7 @@
 import type { ProbeResult } from '../verify/index.js';
 import type { DowntimeEstimate } from './heartbeat.js';
 import type { DomainLocation, GuestLoad, MigrateMode } from './types.js';
+import { xmlText } from '../util/xml.js';
 
 export type IterationVerdict = 'pass' | 'fail' | 'inconclusive' | 'error';
 
@@ -119,13 +120,7 @@ export function renderMigrateJson(r: MigrateReport): unknown {
   };
 }
 
-const xml = (s: string) =>
-  s
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;');
+const xml = xmlText;
 
 /** A testcase per iteration (its downtime as the time) and one per probe of that iteration. */
 export function renderMigrateJunit(r: MigrateReport): string {

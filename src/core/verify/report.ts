@@ -6,6 +6,7 @@ import { allProbes } from '../../probes/index.js';
 import { guestFacts, xenGuestEvidence } from '../../probes/facts.js';
 import type { Verdict } from '../../probes/types.js';
 import type { Bundle } from './bundle.js';
+import { xmlText } from '../util/xml.js';
 
 export interface ProbeResult {
   id: string;
@@ -76,13 +77,7 @@ export function renderReportJson(report: Report): unknown {
   };
 }
 
-const xml = (s: string) =>
-  s
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;');
+const xml = xmlText;
 
 /** One testcase per probe: fail → <failure>, skip and inconclusive → <skipped> with the reason. */
 export function renderJunit(report: Report): string {
