@@ -20,6 +20,7 @@ import { defaultDomainName, inspectImage, type ImageInfo } from './image.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
+import type { CoreDeps } from '../deps.js';
 
 export interface XlBootRequest extends BootRequestBase {
   name?: string | undefined;
@@ -28,13 +29,7 @@ export interface XlBootRequest extends BootRequestBase {
   graceSec?: number | undefined;
 }
 
-export interface XlBootDeps {
-  runner: Runner;
-  progress: Progress;
-  signal: AbortSignal;
-  cleanup: CleanupStack;
-  env: NodeJS.ProcessEnv;
-  cwd: string;
+export interface XlBootDeps extends CoreDeps {
   /** Default: guest/fbxen-collect in the package. */
   collectorPath?: string;
   /** Where bridges are looked up (default /sys/class/net; FBXEN_SYS_CLASS_NET overrides for containers). */

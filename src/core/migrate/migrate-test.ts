@@ -24,6 +24,7 @@ import { migrateExitCode, overallStatus, renderDowntimeSvg, renderMigrateJson, r
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel, type GuestLoad, type MigrateMode, type MigrationDriver } from './types.js';
 import { XapiMigrationDriver } from './xapi-driver.js';
 import { XlMigrationDriver } from './xl-driver.js';
+import type { CoreDeps } from '../deps.js';
 
 export interface MigrateTestRequest {
   toolstack: 'xl' | 'xapi';
@@ -50,13 +51,7 @@ export interface MigrateTestRequest {
   rollSeconds?: number | undefined;
 }
 
-export interface MigrateTestDeps {
-  runner: Runner;
-  progress: Progress;
-  signal: AbortSignal;
-  cleanup: CleanupStack;
-  env: NodeJS.ProcessEnv;
-  cwd: string;
+export interface MigrateTestDeps extends CoreDeps {
   now?: () => number;
   pollMs?: number;
   /** test seams: a driver or channel double, the XAPI connection */
