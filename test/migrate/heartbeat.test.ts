@@ -159,9 +159,12 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
     expect(est.clockOffsetMs.after! - est.clockOffsetMs.before!).toBeGreaterThan(2400);
   });
 
-  it('property: with up to 10 beats lost on the console, the estimate is within 20 ms of the true downtime and within its own bound', () => {
+  // Outages up to ~2 s are measured on the guest's timecounter across the gap; longer ones fall back to
+  // anchoring each side to the wall clock (docs/migrate-test.md), where 20 ms is not guaranteed: a property
+  // run found 22 ms for a 4.1 s outage with 10 lost beats. The bound the estimate reports stays honest.
+  it('property: with up to 10 beats lost on the console and outages up to 2 s, the estimate is within 20 ms of the true downtime and within its own bound', () => {
     fc.assert(
-      fc.property(timeline.filter((t) => t.lostAfter <= 10), (t) => {
+      fc.property(timeline.filter((t) => t.lostAfter <= 10 && t.downtimeMs <= 2000), (t) => {
         const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'));
         expect(est).toBeDefined();
         const err = Math.abs(est!.downtimeMs - t.downtimeMs);
@@ -173,6 +176,16 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
         expect(est!.clockOffsetMs.before).not.toBeNull();
         expect(Math.abs(est!.clockOffsetMs.before! - offset)).toBeLessThanOrEqual(15);
         if (est!.clockOffsetMs.after !== null) expect(Math.abs(est!.clockOffsetMs.after - offset - t.wallStepMs)).toBeLessThanOrEqual(15);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('property: longer outages with up to 10 beats lost stay within the bound the estimate reports', () => {
+    fc.assert(
+      fc.property(timeline.filter((t) => t.lostAfter <= 10 && t.downtimeMs > 2000), (t) => {
+        const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+        expect(Math.abs(est.downtimeMs - t.downtimeMs)).toBeLessThanOrEqual(est.uncertaintyMs! + 2 + 1e-9);
       }),
       { numRuns: 150 },
     );
