@@ -4,27 +4,21 @@
  * the file by the specification's offsets, independently of the writer's encoder functions.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { vhdGeometry, writeDynamicVhd } from '../../src/core/formats/vhd.js';
 import { InputError } from '../../src/core/errors.js';
+import { makeSparseFile } from '../support/sparse.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fbxen-vhd-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const MiB = 1024 * 1024;
 
-function makeRaw(name: string, size: number, writes: Array<[offset: number, data: Buffer]>): string {
-  const p = join(dir, name);
-  const fd = openSync(p, 'w');
-  ftruncateSync(fd, size);
-  for (const [off, data] of writes) writeSync(fd, data, 0, data.length, off);
-  closeSync(fd);
-  return p;
-}
+const makeRaw = (name: string, size: number, writes: Array<[number, Buffer]>) => makeSparseFile(join(dir, name), size, writes);
 
 function qemuInfo(path: string): { format: string; 'virtual-size': number } {
   return JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-f', 'vpc', path], { encoding: 'utf8' }));

@@ -4,7 +4,7 @@
  * the disk reassembled with xapi's gap rule and compared with the raw image). ova.xml is a golden file.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildOvaValue, writeXva } from '../../src/core/formats/xva.js';
 import { encodeXmlRpcValueDocument } from '../../src/core/toolstack/xapi/xmlrpc.js';
 import { InputError } from '../../src/core/errors.js';
+import { makeSparseFile } from '../support/sparse.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const checker = join(here, 'xva_check.py');
@@ -20,14 +21,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
 const opts = { name: 'fbsd14-test', vcpus: 2, memoryMiB: 1024, timestamp: 1717200000, seed: 'golden' };
 
-function makeRaw(name: string, size: number, writes: Array<[number, Buffer]>): string {
-  const p = join(dir, name);
-  const fd = openSync(p, 'w');
-  ftruncateSync(fd, size);
-  for (const [off, data] of writes) writeSync(fd, data, 0, data.length, off);
-  closeSync(fd);
-  return p;
-}
+const makeRaw = (name: string, size: number, writes: Array<[number, Buffer]>) => makeSparseFile(join(dir, name), size, writes);
 
 function check(xva: string, raw: string): { ok: boolean; virtual_size: number; chunks: number; vcpus: string; memory: string; objects: string[] } {
   const r = spawnSync('python3', [checker, xva, raw], { encoding: 'utf8' });

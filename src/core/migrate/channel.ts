@@ -11,6 +11,7 @@ import type { Progress } from '../progress.js';
 import { ConsoleCapture } from './capture.js';
 import type { StampedLine } from './heartbeat.js';
 import type { GuestChannel, GuestLoad, MigrationDriver } from './types.js';
+import { sleep } from '../util/sleep.js';
 
 export const GUEST_COLLECTOR = '/usr/local/libexec/fbxen-collect';
 export const GUEST_HEARTBEAT = '/usr/local/libexec/fbxen-heartbeat';
@@ -23,20 +24,6 @@ export function heartbeatArgs(hbRun: string, load: GuestLoad, maxSeconds: number
   return ['--run', hbRun, '--period-ms', '10', '--max-seconds', String(maxSeconds), '--load', load, '--stop-file', stopFile(hbRun)];
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Waits for the collector's frame of run/phase in the capture; lost lines → evidence incomplete. */
 export async function waitForCapturedFrame(capture: ConsoleCapture, run: string, phase: string, timeoutMs: number, opts: { pollMs?: number; signal?: AbortSignal | undefined; from?: number } = {}): Promise<Bundle> {

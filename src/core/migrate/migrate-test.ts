@@ -25,6 +25,7 @@ import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLoc
 import { XapiMigrationDriver } from './xapi-driver.js';
 import { XlMigrationDriver } from './xl-driver.js';
 import type { CoreDeps } from '../deps.js';
+import { sleep } from '../util/sleep.js';
 
 export interface MigrateTestRequest {
   toolstack: 'xl' | 'xapi';
@@ -73,20 +74,6 @@ export interface MigrateTestOutcome {
 const HOST_COLLECTOR = fileURLToPath(new URL('../../../guest/fbxen-collect', import.meta.url));
 const HOST_HEARTBEAT = fileURLToPath(new URL('../../../guest/fbxen-heartbeat', import.meta.url));
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((res, rej) => {
-    if (signal?.aborted) return rej(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      res();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      rej(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Throws a request that cannot work, before anything runs. */
 function checkRequest(req: MigrateTestRequest): void {
