@@ -312,6 +312,7 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   let fsStats!: Ufs2Stats;
   let entryCount = 0;
   let kernelConfig!: KernelConfig;
+  let release!: string;
   const fsOptions = {
     sizeBytes: layout.fsSize,
     volumeLabel: 'rootfs',
@@ -371,8 +372,9 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       await target.flush?.();
     });
 
-    const release = req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
-    if (!release) throw new InputError('cannot tell the release of these sets: bin/freebsd-version has no USERLAND_VERSION', { hint: 'give --release as well' });
+    const named = req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
+    if (!named) throw new InputError('cannot tell the release of these sets: bin/freebsd-version has no USERLAND_VERSION', { hint: 'give --release as well' });
+    release = named;
     checkSupported(parseRelease(release.replace(/-p\d+$/, '')), req.arch);
     checkArch(kernelConfig, req.arch);
 
@@ -437,7 +439,7 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   const record: BuildRecord = {
     schema: 'fbxen-build/1',
     name: req.name,
-    release: req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'))!,
+    release,
     arch: req.arch,
     inputs: {
       origin: sets.origin,
