@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { buildCommand, type BuildCommandRequest } from '../core/build/index.js';
 import { FORMAT_NAMES } from '../core/build/formats.js';
 import { DEFAULT_MIRROR } from '../core/build/sets.js';
+import { XZ_DECODERS } from '../core/build/xz-decoder.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, parseSize, resolveRequest } from './options.js';
 
@@ -40,6 +41,7 @@ export const BuildOptions = z
     allowNonXenKernel: z.boolean().default(false),
     cache: z.boolean().default(true),
     cacheDir: z.string().min(1).optional(),
+    xzDecoder: z.enum(XZ_DECODERS).default('auto'),
     checkReproducible: z.boolean().default(false),
     dryRun: z.boolean().default(false),
     vcpus: z.coerce.number().int().min(1).max(128).default(2),
@@ -68,6 +70,7 @@ export function registerBuild(program: Command, context: () => CommandContext): 
     .option('--allow-non-xen-kernel', 'build even when the kernel lacks options XENHVM / device xenpci')
     .option('--no-cache', 'do not keep decompressed sets in the cache')
     .option('--cache-dir <dir>', 'cache directory (default $XDG_CACHE_HOME/fbxen or ~/.cache/fbxen)')
+    .addOption(new Option('--xz-decoder <program>', 'what decompresses the sets: auto is 7zz when on PATH (faster), else xz').choices([...XZ_DECODERS]))
     .option('--check-reproducible', 'build twice and compare the outputs byte for byte')
     .option('--dry-run', 'print what would be fetched, run and written, and stop')
     .option('--vcpus <n>', 'vCPUs recorded in an XVA (default 2)')

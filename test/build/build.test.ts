@@ -185,9 +185,9 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
     }
     return dist;
   };
-  const runDist = (dist: string) => {
+  const runDist = (dist: string, extra: string[] = []) => {
     const out = tmpDir('out');
-    return { ...fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--swap', '32M']), out };
+    return { ...fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', tmpDir('c'), '--disk-size', '256M', '--swap', '32M', ...extra]), out };
   };
 
   it('a sha256 mismatch against MANIFEST', () => {
@@ -197,11 +197,28 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
     expect(finished(r.out)).toEqual([]);
   });
 
-  it('a truncated xz (with a MANIFEST that matches it)', () => {
-    const r = runDist(damaged((d) => writeFileSync(join(d, 'base.txz'), readFileSync(join(d, 'base.txz')).subarray(0, 200000)), true));
-    expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/base\.txz could not be decompressed/);
-    expect(finished(r.out)).toEqual([]);
+  describe.each(['xz', '7zz'])('decoded by %s', (decoder) => {
+    it('a truncated xz (with a MANIFEST that matches it)', () => {
+      const r = runDist(damaged((d) => writeFileSync(join(d, 'base.txz'), readFileSync(join(d, 'base.txz')).subarray(0, 200000)), true), ['--xz-decoder', decoder]);
+      expect(r.code).toBe(3);
+      // xz --list finds no index in a truncated file, before any decoder runs
+      expect(r.stderr).toMatch(/base\.txz could not be decompressed: xz: \S+: Compressed data is corrupt/);
+      expect(finished(r.out)).toEqual([]);
+    });
+
+    it('damaged compressed data (with a MANIFEST that matches it)', () => {
+      const r = runDist(
+        damaged((d) => {
+          const txz = readFileSync(join(d, 'base.txz'));
+          for (let at = 4096; at < 4096 + 64; at++) txz[at] = txz[at]! ^ 0x5a;
+          writeFileSync(join(d, 'base.txz'), txz);
+        }, true),
+        ['--xz-decoder', decoder],
+      );
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(decoder === 'xz' ? /base\.txz could not be decompressed: xz: \S+: Compressed data is corrupt/ : /base\.txz could not be decompressed: 7zz: Data Error\n/);
+      expect(finished(r.out)).toEqual([]);
+    });
   });
 
   it('a corrupt tar inside a valid xz', () => {
@@ -324,11 +341,23 @@ describe('fbxen build --uefi', () => {
 describe('fbxen build: options, config file and plans', () => {
   it('--dry-run prints the plan and creates nothing', () => {
     const out = join(tmpDir('dry'), 'never');
-    const r = fbxen(['build', '--release', '14.3-RELEASE', '--out', out, '--cache-dir', '/nonexistent-cache', '--format', 'raw,qcow2,vhd', '--dry-run']);
+    const r = fbxen(['build', '--release', '14.3-RELEASE', '--out', out, '--cache-dir', '/nonexistent-cache', '--format', 'raw,qcow2,vhd', '--xz-decoder', '7zz', '--dry-run']);
     expect(r.code).toBe(0);
     const plan = r.stdout.replaceAll(out, '<OUT>').replaceAll(REPO, '<FBXEN>');
     expect(plan).toMatchSnapshot();
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('--xz-decoder auto takes 7zz when it is on PATH and xz otherwise', () => {
+    const bin = tmpDir('fake-7zz');
+    writeFileSync(join(bin, '7zz'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const plan = (path: string) => fbxen(['build', '--dist', sampleDist(), '--dry-run', '--json'], { env: { PATH: path } });
+    const steps = (path: string) => (JSON.parse(plan(path).stdout) as { steps: string[] }).steps.join('\n');
+    const without = process.env.PATH!.split(':').filter((d) => !existsSync(join(d, '7zz'))).join(':');
+    expect(steps(`${bin}:${without}`)).toMatch(/^7zz x -txz -so -bso0 -bsp0 \S+base\.txz \| fbxen tar reader/m);
+    expect(steps(`${bin}:${without}`)).toMatch(/^nice -n 10 7zz x -txz -so -bso0 -bsp0 \S+kernel\.txz > /m);
+    expect(steps(without)).toMatch(/^xz -dc -T0 \S+base\.txz \| fbxen tar reader/m);
+    expect(steps(without)).not.toMatch(/7zz/);
   });
 
   it('reads fbxen.yaml; flags win; a bad key is named', () => {

@@ -1,20 +1,23 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { sha256Sparse, WrittenExtents } from '../../src/core/build/extents.js';
+import { WrittenExtents } from '../../src/core/build/extents.js';
+import { Sha256Worker, sha256File } from '../../src/core/util/sha256.js';
 import { tmpDir } from '../support/samples.js';
 
-describe('sha256 of a sparse image from its written extents', () => {
-  it('equals the sha256 of the whole file for any writes', async () => {
+describe('sha256 of a sparse image from its written extents, on a worker thread', () => {
+  it('equals the sha256 of the whole file for any writes, hashed in one go or in two steps', async () => {
     const dir = tmpDir('extents');
     let n = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 3 << 20 }),
         fc.array(fc.tuple(fc.nat(3 << 20), fc.integer({ min: 1, max: 70000 }), fc.integer({ min: 1, max: 255 })), { maxLength: 30 }),
-        async (size, writes) => {
+        fc.option(fc.double({ min: 0, max: 1, noNaN: true })),
+        async (size, writes, splitAt) => {
           const path = join(dir, `f${n++}`);
           const fd = openSync(path, 'w+');
           const extents = new WrittenExtents();
@@ -24,15 +27,40 @@ describe('sha256 of a sparse image from its written extents', () => {
             writeSync(fd, Buffer.alloc(length, byte), 0, length, offset);
             extents.add(offset, length);
           }
-          const { ftruncateSync } = await import('node:fs');
           ftruncateSync(fd, size);
           closeSync(fd);
           const expected = createHash('sha256').update(readFileSync(path)).digest('hex');
-          expect(await sha256Sparse(path, size, extents)).toBe(expected);
+          const hasher = new Sha256Worker(path);
+          if (splitAt !== null) hasher.hashTo(Math.floor(size * splitAt), extents.ranges());
+          expect(await hasher.digest(size, extents.ranges())).toBe(expected);
         },
       ),
       { numRuns: 40 },
     );
+  });
+
+  it('agrees with sha256sum on a whole file', async () => {
+    const path = join(tmpDir('sha256-file'), 'data');
+    writeFileSync(path, Buffer.from(Array.from({ length: 5_000_000 }, (_, i) => (i * 7919) % 251)));
+    expect(await sha256File(path)).toBe(execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0]);
+  });
+
+  it('names the file when it is shorter than the extents say', async () => {
+    const path = join(tmpDir('sha256-short'), 'short');
+    writeFileSync(path, Buffer.alloc(1000, 1));
+    await expect(new Sha256Worker(path).digest(4096, [[0, 4096]])).rejects.toThrow(/short ended at byte 1000, before 4096/);
+  });
+
+  it('stops when its signal aborts, and digest() says so', async () => {
+    const path = join(tmpDir('sha256-abort'), 'big');
+    const fd = openSync(path, 'w');
+    ftruncateSync(fd, 2 ** 33);
+    closeSync(fd);
+    const controller = new AbortController();
+    const hasher = new Sha256Worker(path, { signal: controller.signal });
+    const digest = hasher.digest(2 ** 33, [[0, 2 ** 33]]);
+    setTimeout(() => controller.abort(), 50);
+    await expect(digest).rejects.toThrow(/worker exited/);
   });
 
   it('merges overlapping and adjacent ranges', () => {

@@ -1,11 +1,8 @@
 /**
  * The raw image is a sparse file fbxen sized with ftruncate and then wrote into: every byte outside
- * the ranges it wrote is zero. Recording those ranges lets the image's sha256 feed zeros from memory
- * for the holes instead of reading gigabytes of them back from the file system (4 GiB of holes: about
- * 15 s to read and hash, under 3 s to hash from memory).
+ * the ranges it wrote is zero. Recording those ranges lets the image's sha256 (util/sha256.ts) feed
+ * zeros from memory for the holes instead of reading gigabytes of them back from the file system.
  */
-import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import type { BlockTarget } from '../ufs2/types.js';
 
 export class WrittenExtents {
@@ -47,38 +44,4 @@ export class WrittenExtents {
       ...(target.flush ? { flush: () => target.flush!() } : {}),
     };
   }
-}
-
-const ZEROS = Buffer.alloc(1 << 20);
-
-/** sha256 of a file of `size` bytes whose content outside `extents` is known to be zero. */
-export async function sha256Sparse(path: string, size: number, extents: WrittenExtents): Promise<string> {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 22);
-  const fh = await open(path, 'r');
-  try {
-    let pos = 0;
-    const zeros = (until: number) => {
-      while (pos < until) {
-        const n = Math.min(ZEROS.length, until - pos);
-        hash.update(n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n));
-        pos += n;
-      }
-    };
-    for (const [start, rawEnd] of extents.ranges()) {
-      const end = Math.min(rawEnd, size);
-      if (start >= size) break;
-      zeros(start);
-      while (pos < end) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
-        if (bytesRead === 0) throw new Error(`${path} is shorter than expected`);
-        hash.update(buf.subarray(0, bytesRead));
-        pos += bytesRead;
-      }
-    }
-    zeros(size);
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
 }

@@ -13,6 +13,7 @@ import type { CleanupStack } from '../util/cleanup.js';
 import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
 import { build, type BuildRecord, type BuildRequest } from './pipeline.js';
 import { mirrorDirectory, type Arch } from './sets.js';
+import { decodeCommand, resolveXzDecoder, type XzDecoder, type XzDecoderChoice } from './xz-decoder.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -33,6 +34,7 @@ export interface BuildCommandRequest {
   allowNonXenKernel: boolean;
   cache: boolean;
   cacheDir?: string | undefined;
+  xzDecoder: XzDecoderChoice;
   checkReproducible: boolean;
   dryRun: boolean;
   vcpus: number;
@@ -79,6 +81,7 @@ export function toBuildRequest(r: BuildCommandRequest): BuildRequest {
     allowNonXenKernel: r.allowNonXenKernel,
     cacheDir: r.cacheDir ? resolve(r.cwd, r.cacheDir) : defaultCacheDir(r.env),
     useCache: r.cache,
+    xzDecoder: resolveXzDecoder(r.xzDecoder, r.env),
     sourceDateEpoch: sourceDateEpoch(r.env),
     templatesDir: join(PACKAGE_ROOT, 'templates'),
     guestDir: join(PACKAGE_ROOT, 'guest'),
@@ -99,16 +102,17 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const raw = join(req.outDir, `${req.name}.raw`);
   // xz reads local files: the --dist files, or the verified copies in the download cache.
   const local = (s: string) => (remote ? join(req.cacheDir, 'dist', `<sha256 of ${s}.txz>.txz`) : at(`${s}.txz`));
+  const decode = (s: string) => decodeCommand(req.xzDecoder, local(s));
   const setTar = (s: string) => (req.useCache ? join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`) : join(req.outDir, `.fbxen-scratch-<pid>`, `${s}.tar`));
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
-    `${formatCommand('nice', ['-n', '10', 'xz', '-dc', '-T0', local('kernel')])} > ${setTar('kernel')}   (concurrently, below the base set's xz)`,
-    `${formatCommand('xz', ['-dc', '-T0', local('base')])} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
+    `${formatCommand('nice', ['-n', '10', ...decode('kernel').flat()])} > ${setTar('kernel')}   (concurrently, below the base set's decoder)`,
+    `${formatCommand(...decode('base'))} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
+    'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot',
     `fbxen tar reader ${setTar('kernel')} -> the same UFS2 file system`,
     `write templates (templates/files.yaml of fbxen)${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
     'check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci',
-    'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot',
     ...(req.uefi ? ['mkfs.fat + mtools: ESP with /boot/loader.efi as EFI/BOOT/BOOT*.EFI'] : []),
     ...req.formats
       .filter((f) => f !== 'raw')
@@ -162,7 +166,7 @@ export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runne
     const plan = renderPlan(req);
     return { human: plan.text, json: plan.json };
   }
-  const tools = await toolVersions(deps.runner, req.formats);
+  const tools = await toolVersions(deps.runner, req.formats, req.xzDecoder);
   const first = await build(req, { ...deps, toolVersions: tools });
   if (!r.checkReproducible) return { human: humanSummary(first.record), json: first.record };
 
@@ -185,10 +189,12 @@ export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runne
   };
 }
 
-async function toolVersions(runner: Runner, formats: OutputFormatName[]): Promise<Record<string, string>> {
+async function toolVersions(runner: Runner, formats: OutputFormatName[], xzDecoder: XzDecoder): Promise<Record<string, string>> {
   const out: Record<string, string> = { fbxen: '0.1.0', node: process.version };
   const first = async (file: string, args: string[]) => (await runner.run(file, args)).stdout.split('\n')[0]!.trim();
   out.xz = await first('xz', ['--version']);
+  // 7zz prints an empty line, then its banner: "7-Zip (z) 26.02 (x64) : Copyright ..."
+  if (xzDecoder === '7zz') out['7zz'] = (await runner.run('7zz', ['i'])).stdout.split('\n').find((l) => l.startsWith('7-Zip'))?.split(' : ')[0]?.trim() ?? 'unknown';
   if (formats.includes('qcow2')) out['qemu-img'] = await first('qemu-img', ['--version']);
   return out;
 }

@@ -15,15 +15,17 @@ import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size } from '../uf
 import type { Ufs2Stats } from '../ufs2/types.js';
 import { temporarySibling } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
+import { Sha256Worker, sha256File } from '../util/sha256.js';
 import { loadCustomisation } from './customize.js';
 import { EntryGuard } from './entries.js';
-import { sha256Sparse, WrittenExtents } from './extents.js';
+import { WrittenExtents } from './extents.js';
 import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
 import { guidFromSeed, renderGpt, SECTOR, type GptPartition } from './gpt.js';
 import { planLayout, type DiskLayout } from './layout.js';
 import { readKernelConfig, type KernelConfig } from './kernel-config.js';
-import { checkSupported, parseRelease, resolveSets, sha256File, XzListSchema, type Arch, type ResolvedSets, type SetFile, type SetName } from './sets.js';
+import { checkSupported, parseRelease, resolveSets, XzListSchema, type Arch, type ResolvedSets, type SetFile, type SetName } from './sets.js';
 import { readTar, type TarEntry } from './tar.js';
+import { decodeCommand, decoderComplaint, type XzDecoder } from './xz-decoder.js';
 
 export interface BuildRequest {
   release?: string | undefined;
@@ -45,6 +47,8 @@ export interface BuildRequest {
   allowNonXenKernel: boolean;
   cacheDir: string;
   useCache: boolean;
+  /** The program that decompresses the sets (resolved from --xz-decoder). */
+  xzDecoder: XzDecoder;
   /** SOURCE_DATE_EPOCH; undefined: the newest entry of the sets. */
   sourceDateEpoch?: number | undefined;
   templatesDir: string;
@@ -110,8 +114,8 @@ interface SetStream {
   done: Promise<void>;
 }
 
-function decompressError(set: SetFile, err: unknown): InputError {
-  const detail = err instanceof Error ? err.message.split('\n').slice(-1)[0] : String(err);
+function decompressError(set: SetFile, err: unknown, decoder: XzDecoder): InputError {
+  const detail = decoderComplaint(decoder, err instanceof Error ? err.message.split('\n').slice(-1)[0]! : String(err));
   return new InputError(`${set.name}.txz could not be decompressed: ${detail}`, {
     hint: 'the set is damaged or truncated (its sha256 matched MANIFEST, so MANIFEST is damaged too); fetch the release again',
     cause: err,
@@ -139,17 +143,17 @@ class SetSource {
     if (hit) return (await stat(hit)).size;
     const r = await this.deps.runner.run('xz', ['--robot', '--list', this.set.path], { signal: this.deps.signal, allowFailure: true });
     const parsed = XzListSchema.safeParse(r.stdout);
-    if (r.exitCode !== 0 || !parsed.success) throw decompressError(this.set, new Error(r.stderr.trim() || 'xz --list found no index'));
+    if (r.exitCode !== 0 || !parsed.success) throw decompressError(this.set, new Error(r.stderr.trim() || 'xz --list found no index'), 'xz');
     return parsed.data;
   }
 
   private decompress(lowPriority = false): { chunks: AsyncIterable<Uint8Array>; exited: Promise<unknown> } {
-    const xz = ['xz', '-dc', '-T0', this.set.path];
-    const proc = lowPriority ? this.deps.runner.stream('nice', ['-n', '10', ...xz], { signal: this.deps.signal }) : this.deps.runner.stream(xz[0]!, xz.slice(1), { signal: this.deps.signal });
+    const [tool, args] = decodeCommand(this.req.xzDecoder, this.set.path);
+    const proc = lowPriority ? this.deps.runner.stream('nice', ['-n', '10', tool, ...args], { signal: this.deps.signal }) : this.deps.runner.stream(tool, args, { signal: this.deps.signal });
     const set = this.set;
     const exited = proc.done.catch((err: unknown) => {
       if (this.deps.signal.aborted) throw this.deps.signal.reason;
-      throw decompressError(set, err);
+      throw decompressError(set, err, this.req.xzDecoder);
     });
     // Awaited by the reader when it reaches the end; a build that fails earlier must not leave it unhandled.
     exited.catch(() => undefined);
@@ -172,7 +176,7 @@ class SetSource {
     return final;
   }
 
-  /** Streams the tar straight from xz (copying it into the cache on the way). */
+  /** Streams the tar straight from the decoder (copying it into the cache on the way). */
   async stream(): Promise<SetStream> {
     const hit = await this.cached();
     if (hit) return { chunks: fileChunks(hit, this.deps.signal), done: Promise.resolve() };
@@ -321,6 +325,9 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   };
 
   const written = new WrittenExtents();
+  // The raw image's sha256 runs on a worker thread: the boot area is hashed while the kernel set goes
+  // in, the rest once the file system is complete, alongside the other formats' conversion.
+  const rawHash = new Sha256Worker(rawTmp, { signal: deps.signal });
   const fh: FileHandle = await open(rawTmp, 'w+');
   try {
     await fh.truncate(layout.diskSize).catch((err: NodeJS.ErrnoException) => {
@@ -348,15 +355,36 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       for await (const _ of chunks);
     };
 
+    /** The protective MBR, both GPT copies and gptboot: everything base.txz decides outside the partitions. */
+    const writeBootArea = async () => {
+      const pmbr = required(captured, 'boot/pmbr', 512);
+      const gptboot = required(captured, 'boot/gptboot', 1);
+      if (gptboot.length > layout.boot.bytes) {
+        throw new InputError(`boot/gptboot (${formatBytes(gptboot.length)}) does not fit the ${formatBytes(layout.boot.bytes)} freebsd-boot partition`, { hint: 'the set is not a FreeBSD one' });
+      }
+      const { head, tail, tailLba } = renderGpt({ totalSectors: layout.diskSize / SECTOR, diskGuid: layout.diskGuid, partitions: layout.partitions }, pmbr);
+      await fh.write(head, 0, head.length, 0);
+      await fh.write(tail, 0, tail.length, tailLba * SECTOR);
+      await fh.write(gptboot, 0, gptboot.length, layout.boot.firstLba * SECTOR);
+      written.add(0, head.length);
+      written.add(tailLba * SECTOR, tail.length);
+      written.add(layout.boot.firstLba * SECTOR, gptboot.length);
+    };
+
     await timed('filesystem', 'Write the root file system from the sets (one pass)', async (h) => {
       // Kernel is decoded to a file on the second core while base streams straight into the writer; the
-      // kernel's xz runs at nice 10 so that base's xz, the critical path, wins when the 2 cores are contended
-      // (interleaved A/B on the 1.1 GB sample: 22.8 s against 23.7 s, docs/performance.md).
+      // kernel's decompressor runs at nice 10 so that base's, the critical path, wins when the 2 cores are
+      // contended (interleaved A/B on the 1.1 GB sample: 22.8 s against 23.7 s, docs/performance.md).
       const kernelFile = kernel.toFile();
       kernelFile.catch(() => undefined);
       const baseStream = await base.stream();
       await feed(baseStream.chunks, 'base.txz', h);
       await baseStream.done;
+      h.output('writing the GPT and boot code');
+      await writeBootArea();
+      // Everything before the ESP (or the swap and root partitions) is final now: 1 GiB of swap is
+      // hashed on the worker while the kernel set goes in.
+      rawHash.hashTo((layout.esp ?? layout.rootfs).firstLba * SECTOR, written.ranges());
       const kf = await kernelFile;
       await feed(fileChunks(kf.path, deps.signal), 'kernel.txz', h);
       if (kf.temporary) await rm(kf.path, { force: true });
@@ -378,28 +406,17 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     checkSupported(parseRelease(release.replace(/-p\d+$/, '')), req.arch);
     checkArch(kernelConfig, req.arch);
 
-    await timed('disk', 'Write the GPT and boot code', async () => {
-      const pmbr = required(captured, 'boot/pmbr', 512);
-      const gptboot = required(captured, 'boot/gptboot', 1);
-      if (gptboot.length > layout.boot.bytes) {
-        throw new InputError(`boot/gptboot (${formatBytes(gptboot.length)}) does not fit the ${formatBytes(layout.boot.bytes)} freebsd-boot partition`, { hint: 'the set is not a FreeBSD one' });
-      }
-      const { head, tail, tailLba } = renderGpt({ totalSectors: layout.diskSize / SECTOR, diskGuid: layout.diskGuid, partitions: layout.partitions }, pmbr);
-      await fh.write(head, 0, head.length, 0);
-      await fh.write(tail, 0, tail.length, tailLba * SECTOR);
-      await fh.write(gptboot, 0, gptboot.length, layout.boot.firstLba * SECTOR);
-      written.add(0, head.length);
-      written.add(tailLba * SECTOR, tail.length);
-      written.add(layout.boot.firstLba * SECTOR, gptboot.length);
-      if (layout.esp) {
+    if (layout.esp) {
+      const esp = layout.esp;
+      await timed('esp', 'Write the EFI system partition', async () => {
         const efi = joined(captured, 'boot/loader.efi');
         if (!efi?.length) throw new InputError('--uefi: this release has no /boot/loader.efi', { hint: 'build without --uefi (BIOS boot through gptboot works on Xen HVM)' });
         const { writeEspImage } = await import('./esp.js');
-        await writeEspImage(fh, layout.esp, efi, req.arch, fsOptions.timestamp, deps.runner, scratchDir);
-        written.add(layout.esp.firstLba * SECTOR, layout.esp.bytes);
-      }
-      await fh.sync();
-    });
+        // The ESP's FAT carries the build timestamp, known only once every entry was seen.
+        await writeEspImage(fh, esp, efi, req.arch, fsOptions.timestamp, deps.runner, scratchDir);
+        written.add(esp.firstLba * SECTOR, esp.bytes);
+      });
+    }
   } catch (err) {
     throw translateIoError(err, outDir);
   } finally {
@@ -409,10 +426,9 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   const outputs: BuildOutput[] = [];
   const finals: [string, string][] = [[rawTmp, rawFinal]];
   await timed('formats', `Write ${req.formats.join(', ')}`, async (h) => {
-    // The raw image's sha256 is computed on one core while the converters work on the other.
-    const rawDigest = sha256Sparse(rawTmp, layout.diskSize, written);
-    rawDigest.catch(() => undefined);
-    const produced: BuildOutput[] = [];
+    // While the converters read the raw image, the worker finishes its sha256 on the second core.
+    const rawDigest = rawHash.digest(layout.diskSize, written.ranges());
+    const produced: Promise<BuildOutput>[] = [];
     for (const format of req.formats) {
       if (format === 'raw') continue;
       const spec = OUTPUT_FORMATS[format];
@@ -422,11 +438,16 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       h.output(`${format}: ${final}`);
       await spec.produce({ rawPath: rawTmp, outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
       finals.push([path, final]);
-      produced.push({ format, path: final, size: (await stat(path)).size, sha256: await sha256File(path) });
+      produced.push(stat(path).then(async ({ size }) => ({ format, path: final, size, sha256: await sha256File(path, { signal: deps.signal }) })));
     }
-    h.output('sha256 of the raw image');
-    const raw: BuildOutput = { format: 'raw', path: rawFinal, size: layout.diskSize, sha256: await rawDigest };
-    for (const format of req.formats) outputs.push(format === 'raw' ? raw : produced.find((o) => o.format === format)!);
+    h.output('sha256 of the outputs');
+    // Every output reaches the disk before it is renamed into place; syncing once the converters are
+    // done keeps the write-back out of the way of their own writes.
+    const synced = finals.map(([path]) => syncFile(path));
+    const all = await settleAll([rawDigest, ...produced, ...synced]);
+    const raw: BuildOutput = { format: 'raw', path: rawFinal, size: layout.diskSize, sha256: all[0] as string };
+    const others = all.slice(1, 1 + produced.length) as BuildOutput[];
+    for (const format of req.formats) outputs.push(format === 'raw' ? raw : others.find((o) => o.format === format)!);
     if (!req.formats.includes('raw')) {
       // raw is the working image: without --format raw it is not kept.
       finals.shift();
@@ -478,6 +499,24 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   pending.length = 0;
   await rm(scratchDir, { recursive: true, force: true });
   return { record, outDir };
+}
+
+/** Waits for every promise, then throws the first failure (none is left running or unhandled). */
+async function settleAll(promises: Promise<unknown>[]): Promise<unknown[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value);
+}
+
+/** fsync on a fresh descriptor: the file's data reaches the disk before it is renamed into place. */
+async function syncFile(path: string): Promise<void> {
+  const f = await open(path, 'r');
+  try {
+    await f.sync();
+  } finally {
+    await f.close();
+  }
 }
 
 function joined(captured: Map<string, Buffer[]>, path: string): Buffer | undefined {

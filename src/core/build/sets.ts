@@ -3,14 +3,15 @@
  * parsing and sha256 verification; a content-addressed cache with atomic, resumable downloads.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { EnvironmentError, InputError } from '../errors.js';
 import { formatBytes, type StepHandle } from '../progress.js';
+import { sha256File } from '../util/sha256.js';
 
 export const SET_NAMES = ['base', 'kernel'] as const;
 export type SetName = (typeof SET_NAMES)[number];
@@ -100,17 +101,6 @@ export interface ResolvedSets {
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
-async function sha256File(path: string, onProgress?: (done: number) => void): Promise<string> {
-  const hash = createHash('sha256');
-  let done = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    done += (chunk as Buffer).length;
-    onProgress?.(done);
-  }
-  return hash.digest('hex');
-}
-
 function offline(url: string, cause: unknown): EnvironmentError {
   return new EnvironmentError(`cannot reach ${url}: ${(cause as Error)?.cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error)?.message}`, {
     hint: 'without network, give the sets locally: --dist DIR (a directory holding MANIFEST, base.txz and kernel.txz)',
@@ -164,7 +154,7 @@ async function download(url: string, expected: string, cacheDir: string, signal:
     handle.output(`${url.split('/').pop()}: ${formatBytes(done)}${Number.isFinite(total) ? ` of ${formatBytes(total)}` : ''}${resumed ? ' (resumed)' : ''}`);
   });
   await pipeline(body, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }), { signal });
-  const actual = await sha256File(partial);
+  const actual = await sha256File(partial, { signal });
   if (actual !== expected) {
     await rm(partial, { force: true });
     throw new InputError(`${url}: sha256 ${actual} does not match MANIFEST (${expected})`, {
@@ -207,25 +197,34 @@ export async function resolveSets(opts: ResolveSetsOptions, handle: StepHandle):
   }
   const manifest = parseManifest(manifestText, join2('MANIFEST'));
   const sets = {} as Record<SetName, SetFile>;
+  const checks: Promise<void>[] = [];
   for (const name of SET_NAMES) {
     const entry = manifest.get(`${name}.txz`)!;
     const source = join2(`${name}.txz`);
-    let path: string;
     if (remote) {
-      path = await download(source, entry.sha256, opts.cacheDir, opts.signal, handle);
-    } else {
-      path = source;
-      const size = (await stat(path).catch(() => undefined))?.size;
-      if (size === undefined) throw new InputError(`${path} is missing`, { hint: 'the release directory must hold base.txz and kernel.txz' });
-      const actual = await sha256File(path, (done) => handle.output(`checking ${name}.txz: ${formatBytes(done)} of ${formatBytes(size)}`));
-      if (actual !== entry.sha256) {
-        throw new InputError(`${path}: sha256 ${actual} does not match MANIFEST (${entry.sha256})`, {
-          hint: 'the set is damaged or does not belong to this MANIFEST; fetch it again',
-        });
-      }
+      const path = await download(source, entry.sha256, opts.cacheDir, opts.signal, handle);
+      sets[name] = { name, path, sha256: entry.sha256, entries: entry.entries, source };
+      continue;
     }
+    const path = source;
+    const size = (await stat(path).catch(() => undefined))?.size;
+    if (size === undefined) throw new InputError(`${path} is missing`, { hint: 'the release directory must hold base.txz and kernel.txz' });
     sets[name] = { name, path, sha256: entry.sha256, entries: entry.entries, source };
+    // Both sets are hashed at once, each on its own worker thread.
+    checks.push(
+      sha256File(path, { signal: opts.signal, onProgress: (done) => handle.output(`checking ${name}.txz: ${formatBytes(done)} of ${formatBytes(size)}`) }).then((actual) => {
+        if (actual !== entry.sha256) {
+          throw new InputError(`${path}: sha256 ${actual} does not match MANIFEST (${entry.sha256})`, {
+            hint: 'the set is damaged or does not belong to this MANIFEST; fetch it again',
+          });
+        }
+      }),
+    );
   }
+  // Report the first set in MANIFEST order that failed, whichever worker finished first.
+  const settled = await Promise.allSettled(checks);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
   return { origin, manifestSha256: createHash('sha256').update(manifestText).digest('hex'), sets };
 }
 
@@ -240,4 +239,3 @@ export const XzListSchema = z.string().transform((text, ctx) => {
   return size;
 });
 
-export { sha256File, open as openFile };

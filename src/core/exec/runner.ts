@@ -3,6 +3,8 @@
  * record or replay commands and `--dry-run` can print them.
  */
 import { execa, ExecaError } from 'execa';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { EnvironmentError, FbxenError, ExitCode, TimeoutError } from '../errors.js';
 
@@ -68,12 +70,27 @@ export class CommandFailedError extends FbxenError {
 
 const PACKAGE_FOR: Record<string, string> = {
   xz: 'xz-utils',
+  '7zz': '7zip',
   'qemu-img': 'qemu-utils',
   sgdisk: 'gdisk',
   xorriso: 'xorriso',
   xl: 'xen-utils (run fbxen on a Xen dom0)',
   ssh: 'openssh-client',
 };
+
+/** Whether an executable of that name is on PATH (to choose between tools without running them). */
+export function onPath(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), fsConstants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
 
 /** Quote one argument for display in a plan or transcript (never executed through a shell). */
 export function shellQuote(arg: string): string {
