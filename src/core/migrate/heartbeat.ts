@@ -10,8 +10,10 @@
  * plain sh arithmetic in the guest, no fork; a line whose check fails is noise.
  *
  * How a gap gets to within 20 ms (docs/migrate-test.md has the long form):
- * - within a stretch where the counter runs continuously (consecutive beats agree with the wall seconds),
- *   beat times come from the counter: nanosecond-ish resolution;
+ * - within a stretch where the counter runs continuously (consecutive beats agree with the wall seconds,
+ *   which also tell how many wraps a long pause spans), beat times come from the counter:
+ *   nanosecond-ish resolution; a pause inside a stretch is checked against the host's clock, because a
+ *   counter that jumped to another host's clock can pass for continuous;
  * - across a break of the counter (another host, a restore that restarts the clock source), each side is
  *   pinned to the wall clock by intersecting, over all its beats, "wall second s was showing at counter
  *   time t": the offset interval shrinks to about one beat spacing (~10-15 ms), so a gap between two
@@ -189,22 +191,35 @@ function quantile(xs: number[], q: number): number {
 }
 
 /**
- * Splits the beats into stretches where the counter ran continuously. Two consecutive beats continue a
- * stretch when the counter step (taken modulo the wrap) agrees with the wall seconds: |dt - dw| < 1 s
- * (the wall clock has 1 s resolution) and the step is below half a wrap, where the modulo is unambiguous.
+ * The counter step between two beats, in seconds, when it agrees with the wall seconds (|dt - dw| < 1 s:
+ * the wall clock has 1 s resolution); undefined when no reading of it does. The counter is known only
+ * modulo its wrap (XENTIMER: 2^32 ns, 4.29 s). A step over several wraps (a pause of seconds on the same
+ * host, where the counter runs on) is unwrapped with the wall seconds: when a wrap is longer than 2 s,
+ * only one number of wraps fits the 2 s window. With a shorter wrap, only steps below half a wrap count.
+ */
+function counterStep(p: Beat, b: Beat, info: HeartbeatInfo): number | undefined {
+  const wrap = Number(info.modulus) / info.frequency;
+  const dc = (((b.counter - p.counter) % info.modulus) + info.modulus) % info.modulus;
+  const dt0 = Number(dc) / info.frequency;
+  const dw = b.wall - p.wall;
+  if (dw < 0) return undefined;
+  if (wrap <= 2) return dt0 < wrap / 2 && dw < wrap / 2 && Math.abs(dt0 - dw) < 1 ? dt0 : undefined;
+  const dt = dt0 + Math.max(0, Math.round((dw - dt0) / wrap)) * wrap;
+  return Math.abs(dt - dw) < 1 ? dt : undefined;
+}
+
+/**
+ * Splits the beats into stretches where the counter ran continuously: consecutive beats whose counter
+ * step agrees with the wall seconds (counterStep).
  */
 function segments(beats: Beat[], info: HeartbeatInfo): Segment[] {
   const out: Segment[] = [];
-  const halfWrap = Number(info.modulus) / info.frequency / 2;
   let cur: Segment | undefined;
   for (let i = 0; i < beats.length; i++) {
     const b = beats[i]!;
     if (cur && i > 0) {
-      const p = beats[i - 1]!;
-      const dc = (((b.counter - p.counter) % info.modulus) + info.modulus) % info.modulus;
-      const dt = Number(dc) / info.frequency;
-      const dw = b.wall - p.wall;
-      if (dw >= 0 && dt < halfWrap && dw < halfWrap && Math.abs(dt - dw) < 1) {
+      const dt = counterStep(beats[i - 1]!, b, info);
+      if (dt !== undefined) {
         cur.beats.push(b);
         cur.t.push(cur.t.at(-1)! + dt);
         continue;
@@ -291,6 +306,16 @@ function anchor(s: Segment): void {
 }
 
 const ANCHOR_SLACK_S = 0.003;
+/** Two sides whose host anchors differ by more than this were not on one continuous counter. */
+const HOST_DRIFT_TOLERANCE_S = 0.005;
+/** The most a console path may slow down or speed up across a migration (a reattach, ssh to another host). */
+const CONSOLE_PATH_CHANGE_S = 0.05;
+/** How much the least delay of console lines may differ between the two sides of a pause. */
+const HOST_LATENCY_S = 0.002;
+/** FreeBSD's sleep(1) wakes on clock ticks (kern.hz 1000): the beat after a resume may come a tick late. */
+const SLEEP_TICK_S = 0.001;
+/** How far apart date(1) and the sysctl(8) after it read their clocks, at most (a fork and exec). */
+const READ_GAP_S = 0.0015;
 
 function splitAt(seg: Segment, k: number): [Segment, Segment] {
   const a: Segment = { beats: seg.beats.slice(0, k), t: seg.t.slice(0, k), oLo: undefined, oHi: undefined };
@@ -298,6 +323,15 @@ function splitAt(seg: Segment, k: number): [Segment, Segment] {
   anchor(a);
   anchor(b);
   return [a, b];
+}
+
+/** Host arrival time minus counter time (s), at its minimum over the segment: its least delayed line. */
+function hostAnchor(seg: Segment): number | undefined {
+  let best = Infinity;
+  seg.beats.forEach((b, k) => {
+    if (b.hostMs !== undefined) best = Math.min(best, b.hostMs / 1000 - seg.t[k]!);
+  });
+  return Number.isFinite(best) ? best : undefined;
 }
 
 /** Guest wall clock minus host clock (ms); null when the side is too short to pin its wall clock (no second boundary within ~20 ms). */
@@ -326,7 +360,9 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
     if (steps.length >= 2) {
       const p50 = median(steps);
       const jitter = Math.max(quantile(steps, 0.9) - p50, p50 - quantile(steps, 0.1), 0);
-      type Cand = { gap: number; half: number; before: Beat; after: Beat; method: DowntimeMethod; segBefore: Segment; segAfter: Segment; step: number };
+      // Robust σ (1.4826 × median absolute deviation): the gap itself and stalls must not inflate it.
+      const sd = 1.4826 * median(steps.map((x) => Math.abs(x - p50)));
+      type Cand = { gap: number; half: number; before: Beat; after: Beat; method: DowntimeMethod; segBefore: Segment; segAfter: Segment; pause: boolean };
       let best: Cand | undefined;
       const consider = (c: Cand) => {
         // Compare by downtime, not raw gap: a gap full of lost beats is not downtime.
@@ -335,13 +371,14 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
       };
       for (const s of segs) {
         // A counter that jumped (another host) by almost a whole number of wraps looks continuous; the
-        // wall clock only rules that out down to the width of the stretch's anchoring interval, so a
-        // real gap inside a stretch carries that width as its error.
+        // wall clock only rules that out down to the width of the stretch's anchoring interval, so any
+        // gap longer than its beats' normal spacing (a pause) carries that width as its error.
         const width = s.oLo !== undefined && s.oHi !== undefined ? s.oHi - s.oLo : 0;
         for (let k = 1; k < s.beats.length; k++) {
           const gap = s.t[k]! - s.t[k - 1]!;
           const m = s.beats[k]!.seq - s.beats[k - 1]!.seq;
-          consider({ gap, half: gap > (m + 2) * p50 ? width : 0, before: s.beats[k - 1]!, after: s.beats[k]!, method: 'guest-counter', segBefore: s, segAfter: s, step: 0 });
+          const pause = gap - m * p50 > 4 * sd * Math.sqrt(m) + 0.002;
+          consider({ gap, half: pause ? width : 0, before: s.beats[k - 1]!, after: s.beats[k]!, method: 'guest-counter', segBefore: s, segAfter: s, pause });
         }
       }
       for (let j = 1; j < segs.length; j++) {
@@ -352,29 +389,67 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         const tB = b.t[0]!;
         const lo = tB + b.oLo - (tA + a.oHi);
         const hi = tB + b.oHi - (tA + a.oLo);
-        consider({ gap: (lo + hi) / 2, half: (hi - lo) / 2, before: a.beats.at(-1)!, after: b.beats[0]!, method: 'guest-wall-anchored', segBefore: a, segAfter: b, step: 0 });
+        consider({ gap: (lo + hi) / 2, half: (hi - lo) / 2, before: a.beats.at(-1)!, after: b.beats[0]!, method: 'guest-wall-anchored', segBefore: a, segAfter: b, pause: true });
       }
+      /**
+       * A pause inside a stretch, seen against the host's clock. Each side's counter is pinned to the
+       * host by its least delayed line (host arrival minus counter time, at its minimum over the side's
+       * beats). A counter that ran on through the pause gives both sides the same offset; one that
+       * jumped (another host) and only happened to agree with the wall seconds does not: the gap is
+       * then measured by anchoring each side to the wall clock instead. When they agree, the offsets'
+       * difference bounds what a jump could have added, often far below the wall-clock width.
+       */
+      const checkContinuity = (c: Cand, a: Segment, b: Segment): Cand => {
+        const ha = hostAnchor(a);
+        const hb = hostAnchor(b);
+        if (ha === undefined || hb === undefined) return c;
+        const drift = hb - ha;
+        if (Math.abs(drift) <= HOST_DRIFT_TOLERANCE_S) return { ...c, half: Math.min(c.half, Math.abs(drift) + HOST_LATENCY_S) };
+        if (a.oLo === undefined || a.oHi === undefined || b.oLo === undefined || b.oHi === undefined) return { ...c, half: Math.max(c.half, Math.abs(drift) + HOST_LATENCY_S) };
+        // The wall clock can tell a jump of the counter from a console path that changed with the
+        // migration: a jump by `drift` would move the counter-to-wall offset by as much, and the two
+        // sides' offsets agree more narrowly than that.
+        const overlap = Math.min(a.oHi, b.oHi) - Math.max(a.oLo, b.oLo) >= -ANCHOR_SLACK_S;
+        if (overlap && Math.abs(drift) > a.oHi - a.oLo + (b.oHi - b.oLo) + ANCHOR_SLACK_S) return c;
+        const tA = a.t.at(-1)!;
+        const tB = b.t[0]!;
+        const lo = tB + b.oLo - (tA + a.oHi);
+        const hi = tB + b.oHi - (tA + a.oLo);
+        return { ...c, gap: (lo + hi) / 2, half: (hi - lo) / 2, method: 'guest-wall-anchored', segBefore: a, segAfter: b };
+      };
       if (best) {
-        const c: Cand = best;
+        let c: Cand = best;
         const m = c.after.seq - c.before.seq;
         // Offsets on each side of the gap, each side anchored on its own (inside one stretch too).
         const sides = c.segBefore === c.segAfter ? splitAt(c.segBefore, c.segBefore.beats.indexOf(c.after)) : [c.segBefore, c.segAfter];
+        if (c.method === 'guest-counter' && c.pause) c = checkContinuity(c, sides[0]!, sides[1]!);
         const before = clockOffset(sides[0]);
         const after = clockOffset(sides[1]);
         let gap = c.gap;
+        let half = c.half;
         // The guest re-reads the wall clock on resume (inittodr): a step of its offset against the host
-        // is not downtime. Only corrected when the step is larger than the anchoring error.
-        if (c.method === 'guest-wall-anchored' && before !== null && after !== null && Math.abs(after - before) > c.half * 1000 + 5) gap -= (after - before) / 1000;
+        // is not downtime. Seen from the host, a console path that got slower with the migration looks
+        // the same. A step beyond what a console path could change (seconds: hosts whose clocks
+        // disagree) is taken out; a smaller one could be either, so the estimate takes the middle and
+        // half the step joins the uncertainty. Below the anchoring error it is noise.
+        if (c.method === 'guest-wall-anchored' && before !== null && after !== null) {
+          const step = (after - before) / 1000;
+          if (Math.abs(step) > CONSOLE_PATH_CHANGE_S) gap -= step;
+          else if (Math.abs(step) * 1000 > c.half * 1000 + 5) {
+            gap -= step / 2;
+            half += Math.abs(step) / 2;
+          }
+        }
         // The pause began somewhere within one spacing after the last beat before it (and a sleep that
         // was running may or may not be cut short on resume): the gap holds between m-1 and m spacings
         // that are not downtime. Take the middle, and half a spacing of uncertainty.
         const downtime = Math.max(0, gap - (m - 0.5) * p50);
-        // 1 ms: date(1) and sysctl(8) run one after the other, not at the same instant.
+        // READ_GAP_S per clock reading that places the gap: date(1) and sysctl(8) run one after the other,
+        // not at the same instant (the counter alone places a gap inside a stretch; each side's wall
+        // anchoring places one across stretches).
         // The m spacings inside the gap vary (a random walk: about 2σ√m), and they are counted out at the
         // median spacing, whose own error (about 1.25 σ/√n) counts m times.
-        // Robust σ (1.4826 × median absolute deviation): the gap itself and stalls must not inflate it.
-        const sd = 1.4826 * median(steps.map((x) => Math.abs(x - p50)));
-        const uncertainty = c.half + p50 / 2 + Math.max(jitter, 2 * sd) * Math.sqrt(m) + (m - 1) * ((1.25 * sd) / Math.sqrt(steps.length)) + 0.001;
+        const uncertainty = half + p50 / 2 + SLEEP_TICK_S + Math.max(jitter, 2 * sd) * Math.sqrt(m) + (m - 1) * ((1.25 * sd) / Math.sqrt(steps.length)) + (c.method === 'guest-wall-anchored' ? 2 : 1) * READ_GAP_S;
         return {
           downtimeMs: round1(downtime * 1000),
           uncertaintyMs: round1(uncertainty * 1000),
