@@ -13,8 +13,9 @@ import type { Runner } from '../exec/runner.js';
 import { formatBytes, type Progress } from '../progress.js';
 import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size } from '../ufs2/index.js';
 import type { Ufs2Stats } from '../ufs2/types.js';
-import { temporarySibling } from '../util/atomic.js';
+import { syncFile, temporarySibling } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
+import { settleAll } from '../util/settle.js';
 import { Sha256Worker, sha256File } from '../util/sha256.js';
 import { loadCustomisation } from './customize.js';
 import { EntryGuard } from './entries.js';
@@ -444,7 +445,7 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     // Every output reaches the disk before it is renamed into place; syncing once the converters are
     // done keeps the write-back out of the way of their own writes.
     const synced = finals.map(([path]) => syncFile(path));
-    const all = await settleAll([rawDigest, ...produced, ...synced]);
+    const all = await settleAll<unknown>([rawDigest, ...produced, ...synced]);
     const raw: BuildOutput = { format: 'raw', path: rawFinal, size: layout.diskSize, sha256: all[0] as string };
     const others = all.slice(1, 1 + produced.length) as BuildOutput[];
     for (const format of req.formats) outputs.push(format === 'raw' ? raw : others.find((o) => o.format === format)!);
@@ -499,24 +500,6 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   pending.length = 0;
   await rm(scratchDir, { recursive: true, force: true });
   return { record, outDir };
-}
-
-/** Waits for every promise, then throws the first failure (none is left running or unhandled). */
-async function settleAll(promises: Promise<unknown>[]): Promise<unknown[]> {
-  const settled = await Promise.allSettled(promises);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value);
-}
-
-/** fsync on a fresh descriptor: the file's data reaches the disk before it is renamed into place. */
-async function syncFile(path: string): Promise<void> {
-  const f = await open(path, 'r');
-  try {
-    await f.sync();
-  } finally {
-    await f.close();
-  }
 }
 
 function joined(captured: Map<string, Buffer[]>, path: string): Buffer | undefined {

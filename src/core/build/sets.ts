@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { EnvironmentError, InputError } from '../errors.js';
 import { formatBytes, type StepHandle } from '../progress.js';
+import { settleAll } from '../util/settle.js';
 import { sha256File } from '../util/sha256.js';
 
 export const SET_NAMES = ['base', 'kernel'] as const;
@@ -222,9 +223,7 @@ export async function resolveSets(opts: ResolveSetsOptions, handle: StepHandle):
     );
   }
   // Report the first set in MANIFEST order that failed, whichever worker finished first.
-  const settled = await Promise.allSettled(checks);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  await settleAll(checks);
   return { origin, manifestSha256: createHash('sha256').update(manifestText).digest('hex'), sets };
 }
 

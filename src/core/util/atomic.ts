@@ -3,8 +3,18 @@
  * complete, so an interrupted or failed run never leaves a file that looks finished.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+
+/** fsync on a fresh descriptor: the file's data reaches the disk before it is renamed into place. */
+export async function syncFile(path: string): Promise<void> {
+  const f = await open(path, 'r');
+  try {
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}
 
 export function temporarySibling(target: string): string {
   return join(dirname(target), `.${basename(target)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`);
