@@ -325,6 +325,16 @@ function splitAt(seg: Segment, k: number): [Segment, Segment] {
   return [a, b];
 }
 
+/** The gap from the last beat of `a` to the first of `b`, each side pinned to the wall clock on its own; undefined when either side is not. */
+function wallAnchoredGap(a: Segment, b: Segment): { gap: number; half: number } | undefined {
+  if (a.oLo === undefined || a.oHi === undefined || b.oLo === undefined || b.oHi === undefined) return undefined;
+  const tA = a.t.at(-1)!;
+  const tB = b.t[0]!;
+  const lo = tB + b.oLo - (tA + a.oHi);
+  const hi = tB + b.oHi - (tA + a.oLo);
+  return { gap: (lo + hi) / 2, half: (hi - lo) / 2 };
+}
+
 /** Host arrival time minus counter time (s), at its minimum over the segment: its least delayed line. */
 function hostAnchor(seg: Segment): number | undefined {
   let best = Infinity;
@@ -384,12 +394,8 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
       for (let j = 1; j < segs.length; j++) {
         const a = segs[j - 1]!;
         const b = segs[j]!;
-        if (a.oLo === undefined || a.oHi === undefined || b.oLo === undefined || b.oHi === undefined) continue;
-        const tA = a.t.at(-1)!;
-        const tB = b.t[0]!;
-        const lo = tB + b.oLo - (tA + a.oHi);
-        const hi = tB + b.oHi - (tA + a.oLo);
-        consider({ gap: (lo + hi) / 2, half: (hi - lo) / 2, before: a.beats.at(-1)!, after: b.beats[0]!, method: 'guest-wall-anchored', segBefore: a, segAfter: b, pause: true });
+        const anchored = wallAnchoredGap(a, b);
+        if (anchored) consider({ ...anchored, before: a.beats.at(-1)!, after: b.beats[0]!, method: 'guest-wall-anchored', segBefore: a, segAfter: b, pause: true });
       }
       /**
        * A pause inside a stretch, seen against the host's clock. Each side's counter is pinned to the
@@ -411,11 +417,7 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         // sides' offsets agree more narrowly than that.
         const overlap = Math.min(a.oHi, b.oHi) - Math.max(a.oLo, b.oLo) >= -ANCHOR_SLACK_S;
         if (overlap && Math.abs(drift) > a.oHi - a.oLo + (b.oHi - b.oLo) + ANCHOR_SLACK_S) return c;
-        const tA = a.t.at(-1)!;
-        const tB = b.t[0]!;
-        const lo = tB + b.oLo - (tA + a.oHi);
-        const hi = tB + b.oHi - (tA + a.oLo);
-        return { ...c, gap: (lo + hi) / 2, half: (hi - lo) / 2, method: 'guest-wall-anchored', segBefore: a, segAfter: b };
+        return { ...c, ...wallAnchoredGap(a, b)!, method: 'guest-wall-anchored', segBefore: a, segAfter: b };
       };
       if (best) {
         let c: Cand = best;
@@ -435,7 +437,7 @@ export function estimateDowntime(hb: ParsedHeartbeat): DowntimeEstimate | undefi
         if (c.method === 'guest-wall-anchored' && before !== null && after !== null) {
           const step = (after - before) / 1000;
           if (Math.abs(step) > CONSOLE_PATH_CHANGE_S) gap -= step;
-          else if (Math.abs(step) * 1000 > c.half * 1000 + 5) {
+          else if (Math.abs(step) > c.half + 0.005) {
             gap -= step / 2;
             half += Math.abs(step) / 2;
           }
