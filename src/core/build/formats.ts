@@ -1,11 +1,14 @@
 /**
  * The output formats: a table each format slots into. raw is the image the build writes; the others
- * are made from it (qcow2 with qemu-img; vhd and xva by fbxen's own writers, reproducibly).
+ * are made from it by fbxen's own writers, reproducibly.
  */
 import type { Runner } from '../exec/runner.js';
+import type { ByteRanges } from '../formats/qcow2.js';
 
 export interface FormatJob {
   rawPath: string;
+  /** Where the raw image holds data: every byte outside these ranges is a hole. */
+  written: ByteRanges;
   outPath: string;
   runner: Runner;
   signal: AbortSignal;
@@ -21,7 +24,8 @@ export interface OutputFormat {
   description: string;
   /** External tools the format needs (for preflight and build.json). */
   tools: string[];
-  produce(job: FormatJob): Promise<void>;
+  /** Writes job.outPath; a writer that hashed its output on the way returns the sha256. */
+  produce(job: FormatJob): Promise<void | { sha256: string }>;
 }
 
 export const OUTPUT_FORMATS = {
@@ -33,10 +37,11 @@ export const OUTPUT_FORMATS = {
   },
   qcow2: {
     extension: 'qcow2',
-    description: 'qcow2 (xl with qemu-xen qdisk); made by qemu-img, uncompressed and reproducible',
-    tools: ['qemu-img'],
+    description: 'qcow2 version 3 (xl with qemu-xen qdisk), written by fbxen (uncompressed, reproducible)',
+    tools: [],
     produce: async (job) => {
-      await job.runner.run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', job.rawPath, job.outPath], { signal: job.signal });
+      const { writeQcow2 } = await import('../formats/qcow2.js');
+      return writeQcow2(job.rawPath, job.outPath, { ranges: job.written, signal: job.signal });
     },
   },
   vhd: {

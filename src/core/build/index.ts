@@ -116,7 +116,7 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
     ...(req.uefi ? ['mkfs.fat + mtools: ESP with /boot/loader.efi as EFI/BOOT/BOOT*.EFI'] : []),
     ...req.formats
       .filter((f) => f !== 'raw')
-      .map((f) => (f === 'qcow2' ? formatCommand('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, join(req.outDir, `${req.name}.qcow2`)]) : `fbxen ${f} writer: ${raw} -> ${join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)}`)),
+      .map((f) => `fbxen ${f} writer: ${raw} -> ${join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)}`),
   ];
   const outputs = [...req.formats.map((f) => join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)), join(req.outDir, 'build.json')];
   const text = [
@@ -166,7 +166,7 @@ export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runne
     const plan = renderPlan(req);
     return { human: plan.text, json: plan.json };
   }
-  const tools = await toolVersions(deps.runner, req.formats, req.xzDecoder);
+  const tools = await toolVersions(deps.runner, req.xzDecoder);
   const first = await build(req, { ...deps, toolVersions: tools });
   if (!r.checkReproducible) return { human: humanSummary(first.record), json: first.record };
 
@@ -189,13 +189,12 @@ export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runne
   };
 }
 
-async function toolVersions(runner: Runner, formats: OutputFormatName[], xzDecoder: XzDecoder): Promise<Record<string, string>> {
+async function toolVersions(runner: Runner, xzDecoder: XzDecoder): Promise<Record<string, string>> {
   const out: Record<string, string> = { fbxen: '0.1.0', node: process.version };
   const first = async (file: string, args: string[]) => (await runner.run(file, args)).stdout.split('\n')[0]!.trim();
   out.xz = await first('xz', ['--version']);
   // 7zz prints an empty line, then its banner: "7-Zip (z) 26.02 (x64) : Copyright ..."
   if (xzDecoder === '7zz') out['7zz'] = (await runner.run('7zz', ['i'])).stdout.split('\n').find((l) => l.startsWith('7-Zip'))?.split(' : ')[0]?.trim() ?? 'unknown';
-  if (formats.includes('qcow2')) out['qemu-img'] = await first('qemu-img', ['--version']);
   return out;
 }
 

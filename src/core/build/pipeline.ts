@@ -437,9 +437,9 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       const path = temporarySibling(final);
       pending.push(path);
       h.output(`${format}: ${final}`);
-      await spec.produce({ rawPath: rawTmp, outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+      const made = await spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
       finals.push([path, final]);
-      produced.push(stat(path).then(async ({ size }) => ({ format, path: final, size, sha256: await sha256File(path, { signal: deps.signal }) })));
+      produced.push(stat(path).then(async ({ size }) => ({ format, path: final, size, sha256: made?.sha256 ?? (await sha256File(path, { signal: deps.signal })) })));
     }
     h.output('sha256 of the outputs');
     // Every output reaches the disk before it is renamed into place; syncing once the converters are
