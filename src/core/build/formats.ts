@@ -2,7 +2,6 @@
  * The output formats: a table each format slots into. raw is the image the build writes; the others
  * are made from it by fbxen's own writers, reproducibly.
  */
-import type { Runner } from '../exec/runner.js';
 import type { ByteRanges } from '../formats/qcow2.js';
 
 export interface FormatJob {
@@ -10,7 +9,6 @@ export interface FormatJob {
   /** Where the raw image holds data: every byte outside these ranges is a hole. */
   written: ByteRanges;
   outPath: string;
-  runner: Runner;
   signal: AbortSignal;
   name: string;
   vcpus: number;
@@ -22,8 +20,6 @@ export interface FormatJob {
 export interface OutputFormat {
   extension: string;
   description: string;
-  /** External tools the format needs (for preflight and build.json). */
-  tools: string[];
   /** Writes job.outPath; a writer that hashed its output on the way returns the sha256. */
   produce(job: FormatJob): Promise<void | { sha256: string }>;
 }
@@ -32,13 +28,11 @@ export const OUTPUT_FORMATS = {
   raw: {
     extension: 'raw',
     description: 'sparse raw disk image (xl: file or phy backends)',
-    tools: [],
     produce: async () => undefined,
   },
   qcow2: {
     extension: 'qcow2',
     description: 'qcow2 version 3 (xl with qemu-xen qdisk), written by fbxen (uncompressed, reproducible)',
-    tools: [],
     produce: async (job) => {
       const { writeQcow2 } = await import('../formats/qcow2.js');
       return writeQcow2(job.rawPath, job.outPath, { ranges: job.written, signal: job.signal });
@@ -47,7 +41,6 @@ export const OUTPUT_FORMATS = {
   vhd: {
     extension: 'vhd',
     description: 'dynamic VHD for XenServer/XCP-ng, written by fbxen (exact size, reproducible)',
-    tools: [],
     produce: async (job) => {
       const { writeDynamicVhd } = await import('../formats/vhd.js');
       await writeDynamicVhd(job.rawPath, job.outPath, { timestamp: job.timestamp, seed: job.seed });
@@ -56,7 +49,6 @@ export const OUTPUT_FORMATS = {
   xva: {
     extension: 'xva',
     description: 'XVA (XenServer VM export) with the disk, an empty CD drive and a VIF',
-    tools: [],
     produce: async (job) => {
       const { writeXva } = await import('../formats/xva.js');
       await writeXva(job.rawPath, job.outPath, { name: job.name, vcpus: job.vcpus, memoryMiB: job.memoryMiB, timestamp: job.timestamp, seed: job.seed });

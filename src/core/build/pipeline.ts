@@ -437,7 +437,7 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       const path = temporarySibling(final);
       pending.push(path);
       h.output(`${format}: ${final}`);
-      const made = await spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, runner: deps.runner, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+      const made = await spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
       finals.push([path, final]);
       produced.push(stat(path).then(async ({ size }) => ({ format, path: final, size, sha256: made?.sha256 ?? (await sha256File(path, { signal: deps.signal })) })));
     }
