@@ -39,6 +39,21 @@ describe('sha256 of a sparse image from its written extents, on a worker thread'
     );
   });
 
+  it('reads long extents in several chunks, hashed in steps that end mid-chunk', async () => {
+    const path = join(tmpDir('sha256-long'), 'long');
+    const size = 21 * 1024 * 1024 + 4608;
+    const data = Buffer.from(Array.from({ length: 17 * 1024 * 1024 + 123 }, (_, i) => (i * 7919) % 251));
+    const fd = openSync(path, 'w');
+    ftruncateSync(fd, size);
+    writeSync(fd, data, 0, data.length, 3 * 1024 * 1024 + 7);
+    closeSync(fd);
+    const extents = new WrittenExtents();
+    extents.add(3 * 1024 * 1024 + 7, data.length);
+    const hasher = new Sha256Worker(path);
+    for (const step of [5_000_001, 9_437_184, 13_000_000]) hasher.hashTo(step, extents.ranges());
+    expect(await hasher.digest(size, extents.ranges())).toBe(createHash('sha256').update(readFileSync(path)).digest('hex'));
+  });
+
   it('agrees with sha256sum on a whole file', async () => {
     const path = join(tmpDir('sha256-file'), 'data');
     writeFileSync(path, Buffer.from(Array.from({ length: 5_000_000 }, (_, i) => (i * 7919) % 251)));
