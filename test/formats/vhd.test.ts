@@ -126,6 +126,16 @@ describe('writeDynamicVhd', () => {
     expect(a.subarray(512, a.length - 512).equals(c.subarray(512, c.length - 512))).toBe(true);
   });
 
+  it('skips the holes the build recorded without changing a byte', async () => {
+    const writes: [number, Buffer][] = [[3 * MiB + 5, Buffer.from('data')], [8 * MiB - 2, Buffer.from('spans two blocks')]];
+    const raw = makeRaw('h.raw', 12 * MiB, writes);
+    await writeDynamicVhd(raw, join(dir, 'h-scan.vhd'), { timestamp: 0, seed: 'h' });
+    const { size } = await writeDynamicVhd(raw, join(dir, 'h-ranges.vhd'), { timestamp: 0, seed: 'h', ranges: writes.map(([o, d]) => [o, o + d.length]) });
+    expect(readFileSync(join(dir, 'h-ranges.vhd')).equals(readFileSync(join(dir, 'h-scan.vhd')))).toBe(true);
+    expect(size).toBe(512 + 1024 + 512 + 3 * (512 + 2 * MiB) + 512); // blocks 1, 3 and 4
+    expect(qemuCompare(raw, join(dir, 'h-ranges.vhd')).status).toBe(0);
+  });
+
   it('writes an all-zero image as header, BAT and footer only', async () => {
     const raw = makeRaw('z.raw', 64 * MiB, []);
     const out = join(dir, 'z.vhd');

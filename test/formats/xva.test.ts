@@ -58,6 +58,16 @@ describe('writeXva', () => {
     expect(check(out, raw).chunks).toBe(2);
   });
 
+  it('skips the holes the build recorded without changing a byte, first and last chunk included', async () => {
+    const size = 9 * MiB + 3 * 512;
+    const writes: [number, Buffer][] = [[5 * MiB + 17, Buffer.from('middle')], [7 * MiB - 3, Buffer.from('spans two chunks')]];
+    const raw = makeRaw('h.raw', size, writes);
+    await writeXva(raw, join(dir, 'h-scan.xva'), opts);
+    await writeXva(raw, join(dir, 'h-ranges.xva'), { ...opts, ranges: writes.map(([o, d]) => [o, o + d.length]) });
+    expect(readFileSync(join(dir, 'h-ranges.xva')).equals(readFileSync(join(dir, 'h-scan.xva')))).toBe(true);
+    expect(check(join(dir, 'h-ranges.xva'), raw).chunks).toBe(5); // 0, 5, 6, 7 and the last
+  });
+
   it('is reproducible and its ova.xml matches the golden file', async () => {
     const raw = makeRaw('g.raw', 2 * MiB, [[4096, Buffer.from('x')]]);
     await writeXva(raw, join(dir, 'g1.xva'), opts);

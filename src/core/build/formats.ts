@@ -2,7 +2,7 @@
  * The output formats: a table each format slots into. raw is the image the build writes; the others
  * are made from it by fbxen's own writers, reproducibly.
  */
-import type { ByteRanges } from '../formats/qcow2.js';
+import type { ByteRanges } from '../util/ranges.js';
 
 export interface FormatJob {
   rawPath: string;
@@ -43,7 +43,7 @@ export const OUTPUT_FORMATS = {
     description: 'dynamic VHD for XenServer/XCP-ng, written by fbxen (exact size, reproducible)',
     produce: async (job) => {
       const { writeDynamicVhd } = await import('../formats/vhd.js');
-      await writeDynamicVhd(job.rawPath, job.outPath, { timestamp: job.timestamp, seed: job.seed });
+      await writeDynamicVhd(job.rawPath, job.outPath, { timestamp: job.timestamp, seed: job.seed, ranges: job.written });
     },
   },
   xva: {
@@ -51,7 +51,7 @@ export const OUTPUT_FORMATS = {
     description: 'XVA (XenServer VM export) with the disk, an empty CD drive and a VIF',
     produce: async (job) => {
       const { writeXva } = await import('../formats/xva.js');
-      await writeXva(job.rawPath, job.outPath, { name: job.name, vcpus: job.vcpus, memoryMiB: job.memoryMiB, timestamp: job.timestamp, seed: job.seed });
+      await writeXva(job.rawPath, job.outPath, { name: job.name, vcpus: job.vcpus, memoryMiB: job.memoryMiB, timestamp: job.timestamp, seed: job.seed, ranges: job.written });
     },
   },
 } satisfies Record<string, OutputFormat>;

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
+import type { ByteRanges } from '../util/ranges.js';
 
 export const QCOW2_DEFAULT_CLUSTER_BITS = 16;
 const HEADER_LENGTH = 104;
@@ -28,8 +29,6 @@ const MAX_OFFSET = 2 ** 56;
 const IO_CHUNK = 4 * 1024 * 1024;
 const IO_SLOTS = 3;
 
-/** [start, end) byte ranges of the raw image outside of which every byte is zero. */
-export type ByteRanges = readonly (readonly [number, number])[];
 
 export interface Qcow2Layout {
   clusterSize: number;
@@ -142,17 +141,25 @@ function alignedSlots(count: number, size: number): Buffer[] {
   return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * size, size));
 }
 
-async function openOutput(path: string, direct: boolean): Promise<{ out: FileHandle; direct: boolean }> {
+/**
+ * Opens the output for direct I/O where the file system takes it: one aligned cluster written at
+ * offset 0 (the header overwrites it) proves that every later write, aligned the same way, will pass.
+ */
+async function openOutput(path: string, direct: boolean, probe: Buffer): Promise<FileHandle> {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
   if (direct && constants.O_DIRECT) {
+    let out: FileHandle | undefined;
     try {
-      return { out: await open(path, flags | constants.O_DIRECT, 0o644), direct: true };
+      out = await open(path, flags | constants.O_DIRECT, 0o644);
+      await out.write(probe, 0, probe.length, 0);
+      return out;
     } catch (err) {
+      await out?.close();
       // tmpfs and some network file systems refuse O_DIRECT: write through the page cache there.
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
     }
   }
-  return { out: await open(path, flags, 0o644), direct: false };
+  return open(path, flags, 0o644);
 }
 
 async function writeFully(out: FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
@@ -192,7 +199,7 @@ export async function writeQcow2(rawPath: string, outPath: string, opts: Qcow2Wr
     const chunk = Math.max(clusterSize, IO_CHUNK);
     const slots = alignedSlots(IO_SLOTS, chunk);
     // Direct I/O only when every write is a whole number of 4 KiB blocks at a 4 KiB-aligned offset.
-    ({ out } = await openOutput(outPath, clusterSize >= 4096));
+    out = await openOutput(outPath, clusterSize >= 4096, slots[0]!.fill(0, 0, clusterSize).subarray(0, clusterSize));
     const hash = createHash('sha256');
     let turn = 0;
     /** Queues `length` bytes of the next slot for writing at `position`, once `fill` has put them there. */

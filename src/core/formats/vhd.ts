@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
+import { dataTester, type ByteRanges } from '../util/ranges.js';
 
 export const VHD_SECTOR = 512;
 export const VHD_BLOCK_SIZE = 2 * 1024 * 1024;
@@ -145,10 +146,11 @@ async function readFully(fh: FileHandle, buf: Buffer, length: number, position: 
 
 /**
  * Converts a raw disk image to a dynamic VHD at `outPath` (written directly; the caller renames).
- * Blocks that are entirely zero (holes included: Node has no SEEK_DATA, and a zero block reads back as
- * zeros from an unallocated BAT entry anyway) get no BAT entry and take no space.
+ * Blocks that are entirely zero get no BAT entry and take no space (a zero block reads back as zeros
+ * from an unallocated BAT entry anyway). Blocks outside `ranges` (the build's record of what it wrote)
+ * are holes and are not read at all; without ranges every block is read and checked.
  */
-export async function writeDynamicVhd(rawPath: string, outPath: string, opts: { timestamp: number; seed: string }): Promise<{ size: number }> {
+export async function writeDynamicVhd(rawPath: string, outPath: string, opts: { timestamp: number; seed: string; ranges?: ByteRanges }): Promise<{ size: number }> {
   const raw = await open(rawPath, 'r');
   let out: FileHandle | undefined;
   try {
@@ -173,9 +175,11 @@ export async function writeDynamicVhd(rawPath: string, outPath: string, opts: { 
     await out.write(footer, 0, FOOTER_BYTES, 0);
     await out.write(encodeVhdDynamicHeader(maxTableEntries), 0, DYNAMIC_HEADER_BYTES, FOOTER_BYTES);
     let next = BAT_OFFSET + batBytes;
+    const mayHoldData = dataTester(opts.ranges);
     for (let i = 0; i < maxTableEntries; i++) {
       const start = i * VHD_BLOCK_SIZE;
       const length = Math.min(VHD_BLOCK_SIZE, rawSize - start);
+      if (!mayHoldData(start, start + length)) continue; // a hole: not even read
       await readFully(raw, block, length, start);
       const data = block.subarray(0, length);
       if (isAllZero(data, zero)) continue;

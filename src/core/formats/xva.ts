@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
+import { dataTester, type ByteRanges } from '../util/ranges.js';
 import { encodeXmlRpcValueDocument, XmlRpcDouble, type XapiValue } from '../toolstack/xapi/xmlrpc.js';
 import { HVM_PLATFORM } from '../toolstack/xapi/records.js';
 import { formatUuid, uuidBytesFromSeed } from './vhd.js';
@@ -31,6 +32,8 @@ export interface XvaOptions {
   memoryMiB: number;
   timestamp: number;
   seed: string;
+  /** Where the raw image holds data (the build's record); chunks outside are holes and are not read. */
+  ranges?: ByteRanges;
 }
 
 const IDS = { vm: 'Ref:000', sr: 'Ref:001', vdi: 'Ref:002', diskVbd: 'Ref:003', cdVbd: 'Ref:004', network: 'Ref:005', vif: 'Ref:006' } as const;
@@ -334,17 +337,21 @@ export async function writeXva(rawPath: string, outPath: string, opts: XvaOption
     const chunks = Math.ceil(diskBytes / XVA_CHUNK_SIZE);
     const buf = Buffer.alloc(XVA_CHUNK_SIZE);
     const zero = Buffer.alloc(XVA_CHUNK_SIZE);
+    const mayHoldData = dataTester(opts.ranges);
     for (let i = 0; i < chunks; i++) {
       const start = i * XVA_CHUNK_SIZE;
       const length = Math.min(XVA_CHUNK_SIZE, diskBytes - start);
-      let done = 0;
+      const firstOrLast = i === 0 || i === chunks - 1;
+      const hole = !mayHoldData(start, start + length);
+      if (hole && !firstOrLast) continue;
+      if (hole) buf.fill(0, 0, length);
+      let done = hole ? length : 0;
       while (done < length) {
         const { bytesRead } = await raw.read(buf, done, length - done, start + done);
         if (bytesRead === 0) throw new InputError(`raw image ended early at byte ${start + done}`, { hint: 'the raw image changed while it was being converted; build it again' });
         done += bytesRead;
       }
       const data = buf.subarray(0, length);
-      const firstOrLast = i === 0 || i === chunks - 1;
       if (!firstOrLast && data.equals(zero.subarray(0, length))) continue;
       const name = chunkMemberName(i);
       await tar.file(name, data);

@@ -10,8 +10,7 @@
  */
 import { Worker } from 'node:worker_threads';
 
-/** [start, end) byte ranges, sorted and disjoint, outside of which the file holds zeros. */
-export type Extents = readonly (readonly [number, number])[];
+import type { ByteRanges } from './ranges.js';
 
 // Plain CommonJS evaluated on the worker: no build step, so it runs the same from src/ (tests) and dist/.
 const WORKER_SOURCE = String.raw`
@@ -101,13 +100,13 @@ export class Sha256Worker {
   }
 
   /** Hashes the file up to `until` (those bytes must be final), in the background. */
-  hashTo(until: number, extents: Extents): void {
+  hashTo(until: number, extents: ByteRanges): void {
     if (this.finished) throw new Error('internal: Sha256Worker used after digest()');
     this.worker.postMessage({ until, extents });
   }
 
   /** Hashes the rest of the file up to `size` (null: to its end) and resolves with the hex digest. */
-  digest(size: number | null, extents: Extents): Promise<string> {
+  digest(size: number | null, extents: ByteRanges): Promise<string> {
     if (!this.finished) this.worker.postMessage({ until: size, extents, digest: true });
     this.finished = true;
     return this.result;
