@@ -84,9 +84,12 @@ export class SimXl implements Runner {
   /** the guest's and the capture's clock: virtual ms since the epoch */
   now = (): number => 1_700_000_000_000 + (Date.now() - this.t0) * this.speed;
 
+  /** Uniform in ±1 ms (mulberry32: integer arithmetic, so the draws are as uniform as they claim). */
   private jitter(): number {
-    this.rand = (this.rand * 1103515245 + 12345) % 2147483648;
-    return (this.rand / 2147483648 - 0.5) * 2; // ±1 ms
+    this.rand = (this.rand + 0x6d2b79f5) | 0;
+    let t = Math.imul(this.rand ^ (this.rand >>> 15), 1 | this.rand);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5) * 2;
   }
 
   private emit(text: string): void {
