@@ -10,6 +10,7 @@ const shared = {
 
 export default defineConfig({
   test: {
+    globalSetup: ['test/support/global-tmp.ts'],
     projects: [
       // Everything, two files at a time.
       { test: { ...shared, name: 'main', include: ['test/**/*.test.ts'], exclude: ['test/**/*.timing.test.ts'], maxWorkers: 2 } },
