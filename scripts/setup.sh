@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools fbxen runs (xz, 7zz, the faster decoder it prefers; qemu-img, xorriso, mkfs.fat/mtools for --uefi) and the real consumers the tests
-# check its outputs with (sgdisk, sfdisk, grub-fstest, sleuthkit, makefs, bsdtar, readelf, the real xl
+# Tools fbxen runs (xz, 7zz, the faster decoder it prefers; xorriso, mkfs.fat/mtools for --uefi) and the real consumers the tests
+# check its outputs with (qemu-img, sgdisk, sfdisk, grub-fstest, sleuthkit, makefs, bsdtar, readelf, the real xl
 # parser with libxen-dev for its LD_PRELOAD shim, shellcheck and dash for the guest collector, python3).
 PACKAGES=(xz-utils 7zip qemu-utils xorriso dosfstools mtools gdisk fdisk grub-common sleuthkit makefs
   libarchive-tools binutils gcc make libc6-dev xen-utils-4.17 libxen-dev shellcheck dash posh python3

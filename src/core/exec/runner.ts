@@ -71,8 +71,6 @@ export class CommandFailedError extends FbxenError {
 const PACKAGE_FOR: Record<string, string> = {
   xz: 'xz-utils',
   '7zz': '7zip',
-  'qemu-img': 'qemu-utils',
-  sgdisk: 'gdisk',
   xorriso: 'xorriso',
   xl: 'xen-utils (run fbxen on a Xen dom0)',
   ssh: 'openssh-client',
