@@ -429,18 +429,29 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   await timed('formats', `Write ${req.formats.join(', ')}`, async (h) => {
     // While the converters read the raw image, the worker finishes its sha256 on the second core.
     const rawDigest = rawHash.digest(layout.diskSize, written.ranges());
-    const produced: Promise<BuildOutput>[] = [];
-    for (const format of req.formats) {
-      if (format === 'raw') continue;
-      const spec = OUTPUT_FORMATS[format];
-      const final = join(outDir, `${req.name}.${spec.extension}`);
-      const path = temporarySibling(final);
-      pending.push(path);
-      h.output(`${format}: ${final}`);
-      const made = await spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
-      finals.push([path, final]);
-      produced.push(stat(path).then(async ({ size }) => ({ format, path: final, size, sha256: made?.sha256 ?? (await sha256File(path, { signal: deps.signal })) })));
+    // The converters run at once (each reads the raw image and writes its own file); each output is
+    // hashed as soon as its converter is done, unless the converter hashed it on the way.
+    const jobs = req.formats
+      .filter((format) => format !== 'raw')
+      .map((format) => {
+        const spec = OUTPUT_FORMATS[format];
+        const final = join(outDir, `${req.name}.${spec.extension}`);
+        const path = temporarySibling(final);
+        pending.push(path);
+        finals.push([path, final]);
+        h.output(`${format}: ${final}`);
+        const made = spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+        const output = made.then(async (m): Promise<BuildOutput> => ({ format, path: final, size: (await stat(path)).size, sha256: m?.sha256 ?? (await sha256File(path, { signal: deps.signal })) }));
+        output.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+        return { made, output };
+      });
+    // Nothing is left running when one fails: every converter and hash settles before the failure is thrown.
+    const failed = (await Promise.allSettled(jobs.map((j) => j.made))).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.allSettled(jobs.map((j) => j.output));
+      throw failed.reason;
     }
+    const produced = jobs.map((j) => j.output);
     h.output('sha256 of the outputs');
     // Every output reaches the disk before it is renamed into place; syncing once the converters are
     // done keeps the write-back out of the way of their own writes.
