@@ -100,6 +100,22 @@ describe('fbxen build (amd64 sample)', () => {
     expect(info['virtual-size']).toBe(256 * 1024 * 1024);
   });
 
+  it('records the sha256 of every output as sha256sum computes it (the qcow2 writer hashes on the way)', () => {
+    for (const o of record.outputs) expect(execFileSync('sha256sum', [o.path]).toString().split(' ')[0], o.format).toBe(o.sha256);
+  });
+
+  it('writes a qcow2 alone from the same image: qemu-img turns it back into the raw image, byte for byte', () => {
+    const only = buildSample(['--json', '--name', 'sample', '--format', 'qcow2'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
+    expect(only.code, only.stderr).toBe(0);
+    expect(listing(only.out)).toEqual(['build.json', 'sample.qcow2']);
+    const back = join(only.out, 'back.raw');
+    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', join(only.out, 'sample.qcow2'), back]);
+    expect(execFileSync('sha256sum', [back]).toString().split(' ')[0]).toBe(record.outputs.find((o) => o.format === 'raw')!.sha256);
+    const qcow2 = (JSON.parse(only.stdout) as BuildJson).outputs;
+    expect(qcow2.map((o) => o.format)).toEqual(['qcow2']);
+    expect(qcow2[0]!.sha256).toBe(record.outputs.find((o) => o.format === 'qcow2')!.sha256);
+  });
+
   it('is a sparse raw file', () => {
     const blocks = Number(execFileSync('stat', ['-c', '%b', raw]).toString()) * 512;
     expect(blocks).toBeLessThan(64 * 1024 * 1024);
