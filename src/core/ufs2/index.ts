@@ -1,4 +1,4 @@
-export { createUfs2Writer } from './writer.js';
+export { createUfs2Writer, leadingLaneBytes } from './writer.js';
 export { createFileBlockTarget, type FileBlockTarget } from './target.js';
 export { estimateUfs2Size, type ContentSize } from './estimate.js';
 export { computeGeometry, type Geometry } from './geometry.js';

@@ -30,6 +30,9 @@ export interface FsMeta {
   flags: number;
 }
 
+/** Lane 1 is the leading lane of Ufs2Options.leadingLane; lane 0 is everything else. */
+export type Lane = 0 | 1;
+
 export interface Ufs2Options {
   /** File system size in bytes (a multiple of the fragment size; the writer rounds down). */
   sizeBytes: number;
@@ -51,6 +54,13 @@ export interface Ufs2Options {
   timestamp: number;
   /** Seeds fs_id and inode generation numbers, so the same seed gives the same bytes. */
   seed: string;
+  /**
+   * Room set aside at the start of the data area for a second lane of files (`file(..., lane 1)`), sized
+   * for the worst case of this much file data in this many entries. Two streams can then be written at
+   * once, each into its own region in its own order, and the image does not depend on how they
+   * interleave in time. Lane 0 (the default) starts after the room.
+   */
+  leadingLane?: { dataBytes: number; entries: number };
 }
 
 /** Where the writer puts bytes: offsets are relative to the start of the file system. */
@@ -75,15 +85,16 @@ export interface Ufs2Stats {
 
 export interface Ufs2Writer {
   /** Creates or updates a directory (a repeated directory merges: the later metadata wins). */
-  directory(path: string, meta: FsMeta): void;
-  symlink(path: string, target: string, meta: FsMeta): void;
+  directory(path: string, meta: FsMeta, lane?: Lane): void;
+  symlink(path: string, target: string, meta: FsMeta, lane?: Lane): void;
   /** A second name for an existing regular file (hard link). */
-  hardlink(path: string, existingPath: string): void;
+  hardlink(path: string, existingPath: string, lane?: Lane): void;
   /**
    * A regular file of `size` bytes whose data arrives in `data`; each chunk goes to its final place on
-   * arrival. Chunks are not kept after the call that consumes them. Await it before the next entry.
+   * arrival. Chunks are not kept after the call that consumes them. Await it before the next entry of
+   * the same lane; lane 1's files go to the room of Ufs2Options.leadingLane.
    */
-  file(path: string, meta: FsMeta, size: number, data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void>;
+  file(path: string, meta: FsMeta, size: number, data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, lane?: Lane): Promise<void>;
   /** Writes inodes, directories, bitmaps, summaries and superblocks. Throws if the content did not fit. */
   finish(): Promise<Ufs2Stats>;
 }

@@ -32,7 +32,7 @@ import {
   type DirEntryIn,
 } from './layout.js';
 import { estimateUfs2Size } from './estimate.js';
-import type { BlockTarget, FsMeta, Ufs2Options, Ufs2Stats, Ufs2Writer } from './types.js';
+import type { BlockTarget, FsMeta, Lane, Ufs2Options, Ufs2Stats, Ufs2Writer } from './types.js';
 
 const MiB = 1024 * 1024;
 const MAX_NAME = 255;
@@ -128,20 +128,30 @@ function seededWords(seed: string): (i: number) => number {
 
 /**
  * Fragment allocator over the whole file system: a bitmap of used fragments (metadata areas are
- * pre-marked), a cursor for whole blocks, and one open block whose fragments take file tails.
+ * pre-marked), and for each lane a cursor for whole blocks and one open block whose fragments take
+ * file tails. Lane 1, when there is one, owns the data area up to `laneEnd`; lane 0 starts there.
  */
 class Allocator {
   readonly used: Uint8Array;
-  private cursor = 0;
-  private fragBlock = -1;
-  private fragNext = 0;
-  constructor(private readonly g: Geometry) {
+  private readonly cursor = [0, 0];
+  private readonly fragBlock = [-1, -1];
+  private readonly fragNext = [0, 0];
+  /** Where lane 1's room ends (a fragment address); lane 1 never allocates at or past it. */
+  readonly laneEnd: number;
+  constructor(
+    private readonly g: Geometry,
+    leadingBlocks = 0,
+  ) {
     this.used = new Uint8Array(Math.ceil(g.sizeFrags / 8));
     for (let cg = 0; cg < g.ncg; cg++) {
       const base = cg * g.fpg;
       if (cg === 0) this.mark(0, g.dblkno + g.csfrags);
       else this.mark(base + g.sblkno, g.dblkno - g.sblkno);
     }
+    let end = 0;
+    for (let free = 0; free < leadingBlocks && end + g.frag <= g.sizeFrags; end += g.frag) if (this.freeBlockAt(end)) free++;
+    this.laneEnd = end;
+    this.cursor[0] = end;
   }
   mark(start: number, count: number): void {
     let i = start;
@@ -158,41 +168,45 @@ class Allocator {
     for (let i = 0; i < this.g.frag; i++) if (this.isUsed(b + i)) return false;
     return true;
   }
-  /** A whole free block (block-aligned fragment address), or -1 when the file system is full. */
-  block(): number {
-    const { frag, sizeFrags } = this.g;
-    while (this.cursor + frag <= sizeFrags) {
-      const b = this.cursor;
-      this.cursor += frag;
-      if (this.freeBlockAt(b)) {
-        this.mark(b, frag);
-        return b;
-      }
+  /** The next free block of the lane (block-aligned fragment address, not yet marked), or -1. */
+  private nextFree(lane: Lane): number {
+    const limit = lane === 1 ? this.laneEnd : this.g.sizeFrags;
+    while (this.cursor[lane]! + this.g.frag <= limit) {
+      const b = this.cursor[lane]!;
+      this.cursor[lane] = b + this.g.frag;
+      if (this.freeBlockAt(b)) return b;
     }
     return -1;
   }
-  /** `n` (< frag) contiguous fragments inside one block, or -1 when full. */
-  frags(n: number): number {
-    if (this.fragBlock < 0 || this.fragNext + n > this.g.frag) {
-      const { frag, sizeFrags } = this.g;
-      let b = -1;
-      while (this.cursor + frag <= sizeFrags) {
-        const c = this.cursor;
-        this.cursor += frag;
-        if (this.freeBlockAt(c)) {
-          b = c;
-          break;
-        }
-      }
+  /** A whole free block (block-aligned fragment address), or -1 when the lane is full. */
+  block(lane: Lane = 0): number {
+    const b = this.nextFree(lane);
+    if (b >= 0) this.mark(b, this.g.frag);
+    return b;
+  }
+  /** `n` (< frag) contiguous fragments inside one block, or -1 when the lane is full. */
+  frags(n: number, lane: Lane = 0): number {
+    if (this.fragBlock[lane]! < 0 || this.fragNext[lane]! + n > this.g.frag) {
+      const b = this.nextFree(lane);
       if (b < 0) return -1;
-      this.fragBlock = b;
-      this.fragNext = 0;
+      this.fragBlock[lane] = b;
+      this.fragNext[lane] = 0;
     }
-    const at = this.fragBlock + this.fragNext;
-    this.fragNext += n;
+    const at = this.fragBlock[lane]! + this.fragNext[lane]!;
+    this.fragNext[lane] = this.fragNext[lane]! + n;
     this.mark(at, n);
     return at;
   }
+}
+
+/**
+ * The room lane 1 is given: what `entries` entries holding `dataBytes` of file data can take at most
+ * (every block of data, a partial block per file, its indirect blocks, and a block of fragments left
+ * behind when a tail does not fit the open one), in bytes of `blockSize` blocks.
+ */
+export function leadingLaneBytes(lane: { dataBytes: number; entries: number }, blockSize = 32768): number {
+  const dataBlocks = Math.ceil(lane.dataBytes / blockSize) + lane.entries;
+  return (dataBlocks + Math.ceil(dataBlocks / (blockSize / 8)) + 3 * lane.entries + 1) * blockSize;
 }
 
 interface OpenIndirect {
@@ -201,13 +215,18 @@ interface OpenIndirect {
   buf: Buffer;
 }
 
-export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs2Writer {
+/**
+ * `targets`: one target, or one per lane (lane 1's file data goes to the second, so each lane gathers
+ * its own contiguous writes; a target is not shared between two streams that interleave).
+ */
+export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, BlockTarget], options: Ufs2Options): Ufs2Writer {
+  const [target, laneTarget] = Array.isArray(targets) ? (targets as readonly [BlockTarget, BlockTarget]) : [targets as BlockTarget, targets as BlockTarget];
   const g = computeGeometry(options);
   if (!Number.isInteger(options.timestamp) || options.timestamp < 0)
     throw new InputError(`invalid build timestamp ${options.timestamp}`, { hint: 'give whole seconds since the epoch' });
   const timestamp = options.timestamp;
   const words = seededWords(options.seed);
-  const alloc = new Allocator(g);
+  const alloc = new Allocator(g, options.leadingLane ? leadingLaneBytes(options.leadingLane, g.bsize) / g.bsize : 0);
   const zeroBlock = Buffer.alloc(g.bsize);
   const defaultDirMeta = (): FsMeta => ({ mode: 0o755, uid: 0, gid: 0, mtime: timestamp, flags: 0 });
   const root: DirNode = {
@@ -220,14 +239,19 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
     size: 0,
   };
   let full = false;
-  let busy = false;
+  /** A lane whose room ran out: the leading lane's size was wrong, which no file system size fixes. */
+  let laneOverflow = false;
+  const busy = [false, false];
+  const formatLaneRoom = (): string => `${Math.round(((alloc.laneEnd / g.frag) * g.bsize) / MiB)} MiB`;
   let finished = false;
   let entries = 1;
   let dataBytes = 0;
 
-  const state = (): void => {
+  /** Entries of one lane come one after the other; the two lanes may interleave. */
+  const state = (lane: Lane = 0): void => {
     if (finished) throw new InputError('the UFS2 writer is finished; no more entries can be added');
-    if (busy) throw new Error('internal: UFS2 writer calls must not overlap (await file() before the next entry)');
+    if (busy[lane]) throw new Error('internal: UFS2 writer calls must not overlap (await file() before the next entry)');
+    if (lane === 1 && !options.leadingLane) throw new Error('internal: lane 1 needs Ufs2Options.leadingLane');
   };
 
   /** The parent directory of `parts`, creating missing ones like tar does (0755 root:wheel, build time). */
@@ -289,8 +313,14 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
     size: number,
     data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     allowHoles: boolean,
+    lane: Lane = 0,
   ): Promise<void> {
     const { bsize, fsize, frag, nindir } = g;
+    const out = lane === 1 ? laneTarget : target;
+    const outOfRoom = (): void => {
+      if (lane === 1) laneOverflow = true;
+      else full = true;
+    };
     const nblocks = Math.ceil(size / bsize);
     const open: Array<OpenIndirect | null> = [null, null, null];
     let blockBuf: Buffer | null = null;
@@ -301,7 +331,7 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
     const flushOpen = async (from: number): Promise<void> => {
       for (let d = 2; d >= from; d--) {
         const o = open[d];
-        if (o && o.addr > 0 && !full) await target.write(o.buf, o.addr * fsize);
+        if (o && o.addr > 0 && !full && !laneOverflow) await out.write(o.buf, o.addr * fsize);
         open[d] = null;
       }
     };
@@ -331,7 +361,7 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
           o = open[d] = { key, addr: 0, buf: Buffer.alloc(bsize) };
         }
         if (o.addr === 0) {
-          const a = alloc.block();
+          const a = alloc.block(lane);
           if (a < 0) return null;
           o.addr = a;
           map.frags += frag;
@@ -346,25 +376,25 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       const n = lbn++;
       const isLast = n === nblocks - 1;
       if (!isLast && allowHoles && buf.equals(zeroBlock)) return;
-      if (full) return;
+      if (full || laneOverflow) return;
       const nfr = n < UFS_NDADDR && isLast ? Math.ceil(len / fsize) : frag;
       let slot: { buf: Buffer; slot: number } | null = null;
       if (n >= UFS_NDADDR) {
         slot = await indirectSlot(n);
         if (slot === null) {
-          full = true;
+          outOfRoom();
           return;
         }
       }
-      const addr = nfr === frag ? alloc.block() : alloc.frags(nfr);
+      const addr = nfr === frag ? alloc.block(lane) : alloc.frags(nfr, lane);
       if (addr < 0) {
-        full = true;
+        outOfRoom();
         return;
       }
       map.frags += nfr;
       if (slot) slot.buf.writeBigInt64LE(BigInt(addr), slot.slot * 8);
       else map.db[n] = addr;
-      await target.write(nfr === frag && buf.length === bsize ? buf : buf.subarray(0, nfr * fsize), addr * fsize);
+      await out.write(nfr === frag && buf.length === bsize ? buf : buf.subarray(0, nfr * fsize), addr * fsize);
     };
 
     for await (const chunk of data) {
@@ -406,8 +436,8 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
   // ---- the public entry points ----------------------------------------------------------------
 
   const writer: Ufs2Writer = {
-    directory(path, meta) {
-      state();
+    directory(path, meta, lane = 0) {
+      state(lane);
       checkMeta(path, meta);
       const parts = splitPath(path);
       if (parts.length === 0) {
@@ -429,8 +459,8 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       entries++;
     },
 
-    symlink(path, linkTarget, meta) {
-      state();
+    symlink(path, linkTarget, meta, lane = 0) {
+      state(lane);
       checkMeta(path, meta);
       const bytes = Buffer.from(linkTarget, 'utf8');
       if (bytes.length === 0 || bytes.length > MAX_SYMLINK || bytes.includes(0))
@@ -438,8 +468,8 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       addNew(path, { kind: 'symlink', meta: { ...meta }, target: bytes, ino: 0, map: newMap() });
     },
 
-    hardlink(path, existingPath) {
-      state();
+    hardlink(path, existingPath, lane = 0) {
+      state(lane);
       const existing = lookup(existingPath);
       if (existing === undefined)
         throw new InputError(`hard link ${JSON.stringify(path)} points to ${JSON.stringify(existingPath)}, which does not exist (yet)`, {
@@ -451,24 +481,25 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       existing.nlink++;
     },
 
-    async file(path, meta, size, data) {
-      state();
+    async file(path, meta, size, data, lane = 0) {
+      state(lane);
       checkMeta(path, meta);
       if (!Number.isSafeInteger(size) || size < 0 || BigInt(size) > g.maxfilesize)
         throw new InputError(`file ${JSON.stringify(path)} has an invalid size ${size}`);
       const node: FileNode = { kind: 'file', meta: { ...meta }, size, nlink: 1, ino: 0, map: newMap() };
       addNew(path, node);
       dataBytes += size;
-      busy = true;
+      busy[lane] = true;
       try {
-        await writeData(`file ${JSON.stringify(path)}`, node.map, size, data, true);
+        await writeData(`file ${JSON.stringify(path)}`, node.map, size, data, true, lane);
       } finally {
-        busy = false;
+        busy[lane] = false;
       }
     },
 
     async finish() {
-      state();
+      state(0);
+      if (busy[1]) throw new Error('internal: finish() while a file of lane 1 is still being written');
       finished = true;
       return layOut();
     },
@@ -522,6 +553,11 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
       }
     }
 
+    if (laneOverflow) {
+      throw new InputError(`the files of the leading lane need more than the ${formatLaneRoom()} set aside for them`, {
+        hint: 'the set holds more data or entries than its size and MANIFEST say; fetch it again',
+      });
+    }
     if (full || inodesShort) {
       const needed = estimateUfs2Size({ dataBytes, entries }, options);
       throw new InputError(
@@ -698,6 +734,7 @@ export function createUfs2Writer(target: BlockTarget, options: Ufs2Options): Ufs
     }
     await target.write(encodeSuperblock(g, { ...sbFields, actualLocation: SBLOCK_UFS2 }), SBLOCK_UFS2);
     await target.flush?.();
+    if (laneTarget !== target) await laneTarget.flush?.();
 
     return {
       sizeBytes: g.sizeFrags * g.fsize,
