@@ -109,3 +109,39 @@ describe('EntryGuard', () => {
     expect(calls).toEqual(['dir etc', 'file etc/rc.conf 5/5', 'link etc/rc.conf.link => etc/rc.conf']);
   });
 });
+
+describe('two sets fed at once (base on lane 0, kernel on lane 1)', () => {
+  it('gives a directory both sets carry the kernel set\'s metadata, whichever arrives first', async () => {
+    for (const kernelFirst of [false, true]) {
+      const { calls, writer } = recorder();
+      const seen: string[] = [];
+      writer.directory = (p, m, lane) => void seen.push(`${p} ${m.mode.toString(8)} lane ${lane}`);
+      const guard = new EntryGuard(writer);
+      const fromBase = () => guard.add(entry('./boot/', 'directory', { mode: 0o755 }), 'base.txz', 0);
+      const fromKernel = () => guard.add(entry('./boot/', 'directory', { mode: 0o700 }), 'kernel.txz', 1);
+      if (kernelFirst) {
+        await fromKernel();
+        await fromBase();
+      } else {
+        await fromBase();
+        await fromKernel();
+      }
+      expect(seen.at(-1), `kernel first: ${kernelFirst}`).toBe('boot 700 lane 1');
+      expect(calls).toEqual([]);
+    }
+  });
+
+  it('refuses a hard link to the other set\'s file, and passes each set\'s lane to the writer', async () => {
+    const { calls, writer } = recorder();
+    const lanes: string[] = [];
+    const file = writer.file;
+    writer.file = (p, m, size, data, lane) => (lanes.push(`${p} ${lane}`), file(p, m, size, data, lane));
+    const guard = new EntryGuard(writer);
+    await guard.add(entry('./boot/kernel/kernel', 'file', {}, 'ELF'), 'kernel.txz', 1);
+    await guard.add(entry('./bin/sh', 'file', {}, 'sh'), 'base.txz', 0);
+    await guard.add(entry('./bin/rsh', 'hardlink', { linkname: './bin/sh' }), 'base.txz', 0);
+    await expect(guard.add(entry('./bin/k', 'hardlink', { linkname: './boot/kernel/kernel' }), 'base.txz', 0)).rejects.toThrow(/hard link points to a file of another set/);
+    expect(lanes).toEqual(['boot/kernel/kernel 1', 'bin/sh 0']);
+    expect(calls).toContain('link bin/rsh => bin/sh');
+  });
+});

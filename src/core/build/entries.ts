@@ -4,7 +4,7 @@
  * unpacks or boots it. Every refusal names the set and the entry.
  */
 import { InputError } from '../errors.js';
-import { FileFlags, type FsMeta, type Ufs2Writer } from '../ufs2/types.js';
+import { FileFlags, type FsMeta, type Lane, type Ufs2Writer } from '../ufs2/types.js';
 import type { TarEntry, TarHeader } from './tar.js';
 
 const MAX_COMPONENT = 255; // MAXNAMLEN
@@ -75,9 +75,17 @@ export interface EntryGuardOptions {
 /**
  * Feeds entries to the writer after checking them. One guard spans all sets of a build, so a path in
  * kernel.txz through a symlink from base.txz is caught too.
+ *
+ * The sets may be fed at once, each on its own writer lane (base on 0, kernel on 1), so what the guard
+ * decides must not depend on how their entries interleave: a directory both sets carry takes the
+ * metadata of the set on the higher lane (the kernel's, as when the kernel came second), and a hard
+ * link must name an earlier file of its own set. Anything else two sets can disagree on (a path in
+ * both, a path through the other set's symlink) is refused whichever comes first.
  */
 export class EntryGuard {
   private readonly kinds = new Map<string, Kind>();
+  /** The lane whose set gave an explicit directory its metadata, or a file its data. */
+  private readonly owner = new Map<string, Lane>();
   private readonly deferredLinks: { path: string; target: string }[] = [];
   entries = 0;
   fileBytes = 0;
@@ -109,7 +117,7 @@ export class EntryGuard {
     }
   }
 
-  async add(entry: TarEntry, label: string): Promise<void> {
+  async add(entry: TarEntry, label: string, lane: Lane = 0): Promise<void> {
     const h: TarHeader = entry.header;
     const where = () => `${label}: entry ${JSON.stringify(h.name)}`;
     const path = normaliseMemberPath(h.name, where);
@@ -124,7 +132,7 @@ export class EntryGuard {
     };
     const existing = this.kinds.get(path);
     if (this.options.replaced?.has(path) && h.type !== 'directory') {
-      if (h.type === 'hardlink') this.deferredLinks.push({ path, target: this.linkTarget(h, where) });
+      if (h.type === 'hardlink') this.deferredLinks.push({ path, target: this.linkTarget(h, where, lane) });
       this.kinds.set(path, 'file');
       return; // the customisation provides this file
     }
@@ -132,32 +140,37 @@ export class EntryGuard {
       case 'directory':
         if (existing && existing !== 'directory') throw new InputError(`${where()}: a directory replaces an existing ${existing}`, { hint: 'the sets overlap in a way FreeBSD sets never do' });
         this.kinds.set(path, 'directory');
-        this.writer.directory(path, meta);
+        if ((this.owner.get(path) ?? -1) <= lane) {
+          this.owner.set(path, lane);
+          this.writer.directory(path, meta, lane);
+        }
         break;
       case 'file':
         if (path === '') throw new InputError(`${where()}: a file cannot be the root`, { hint: 'the set is damaged' });
         this.refuseDuplicate(path, existing, where);
         this.kinds.set(path, 'file');
+        this.owner.set(path, lane);
         this.entries++;
         this.fileBytes += h.size;
-        await this.writer.file(path, meta, h.size, entry.data);
+        await this.writer.file(path, meta, h.size, entry.data, lane);
         return;
       case 'symlink':
         if (h.linkname === '' || h.linkname.includes('\0')) throw new InputError(`${where()}: the symlink has an empty or invalid target`, { hint: 'the set is damaged' });
         if (utf8.encode(h.linkname).length > MAX_PATH) throw new InputError(`${where()}: the symlink target is longer than ${MAX_PATH} bytes`, { hint: 'the set is damaged or hostile' });
         this.refuseDuplicate(path, existing, where);
         this.kinds.set(path, 'symlink');
-        this.writer.symlink(path, h.linkname, meta);
+        this.writer.symlink(path, h.linkname, meta, lane);
         break;
       case 'hardlink': {
-        const target = this.linkTarget(h, where);
+        const target = this.linkTarget(h, where, lane);
         this.refuseDuplicate(path, existing, where);
         if (this.options.replaced?.has(target)) {
           this.deferredLinks.push({ path, target });
         } else {
-          this.writer.hardlink(path, target);
+          this.writer.hardlink(path, target, lane);
         }
         this.kinds.set(path, 'file');
+        this.owner.set(path, lane);
         break;
       }
       case 'chardev':
@@ -172,7 +185,7 @@ export class EntryGuard {
     this.entries++;
   }
 
-  private linkTarget(h: TarHeader, where: () => string): string {
+  private linkTarget(h: TarHeader, where: () => string, lane: Lane): string {
     if (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')) {
       throw new InputError(`${where()}: the hard link points outside the root (${JSON.stringify(h.linkname)})`, { hint: 'the set is damaged or hostile' });
     }
@@ -183,6 +196,11 @@ export class EntryGuard {
         `${where()}: the hard link points to ${kind ? `a ${kind}` : 'a missing entry'} (${JSON.stringify(h.linkname)})`,
         { hint: 'a hard link must name a regular file that comes earlier in the set' },
       );
+    }
+    if (this.owner.has(target) && this.owner.get(target) !== lane) {
+      throw new InputError(`${where()}: the hard link points to a file of another set (${JSON.stringify(h.linkname)})`, {
+        hint: 'each FreeBSD set links only within itself; the set is damaged or not an official one',
+      });
     }
     return target;
   }

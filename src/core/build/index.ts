@@ -103,14 +103,13 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   // xz reads local files: the --dist files, or the verified copies in the download cache.
   const local = (s: string) => (remote ? join(req.cacheDir, 'dist', `<sha256 of ${s}.txz>.txz`) : at(`${s}.txz`));
   const decode = (s: string) => decodeCommand(req.xzDecoder, local(s));
-  const setTar = (s: string) => (req.useCache ? join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`) : join(req.outDir, `.fbxen-scratch-<pid>`, `${s}.tar`));
+  const setTar = (s: string) => join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`);
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
-    `${formatCommand('nice', ['-n', '10', ...decode('kernel').flat()])} > ${setTar('kernel')}   (concurrently, below the base set's decoder)`,
-    `${formatCommand(...decode('base'))} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
-    'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot',
-    `fbxen tar reader ${setTar('kernel')} -> the same UFS2 file system`,
+    `${formatCommand(...decode('base'))} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}, lane 0${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
+    `${formatCommand('nice', ['-n', '10', ...decode('kernel').flat()])} | fbxen tar reader -> the same UFS2 writer, lane 1 (its own room at the start of the data area)   (at the same time, below the base set's decoder)${req.useCache ? `   (copy kept in ${setTar('kernel')})` : ''}`,
+    'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot (as soon as base.txz has given them)',
     `write templates (templates/files.yaml of fbxen)${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
     'check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci',
     ...(req.uefi ? ['mkfs.fat + mtools: ESP with /boot/loader.efi as EFI/BOOT/BOOT*.EFI'] : []),

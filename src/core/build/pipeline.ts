@@ -11,8 +11,8 @@ import { join, resolve } from 'node:path';
 import { EnvironmentError, InputError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import { formatBytes, type Progress } from '../progress.js';
-import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size } from '../ufs2/index.js';
-import type { Ufs2Stats } from '../ufs2/types.js';
+import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size, leadingLaneBytes } from '../ufs2/index.js';
+import type { Lane, Ufs2Stats } from '../ufs2/types.js';
 import { syncFile, temporarySibling } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { settleAll } from '../util/settle.js';
@@ -177,11 +177,15 @@ class SetSource {
     return final;
   }
 
-  /** Streams the tar straight from the decoder (copying it into the cache on the way). */
-  async stream(): Promise<SetStream> {
+  /**
+   * Streams the tar straight from the decoder (copying it into the cache on the way). `lowPriority`:
+   * the decoder runs at nice 10, so that when the 2 cores are contended the other set's decoder, the
+   * critical path, wins (kernel.txz: a quarter of base.txz's size).
+   */
+  async stream(lowPriority = false): Promise<SetStream> {
     const hit = await this.cached();
     if (hit) return { chunks: fileChunks(hit, this.deps.signal), done: Promise.resolve() };
-    const { chunks } = this.decompress();
+    const { chunks } = this.decompress(lowPriority);
     if (!this.req.useCache) return { chunks, done: Promise.resolve() };
     const { partial, final } = this.tarTarget();
     await mkdir(join(this.req.cacheDir, 'sets'), { recursive: true });
@@ -197,23 +201,6 @@ class SetSource {
       finished();
     }
     return { chunks: withCache(), done };
-  }
-
-  /** Decompresses the whole set into a file now (in parallel with the other set's streaming). */
-  async toFile(): Promise<{ path: string; temporary: boolean }> {
-    const hit = await this.cached();
-    if (hit) return { path: hit, temporary: false };
-    const { partial, final } = this.tarTarget();
-    await mkdir(final ? join(this.req.cacheDir, 'sets') : this.scratchDir, { recursive: true });
-    const forget = this.deps.cleanup.push(`remove ${partial}`, () => rm(partial, { force: true }));
-    const { chunks } = this.decompress(true);
-    const out = createWriteStream(partial);
-    for await (const c of chunks) if (!out.write(c)) await once(out, 'drain');
-    out.end();
-    await once(out, 'finish');
-    const path = await this.keep(partial, final);
-    if (final) forget();
-    return { path, temporary: !final };
   }
 }
 
@@ -297,10 +284,16 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   });
   const customBytes = customisation.files.reduce((n, f) => n + f.content.length, 0);
 
+  // The kernel set streams into the file system alongside base, into room of its own at the start of
+  // the data area (ufs2 leadingLane), sized from its tar size and MANIFEST's entry count.
+  let kernelLane!: { dataBytes: number; entries: number };
   const layout: DiskLayout = await timed('plan', 'Plan the disk layout', async () => {
-    const tarBytes = (await base.uncompressedSize()) + (await kernel.uncompressedSize());
+    kernelLane = { dataBytes: await kernel.uncompressedSize(), entries: sets.sets.kernel.entries };
+    const tarBytes = (await base.uncompressedSize()) + kernelLane.dataBytes;
     const entries = sets.sets.base.entries + sets.sets.kernel.entries + customisation.files.length + customisation.directories.length;
-    const needed = estimateUfs2Size({ dataBytes: tarBytes + customBytes, entries });
+    // The kernel's room is sized for its worst case; what it leaves unused is free space in the middle.
+    const laneSlack = leadingLaneBytes(kernelLane) - kernelLane.dataBytes;
+    const needed = estimateUfs2Size({ dataBytes: tarBytes + customBytes + laneSlack, entries });
     return planLayout({ contentFsSize: needed, fsSize: req.fsSize, diskSize: req.diskSize, swapSize: req.swapSize, uefi: req.uefi, seed: `${req.name}/${sets.manifestSha256}` });
   });
 
@@ -323,11 +316,12 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     volumeLabel: 'rootfs',
     seed: `${req.name}/${sets.sets.base.sha256}/${sets.sets.kernel.sha256}`,
     timestamp: 0,
+    leadingLane: kernelLane,
   };
 
   const written = new WrittenExtents();
-  // The raw image's sha256 runs on a worker thread: the boot area is hashed while the kernel set goes
-  // in, the rest once the file system is complete, alongside the other formats' conversion.
+  // The raw image's sha256 runs on a worker thread: the boot area and the swap are hashed while the sets
+  // stream in, the rest once the file system is complete, alongside the other formats' conversion.
   const rawHash = new Sha256Worker(rawTmp, { signal: deps.signal });
   const fh: FileHandle = await open(rawTmp, 'w+');
   try {
@@ -335,17 +329,23 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       throw new EnvironmentError(`cannot size ${rawTmp} to ${formatBytes(layout.diskSize)}: ${err.code}`, { hint: 'choose --out on a file system with sparse-file support and room' });
     });
     const target = createFileBlockTarget(fh, layout.rootfs.firstLba * SECTOR);
-    const writer = createUfs2Writer(written.recording(target, layout.rootfs.firstLba * SECTOR), fsOptions);
+    // One target per lane: each set's writes gather into large contiguous ones of their own.
+    const kernelTarget = createFileBlockTarget(fh, layout.rootfs.firstLba * SECTOR);
+    const writer = createUfs2Writer([written.recording(target, layout.rootfs.firstLba * SECTOR), written.recording(kernelTarget, layout.rootfs.firstLba * SECTOR)], fsOptions);
     const guard = new EntryGuard(writer, { replaced: new Set(customisation.files.map((f) => f.path)) });
 
-    const feed = async (chunks: AsyncIterable<Uint8Array>, label: string, h: import('../progress.js').StepHandle) => {
+    const feed = async (chunks: AsyncIterable<Uint8Array>, label: string, lane: Lane, h: import('../progress.js').StepHandle) => {
       let last = 0;
       for await (const entry of readTar(chunks, label) as AsyncGenerator<TarEntry>) {
         const path = entry.header.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
         const sink = captured.get(path);
         if (sink && entry.header.type === 'file') entry.data = capture(entry.data, sink, path);
         if (entry.header.mtime > newestMtime) newestMtime = entry.header.mtime;
-        await guard.add(entry, label);
+        await guard.add(entry, label, lane);
+        if (sink) {
+          complete.add(path);
+          if (complete.has('boot/pmbr') && complete.has('boot/gptboot')) await bootArea();
+        }
         if (guard.entries - last >= 500) {
           last = guard.entries;
           h.output(`${label}: ${guard.entries} entries, ${formatBytes(guard.fileBytes)}`);
@@ -356,7 +356,19 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       for await (const _ of chunks);
     };
 
-    /** The protective MBR, both GPT copies and gptboot: everything base.txz decides outside the partitions. */
+    /**
+     * The protective MBR, both GPT copies and gptboot: everything base.txz decides outside the
+     * partitions. Written as soon as base has given pmbr and gptboot, so the worker hashes everything
+     * before the root partition (the boot area and the swap) while the sets are still streaming.
+     */
+    const complete = new Set<string>();
+    let bootAreaWritten: Promise<void> | undefined;
+    const bootArea = (): Promise<void> => {
+      bootAreaWritten ??= writeBootArea().then(() => {
+        rawHash.hashTo((layout.esp ?? layout.rootfs).firstLba * SECTOR, written.ranges());
+      });
+      return bootAreaWritten;
+    };
     const writeBootArea = async () => {
       const pmbr = required(captured, 'boot/pmbr', 512);
       const gptboot = required(captured, 'boot/gptboot', 1);
@@ -373,22 +385,14 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     };
 
     await timed('filesystem', 'Write the root file system from the sets (one pass)', async (h) => {
-      // Kernel is decoded to a file on the second core while base streams straight into the writer; the
-      // kernel's decompressor runs at nice 10 so that base's, the critical path, wins when the 2 cores are
-      // contended (interleaved A/B on the 1.1 GB sample: 22.8 s against 23.7 s, docs/performance.md).
-      const kernelFile = kernel.toFile();
-      kernelFile.catch(() => undefined);
-      const baseStream = await base.stream();
-      await feed(baseStream.chunks, 'base.txz', h);
-      await baseStream.done;
-      h.output('writing the GPT and boot code');
-      await writeBootArea();
-      // Everything before the ESP (or the swap and root partitions) is final now: 1 GiB of swap is
-      // hashed on the worker while the kernel set goes in.
-      rawHash.hashTo((layout.esp ?? layout.rootfs).firstLba * SECTOR, written.ranges());
-      const kf = await kernelFile;
-      await feed(fileChunks(kf.path, deps.signal), 'kernel.txz', h);
-      if (kf.temporary) await rm(kf.path, { force: true });
+      // Both sets stream straight into the writer at once, each on its own lane; the image does not
+      // depend on how they interleave (ufs2 leadingLane, EntryGuard). A failure in one waits for the
+      // other to settle, so no decoder or write is left running.
+      const [baseStream, kernelStream] = await Promise.all([base.stream(), kernel.stream(true)]);
+      await settleAll([feed(baseStream.chunks, 'base.txz', 0, h), feed(kernelStream.chunks, 'kernel.txz', 1, h)]);
+      await Promise.all([baseStream.done, kernelStream.done]);
+      // A set without pmbr or gptboot fails here, with the file it lacks named.
+      await bootArea();
 
       kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
       for (const d of customisation.directories) guard.overlayDirectory(d.path, { mode: d.mode, uid: 0, gid: 0, mtime: 0, flags: 0 });
