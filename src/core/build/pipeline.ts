@@ -131,7 +131,6 @@ class SetSource {
     private readonly set: SetFile,
     private readonly req: BuildRequest,
     private readonly deps: BuildDeps,
-    private readonly scratchDir: string,
   ) {
     this.cachePath = join(req.cacheDir, 'sets', `${set.sha256}.tar`);
   }
@@ -167,18 +166,6 @@ class SetSource {
     return { chunks: chunks(), exited };
   }
 
-  /** A scratch or cache file path where the decompressed tar lands; renamed into the cache when complete. */
-  private tarTarget(): { partial: string; final: string | undefined } {
-    const final = this.req.useCache ? this.cachePath : undefined;
-    return { partial: temporarySibling(final ?? join(this.scratchDir, `${this.set.name}.tar`)), final };
-  }
-
-  private async keep(partial: string, final: string | undefined): Promise<string> {
-    if (!final) return partial;
-    await rename(partial, final);
-    return final;
-  }
-
   /**
    * Streams the tar straight from the decoder (copying it into the cache on the way). `lowPriority`:
    * the decoder runs at nice 10, so that when the 2 cores are contended the other set's decoder, the
@@ -189,7 +176,8 @@ class SetSource {
     if (hit) return { chunks: fileChunks(hit, this.deps.signal), done: Promise.resolve(), cached: true };
     const { chunks } = this.decompress(lowPriority);
     if (!this.req.useCache) return { chunks, done: Promise.resolve(), cached: false };
-    const { partial, final } = this.tarTarget();
+    // The decompressed tar is copied into the cache under a temporary name, renamed when complete.
+    const partial = temporarySibling(this.cachePath);
     await mkdir(join(this.req.cacheDir, 'sets'), { recursive: true });
     const forget = this.deps.cleanup.push(`remove ${partial}`, () => rm(partial, { force: true }));
     const out = createWriteStream(partial);
@@ -198,7 +186,7 @@ class SetSource {
     const self = this;
     async function* withCache() {
       yield* teeTo(chunks, out);
-      await self.keep(partial, final);
+      await rename(partial, self.cachePath);
       forget();
       finished();
     }
@@ -270,8 +258,8 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
 
   const scratchDir = join(outDir, `.fbxen-scratch-${process.pid}`);
   deps.cleanup.push(`remove ${scratchDir}`, () => rm(scratchDir, { recursive: true, force: true }));
-  const base = new SetSource(sets.sets.base, req, deps, scratchDir);
-  const kernel = new SetSource(sets.sets.kernel, req, deps, scratchDir);
+  const base = new SetSource(sets.sets.base, req, deps);
+  const kernel = new SetSource(sets.sets.kernel, req, deps);
 
   const customisation = await loadCustomisation({
     templatesDir: req.templatesDir,
