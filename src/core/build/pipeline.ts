@@ -427,7 +427,8 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   const finals: [string, string][] = [[rawTmp, rawFinal]];
   await timed('formats', `Write ${req.formats.join(', ')}`, async (h) => {
     // While the converters read the raw image, the worker finishes its sha256 on the second core.
-    const rawDigest = rawHash.digest(layout.diskSize, written.ranges());
+    const ranges = written.ranges();
+    const rawDigest = rawHash.digest(layout.diskSize, ranges);
     // The converters run at once (each reads the raw image and writes its own file); each output is
     // hashed as soon as its converter is done, unless the converter hashed it on the way.
     const jobs = req.formats
@@ -439,17 +440,16 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
         pending.push(path);
         finals.push([path, final]);
         h.output(`${format}: ${final}`);
-        const made = spec.produce({ rawPath: rawTmp, written: written.ranges(), outPath: path, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
+        const made = spec.produce({ rawPath: rawTmp, written: ranges, outPath: path, signal: deps.signal, name: req.name, vcpus: req.vcpus, memoryMiB: req.memoryMiB, timestamp: fsOptions.timestamp, seed: fsOptions.seed });
         const output = made.then(async (m): Promise<BuildOutput> => ({ format, path: final, size: (await stat(path)).size, sha256: m?.sha256 ?? (await sha256File(path, { signal: deps.signal })) }));
         output.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
         return { made, output };
       });
     // Nothing is left running when one fails: every converter and hash settles before the failure is thrown.
-    const failed = (await Promise.allSettled(jobs.map((j) => j.made))).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
+    await settleAll<unknown>(jobs.map((j) => j.made)).catch(async (err: unknown) => {
       await Promise.allSettled(jobs.map((j) => j.output));
-      throw failed.reason;
-    }
+      throw err;
+    });
     const produced = jobs.map((j) => j.output);
     h.output('sha256 of the outputs');
     // Every output reaches the disk before it is renamed into place; syncing once the converters are

@@ -17,6 +17,7 @@ import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
 import type { ByteRanges } from '../util/ranges.js';
+import { readRawFully } from './raw-image.js';
 
 export const QCOW2_DEFAULT_CLUSTER_BITS = 16;
 const HEADER_LENGTH = 104;
@@ -169,14 +170,6 @@ async function writeFully(out: FileHandle, buf: Buffer, length: number, position
   }
 }
 
-async function readFully(raw: FileHandle, buf: Buffer, length: number, position: number, rawPath: string): Promise<void> {
-  for (let done = 0; done < length; ) {
-    const { bytesRead } = await raw.read(buf, done, length - done, position + done);
-    if (bytesRead === 0) throw new InputError(`raw image ${rawPath} ended early at byte ${position + done}`, { hint: 'the raw image changed while it was being converted; build it again' });
-    done += bytesRead;
-  }
-}
-
 export interface Qcow2WriteOptions {
   /** Where the raw image holds data; everything else must be zero (a hole). Default: all of it. */
   ranges?: ByteRanges;
@@ -228,7 +221,7 @@ export async function writeQcow2(rawPath: string, outPath: string, opts: Qcow2Wr
         // The last cluster may run past the end of the disk: the rest of it is zeros.
         const available = Math.min(length, virtualSize - from);
         await send(length, position, async (buf) => {
-          await readFully(raw, buf, available, from, rawPath);
+          await readRawFully(raw, buf, available, from);
           if (available < length) buf.fill(0, available, length);
         });
         position += length;

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
 import { dataTester, type ByteRanges } from '../util/ranges.js';
+import { readRawFully } from './raw-image.js';
 
 export const VHD_SECTOR = 512;
 export const VHD_BLOCK_SIZE = 2 * 1024 * 1024;
@@ -135,15 +136,6 @@ function isAllZero(buf: Buffer, zero: Buffer): boolean {
   return buf.length === zero.length ? buf.equals(zero) : buf.equals(zero.subarray(0, buf.length));
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
-    if (bytesRead === 0) throw new InputError(`raw image ended early at byte ${position + done}`, { hint: 'the raw image changed while it was being converted; build it again' });
-    done += bytesRead;
-  }
-}
-
 /**
  * Converts a raw disk image to a dynamic VHD at `outPath` (written directly; the caller renames).
  * Blocks that are entirely zero get no BAT entry and take no space (a zero block reads back as zeros
@@ -180,7 +172,7 @@ export async function writeDynamicVhd(rawPath: string, outPath: string, opts: { 
       const start = i * VHD_BLOCK_SIZE;
       const length = Math.min(VHD_BLOCK_SIZE, rawSize - start);
       if (!mayHoldData(start, start + length)) continue; // a hole: not even read
-      await readFully(raw, block, length, start);
+      await readRawFully(raw, block, length, start);
       const data = block.subarray(0, length);
       if (isAllZero(data, zero)) continue;
       bat.writeUInt32BE(next / VHD_SECTOR, i * 4);

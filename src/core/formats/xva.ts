@@ -19,6 +19,7 @@ import { dataTester, type ByteRanges } from '../util/ranges.js';
 import { encodeXmlRpcValueDocument, XmlRpcDouble, type XapiValue } from '../toolstack/xapi/xmlrpc.js';
 import { HVM_PLATFORM } from '../toolstack/xapi/records.js';
 import { formatUuid, uuidBytesFromSeed } from './vhd.js';
+import { readRawFully } from './raw-image.js';
 
 export const XVA_CHUNK_SIZE = 1024 * 1024;
 const TAR_BLOCK = 512;
@@ -345,12 +346,7 @@ export async function writeXva(rawPath: string, outPath: string, opts: XvaOption
       const hole = !mayHoldData(start, start + length);
       if (hole && !firstOrLast) continue;
       if (hole) buf.fill(0, 0, length);
-      let done = hole ? length : 0;
-      while (done < length) {
-        const { bytesRead } = await raw.read(buf, done, length - done, start + done);
-        if (bytesRead === 0) throw new InputError(`raw image ended early at byte ${start + done}`, { hint: 'the raw image changed while it was being converted; build it again' });
-        done += bytesRead;
-      }
+      else await readRawFully(raw, buf, length, start);
       const data = buf.subarray(0, length);
       if (!firstOrLast && data.equals(zero.subarray(0, length))) continue;
       const name = chunkMemberName(i);
