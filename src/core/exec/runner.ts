@@ -117,6 +117,22 @@ function toResult(command: string, r: { exitCode?: number | undefined; stdout?: 
   };
 }
 
+/**
+ * Variables no child process gets: the XAPI credentials and settings (FBXEN_XAPI_PASSWORD above all).
+ * No tool fbxen runs needs them, and a child's environment is readable in /proc/PID/environ and may be
+ * passed on to whatever that child runs in turn (ssh to a guest, a shell).
+ */
+const NOT_FOR_CHILDREN = /^FBXEN_XAPI_/;
+
+/** The environment of a child: fbxen's own with the caller's additions, minus NOT_FOR_CHILDREN. */
+export function childEnv(extra: Record<string, string | undefined> = {}, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...base, ...extra })) {
+    if (v !== undefined && !NOT_FOR_CHILDREN.test(k)) out[k] = v;
+  }
+  return out;
+}
+
 export function createExecaRunner(options: { onCommand?: (record: CommandRecord) => void } = {}): Runner {
   const record = (command: string, startedAt: number, exitCode: number | undefined) =>
     options.onCommand?.({ command, startedAt, durationMs: Date.now() - startedAt, exitCode });
@@ -129,7 +145,9 @@ export function createExecaRunner(options: { onCommand?: (record: CommandRecord)
         const sub = execa(file, [...args], {
           input: opts.input,
           timeout: opts.timeoutMs,
-          env: opts.env,
+          // extendEnv off: execa would merge process.env back in, secrets included.
+          env: childEnv(opts.env),
+          extendEnv: false,
           cwd: opts.cwd,
           cancelSignal: opts.signal,
           reject: false,
@@ -157,7 +175,8 @@ export function createExecaRunner(options: { onCommand?: (record: CommandRecord)
       const command = formatCommand(file, args);
       const startedAt = Date.now();
       const sub = execa(file, [...args], {
-        env: opts.env,
+        env: childEnv(opts.env),
+        extendEnv: false,
         cancelSignal: opts.signal,
         buffer: { stdout: false, stderr: true },
         stdin: opts.stdin ?? 'ignore',
