@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseFflags } from '../../src/core/build/entries.js';
@@ -14,6 +14,7 @@ import { fbxen } from '../support/cli.js';
 import { sampleDist, tmpDir } from '../support/samples.js';
 import { fsckUfs2 } from '../support/ufs2/fsck.js';
 import { openUfs2, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../support/ufs2/reader.js';
+import { flsAll, ilsAll } from '../support/ufs2/sleuthkit.js';
 
 interface MtreeEntry {
   type: string;
@@ -124,3 +125,64 @@ for (const arch of ['amd64', 'i386'] as const) {
     });
   });
 }
+
+/** bsdtar's view of the sets' mtimes (whole seconds), by path. */
+function setTimes(txz: string): Map<string, number> {
+  const text = execFileSync('bsdtar', ['-cf', '-', '--format=mtree', '--options=!all,time', `@${txz}`], { maxBuffer: 1 << 28 }).toString();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(\S+) time=(\d+)/.exec(line);
+    if (!m) continue;
+    const name = (m[1] === '/.' ? '.' : m[1]!).replace(/^\.\/?/, '').replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    out.set(name, Number(m[2]));
+  }
+  return out;
+}
+
+describe('inode times (read back by sleuthkit: fls and ils on every inode)', () => {
+  const dist = sampleDist();
+  const mtimes = new Map([...setTimes(join(dist, 'base.txz')), ...setTimes(join(dist, 'kernel.txz'))]);
+  // The sample's entries all carry 1717200000; an epoch below it clamps them, one above it does not.
+  for (const epoch of [undefined, '1717100000', '1717300000']) {
+    it(`SOURCE_DATE_EPOCH=${epoch ?? '(unset)'}: mtime/atime from the sets clamped to the build timestamp, ctime/birthtime the build timestamp`, () => {
+      const out = tmpDir('times');
+      const r = fbxen(['build', '--dist', dist, '--out', out, '--cache-dir', join(out, 'cache'), '--disk-size', '256M', '--swap', '32M', '--format', 'raw', '--name', 't', '--json'], { env: { SOURCE_DATE_EPOCH: epoch } });
+      expect(r.code, r.stderr).toBe(0);
+      const record = JSON.parse(r.stdout) as { partitions: { label: string; firstLba: number }[]; timestamp: number };
+      const T = record.timestamp;
+      expect(T).toBe(epoch ? Number(epoch) : 1717200000);
+      const image = join(out, 't.raw');
+      const at = record.partitions.find((p) => p.label === 'rootfs')!.firstLba;
+      const inodes = ilsAll(image, at);
+      const paths = flsAll(image, at);
+      paths.set('', { ino: 2, type: 'd' });
+      const virtual = paths.get('$OrphanFiles');
+      expect(virtual?.type).toBe('V'); // sleuthkit's virtual directory, numbered after the last inode
+      paths.delete('$OrphanFiles');
+      const expectedMtime = new Map<number, number>();
+      for (const [path, { ino }] of paths) {
+        const fromSet = REPLACED.has(path) ? undefined : mtimes.get(path);
+        // Files of fbxen's customisation and directories tar left implicit carry the build timestamp.
+        expectedMtime.set(ino, fromSet === undefined ? T : Math.min(fromSet, T));
+      }
+      // sleuthkit does not read UFS2's di_birthtime (ils prints 0, istat has no line for it): the
+      // birthtime comes from the test tree's own reader, written from FreeBSD's dinode.h.
+      const img = openUfs2(image, at * 512);
+      let checked = 0;
+      try {
+        for (const [ino, i] of inodes) {
+          if (ino < 2 || ino === virtual!.ino) continue; // reserved inodes 0 and 1; sleuthkit's own
+          expect(expectedMtime.has(ino), `inode ${ino} is reachable`).toBe(true);
+          const birthtime = img.readInode(ino).birthtime;
+          expect({ ino, mtime: i.mtime, atime: i.atime, ctime: i.ctime, birthtime }).toEqual({ ino, mtime: expectedMtime.get(ino), atime: expectedMtime.get(ino), ctime: T, birthtime: T });
+          checked++;
+        }
+      } finally {
+        img.close();
+        rmSync(out, { recursive: true, force: true });
+      }
+      expect(checked).toBe(new Set([...paths.values()].map((p) => p.ino)).size);
+      expect(checked).toBeGreaterThan(300);
+    });
+  }
+});

@@ -3,13 +3,15 @@
  * our independent reader, sleuthkit (fsstat/fls/istat/icat -f ufs2) and GRUB (grub-fstest).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFileBlockTarget } from '../../src/core/ufs2/target.js';
 import { FileFlags } from '../../src/core/ufs2/types.js';
+import { createUfs2Writer } from '../../src/core/ufs2/writer.js';
 import { fastTarget, featureEntries, longName, slowTarget } from './fixtures.js';
 import { S_IFMT, S_IFREG, type Ufs2Image } from '../support/ufs2/reader.js';
-import { buildImage, checkClean, expectImageMatches, expectedTree, MiB, sha256, tempDir, TS } from './helpers.js';
+import { buildImage, checkClean, expectImageMatches, expectedTree, meta, MiB, sha256, tempDir, TS } from './helpers.js';
 
 const tmp = tempDir('fbxen-ufs2-');
 afterAll(() => tmp.cleanup());
@@ -149,5 +151,42 @@ describe('UFS2 writer: independent readers', () => {
 
   it('every regular file reads back whole through the reader', () => {
     for (const { inode } of img.walk()) if ((inode.mode & S_IFMT) === S_IFREG) expect(img.readAll(inode).length).toBe(inode.size);
+  });
+});
+
+describe('UFS2 writer: the build timestamp', () => {
+  it('is read in finish(): a timestamp set after the entries dates every inode, the superblock and the groups', async () => {
+    // The build knows its timestamp (the newest entry) only once every entry was seen.
+    const path = join(tmp.dir, 'late-ts.img');
+    const fd = openSync(path, 'w+');
+    const options = { sizeBytes: 16 * MiB, timestamp: 0, seed: 'late' };
+    try {
+      ftruncateSync(fd, options.sizeBytes);
+      const w = createUfs2Writer(createFileBlockTarget(fd, 0), options);
+      w.directory('etc', meta(0o755, { mtime: TS - 5 }));
+      await w.file('etc/old', meta(0o644, { mtime: TS - 10, mtimeNsec: 7 }), 3, [Buffer.from('abc')]);
+      await w.file('etc/new', meta(0o644, { mtime: TS + 10, mtimeNsec: 7 }), 0, []);
+      w.symlink('usr/lib/link', 'x', meta(0o755, { mtime: TS - 20 })); // usr and usr/lib are implicit
+      options.timestamp = TS;
+      await w.finish();
+    } finally {
+      closeSync(fd);
+    }
+    const image = checkClean(path);
+    try {
+      const times = new Map(image.walk().filter((e) => e.path !== '').map((e) => [e.path, [e.inode.mtime, e.inode.mtimensec, e.inode.atime, e.inode.ctime, e.inode.birthtime]]));
+      expect(Object.fromEntries(times)).toEqual({
+        etc: [TS - 5, 0, TS - 5, TS, TS],
+        'etc/old': [TS - 10, 7, TS - 10, TS, TS],
+        'etc/new': [TS, 0, TS, TS, TS], // clamped; the nanoseconds go with it
+        usr: [TS, 0, TS, TS, TS],
+        'usr/lib': [TS, 0, TS, TS, TS],
+        'usr/lib/link': [TS - 20, 0, TS - 20, TS, TS],
+      });
+      const root = image.readInode(2);
+      expect([root.mtime, root.ctime, root.birthtime, image.sb.time]).toEqual([TS, TS, TS, TS]);
+    } finally {
+      image.close();
+    }
   });
 });

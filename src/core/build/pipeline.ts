@@ -390,11 +390,13 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       await bootArea();
 
       kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
-      for (const d of customisation.directories) guard.overlayDirectory(d.path, { mode: d.mode, uid: 0, gid: 0, mtime: 0, flags: 0 });
-      for (const f of customisation.files) await guard.overlayFile(f.path, { mode: f.mode, uid: 0, gid: 0, mtime: 0, flags: 0 }, f.content);
+      // The writer reads the timestamp in finish(); fbxen's own files are dated by it too.
+      fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;
+      const made = { uid: 0, gid: 0, mtime: fsOptions.timestamp, flags: 0 };
+      for (const d of customisation.directories) guard.overlayDirectory(d.path, { ...made, mode: d.mode });
+      for (const f of customisation.files) await guard.overlayFile(f.path, { ...made, mode: f.mode }, f.content);
       guard.finishDeferredLinks();
       entryCount = guard.entries;
-      fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;
       h.output('writing inodes, directories and cylinder groups');
       fsStats = await writer.finish();
       await target.flush?.();

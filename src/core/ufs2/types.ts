@@ -61,6 +61,11 @@ export interface Ufs2Options {
    * interleave in time. Lane 0 (the default) starts after the room.
    */
   leadingLane?: { dataBytes: number; entries: number };
+  /**
+   * How paths and symlink targets become bytes: 'utf8' (default) writes text as UTF-8; 'bytes' takes
+   * each character (0-255) as one byte, so names that are not UTF-8 (tar's raw bytes) stay exact.
+   */
+  nameEncoding?: 'utf8' | 'bytes';
 }
 
 /** Where the writer puts bytes: offsets are relative to the start of the file system. */

@@ -32,11 +32,10 @@ import {
   type DirEntryIn,
 } from './layout.js';
 import { estimateUfs2Size } from './estimate.js';
+import { checkMeta, checkTimestamp, nameBytes, splitPath as splitPathAs, symlinkBytes } from './input.js';
 import type { BlockTarget, FsMeta, Lane, Ufs2Options, Ufs2Stats, Ufs2Writer } from './types.js';
 
 const MiB = 1024 * 1024;
-const MAX_NAME = 255;
-const MAX_SYMLINK = 1023;
 /** di_nlink is an int16_t. */
 const UFS_LINK_MAX = 32767;
 
@@ -74,44 +73,6 @@ interface SymlinkNode {
 type Node = DirNode | FileNode | SymlinkNode;
 
 const newMap = (): BlockMap => ({ db: new Array<number>(UFS_NDADDR).fill(0), ib: [0, 0, 0], frags: 0 });
-
-function splitPath(path: string): string[] {
-  if (typeof path !== 'string') throw new InputError(`invalid path ${String(path)}`);
-  if (path === '') return [];
-  const parts = path.split('/');
-  for (const p of parts) {
-    if (p === '' || p === '.' || p === '..' || p.includes('\0'))
-      throw new InputError(`invalid path ${JSON.stringify(path)}: empty, '.', '..' or NUL component`, {
-        hint: 'paths must be normalised and relative (the tar reader does this)',
-      });
-    if (Buffer.byteLength(p, 'utf8') > MAX_NAME)
-      throw new InputError(`name too long in ${JSON.stringify(path)}: more than ${MAX_NAME} bytes`, {
-        hint: 'UFS names are at most 255 bytes',
-      });
-  }
-  return parts;
-}
-
-function checkMeta(path: string, meta: FsMeta): void {
-  const ok =
-    Number.isInteger(meta.mode) &&
-    meta.mode >= 0 &&
-    meta.mode <= 0o7777 &&
-    Number.isInteger(meta.uid) &&
-    meta.uid >= 0 &&
-    meta.uid <= 0xffffffff &&
-    Number.isInteger(meta.gid) &&
-    meta.gid >= 0 &&
-    meta.gid <= 0xffffffff &&
-    Number.isFinite(meta.mtime) &&
-    Number.isInteger(meta.flags) &&
-    meta.flags >= 0 &&
-    meta.flags <= 0xffffffff;
-  if (!ok)
-    throw new InputError(`invalid metadata for ${JSON.stringify(path || '/')}`, {
-      hint: 'mode must be within 0o7777, uid/gid/flags unsigned 32-bit integers, mtime a number',
-    });
-}
 
 /** Seeded 32-bit generator (splitmix-style) for fs_id and inode generation numbers. */
 function seededWords(seed: string): (i: number) => number {
@@ -222,13 +183,14 @@ interface OpenIndirect {
 export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, BlockTarget], options: Ufs2Options): Ufs2Writer {
   const [target, laneTarget] = Array.isArray(targets) ? (targets as readonly [BlockTarget, BlockTarget]) : [targets as BlockTarget, targets as BlockTarget];
   const g = computeGeometry(options);
-  if (!Number.isInteger(options.timestamp) || options.timestamp < 0)
-    throw new InputError(`invalid build timestamp ${options.timestamp}`, { hint: 'give whole seconds since the epoch' });
-  const timestamp = options.timestamp;
+  // Read again in finish(): the caller may set it once every entry was seen (Ufs2Options.timestamp).
+  let timestamp = checkTimestamp(options.timestamp);
+  const names = options.nameEncoding ?? 'utf8';
+  const splitPath = (path: string): string[] => splitPathAs(path, names);
   const words = seededWords(options.seed);
   const alloc = new Allocator(g, options.leadingLane ? leadingLaneBytes(options.leadingLane, g.bsize) / g.bsize : 0);
   const zeroBlock = Buffer.alloc(g.bsize);
-  const defaultDirMeta = (): FsMeta => ({ mode: 0o755, uid: 0, gid: 0, mtime: timestamp, flags: 0 });
+  const defaultDirMeta = (): FsMeta => ({ mode: 0o755, uid: 0, gid: 0, mtime: Infinity, flags: 0 }); // clamped to the build timestamp
   const root: DirNode = {
     kind: 'dir',
     meta: defaultDirMeta(),
@@ -462,9 +424,7 @@ export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, B
     symlink(path, linkTarget, meta, lane = 0) {
       state(lane);
       checkMeta(path, meta);
-      const bytes = Buffer.from(linkTarget, 'utf8');
-      if (bytes.length === 0 || bytes.length > MAX_SYMLINK || bytes.includes(0))
-        throw new InputError(`symlink ${JSON.stringify(path)} has an invalid target (empty, NUL or over ${MAX_SYMLINK} bytes)`);
+      const bytes = symlinkBytes(path, linkTarget, names);
       addNew(path, { kind: 'symlink', meta: { ...meta }, target: bytes, ino: 0, map: newMap() });
     },
 
@@ -501,6 +461,7 @@ export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, B
       state(0);
       if (busy[1]) throw new Error('internal: finish() while a file of lane 1 is still being written');
       finished = true;
+      timestamp = checkTimestamp(options.timestamp);
       return layOut();
     },
   };
@@ -517,7 +478,7 @@ export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, B
     for (let q = 0; q < queue.length; q++) {
       const dir = queue[q]!;
       const kids = [...dir.children.entries()]
-        .map((kv) => ({ kv, key: Buffer.from(kv[0], 'utf8') }))
+        .map((kv) => ({ kv, key: nameBytes(kv[0], names, 'the name') }))
         .sort((a, b) => Buffer.compare(a.key, b.key))
         .map((k) => k.kv);
       sorted.set(dir, kids);
@@ -543,7 +504,7 @@ export function createUfs2Writer(targets: BlockTarget | readonly [BlockTarget, B
             { ino: (node.parent ?? node).ino, type: DT_DIR, name: Buffer.from('..') },
           ];
           for (const [name, child] of sorted.get(node)!)
-            list.push({ ino: child.ino, type: child.kind === 'dir' ? DT_DIR : child.kind === 'file' ? DT_REG : DT_LNK, name: Buffer.from(name, 'utf8') });
+            list.push({ ino: child.ino, type: child.kind === 'dir' ? DT_DIR : child.kind === 'file' ? DT_REG : DT_LNK, name: nameBytes(name, names, 'the name') });
           const bytes = encodeDirectory(list);
           node.size = bytes.length;
           await writeData(`directory inode ${ino}`, node.map, bytes.length, [bytes], false);
