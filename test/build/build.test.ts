@@ -274,11 +274,12 @@ describe('fbxen build: bad inputs end in a clear error and leave no finished-loo
     expect(readFileSync(join(dir, 'file'), 'utf8')).toBe('x');
   });
 
-  it('a full disk (a 3 MiB tmpfs in a private mount namespace)', () => {
+  // Skipped, visibly, where this machine gives no private mount namespace (the full disk is simulated by one).
+  const mountNamespaces = spawnSync('unshare', ['-m', 'true']).status === 0;
+  it.skipIf(!mountNamespaces)('a full disk (a 3 MiB tmpfs in a private mount namespace)', () => {
     const dir = tmpDir('full');
     const script = `mount -t tmpfs -o size=3m tmpfs ${dir} && ${process.execPath} dist/cli.js build --dist ${sampleDist()} --out ${dir}/out --cache-dir ${tmpDir('c')} --disk-size 256M --swap 32M; echo "rc=$?"; ls -A ${dir}/out`;
     const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' } });
-    if (r.status !== 0 && /unshare|Operation not permitted/.test(r.stderr)) return; // no mount namespaces here: cannot simulate
     expect(r.stderr).toMatch(/no space left on the device holding/);
     expect(r.stdout).toMatch(/^rc=4$/m);
     expect(r.stdout.split('\n').slice(1).filter(Boolean)).toEqual([]);
