@@ -252,6 +252,52 @@ describe('bootWithXapi against the simulator', () => {
     expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).outcome).toBe('failed');
   });
 
+  // Issue 13: the failures users meet most, as xapi raises them (datamodel_errors.ml, storage_access),
+  // reach the user with a hint made from their parameters; the run still cleans up after itself.
+  it.each([
+    ['/import_raw_vdi', 'VDI_IO_ERROR', ['Device I/O errors'], /qemu-img check.*SMlog|SMlog.*qemu-img check/],
+    ['VDI.create', 'SR_FULL', [String(8 * 2 ** 30), String(2 ** 30)], /8\.0 GiB requested, 1\.0 GiB at most.*--sr/],
+    ['VDI.create', 'SR_BACKEND_FAILURE_44', ['', 'There is insufficient space', ''], /no room.*--sr/],
+    ['VM.start', 'SR_BACKEND_FAILURE_47', ['', 'The SR is not available [opterr=Device not appeared yet]', ''], /xe pbd-plug/],
+  ])('%s failing with %s gives a hint made for it, and cleans up', async (method, code, params, hint) => {
+    const sim = await startSim();
+    sim.failOn(method, code, params);
+    const err = await boot(sim, `run-hint-${code}`).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code, exitCode: 5 });
+    expect((err as { hint: string }).hint).toMatch(hint);
+    expect((err as { hint: string }).hint).not.toMatch(/error reference/);
+    if (code.startsWith('SR_BACKEND_FAILURE_')) expect((err as Error).message).toContain(`storage backend error ${code.slice(19)}: ${params[1]}`);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+  });
+
+  it('VM_REQUIRES_SR names the SR by its name, not only its ref', async () => {
+    const sim = await startSim();
+    const [localRef] = sim.find('SR', (r) => r['name_label'] === 'Local storage')[0]!;
+    sim.failOn('VM.start', 'VM_REQUIRES_SR', ['OpaqueRef:vm', localRef]);
+    const err = await boot(sim, 'run-hint-requires-sr').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_REQUIRES_SR', exitCode: 5 });
+    expect((err as { hint: string }).hint).toContain(`"Local storage" (${localRef})`);
+    expect((err as { hint: string }).hint).toMatch(/shared SR/);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+  });
+
+  it('a wrong password: SESSION_AUTHENTICATION_FAILED names the user and the variables, never the password', async () => {
+    const sim = await startSim();
+    const wrong = 'Wrong-pw-for-hint-test';
+    const err = await runXapiBoot(request({ runId: 'run-hint-auth' }), deps(sim, { env: { FBXEN_XAPI_URL: sim.url, FBXEN_XAPI_USER: 'ci-bot', FBXEN_XAPI_PASSWORD: wrong } }), internals()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SESSION_AUTHENTICATION_FAILED', exitCode: 5 });
+    expect((err as { hint: string }).hint).toMatch(/user "ci-bot".*FBXEN_XAPI_PASSWORD/);
+    expect(`${(err as Error).message}${(err as { hint: string }).hint}`).not.toContain(wrong);
+  });
+
+  it('HOST_IS_SLAVE that fbxen cannot follow (members pointing at each other): "connect to <master>"', async () => {
+    const a = await startSim({ host: '127.0.0.1', slaveOf: '127.0.0.2' });
+    await startSim({ host: '127.0.0.2', port: a.port, slaveOf: '127.0.0.1' });
+    const err = await boot(a, 'run-hint-slave').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'HOST_IS_SLAVE', exitCode: 5 });
+    expect((err as { hint: string }).hint).toMatch(/connect to 127\.0\.0\.[12], the pool master/);
+  });
+
   it('removes the VM when the guest never writes a frame (timeout) and when interrupted (SIGINT)', async () => {
     const sim = await startSim({ guestConsole: () => 'FreeBSD hangs here\r\n' });
     const err = await boot(sim, 'run-timeout-1', { timeoutSec: 1 }).catch((e: unknown) => e);

@@ -28,7 +28,7 @@ import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DE
 import { waitForFrame } from '../../boot/wait-for-frame.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
 import { loadXapiCredentials, redact } from './credentials.js';
-import { XapiError } from './errors.js';
+import { XapiError, xapiHint } from './errors.js';
 import { openConsoleListener, type ConsoleListener } from './console.js';
 import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
 import type { XapiValue } from './xmlrpc.js';
@@ -602,7 +602,17 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
   await api.call('VM.add_to_platform', vm, 'hvm_serial', f.consoleTarget);
   if (plan) plan.note(`listen on ${f.consoleTarget.replace(/^tcp:/, '')} for the guest console; QEMU on the pool host connects to it`);
 
-  await step(`Start ${req.name}`, () => api.callAsync('VM.start', [vm, false, false], Math.min(timeoutMs, 300_000)));
+  await step(`Start ${req.name}`, async () => {
+    try {
+      await api.callAsync('VM.start', [vm, false, false], Math.min(timeoutMs, 300_000));
+    } catch (err) {
+      if (!(err instanceof XapiError) || err.code !== 'VM_REQUIRES_SR' || !err.params[1]) throw err;
+      // The parameter is a ref: name the SR, so the user knows which --sr not to use.
+      const label = str(await api.call('SR.get_name_label', err.params[1]).catch(() => ''));
+      if (!label) throw err;
+      throw new XapiError(err.code, err.params, err.method, { hint: xapiHint(err.code, [err.params[0] ?? '', `"${label}" (${err.params[1]})`], err.method), cause: err });
+    }
+  });
 
   // Pool facts for the run record (migrate-test needs the host and whether the SR is shared).
   let host: XapiPoolFacts['host'] = null;
