@@ -1,10 +1,10 @@
 /**
  * fbxen boot: flags (over the config file's `boot:` section) → one boot request → bootWithXl, or the
  * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
- * and the report with --verify.
+ * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
 import { resolve } from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { bootWithXl, type XlBootRequest } from '../core/boot/xl-boot.js';
 import { defaultDomainName } from '../core/boot/image.js';
@@ -51,19 +51,8 @@ export const BootOptions = z
   .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
 export type BootOptionsT = z.infer<typeof BootOptions>;
 
-/** The shared flags of `boot` and `config xl`. */
-export function addGuestOptions(cmd: Command): Command {
-  return cmd
-    .option('--image <file>', 'the image: out/NAME.raw or out/NAME.qcow2 from `fbxen build`')
-    .option('--name <name>', 'domain name (default fbxen-<image name>)')
-    .option('--vcpus <n>', 'virtual CPUs (default 2)')
-    .option('--memory <MiB>', 'memory in MiB, or with a unit: 2G (default 1024)')
-    .option('--bridge <bridge>', 'bridge for the xn0 vif (default xenbr0)')
-    .option('--iso <file>', 'put this ISO in the CD drive instead of the fbxen CD')
-    .option('--empty-cdrom', 'leave the CD drive empty (the image must carry the collector)')
-    .option('--artifacts <dir>', `root of the run directories (default ./${DEFAULT_ARTIFACTS_ROOT})`)
-    .option('--run-id <id>', 'the run id (default: time and a random suffix)');
-}
+/** A flag --iso drops a config `empty-cdrom:`, and the reverse. */
+export const BOOT_EXCLUSIVE = [[['iso'], ['emptyCdrom']]] as const;
 
 interface XapiModule {
   bootWithXapi(request: Record<string, unknown>, deps: { runner: unknown; progress: unknown; signal: AbortSignal; cleanup: unknown; env: NodeJS.ProcessEnv }): Promise<BootResult>;
@@ -118,45 +107,30 @@ function commonBootRequest(o: z.infer<typeof BootOptions>) {
   };
 }
 
-export function registerBoot(program: Command, context: () => CommandContext): void {
-  const cmd = program.command('boot').description('boot an image under Xen (xl or XenServer), capture its console and collect the evidence');
-  addGuestOptions(cmd)
-    .addOption(new Option('--toolstack <name>', 'xl on a dom0, or xapi for XenServer/XCP-ng (default xl)').choices(['xl', 'xapi']))
-    .option('--keep', 'leave the domain running afterwards')
-    .option('--timeout <sec>', 'seconds to wait for the collector (default 600)')
-    .option('--grace <sec>', 'seconds a clean shutdown may take before destroy (default 60)')
-    .option('--verify', 'verify the collected evidence and write report.json and report.junit.xml')
-    .option('--dry-run', 'print the config and the exact plan, create nothing')
-    .option('--network <name-or-uuid>', 'xapi only: the network for the VIF')
-    .option('--sr <name-or-uuid>', 'xapi only: the storage repository')
-    .option('--ca-file <file>', 'xapi only: CA certificate for the XAPI TLS connection')
-    .option('--insecure', 'xapi only: do not verify the XAPI TLS certificate')
-    .action(async (_opts, command: Command) => {
-      const ctx = context();
-      const o = resolveRequest(BootOptions, 'boot', ctx.configSection('boot'), explicitFlags(command));
-      const result = await runBoot(o, ctx);
-      if (result.planText !== undefined) {
-        ctx.result(result.planText, { dryRun: true, toolstack: result.toolstack, run: result.run, name: result.name, artifactsDir: result.artifactsDir, plan: result.planText });
-        return;
-      }
-      const lines = [
-        `${result.name}: ${result.domain.kept ? `running as domain ${result.domain.id} (--keep)` : 'booted, evidence collected, shut down'}`,
-        `artifacts: ${result.artifactsDir}`,
-        `console:   ${result.consoleLog}`,
-      ];
-      let verdict: 0 | 1 | 2 = 0;
-      let reportJson: unknown;
-      if (result.report !== undefined) {
-        const verify = await import('../core/verify/index.js');
-        lines.push('', verify.renderReportText(result.report).trimEnd());
-        verdict = verify.reportExitCode(result.report);
-        reportJson = verify.renderReportJson(result.report);
-      } else {
-        lines.push(`next:      fbxen verify --domain ${result.name}${o.artifacts !== DEFAULT_ARTIFACTS_ROOT ? ` --artifacts ${o.artifacts}` : ''}`);
-      }
-      const { report: _report, ...rest } = result;
-      ctx.result(lines.join('\n'), { ...rest, ...(reportJson !== undefined ? { report: reportJson } : {}) });
-      if (verdict === 1) throw new CheckFailedError('verification failed: at least one probe said no', { hint: `see ${result.artifactsDir}/report.json` });
-      if (verdict === 2) throw new EvidenceIncompleteError('the evidence allowed no verdict (every probe inconclusive)', { hint: `read ${result.consoleLog}: did the collector run completely?` });
-    });
+export async function bootAction(ctx: CommandContext, command: Command): Promise<void> {
+  const o = resolveRequest(BootOptions, 'boot', ctx.configSection('boot'), explicitFlags(command), BOOT_EXCLUSIVE);
+  const result = await runBoot(o, ctx);
+  if (result.planText !== undefined) {
+    ctx.result(result.planText, { dryRun: true, toolstack: result.toolstack, run: result.run, name: result.name, artifactsDir: result.artifactsDir, plan: result.planText });
+    return;
+  }
+  const lines = [
+    `${result.name}: ${result.domain.kept ? `running as domain ${result.domain.id} (--keep)` : 'booted, evidence collected, shut down'}`,
+    `artifacts: ${result.artifactsDir}`,
+    `console:   ${result.consoleLog}`,
+  ];
+  let verdict: 0 | 1 | 2 = 0;
+  let reportJson: unknown;
+  if (result.report !== undefined) {
+    const verify = await import('../core/verify/index.js');
+    lines.push('', verify.renderReportText(result.report).trimEnd());
+    verdict = verify.reportExitCode(result.report);
+    reportJson = verify.renderReportJson(result.report);
+  } else {
+    lines.push(`next:      fbxen verify --domain ${result.name}${o.artifacts !== DEFAULT_ARTIFACTS_ROOT ? ` --artifacts ${o.artifacts}` : ''}`);
+  }
+  const { report: _report, ...rest } = result;
+  ctx.result(lines.join('\n'), { ...rest, ...(reportJson !== undefined ? { report: reportJson } : {}) });
+  if (verdict === 1) throw new CheckFailedError('verification failed: at least one probe said no', { hint: `see ${result.artifactsDir}/report.json` });
+  if (verdict === 2) throw new EvidenceIncompleteError('the evidence allowed no verdict (every probe inconclusive)', { hint: `read ${result.consoleLog}: did the collector run completely?` });
 }

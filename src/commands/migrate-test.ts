@@ -2,8 +2,9 @@
  * fbxen migrate-test: flags (over the config file's `migrate-test:` section) → one request → the core
  * migrateTest(). Prints the per-iteration table (or the plan with --dry-run), --json, --junit FILE.
  * Exit 0 all passed (or skipped with the reason), 1 a probe or iteration said no, 2+ no answer.
+ * Loaded when the command runs (its options are registered in ./index.ts).
  */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
 import { migrateTest, renderMigrateJson, renderMigrateText, type MigrateTestRequest } from '../core/migrate/index.js';
@@ -72,52 +73,23 @@ export function toMigrateRequest(o: MigrateTestOptionsT): MigrateTestRequest {
   };
 }
 
-export function registerMigrateTest(program: Command, context: () => CommandContext): void {
-  program
-    .command('migrate-test')
-    .description('migrate a running FreeBSD guest N times (live or save/restore), measure downtime, verify timers, IPIs, disk and CD after each')
-    .addOption(new Option('--toolstack <name>', 'xl (default) or xapi').choices(['xl', 'xapi']))
-    .option('--domain <name>', 'the running domain / VM (booted with fbxen boot --keep)')
-    .option('--to <host>', 'xl: localhost (default) or a host reachable as root over ssh; xapi: a pool host (default another)')
-    .option('--iterations <n>', 'migrations in a row (default 10, like OSSTest guest-localmigrate/x10)')
-    .addOption(new Option('--mode <mode>', 'live migration or save + restore (default live)').choices(['live', 'save-restore']))
-    .addOption(new Option('--load <kind>', 'load in the guest during each migration (default none)').choices(['none', 'disk', 'cpu', 'all']))
-    .option('--keep-going', 'go on after a failed iteration (while the domain still runs)')
-    .addOption(new Option('--evidence <channel>', 'how to run the heartbeat and collector in the guest (default console, ssh with --ssh)').choices(['console', 'ssh']))
-    .option('--ssh <user@host>', 'the guest over ssh')
-    .option('--identity <file>', 'ssh private key for --ssh')
-    .option('--port <n>', 'ssh port for --ssh')
-    .addOption(new Option('--host-key-checking <mode>', 'ssh host key checking (default strict)').choices(['strict', 'accept-new', 'off']))
-    .option('--step-timeout <sec>', 'seconds each migration, collection and heartbeat wait may take (default 600)')
-    .option('--artifacts <dir>', `root of the run directories (default ./${DEFAULT_ARTIFACTS_ROOT})`)
-    .option('--run-id <id>', 'the run id (default: time and a random suffix)')
-    .option('--junit <file>', 'also write the JUnit XML there')
-    .option('--guest-collector <path>', 'the collector in the guest, console channel (default /usr/local/libexec/fbxen-collect)')
-    .option('--guest-heartbeat <path>', 'the heartbeat in the guest, console channel (default /usr/local/libexec/fbxen-heartbeat)')
-    .option('--dest-sr <name-or-uuid>', 'xapi: SR for VM.migrate_send when the disks are not on a shared SR')
-    .option('--back-to <host>', 'xl with --to HOST: the name HOST uses to migrate back (default this host name)')
-    .option('--ca-file <file>', 'xapi: CA certificate for the XAPI TLS connection')
-    .option('--insecure', 'xapi: do not verify the XAPI TLS certificate')
-    .option('--dry-run', 'print the exact plan, contact nothing')
-    .action(async (_opts, command: Command) => {
-      const ctx = context();
-      const o = resolveRequest(MigrateTestOptions, 'migrate-test', ctx.configSection('migrate-test'), explicitFlags(command));
-      const req = toMigrateRequest(o);
-      const connectXapi = async () => {
-        const { XapiClient } = await import('../core/toolstack/xapi/client.js');
-        const { loadXapiCredentials } = await import('../core/toolstack/xapi/credentials.js');
-        const creds = await loadXapiCredentials(ctx.env);
-        const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: o.caFile, insecure: o.insecure, signal: ctx.signal });
-        ctx.cleanup.push('log out of XAPI', () => client.logout());
-        return client;
-      };
-      const out = await migrateTest(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd, connectXapi });
-      if (out.planText !== undefined) {
-        ctx.result(out.planText, { dryRun: true, plan: out.planText });
-        return;
-      }
-      const r = out.report!;
-      ctx.result(`${renderMigrateText(r)}${o.junit ? `JUnit: ${o.junit}\n` : ''}`, renderMigrateJson(r));
-      if (out.error) throw out.error;
-    });
+export async function migrateTestAction(ctx: CommandContext, command: Command): Promise<void> {
+  const o = resolveRequest(MigrateTestOptions, 'migrate-test', ctx.configSection('migrate-test'), explicitFlags(command));
+  const req = toMigrateRequest(o);
+  const connectXapi = async () => {
+    const { XapiClient } = await import('../core/toolstack/xapi/client.js');
+    const { loadXapiCredentials } = await import('../core/toolstack/xapi/credentials.js');
+    const creds = await loadXapiCredentials(ctx.env);
+    const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: o.caFile, insecure: o.insecure, signal: ctx.signal });
+    ctx.cleanup.push('log out of XAPI', () => client.logout());
+    return client;
+  };
+  const out = await migrateTest(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd, connectXapi });
+  if (out.planText !== undefined) {
+    ctx.result(out.planText, { dryRun: true, plan: out.planText });
+    return;
+  }
+  const r = out.report!;
+  ctx.result(`${renderMigrateText(r)}${o.junit ? `JUnit: ${o.junit}\n` : ''}`, renderMigrateJson(r));
+  if (out.error) throw out.error;
 }

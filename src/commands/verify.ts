@@ -1,8 +1,9 @@
 /**
  * fbxen verify: one evidence source (--bundle, --console-log, --ssh or --domain) → the probes → a table,
  * --json, and --junit FILE. Exit 0 when nothing failed, 1 when a probe failed, 2 when no answer was possible.
+ * Loaded when the command runs (its options are registered in ./index.ts).
  */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { CheckFailedError, EvidenceIncompleteError } from '../core/errors.js';
 import { renderReportJson, renderReportText, verify, newManualRunId, RUN_ID, type EvidenceSource } from '../core/verify/index.js';
@@ -50,53 +51,35 @@ export function toSource(o: VerifyOptionsT): EvidenceSource {
   return { kind: 'domain', name: o.domain!, artifactsRoot: o.artifacts, toolstack: o.toolstack, phase: o.phase };
 }
 
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+/** A source given as a flag drops the config file's other source (and the options that go with it). */
+export const VERIFY_EXCLUSIVE = [
+  [['bundle'], ['consoleLog'], ['ssh', 'identity', 'port', 'hostKeyChecking'], ['domain', 'toolstack']],
+  [['before'], ['beforePhase']],
+] as const;
 
-export function registerVerify(program: Command, context: () => CommandContext): void {
-  program
-    .command('verify')
-    .description('verify Xen PVHVM support from the evidence a FreeBSD guest collected (fbxen-bundle/1)')
-    .option('--bundle <dir|tar>', 'a bundle directory, .tar or .tar.gz written by fbxen-collect')
-    .option('--console-log <file>', 'a serial console log holding the framed bundle')
-    .option('--ssh <user@host>', 'run the collector in the guest over ssh (streamed to sh -s)')
-    .option('--domain <name>', 'the latest `fbxen boot` run of this domain (its console.log)')
-    .option('--identity <file>', 'ssh private key for --ssh')
-    .option('--port <n>', 'ssh port for --ssh')
-    .addOption(new Option('--host-key-checking <mode>', 'ssh host key checking (default strict)').choices(['strict', 'accept-new', 'off']))
-    .addOption(new Option('--toolstack <name>', 'with --domain: the toolstack the run used').choices(['xl', 'xapi']))
-    .option('--artifacts <dir>', 'root of the fbxen boot run directories (default ./fbxen-runs)')
-    .option('--run <id>', 'the run id to look for (console log) or to give the collector (ssh)')
-    .option('--phase <phase>', 'the phase to look for (console log) or to give the collector (ssh)')
-    .option('--before <dir|tar>', 'a bundle taken before a migration (enables the migration probe)')
-    .option('--before-phase <phase>', 'with --console-log: the frame of this phase is the before bundle')
-    .option('--probe <id>', `run only this probe (repeatable): ${probeIds.join(', ')}`, collect)
-    .option('--junit <file>', 'also write a JUnit XML report')
-    .option('--dry-run', 'print what would be read and run, do nothing')
-    .action(async (_opts, command: Command) => {
-      const ctx = context();
-      const o = resolveRequest(VerifyOptions, 'verify', ctx.configSection('verify'), explicitFlags(command));
-      const outcome = await verify(
-        {
-          source: toSource(o),
-          before: o.before !== undefined ? { path: o.before } : o.beforePhase !== undefined ? { phase: o.beforePhase } : undefined,
-          only: o.probe,
-          junit: o.junit,
-          dryRun: o.dryRun,
-        },
-        { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cwd: ctx.cwd },
-      );
-      if (outcome.plan) {
-        ctx.result(outcome.plan.join('\n'), { dryRun: true, plan: outcome.plan });
-        return;
-      }
-      const report = outcome.report!;
-      ctx.result(`evidence: ${outcome.from}\n${renderReportText(report)}${o.junit ? `JUnit: ${o.junit}\n` : ''}${outcome.reportDir ? `reports: ${outcome.reportDir}/report.json, report.junit.xml\n` : ''}`, renderReportJson(report));
-      if (outcome.exitCode === 1) {
-        const failed = report.results.filter((r) => r.verdict === 'fail').map((r) => r.id);
-        throw new CheckFailedError(`verification failed: ${failed.join(', ')}`, { hint: 'see the hints in the report above' });
-      }
-      if (outcome.exitCode === 2) {
-        throw new EvidenceIncompleteError('the evidence allowed no verdict: every probe was inconclusive or skipped', { hint: 'check that the collector ran completely (see the index of the bundle), then collect again' });
-      }
-    });
+export async function verifyAction(ctx: CommandContext, command: Command): Promise<void> {
+  const o = resolveRequest(VerifyOptions, 'verify', ctx.configSection('verify'), explicitFlags(command), VERIFY_EXCLUSIVE);
+  const outcome = await verify(
+    {
+      source: toSource(o),
+      before: o.before !== undefined ? { path: o.before } : o.beforePhase !== undefined ? { phase: o.beforePhase } : undefined,
+      only: o.probe,
+      junit: o.junit,
+      dryRun: o.dryRun,
+    },
+    { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cwd: ctx.cwd },
+  );
+  if (outcome.plan) {
+    ctx.result(outcome.plan.join('\n'), { dryRun: true, plan: outcome.plan });
+    return;
+  }
+  const report = outcome.report!;
+  ctx.result(`evidence: ${outcome.from}\n${renderReportText(report)}${o.junit ? `JUnit: ${o.junit}\n` : ''}${outcome.reportDir ? `reports: ${outcome.reportDir}/report.json, report.junit.xml\n` : ''}`, renderReportJson(report));
+  if (outcome.exitCode === 1) {
+    const failed = report.results.filter((r) => r.verdict === 'fail').map((r) => r.id);
+    throw new CheckFailedError(`verification failed: ${failed.join(', ')}`, { hint: 'see the hints in the report above' });
+  }
+  if (outcome.exitCode === 2) {
+    throw new EvidenceIncompleteError('the evidence allowed no verdict: every probe was inconclusive or skipped', { hint: 'check that the collector ran completely (see the index of the bundle), then collect again' });
+  }
 }

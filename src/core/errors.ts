@@ -27,15 +27,20 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 export interface ErrorOptions {
   hint?: string | undefined;
   cause?: unknown;
+  /** One line per problem (an option, a config key); shown under the message. */
+  issues?: readonly string[] | undefined;
 }
 
 export abstract class FbxenError extends Error {
   abstract readonly exitCode: ExitCodeValue;
   readonly hint: string | undefined;
+  readonly issues: readonly string[];
   constructor(message: string, options: ErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const issues = options.issues ?? [];
+    super(issues.length ? `${message}\n${issues.map((i) => `  - ${i}`).join('\n')}` : message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.hint = options.hint;
+    this.issues = issues;
   }
 }
 
@@ -52,15 +57,14 @@ export class InputError extends FbxenError {
   readonly exitCode = ExitCode.input;
 }
 
-/** A config file or flag value that fails validation; issues carry the key path. */
+/**
+ * The config file (or a value read from it) fails validation: exit 3. A command line that does not
+ * parse against the command's options is a UsageError (2) instead.
+ */
 export class ConfigError extends FbxenError {
   readonly exitCode = ExitCode.input;
-  constructor(
-    message: string,
-    readonly issues: readonly string[] = [],
-    options: ErrorOptions = {},
-  ) {
-    super(issues.length ? `${message}\n${issues.map((i) => `  - ${i}`).join('\n')}` : message, options);
+  constructor(message: string, issues: readonly string[] = [], options: ErrorOptions = {}) {
+    super(message, { ...options, issues });
   }
 }
 

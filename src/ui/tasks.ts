@@ -1,5 +1,7 @@
-/** The only import of listr2: adapts core's Progress port to listr2 renderers on stderr. */
-import { Listr, ListrLogger, PRESET_TIMESTAMP, ProcessOutput } from 'listr2';
+/**
+ * The only import of listr2: adapts core's Progress port to listr2 renderers on stderr. listr2 is
+ * loaded at the first step, not at start-up.
+ */
 import type { Progress } from '../core/progress.js';
 
 export interface UiOptions {
@@ -14,12 +16,15 @@ export function detectTty(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 export function createListrProgress(ui: UiOptions): Progress {
-  const processOutput = new ProcessOutput(process.stderr, process.stderr);
+  let listr2: Promise<typeof import('listr2')> | undefined;
+  let processOutput: import('listr2').ProcessOutput | undefined;
   const line = (level: string, message: string) => {
     if (!ui.quiet) process.stderr.write(`${ui.tty ? '' : `[${new Date().toISOString().slice(11, 19)}] `}${level}${message}\n`);
   };
   return {
     async step(title, run) {
+      const { Listr, ListrLogger, PRESET_TIMESTAMP, ProcessOutput } = await (listr2 ??= import('listr2'));
+      processOutput ??= new ProcessOutput(process.stderr, process.stderr);
       // A logger per step: the simple renderer adds its timestamp field to the logger it is given.
       const logger = new ListrLogger({ processOutput, useIcons: ui.tty });
       let result: unknown;

@@ -296,19 +296,20 @@ describe('environment and input errors, before anything is created', () => {
   });
 
   it.each([
-    ['a quote in the name', ['--name', 'a"b'], /a double quote/],
-    ['a comma in the name', ['--name', 'a,b'], /a comma/],
-    ['"=" in the name', ['--name', 'x=y'], /an equals sign/],
-    ['a newline in the name', ['--name', 'a\nb'], /a newline/],
-    ['non-ASCII in the name', ['--name', 'gäst'], /non-ASCII character "ä"/],
-    ['a comma in the bridge', ['--bridge', 'xenbr0,type=ioemu'], /bridge: .*a comma/],
-    ['vcpus 0', ['--vcpus', '0'], /--vcpus/],
-    ['memory "lots"', ['--memory', 'lots'], /--memory/],
-  ])('%s: exit 3, nothing created', async (_what, extra, pattern) => {
+    ['a quote in the name', ['--name', 'a"b'], /a double quote/, 3],
+    ['a comma in the name', ['--name', 'a,b'], /a comma/, 3],
+    ['"=" in the name', ['--name', 'x=y'], /an equals sign/, 3],
+    ['a newline in the name', ['--name', 'a\nb'], /a newline/, 3],
+    ['non-ASCII in the name', ['--name', 'gäst'], /non-ASCII character "ä"/, 3],
+    ['a comma in the bridge', ['--bridge', 'xenbr0,type=ioemu'], /bridge: .*a comma/, 3],
+    // a flag value its option refuses is a usage error (README: exit 2)
+    ['vcpus 0', ['--vcpus', '0'], /--vcpus/, 2],
+    ['memory "lots"', ['--memory', 'lots'], /--memory/, 2],
+  ])('%s: exit %s, nothing created', async (_what, extra, pattern, code) => {
     const h = host();
     const image = makeImage(h, 'img.raw');
     const r = await fbxen(['boot', '--image', image, '--artifacts', h.artifacts, ...extra], h);
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(code);
     expect(r.stderr).toMatch(pattern);
     expect(existsSync(h.artifacts)).toBe(false);
     expect(xlCalls(h)).toEqual([]);

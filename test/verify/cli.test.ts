@@ -91,17 +91,17 @@ describe('fbxen verify --bundle', () => {
     expect((JSON.parse(r.stdout) as { results: { id: string }[] }).results.map((x) => x.id)).toEqual(['pv-timer', 'pv-ipi']);
   });
 
-  it('bad input: not a bundle (exit 3), two sources (exit 3), unknown probe id (exit 3), each with a hint', async () => {
+  it('bad input: not a bundle (exit 3), two sources (usage: exit 2), unknown probe id (usage: exit 2), each with a hint', async () => {
     const dir = await tmp();
     await writeFile(join(dir, 'x.tar'), 'not a tar at all'.repeat(100));
     let r = await fbxen(['verify', '--quiet', '--bundle', join(dir, 'x.tar')]);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/tar|bundle/);
     r = await fbxen(['verify', '--quiet', '--bundle', 'a', '--console-log', 'b']);
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('give exactly one of --bundle, --console-log, --ssh, --domain');
     r = await fbxen(['verify', '--quiet', '--bundle', 'a', '--probe', 'nope']);
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('--probe');
   });
 });
