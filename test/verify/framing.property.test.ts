@@ -133,6 +133,51 @@ describe('console framing (property)', () => {
     );
   });
 
+  it('hostile headers and noise leave the result unchanged (one copy of the frame untouched)', async () => {
+    // Lines a hostile guest can print: over-limit claims, headers of this run with a wrong sha256 or a
+    // count it never sends, other runs' headers, data lines past any frame, broken checks.
+    const hex64 = fc.stringMatching(/^[0-9a-f]{64}$/);
+    const hostile = (run: string) =>
+      fc.oneof(
+        fc.constantFrom(`FBXEN1 BEGIN ${run} boot 999999999 ${'ab'.repeat(32)}`, `FBXEN1 BEGIN ${run} boot 1177350 ${'cd'.repeat(32)}`, `FBXEN1 D ${run} 999999999 00000000 QUFB`, `FBXEN1 END ${run} boot`),
+        fc.tuple(token, token, fc.integer({ min: 1, max: 999_999_999 }), hex64).map(([r, p, n, sha]) => `FBXEN1 BEGIN ${r} ${p} ${n} ${sha}`),
+        fc.tuple(token, fc.integer({ min: 1, max: 5000 }), hex64).map(([p, n, sha]) => `FBXEN1 BEGIN ${run} ${p} ${n} ${sha}`),
+        fc.tuple(fc.integer({ min: 1, max: 999_999_999 }), fc.stringMatching(/^[A-Za-z0-9+/]{1,76}$/)).map(([i, b64]) => `FBXEN1 D ${run} ${i} 0000000g ${b64}`),
+        noiseLine,
+      );
+    const caseArb = bundleArb.chain((bundle) =>
+      fc.record({ bundle: fc.constant(bundle), inserts: fc.array(fc.tuple(fc.nat(), fc.boolean(), hostile(bundle.meta.run!)), { maxLength: 25 }), asked: fc.boolean() }),
+    );
+    await fc.assert(
+      fc.asyncProperty(caseArb, async ({ bundle, inserts, asked }) => {
+        const run = bundle.meta.run!;
+        const lines = encodeConsoleFrame(await packBundle(bundle), run, bundle.meta.phase!).trimEnd().split('\n');
+        const per = lines.length / 2;
+        const clean = await extractBundleFromConsole(lines.join('\n'), { run: asked ? run : undefined });
+        expect(clean.status).toBe('complete');
+        // Lines naming this run go before or inside the first copy, or after both copies: never into the
+        // second copy as well, which no reader could survive. Other lines go anywhere.
+        const placed = inserts.map(([at, early, text]) => {
+          const ofRun = text.includes(` ${run} `);
+          return { pos: !ofRun ? at % (lines.length + 1) : early ? at % (per + 1) : lines.length, text };
+        });
+        const out = [...lines];
+        for (const { pos, text } of placed.sort((x, y) => y.pos - x.pos)) out.splice(pos, 0, text);
+        const got = await extractBundleFromConsole(out.join('\n'), { run: asked ? run : undefined });
+        // Without a run asked for, the newest header's run is the one read.
+        const newest = out.filter((l) => /^FBXEN1 BEGIN \S+ \S+ [1-9][0-9]{0,8} [0-9a-f]{64}$/.test(l)).at(-1)!.split(' ')[2];
+        if (!asked && newest !== run) {
+          expect(got).toMatchObject({ run: newest });
+          expect(got.status).not.toBe('complete');
+          return;
+        }
+        expect(got).toMatchObject({ status: 'complete', run, phase: bundle.meta.phase });
+        if (got.status === 'complete' && clean.status === 'complete') sameBundle(clean.bundle, got.bundle);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
   it('arbitrary text never throws and never yields a bundle', async () => {
     await fc.assert(
       fc.asyncProperty(fc.string({ maxLength: 4000 }), fc.option(token, { nil: undefined }), async (text, run) => {

@@ -2,9 +2,11 @@
  * fbxen-bundle/1 (docs/probe-protocol.md): a directory or tar(.gz) holding `meta`, `index` and
  * `sections/<name>.out`. The guest collects raw output; everything here only reads or packs it.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline, Readable } from 'node:stream';
+import { createGunzip, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { readTar } from '../build/tar.js';
@@ -91,39 +93,122 @@ function rebase(files: Map<string, Uint8Array>): Map<string, Uint8Array> {
   return out;
 }
 
-const MAX_BUNDLE_BYTES = 256 * 1024 * 1024;
+/**
+ * What fbxen accepts as one bundle (docs/probe-protocol.md §5): at most this many bytes of tar once
+ * decompressed (or of files in a directory bundle), and this many tar entries. A real bundle is far
+ * smaller (the largest fixture: 41 KB in 13 sections); the limits bound what a hostile guest can make fbxen hold.
+ */
+export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
+export const MAX_BUNDLE_ENTRIES = 4096;
 
-/** Reads a bundle from tar bytes (gzip-compressed or not). */
-export async function bundleFromTarBytes(bytes: Uint8Array, label: string): Promise<Bundle> {
-  let tar: Uint8Array = bytes;
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      tar = gunzipSync(bytes, { maxOutputLength: MAX_BUNDLE_BYTES });
-    } catch (err) {
-      throw new InputError(`${label}: the gzip data is damaged (${(err as Error).message})`, {
-        hint: 'collect the bundle again; a truncated transfer is the usual cause',
-        cause: err,
-      });
+const MIB = MAX_BUNDLE_BYTES / 1024 / 1024;
+function tooLarge(label: string, what: string): InputError {
+  return new InputError(`${label}: evidence rejected: ${what} more than ${MIB} MiB, the limit for one bundle (a real one is well under 1 MiB)`, {
+    hint: 'this is not what fbxen-collect writes: collect the evidence again from a guest you trust',
+  });
+}
+
+/** Passes the bytes on, and stops with "evidence rejected" once more than the bundle limit went by. */
+async function* bounded(source: AsyncIterable<Uint8Array>, label: string, what: string): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.length;
+    if (total > MAX_BUNDLE_BYTES) throw tooLarge(label, what);
+    yield chunk;
+  }
+}
+
+/** gunzip as a stream: memory stays at zlib's window and one chunk, whatever the data expands to. */
+async function* gunzipBounded(source: AsyncIterable<Uint8Array>, label: string): AsyncGenerator<Uint8Array> {
+  const gz = createGunzip();
+  // Errors of the source or of zlib destroy gz, which ends the loop below with them.
+  pipeline(Readable.from(source), gz, () => undefined);
+  try {
+    yield* bounded(gz, label, 'its gzip data decompresses to');
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`${label}: the gzip data is damaged (${(err as Error).message})`, {
+      hint: 'collect the bundle again; a truncated transfer is the usual cause',
+      cause: err,
+    });
+  } finally {
+    gz.destroy();
+  }
+}
+
+/** Reads a bundle from a stream of tar bytes, gzip-compressed or not (seen by its magic number). */
+async function bundleFromStream(source: AsyncIterable<Uint8Array>, label: string): Promise<Bundle> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head: Uint8Array = first.done ? new Uint8Array(0) : first.value;
+  async function* all() {
+    if (head.length) yield head;
+    for (;;) {
+      const next = await it.next();
+      if (next.done) return;
+      yield next.value;
     }
   }
+  const gzip = head[0] === 0x1f && head[1] === 0x8b;
+  const tar = gzip ? gunzipBounded(all(), label) : bounded(all(), label, 'its tar data is');
   const files = new Map<string, Uint8Array>();
-  async function* once() {
-    yield tar;
-  }
-  for await (const entry of readTar(once(), label)) {
+  let entries = 0;
+  for await (const entry of readTar(tar, label)) {
+    if (++entries > MAX_BUNDLE_ENTRIES) {
+      throw new InputError(`${label}: evidence rejected: the tar has more than ${MAX_BUNDLE_ENTRIES} entries, the limit for one bundle`, {
+        hint: 'this is not what fbxen-collect writes: collect the evidence again from a guest you trust',
+      });
+    }
+    if (entry.header.type !== 'file') continue; // its data is skipped by the reader
     const chunks: Uint8Array[] = [];
     for await (const c of entry.data) chunks.push(c.slice());
-    if (entry.header.type === 'file') files.set(entry.header.name, Buffer.concat(chunks));
+    files.set(entry.header.name, Buffer.concat(chunks));
   }
   return bundleFromFiles(rebase(files), label);
 }
 
+/** Reads a bundle from tar bytes (gzip-compressed or not). */
+export async function bundleFromTarBytes(bytes: Uint8Array, label: string): Promise<Bundle> {
+  async function* once() {
+    yield bytes;
+  }
+  return bundleFromStream(once(), label);
+}
+
+/** Reads a regular file of at most `limit` bytes; more (a file that grew, a device) is rejected. */
+async function readAtMost(path: string, limit: number, label: string): Promise<Uint8Array> {
+  const fh = await open(path, 'r');
+  try {
+    const info = await fh.stat();
+    if (!info.isFile()) throw new InputError(`${label}: ${path} is not a regular file`, { hint: 'a bundle directory holds only regular files' });
+    if (info.size > limit) throw tooLarge(label, 'its files are');
+    const buf = Buffer.alloc(info.size + 1);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got > info.size) throw tooLarge(label, 'its files are'); // it grew while being read
+    return buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
 async function readDirBundle(dir: string): Promise<Bundle> {
   const files = new Map<string, Uint8Array>();
+  let left = MAX_BUNDLE_BYTES;
+  const add = async (key: string, path: string) => {
+    const data = await readAtMost(path, left, dir);
+    left -= data.length;
+    files.set(key, data);
+  };
   for (const name of ['meta', 'index']) {
     try {
-      files.set(name, await readFile(join(dir, name)));
-    } catch {
+      await add(name, join(dir, name));
+    } catch (err) {
+      if (err instanceof InputError) throw err;
       /* missing: bundleFromFiles says what is wrong */
     }
   }
@@ -133,7 +218,13 @@ async function readDirBundle(dir: string): Promise<Bundle> {
   } catch {
     names = [];
   }
-  for (const n of names) if (n.endsWith('.out')) files.set(`sections/${n}`, await readFile(join(dir, 'sections', n)));
+  const sections = names.filter((n) => n.endsWith('.out'));
+  if (sections.length > MAX_BUNDLE_ENTRIES) {
+    throw new InputError(`${dir}: evidence rejected: more than ${MAX_BUNDLE_ENTRIES} sections, the limit for one bundle`, {
+      hint: 'this is not what fbxen-collect writes: collect the evidence again from a guest you trust',
+    });
+  }
+  for (const n of sections) await add(`sections/${n}`, join(dir, 'sections', n));
   return bundleFromFiles(files, dir);
 }
 
@@ -149,7 +240,9 @@ export async function readBundle(path: string): Promise<Bundle> {
     });
   }
   if (info.isDirectory()) return readDirBundle(path);
-  return bundleFromTarBytes(await readFile(path), path);
+  // Compressed or not, a file larger than the limit cannot hold an acceptable bundle.
+  if (info.isFile() && info.size > MAX_BUNDLE_BYTES) throw tooLarge(path, 'the file is');
+  return bundleFromStream(createReadStream(path, { highWaterMark: 256 * 1024 }), path);
 }
 
 // ---- packing (host reference; test doubles that play a guest use it) ----

@@ -86,6 +86,8 @@ async function readText(path: string, what: string): Promise<string> {
   }
 }
 
+const REJECTED_HINT = 'the guest sent a frame fbxen-collect never writes (limits: docs/probe-protocol.md §5): collect the evidence again from a guest you trust';
+
 /** Rebuilds the bundle of `run`/`phase` from a console log, or says how much is missing. */
 export async function bundleFromConsoleLog(path: string, run: string | undefined, phase: string | undefined): Promise<Bundle> {
   const text = await readText(path, 'console log');
@@ -101,6 +103,7 @@ export async function bundleFromConsoleLog(path: string, run: string | undefined
       hint: 'both copies of those lines were lost on the console: run the collector again (reboot with the fbxen CD, or fbxen verify --ssh), or raise the serial speed / reduce kernel noise',
     });
   }
+  if (got.status === 'rejected') throw new InputError(`${got.reason} (in ${path})`, { hint: REJECTED_HINT });
   return got.bundle;
 }
 
@@ -160,6 +163,7 @@ async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps:
       });
     }
     const got = await extractBundleFromConsole(result.stdout, { run: s.run, phase: s.phase });
+    if (got.status === 'rejected') throw new InputError(`${got.reason} (over ssh from ${s.target})`, { hint: REJECTED_HINT });
     if (got.status !== 'complete') {
       throw new EvidenceIncompleteError(`evidence incomplete: the collector's output over ssh from ${s.target} holds no complete frame for run ${s.run}`, {
         hint: 'run the collector by hand in the guest (sh fbxen-collect --frame) and look at its stderr',
