@@ -9,6 +9,7 @@ import {
   parseCamDevlist,
   parseCdromSection,
   parseConftxt,
+  explainCpuidSection,
   parseCpuidSection,
   parseFlushSection,
   parseRelease,
@@ -42,8 +43,14 @@ export interface GuestFacts {
   cdrom: CdromSection | undefined;
   flush: FlushSection | undefined;
   cpuid: XenCpuid | undefined;
+  /** when the cpuid-xen section is there but gave no Xen leaf 4: what it holds and which leaf is missing */
+  cpuidNote: string | undefined;
   /** sections the bundle has (for "missing" evidence) */
   present: Set<string>;
+  /** each section's exit status from the index (absent: the index does not list it) */
+  status: Map<string, number>;
+  /** meta keys that say how the collector was started (run-source, medium) */
+  meta: Record<string, string>;
 }
 
 /** Runs a parser; a parser bug or a zod rejection means "no evidence", never a crash. */
@@ -84,14 +91,20 @@ export function guestFacts(bundle: Bundle): GuestFacts {
     conftxt: safe(s('conftxt'), parseConftxt),
     cam: safe(s('camcontrol-devlist'), (t) => {
       const d = parseCamDevlist(t);
-      // an empty list from a command that failed is no evidence
-      return d.length || /^<|scbus/m.test(t) || t.trim() === '' ? d : undefined;
+      if (d.length) return d;
+      // An empty list is evidence only from a command that finished (status 0, or no index to say).
+      const st = bundle.index.find((e) => e.name === 'camcontrol-devlist')?.status;
+      return (st === undefined || st === 0) && t.trim() === '' ? d : undefined;
     }),
     cdrom: safe(s('cdrom'), parseCdromSection),
     flush: safe(s('flush'), parseFlushSection),
     cpuid: safe(s('cpuid-xen'), parseCpuidSection),
+    cpuidNote: undefined,
     present: new Set(bundle.sections.keys()),
+    status: new Map(bundle.index.map((e) => [e.name, e.status])),
+    meta: bundle.meta,
   };
+  if (!facts.cpuid) facts.cpuidNote = safe(s('cpuid-xen'), explainCpuidSection);
   cache.set(bundle, facts);
   return facts;
 }
@@ -114,8 +127,32 @@ export function xenGuestEvidence(f: GuestFacts): { xen: true; evidence: string[]
   const origin = findMessage(f, /Hypervisor: Origin = "XenVMMXenVMM"/);
   if (origin) ev.push(origin.trim());
   if (ev.length) return { xen: true, evidence: ev };
-  if (f.vmGuest !== undefined && f.vmGuest !== '') return { xen: false, reason: `kern.vm_guest: ${f.vmGuest} (not a Xen guest)` };
+  // "generic": the kernel saw a hypervisor it could not name (a kernel without XENHVM on Xen can read so): no proof either way.
+  if (f.vmGuest !== undefined && f.vmGuest !== '' && f.vmGuest !== 'generic') return { xen: false, reason: `kern.vm_guest: ${f.vmGuest} (not a Xen guest)` };
   return undefined;
+}
+
+const BANNER = /^Copyright \(c\) 1992-\d+ The FreeBSD Project\.$/;
+const ROOT_MOUNT = /^Trying to mount root from /;
+
+/**
+ * The last boot's messages, when dmesg.boot holds them from the banner to the root mount: by then every
+ * driver has attached, so a driver line missing there is absent, not cut off. Undefined otherwise
+ * (a head-only capture, a wrapped message buffer).
+ */
+export function completeBoot(f: GuestFacts): { lines: string[]; rootMount: string } | undefined {
+  const lines = f.dmesgBoot;
+  if (!lines) return undefined;
+  let start = -1;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (BANNER.test(lines[i]!)) {
+      start = i;
+      break;
+    }
+  }
+  if (start < 0) return undefined;
+  const end = lines.findIndex((l, i) => i > start && ROOT_MOUNT.test(l));
+  return end < 0 ? undefined : { lines: lines.slice(start, end + 1), rootMount: lines[end]! };
 }
 
 export function cpuList(n: number): number[] {

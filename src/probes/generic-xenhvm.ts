@@ -1,4 +1,4 @@
-import { findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { completeBoot, findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
 import { defineProbe, fail, inconclusive, pass, skip } from './types.js';
 
 export const genericXenhvm = defineProbe<GuestFacts>({
@@ -8,24 +8,39 @@ export const genericXenhvm = defineProbe<GuestFacts>({
   parse: (bundle) => guestFacts(bundle),
   verdict(f) {
     const c = f.conftxt;
+    const hv = findMessage(f, /^XEN: Hypervisor version \d+\.\d+ detected\./);
     if (c) {
       const ident = `ident ${c.ident ?? '(none)'}`;
       const hasHvm = c.options.includes('XENHVM');
       const hasPci = c.devices.includes('xenpci');
       if (hasHvm && hasPci) return pass(ident, 'kern.conftxt: options XENHVM', 'kern.conftxt: device xenpci');
       const missing = [!hasHvm && 'options XENHVM', !hasPci && 'device xenpci'].filter(Boolean).join(' and ');
+      // A config cut short (the section stopped or failed) proves nothing by what it lacks.
+      const st = f.status.get('conftxt');
+      if (st !== undefined && st !== 0) return inconclusive(`kern.conftxt has no ${missing}, but its section exited ${st} (index): the text may be cut short`, ident);
       return fail([ident, `kern.conftxt has no ${missing}`]);
     }
     // Without INCLUDE_CONFIG_FILE: the xenpci driver attaching and hvm.c's version line prove both.
     const xenpci = findMessage(f, /^xenpci0: <Xen Platform Device>/);
-    const hv = findMessage(f, /^XEN: Hypervisor version \d+\.\d+ detected\./);
     if (xenpci && hv) return pass('kern.conftxt empty (kernel built without INCLUDE_CONFIG_FILE)', hv, xenpci);
     const x = xenGuestEvidence(f);
     if (x && !x.xen) return skip(x.reason);
-    if (x?.xen && f.dmesgBoot && !xenpci) {
-      return fail(['kern.conftxt empty', 'no "xenpci0: <Xen Platform Device>" in dmesg.boot: the kernel has no xenpci driver, or the platform device is not PCI id 5853:0001']);
+    const noConf = f.present.has('conftxt') ? 'kern.conftxt empty (kernel built without INCLUDE_CONFIG_FILE)' : 'no conftxt section';
+    const boot = completeBoot(f);
+    if (x?.xen && boot && !xenpci) {
+      return fail([
+        noConf,
+        `no "xenpci0: <Xen Platform Device>" in dmesg.boot, which runs to "${boot.rootMount.trim()}" (every driver has attached by then): the kernel has no xenpci driver, or the platform device is not PCI id 5853:0001`,
+        ...(hv ? [`${hv} (printed by options XENHVM)`] : []),
+      ]);
     }
-    return inconclusive('kern.conftxt is empty or missing and the boot messages do not show both the XENHVM version line and xenpci0');
+    if (hv && !xenpci) {
+      return inconclusive(
+        `${noConf}, and dmesg.boot ends before the drivers attach (no "Trying to mount root from" after the banner): xenpci0 cannot be seen`,
+        `${hv} (printed only by a kernel with options XENHVM)`,
+      );
+    }
+    return inconclusive(`${noConf}, and the boot messages do not show both the XENHVM version line and xenpci0`);
   },
   hint: 'use a GENERIC kernel (it has options XENHVM and device xenpci since 10.0), or add both to your kernel config',
 });

@@ -1,4 +1,5 @@
 import { guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { flushRoundTrip } from './blkfront-flush.js';
 import { ipiTotals } from './pv-ipi.js';
 import { timerTicking } from './pv-timer.js';
 import { defineProbe, fail, inconclusive, pass, skip, type ProbeContext } from './types.js';
@@ -28,6 +29,11 @@ export const migration = defineProbe<MigrationFacts>({
     if (x && !x.xen) return skip(x.reason);
     const evidence: string[] = [`before: ${before.phase}, after: ${after.phase}`];
     if (beforeBoot === undefined || afterBoot === undefined) return inconclusive('dmesg-boot missing in one bundle: cannot tell whether the guest rebooted', ...evidence);
+    // Two copies of /var/run/dmesg.boot differ by a reboot only when both were read in full.
+    const unread = ([['before', before], ['after', after]] as const).filter(([, g]) => (g.status.get('dmesg-boot') ?? 0) !== 0);
+    if (unread.length && beforeBoot !== afterBoot) {
+      return inconclusive(`dmesg-boot differs, but its section exited ${unread.map(([w, g]) => `${g.status.get('dmesg-boot')} (${w})`).join(' and ')}: cannot tell whether the guest rebooted`, ...evidence);
+    }
     if (beforeBoot !== afterBoot) return fail(['dmesg.boot differs: the guest rebooted instead of resuming', ...evidence], 'the guest did not survive the migration: check the toolstack log and the console for a panic');
     evidence.push('same boot (identical dmesg.boot)');
     const beforeLines = new Set(before.dmesg ?? []);
@@ -48,14 +54,17 @@ export const migration = defineProbe<MigrationFacts>({
       const pre = ipiTotals(bIpi);
       const post = ipiTotals(aIpi);
       if (pre.size > 0) {
-        const stuck = [...pre.keys()].filter((c) => (post.get(c) ?? 0) <= (pre.get(c) ?? 0));
+        const gone = [...pre.keys()].filter((c) => !post.has(c));
+        if (gone.length && !aIpi.complete) return inconclusive(`the vmstat -ia after the migration ends before its "Total" row: the PV IPI rows of CPU ${gone.join(', ')} may just be cut off`, ...evidence);
+        if (gone.length) return fail([`no PV IPI rows for CPU ${gone.join(', ')} after the migration (they were there before)`, ...evidence]);
+        const stuck = [...pre.keys()].filter((c) => post.get(c)! <= pre.get(c)!);
         if (stuck.length) return fail([`PV IPI counters of CPU ${stuck.join(', ')} did not advance after the migration`, ...evidence]);
         evidence.push(`PV IPIs advanced on all ${pre.size} CPUs since before`);
       }
     }
-    const fl = after.flush;
-    if (!fl) return inconclusive('no flush section after the migration: disk I/O not exercised', ...evidence);
-    if (fl.write !== 0 || fl.fsync !== 0) return fail([`disk I/O after the migration failed: write-status ${fl.write ?? 'none'}, fsync-status ${fl.fsync ?? 'none'}`, ...evidence]);
+    const rt = flushRoundTrip(after);
+    if (rt.verdict === 'fail') return fail([...rt.evidence.map((e) => `disk I/O after the migration failed: ${e}`), ...evidence]);
+    if (rt.verdict === 'unknown') return inconclusive(...rt.evidence.map((e) => `after the migration: ${e}`), ...evidence);
     evidence.push('disk write + fsync after the migration succeeded');
     return pass(...evidence);
   },

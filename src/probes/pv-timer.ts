@@ -13,19 +13,26 @@ export function timerTicking(f: GuestFacts): ProbeOutcome | { verdict: 'ok'; evi
   const rows1 = rowsBySource(latest, /^xen_et0:c\d+$/);
   const missing = cpuList(f.ncpu).filter((c) => !rows1.has(`xen_et0:c${c}`));
   if (missing.length) {
+    const which = latest === v1 ? 'vmstat-ia.1' : 'vmstat-ia.0';
+    // Absent only when the listing reached its Total row; a cut-off listing proves nothing by what it lacks.
+    if (!latest.complete) return inconclusive(`${which} ends before its "Total" row: the xen_et0:c${missing.join(', xen_et0:c')} row(s) may just be cut off`);
     return fail([`hw.ncpu: ${f.ncpu}`, `no xen_et0:c${missing.join(', xen_et0:c')} row in vmstat -ia: CPU ${missing.join(', ')} has no PV timer`]);
   }
   if (!v0 || !v1) return inconclusive('only one vmstat -ia sample: cannot tell whether the PV timers tick');
   const rows0 = rowsBySource(v0, /^xen_et0:c\d+$/);
   const stalled: string[] = [];
   const ticks: string[] = [];
+  const unseen: string[] = [];
   for (const c of cpuList(f.ncpu)) {
     const a = rows0.get(`xen_et0:c${c}`)?.total;
     const b = rows1.get(`xen_et0:c${c}`)!.total;
-    if (a === undefined || b <= a) stalled.push(`xen_et0:c${c} ${a ?? 'absent'} -> ${b}`);
+    if (a === undefined) unseen.push(`xen_et0:c${c}`);
+    else if (b <= a) stalled.push(`xen_et0:c${c} ${a} -> ${b}`);
     else ticks.push(`c${c}+${b - a}`);
   }
   if (stalled.length) return fail([`not ticking between the two samples: ${stalled.join(', ')}`]);
+  // A row only in the second sample has no earlier count to compare with.
+  if (unseen.length) return inconclusive(`${unseen.join(', ')} not in the first vmstat -ia sample: cannot tell whether it ticks`, ...(ticks.length ? [`ticking: ${ticks.join(' ')}`] : []));
   return { verdict: 'ok', evidence: [`xen_et0 ticks on all ${f.ncpu} CPUs: ${ticks.join(' ')}`] };
 }
 

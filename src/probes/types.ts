@@ -18,6 +18,8 @@ export interface ProbeOutcome {
 export interface ProbeContext {
   /** The bundle taken before a suspend/resume or migration (only the migration probe uses it). */
   before?: Bundle | undefined;
+  /** Set when the host knows a CD drive was attached to this guest (the run record of fbxen boot): why it knows. */
+  cdAttached?: string | undefined;
 }
 
 export interface Probe<T> {

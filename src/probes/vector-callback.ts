@@ -1,4 +1,4 @@
-import { findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { completeBoot, findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
 import { rowsBySource } from './parsers/vmstat.js';
 import { defineProbe, fail, inconclusive, pass, skip } from './types.js';
 
@@ -35,7 +35,10 @@ export const vectorCallback = defineProbe<GuestFacts>({
     if (etAttach) evidence.push(`${etAttach} (xen_et attaches only with vector callbacks)`);
     if (evidence.length) return pass(...evidence);
     if (x === undefined) return inconclusive('no evidence that this is a Xen guest, and no Xen interrupt rows or xen_et0 attach line');
-    return inconclusive('no per-CPU Xen upcall or PV timer rows in vmstat -ia and no xen_et0 attach line: cannot tell the callback mode');
+    // Say what was looked at: a missing listing or a cut-off boot log is not an absent row or line.
+    const rows = latest ? 'no per-CPU Xen upcall or PV timer rows for CPUs other than 0 in vmstat -ia' : 'no vmstat -ia section';
+    const attach = completeBoot(f) ? 'no xen_et0 attach line in dmesg.boot' : 'no xen_et0 attach line (dmesg.boot does not run to the root mount, so later driver lines may be cut off)';
+    return inconclusive(`${rows}, and ${attach}: cannot tell the callback mode`);
   },
   requiresXen: true,
   hint: 'the hypervisor did not accept the HVM vector callback: use a Xen >= 4.x HVM guest with the platform PCI device (xen_platform_pci=1), and check for "Xen HVM callback vector registration failed" in dmesg',

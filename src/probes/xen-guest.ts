@@ -8,6 +8,9 @@ export const xenGuest = defineProbe<GuestFacts>({
   parse: (bundle) => guestFacts(bundle),
   verdict(f) {
     const x = xenGuestEvidence(f);
+    if (!x && f.vmGuest === 'generic') {
+      return inconclusive('kern.vm_guest: generic: the kernel saw a hypervisor it did not name (a kernel without options XENHVM reads so on Xen), and no Xen hypervisor line in the kernel messages');
+    }
     if (!x) return inconclusive('no kern.vm_guest value and no Xen hypervisor line in the kernel messages');
     if (!x.xen) return fail([x.reason]);
     return pass(...x.evidence);

@@ -24,9 +24,9 @@ export interface Report {
   results: ProbeResult[];
 }
 
-export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined } = {}): Report {
+export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined; cdAttached?: string | undefined } = {}): Report {
   const facts = guestFacts(bundle);
-  const ctx = { before: opts.before };
+  const ctx = { before: opts.before, cdAttached: opts.cdAttached };
   const results: ProbeResult[] = [];
   for (const probe of allProbes) {
     if (opts.only && !opts.only.includes(probe.id)) continue;

@@ -13,7 +13,11 @@ export const InterruptRowSchema = z.object({
   source: z.string(),
   total: z.number().nonnegative(),
 });
-export const VmstatSchema = z.object({ rows: z.array(InterruptRowSchema) });
+export const VmstatSchema = z.object({
+  rows: z.array(InterruptRowSchema),
+  /** the listing reached its `Total` row: a row missing from it is absent, not cut off */
+  complete: z.boolean(),
+});
 export type InterruptRow = z.infer<typeof InterruptRowSchema>;
 export type Vmstat = z.infer<typeof VmstatSchema>;
 
@@ -21,18 +25,20 @@ const ROW = /^(\S.*?)\s+(\d+)\s+(\d+)\s*$/;
 
 export function parseVmstat(text: string): Vmstat {
   const rows: InterruptRow[] = [];
+  let complete = false;
   for (const raw of text.split('\n')) {
     const line = raw.replace(/\r$/, '');
     const m = ROW.exec(line);
     if (!m) continue;
     const name = m[1]!.trim();
+    if (name === 'Total') complete = true;
     if (name === 'Total' || name === 'interrupt') continue;
     const total = Number(m[2]);
     if (!Number.isSafeInteger(total)) continue;
     const irqm = /^irq(\d+):\s*(.*)$/.exec(name);
     rows.push({ name, irq: irqm ? Number(irqm[1]) : null, source: irqm ? irqm[2]! : name, total });
   }
-  return VmstatSchema.parse({ rows });
+  return VmstatSchema.parse({ rows, complete });
 }
 
 /** Rows whose source matches, keyed by source (the first row wins when names repeat). */

@@ -232,7 +232,7 @@ function bundle(c, { run, phase, source }) {
   if (c.flush !== 'none') add('flush', 'dd 4 MiB to /var/tmp, fsync, sync, kernel messages meanwhile', flushSection(c));
   const cpu = cpuidSection(c);
   add('cpuid-xen', 'cpucontrol -i 0x40000000/4 and 0x40000100/4 /dev/cpuctl0', cpu.text, cpu.status);
-  const meta = { bundle: 'fbxen-bundle/1', run, phase, 'run-source': 'cd', collector: 'fbxen-collect 1.0.0', started: '1700000100', finished: '1700000109', 'fixture-source': source };
+  const meta = { bundle: 'fbxen-bundle/1', run, phase, 'run-source': c.cd === 'none' ? 'arg' : 'cd', collector: 'fbxen-collect 1.0.0', started: '1700000100', finished: '1700000109', 'fixture-source': source };
   return { meta, index, sections };
 }
 
