@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bundleFromTarBytes, encodeConsoleFrame, extractBundleFromConsole, runProbes, type Bundle } from '../../src/core/verify/index.js';
-import { COLLECTOR, RC_SCRIPT, runCollector, runRcScript } from '../support/verify/collector-harness.js';
+import { COLLECTOR, RC_SCRIPT, execTool, makeGuest, runCollector, runRcScript } from '../support/verify/collector-harness.js';
 import { FIXTURES, listFixtureCases } from '../support/verify/fixtures.js';
 
 const verdicts = (b: Bundle) => Object.fromEntries(runProbes(b).results.map((r) => [r.id, r.verdict]));
@@ -135,6 +135,7 @@ describe('rc.d script', () => {
     expect(got.status).toBe('complete');
     if (got.status !== 'complete') return;
     expect(got.bundle.meta['run-source']).toBe('cd');
+    expect(got.bundle.meta.medium).toBe('/dev/cd0');
     const cd = runProbes(got.bundle).results.find((r) => r.id === 'cdrom')!;
     expect(cd.verdict).toBe('pass');
     expect(cd.evidence.join('\n')).toContain('/fbxen/run = nonce-7f3a (this run)');
@@ -153,6 +154,26 @@ describe('rc.d script', () => {
     expect(text).toContain('fbxen: collecting evidence for run nonce-disk (boot)');
     const got = await extractBundleFromConsole(text, { run: 'nonce-disk' });
     expect(got.status).toBe('complete');
+    if (got.status !== 'complete') return;
+    // The CD was attached but came as a disk: meta says where the rc.d script found it, and no cdN is a failure.
+    expect(got.bundle.meta.medium).toMatch(/iso9660-FBXEN$/);
+    const cd = runProbes(got.bundle).results.find((r) => r.id === 'cdrom')!;
+    expect(cd.verdict).toBe('fail');
+    expect(cd.evidence.join('\n')).toContain('not on a cdN (the CD came as a disk)');
+  });
+
+  it.concurrent('the collector keeps FBXEN_MEDIUM in meta only as a plain path (it goes into a key=value line)', async () => {
+    for (const [value, kept] of [['/dev/cd1', '/dev/cd1'], ['/dev/cd0\nrun=other', undefined], ['', undefined]] as const) {
+      const guest = await makeGuest({ bundleDir: join(FIXTURES, '13.2-healthy-derived') });
+      try {
+        const run = await execTool('dash', [COLLECTOR, '--tar', '--run', 'm1', '--section-timeout', '5'], { ...guest.env, FBXEN_MEDIUM: value });
+        expect(run.code).toBe(0);
+        const bundle = await bundleFromTarBytes(run.stdout, 'tar');
+        expect({ value, medium: bundle.meta.medium, run: bundle.meta.run }).toEqual({ value, medium: kept, run: 'm1' });
+      } finally {
+        await guest.dispose();
+      }
+    }
   });
 
   it.concurrent('without the fbxen CD: does nothing', async () => {
