@@ -180,7 +180,9 @@ export class ConsoleFrameReader {
 
   private classify(line: string, p: number): void {
     if (this.work) this.work.classified++;
-    let m = DATA_RE.exec(line);
+    // The line starts with its only "FBXEN1 ", so the character after it picks the one grammar to try.
+    const kind = line.charCodeAt(7);
+    let m = kind === 0x44 /* D */ ? DATA_RE.exec(line) : null;
     if (m) {
       const [, run, i, check, b64] = m as unknown as [string, string, string, string, string];
       if (this.onlyRun !== undefined && run !== this.onlyRun) return;
@@ -194,7 +196,7 @@ export class ConsoleFrameReader {
       this.version++;
       return;
     }
-    m = BEGIN_RE.exec(line);
+    m = kind === 0x42 /* B */ ? BEGIN_RE.exec(line) : null;
     if (m) {
       const [, run, phase, n, sha] = m as unknown as [string, string, string, string, string];
       if (this.onlyRun !== undefined && run !== this.onlyRun) return;
@@ -210,7 +212,7 @@ export class ConsoleFrameReader {
       if (st.groups.length > MAX_LIVE_FRAMES) this.forget(st);
       return;
     }
-    m = END_RE.exec(line);
+    m = kind === 0x45 /* E */ ? END_RE.exec(line) : null;
     if (m) {
       const [, run, phase] = m as unknown as [string, string, string];
       if (this.onlyRun !== undefined && run !== this.onlyRun) return;
