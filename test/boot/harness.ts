@@ -44,6 +44,12 @@ export function makeImage(host: Host, name: string, format: 'raw' | 'qcow2' | 'v
   mkdirSync(out, { recursive: true });
   const p = join(out, name);
   const data = Buffer.alloc(64 * 1024);
+  // A raw disk as fbxen build writes it: protective MBR (boot signature 55 AA) and the GPT header at LBA 1.
+  if (format === 'raw') {
+    data[510] = 0x55;
+    data[511] = 0xaa;
+    data.write('EFI PART', 512, 'latin1');
+  }
   if (format === 'qcow2') Buffer.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]).copy(data, 0);
   if (format === 'vhd') Buffer.from('conectix').copy(data, data.length - 512);
   writeFileSync(p, data);

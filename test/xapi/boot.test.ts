@@ -9,7 +9,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runXapiBoot, detectXapiImage, type XapiBootRequest, type XapiBootInternals } from '../../src/core/toolstack/xapi/boot.js';
+import { inspectImage } from '../../src/core/boot/image.js';
+import { runXapiBoot, type XapiBootRequest, type XapiBootInternals } from '../../src/core/toolstack/xapi/boot.js';
 import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
 import { writeXva } from '../../src/core/formats/xva.js';
 import { writeDynamicVhd } from '../../src/core/formats/vhd.js';
@@ -79,6 +80,9 @@ beforeAll(async () => {
   raw = join(dir, 'disk.raw');
   const b = Buffer.alloc(4 * MiB);
   b.write('FreeBSD boot sector', 0);
+  b[510] = 0x55; // what makes it a disk to fbxen: the boot signature and the GPT header at LBA 1
+  b[511] = 0xaa;
+  b.write('EFI PART', 512, 'latin1');
   writeFileSync(raw, b);
   xva = join(dir, 'disk.xva');
   vhd = join(dir, 'disk.vhd');
@@ -380,9 +384,9 @@ describe('bootWithXapi against the simulator', () => {
     writeFileSync(q, Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb]), Buffer.alloc(1020)]));
     await expect(runXapiBoot(request({ image: q }), deps(undefined), internals())).rejects.toThrow(/qcow2, which XenServer does not import/);
     await expect(runXapiBoot(request({ image: join(dir, 'none.vhd') }), deps(undefined), internals())).rejects.toThrow(/does not exist/);
-    expect((await detectXapiImage(xva)).kind).toBe('xva');
-    expect(await detectXapiImage(vhd)).toMatchObject({ kind: 'vhd', virtualSize: 4 * MiB });
-    expect((await detectXapiImage(raw)).kind).toBe('raw');
+    expect((await inspectImage(xva, dir)).format).toBe('xva');
+    expect(await inspectImage(vhd, dir)).toMatchObject({ format: 'vhd', detail: 'dynamic', virtualSize: 4 * MiB });
+    expect(await inspectImage(raw, dir)).toMatchObject({ format: 'raw', detail: 'GPT', virtualSize: 4 * MiB });
   });
 });
 

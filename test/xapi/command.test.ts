@@ -37,7 +37,9 @@ function context(seen: string[]): CommandContext {
 
 it('plans a XenServer boot from the command flags without leaking the password', async () => {
   const image = join(dir, 'fbsd.raw');
-  writeFileSync(image, Buffer.alloc(3 * 1024 * 1024));
+  const disk = Buffer.alloc(3 * 1024 * 1024);
+  disk.writeUInt16LE(0xaa55, 510); // MBR boot signature: a disk, to fbxen
+  writeFileSync(image, disk);
   const seen: string[] = [];
   const o = BootOptions.parse({ toolstack: 'xapi', image, dryRun: true, emptyCdrom: true, sr: 'NFS storage', network: 'Lab network', insecure: true, artifacts: join(dir, 'runs') });
   const r = await runBoot(o, context(seen));
@@ -55,5 +57,5 @@ it('rejects a file that is no disk image, naming the fix', async () => {
   const bad = join(dir, 'notes.txt');
   writeFileSync(bad, 'not a disk');
   const o = BootOptions.parse({ toolstack: 'xapi', image: bad, dryRun: true });
-  await expect(runBoot(o, context([]))).rejects.toThrow(/not an XVA, a VHD or a raw disk/);
+  await expect(runBoot(o, context([]))).rejects.toThrow(/notes\.txt is a text file, not a disk image/);
 });

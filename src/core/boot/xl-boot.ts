@@ -16,7 +16,7 @@ import { defaultCollectorPath, makeFbxenCd, xorrisoArgs } from '../iso/fbxen-cd.
 import { describeBadCharacter, renderXlConfig, macForName, uuidForName, validateXlGuestSpec, XL_PATH_PATTERN, type XlGuestSpec } from '../toolstack/xl/xl-config.js';
 import { XlToolstack, type ConsoleAttachment } from '../toolstack/xl/xl-toolstack.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, transcribingRunner, writeRunRecord, type RunArtifacts, type RunRecord } from './artifacts.js';
-import { defaultDomainName, inspectImage, type ImageInfo } from './image.js';
+import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from './image.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
@@ -57,12 +57,9 @@ interface Prepared {
 
 /** Checks the request and derives everything that does not need the host: no file is created. */
 export async function prepareXlBoot(req: XlBootRequest, deps: Pick<XlBootDeps, 'cwd' | 'now'>): Promise<Prepared> {
+  // Everything here runs for --dry-run and `config xl` too: a plan never promises what the run refuses.
   const image = await inspectImage(req.image, deps.cwd);
-  if (image.format === 'vhd') {
-    throw new InputError(`image ${image.path} is a VHD; xl boots raw and qcow2 images`, {
-      hint: 'use the .raw or .qcow2 output of `fbxen build`, or convert: qemu-img convert -O qcow2 IMAGE.vhd IMAGE.qcow2 (VHD is for XenServer: --toolstack xapi)',
-    });
-  }
+  requireImageFor('xl', image);
   const name = req.name ?? defaultDomainName(image);
   const run = req.runId ?? newRunId(deps.now?.() ?? new Date());
   const artifacts = runArtifactPaths({ root: req.artifactsRoot, name: safeDirName(name), run, cwd: deps.cwd });

@@ -16,7 +16,7 @@
  *   SIGINT; --keep leaves the VM running. The session is always logged out.
  */
 import { createWriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
 import type { Runner } from '../../exec/runner.js';
@@ -26,6 +26,7 @@ import { writeFileAtomic } from '../../util/atomic.js';
 import type { BootRequestBase, BootResult, RunOutcome } from '../../boot/types.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from '../../boot/artifacts.js';
 import { waitForFrame } from '../../boot/wait-for-frame.js';
+import { defaultDomainName, inspectImage, requireImageFor } from '../../boot/image.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
 import { loadXapiCredentials, redact } from './credentials.js';
 import { XapiError, xapiHint } from './errors.js';
@@ -73,39 +74,10 @@ export interface XapiPoolFacts {
 }
 
 const NULL_REF = 'OpaqueRef:NULL';
+/** The VM name also names the run directory: the same rule as run ids and xl domain names. */
+const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const TEMPLATE = 'Other install media';
 const CD_USERDEVICE = '3';
-
-/** Detects what kind of image this is from its bytes: tar with ova.xml first, VHD footer, else raw. */
-export async function detectXapiImage(path: string): Promise<{ kind: XapiImageKind | 'qcow2'; size: number; virtualSize: number }> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch {
-    throw new InputError(`image ${path} does not exist or cannot be read`, { hint: 'build one with `fbxen build --format xva` (or vhd), or pass an existing image with --image' });
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const head = Buffer.alloc(512);
-    await fh.read(head, 0, 512, 0);
-    if (head.subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))) return { kind: 'qcow2', size, virtualSize: size };
-    if (head.toString('latin1', 0, 8) === 'ova.xml\0' && head.toString('latin1', 257, 262) === 'ustar') return { kind: 'xva', size, virtualSize: size };
-    const tail = Buffer.alloc(512);
-    if (size >= 512) await fh.read(tail, 0, 512, size - 512);
-    if (tail.toString('latin1', 0, 8) === 'conectix') return { kind: 'vhd', size, virtualSize: Number(tail.readBigUInt64BE(48)) };
-    if (size === 0 || size % 512 !== 0) {
-      throw new InputError(`image ${path} is ${size} bytes: not an XVA, a VHD or a raw disk (whole 512-byte sectors)`, { hint: 'pass the .xva, .vhd or .raw that `fbxen build` wrote' });
-    }
-    return { kind: 'raw', size, virtualSize: size };
-  } finally {
-    await fh.close();
-  }
-}
-
-export function defaultVmName(image: string): string {
-  const base = basename(image).replace(/\.(xva|vhd|raw|img)$/i, '');
-  return `fbxen-${base}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-}
 
 /** The API the flow uses: the real client, or the recorder that --dry-run prints. */
 interface Api {
@@ -183,12 +155,16 @@ export async function bootWithXapi(request: XapiBootRequest, deps: XapiBootDeps)
 
 export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, internals: XapiBootInternals): Promise<BootResult> {
   const cwd = internals.cwd ?? process.cwd();
+  // Everything before the first contact runs for --dry-run too: a plan never promises what the run refuses.
+  const info = await inspectImage(request.image, cwd);
+  requireImageFor('xapi', info);
+  const image = { kind: info.format as XapiImageKind, size: info.size, virtualSize: info.virtualSize ?? info.size };
+  const imagePath = info.path;
   // `fbxen boot` may leave --name out: default to fbxen-<image base name>, as the xl driver does.
-  const req = { ...request, name: request.name || defaultVmName(request.image) };
-  const imagePath = resolve(cwd, req.image);
-  const image = await detectXapiImage(imagePath);
-  if (image.kind === 'qcow2') {
-    throw new InputError(`image ${req.image} is qcow2, which XenServer does not import`, { hint: 'build it with `fbxen build --format vhd` or `--format xva`' });
+  const req = { ...request, name: request.name || defaultDomainName(info) };
+  const badName = VM_NAME_PATTERN.test(req.name) ? undefined : req.name;
+  if (badName !== undefined) {
+    throw new InputError(`VM name ${JSON.stringify(badName)} is not allowed`, { hint: 'use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit (it also names the run directory)' });
   }
   if (image.kind !== 'xva' && image.virtualSize % (2 * 1024 * 1024) !== 0) {
     deps.progress.warn(`the disk is ${image.virtualSize} bytes; XenServer rounds VDIs up to 2 MiB, so the backup GPT will not sit on the last sector (build with a size that is a multiple of 2 MiB)`);
@@ -411,7 +387,7 @@ export class CreatedObjects {
 }
 
 interface FlowContext {
-  image: { kind: XapiImageKind | 'qcow2'; size: number; virtualSize: number };
+  image: { kind: XapiImageKind; size: number; virtualSize: number };
   imagePath: string;
   run: string;
   paths: RunArtifacts;
