@@ -45,7 +45,7 @@ export const VerifyOptions = z
 export type VerifyOptionsT = z.infer<typeof VerifyOptions>;
 
 export function toSource(o: VerifyOptionsT): EvidenceSource {
-  if (o.bundle !== undefined) return { kind: 'bundle', path: o.bundle };
+  if (o.bundle !== undefined) return { kind: 'bundle', path: o.bundle, run: o.run };
   if (o.consoleLog !== undefined) return { kind: 'console', path: o.consoleLog, run: o.run, phase: o.phase };
   if (o.ssh !== undefined) return { kind: 'ssh', target: o.ssh, identity: o.identity, port: o.port, hostKeyChecking: o.hostKeyChecking, run: o.run ?? newManualRunId(), phase: o.phase ?? 'manual' };
   return { kind: 'domain', name: o.domain!, artifactsRoot: o.artifacts, toolstack: o.toolstack, phase: o.phase };

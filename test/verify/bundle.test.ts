@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InputError } from '../../src/core/errors.js';
-import { bundleFromTarBytes, packBundle, readBundle, type Bundle } from '../../src/core/verify/index.js';
+import { EvidenceIncompleteError, InputError } from '../../src/core/errors.js';
+import { bundleFromTarBytes, checkBundleRun, packBundle, readBundle, type Bundle } from '../../src/core/verify/index.js';
 import { FIXTURES } from '../support/verify/fixtures.js';
 
 const HEALTHY = join(FIXTURES, '13.2-healthy-derived');
@@ -100,5 +100,29 @@ describe('packBundle', () => {
       ),
       { numRuns: 80 },
     );
+  });
+});
+
+describe('checkBundleRun: the run id inside the bundle', () => {
+  const withRun = (run: string | undefined): Bundle => ({ meta: { bundle: 'fbxen-bundle/1', ...(run === undefined ? {} : { run }) }, index: [], sections: new Map() });
+
+  it('must equal the frame\'s run and the expected run; a bundle without a run id in a frame is refused too', () => {
+    expect(() => checkBundleRun(withRun('R9'), { frameRun: 'R9', expected: 'R9', what: 'frame' })).not.toThrow();
+    expect(() => checkBundleRun(withRun('R0'), { frameRun: 'R9', what: 'frame' })).toThrow(/evidence from another run: .* collected for run R0 \(meta run\), but the frame's run is R9/);
+    expect(() => checkBundleRun(withRun('R9'), { frameRun: 'R9', expected: 'R1', what: 'frame' })).toThrow(/fbxen expects run R1/);
+    for (const missing of [undefined, '-', '']) expect(() => checkBundleRun(withRun(missing), { frameRun: 'R9', what: 'frame' })).toThrow(/does not say which run it belongs to/);
+    // nothing to compare with (--bundle without --run): any bundle is read
+    expect(() => checkBundleRun(withRun(undefined), { what: 'bundle' })).not.toThrow();
+  });
+
+  it('refuses with exit 2 (no verdict), not as bad input', () => {
+    let err: unknown;
+    try {
+      checkBundleRun(withRun('R0'), { expected: 'R9', what: 'bundle' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(EvidenceIncompleteError);
+    expect((err as EvidenceIncompleteError).exitCode).toBe(2);
   });
 });

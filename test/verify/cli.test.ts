@@ -166,6 +166,75 @@ describe('fbxen verify --console-log', () => {
   });
 });
 
+describe('evidence from another run (a replayed bundle)', () => {
+  // An old bundle of run R0, framed again under run R9, as a guest replaying old evidence would print it.
+  async function replayed(dir: string): Promise<string> {
+    const b = await readBundle(join(FIXTURES, '13.2-healthy-derived'));
+    b.meta.run = 'R0';
+    const log = join(dir, 'console.log');
+    await writeFile(log, `boot noise\n${encodeConsoleFrame(await packBundle(b), 'R9', 'boot')}`);
+    return log;
+  }
+
+  it('--console-log --run R9 over a bundle whose meta says R0: exit 2, no verdicts, no JUnit file', async () => {
+    const dir = await tmp();
+    const log = await replayed(dir);
+    const junit = join(dir, 'j.xml');
+    const r = await fbxen(['--json', '--quiet', 'verify', '--console-log', log, '--run', 'R9', '--junit', junit]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).not.toContain('"results"');
+    expect(r.stderr).toContain('evidence from another run');
+    expect(r.stderr).toContain('was collected for run R0 (meta run), but the frame\'s run is R9, fbxen expects run R9');
+    await expect(readFile(junit, 'utf8')).rejects.toThrow();
+    // without --run: the newest frame is R9's, and its bundle still says R0
+    const any = await fbxen(['verify', '--quiet', '--console-log', log]);
+    expect(any.code).toBe(2);
+    expect(any.stderr).toContain('evidence from another run');
+  });
+
+  it('--domain: the run\'s frame carries a bundle of another run: exit 2, and no report files in the run directory', async () => {
+    const root = await tmp();
+    const run = 'R9';
+    const dir = join(root, 'fbxen-replay', run);
+    await mkdir(dir, { recursive: true });
+    await replayed(dir);
+    await writeFile(join(dir, 'run.json'), JSON.stringify({ run, name: 'fbxen-replay', toolstack: 'xl', frameRun: run }));
+    await writeFile(join(root, 'fbxen-replay', 'latest'), `${run}\n`);
+    const r = await fbxen(['verify', '--quiet', '--domain', 'fbxen-replay', '--artifacts', root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('evidence from another run');
+    await expect(readFile(join(dir, 'report.json'), 'utf8')).rejects.toThrow();
+  });
+
+  it('--bundle DIR --run: the bundle\'s meta run must be that run; without --run any bundle is read', async () => {
+    const fx = join(FIXTURES, '13.2-healthy-derived');
+    const other = await fbxen(['verify', '--quiet', '--bundle', fx, '--run', 'R9']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain(`evidence from another run: the bundle in bundle ${fx} was collected for run fx-13.2-healthy-derived (meta run), but fbxen expects run R9`);
+    expect((await fbxen(['verify', '--quiet', '--bundle', fx, '--run', 'fx-13.2-healthy-derived'])).code).toBe(0);
+    expect((await fbxen(['verify', '--quiet', '--bundle', fx])).code).toBe(0);
+  });
+});
+
+describe('fbxen verify --domain: the run record says a CD drive was attached', () => {
+  it('a guest without cdN fails the cdrom probe (the same bundle read on its own skips it)', async () => {
+    const root = await tmp();
+    const run = '20261206T081500Z-cd01';
+    const dir = join(root, 'fbxen-nocd', run);
+    await mkdir(dir, { recursive: true });
+    const b = await readBundle(join(FIXTURES, '13.2-no-cd-derived'));
+    b.meta.run = run;
+    await writeFile(join(dir, 'console.log'), encodeConsoleFrame(await packBundle(b), run, 'boot'));
+    await writeFile(join(dir, 'run.json'), JSON.stringify({ run, name: 'fbxen-nocd', toolstack: 'xl', frameRun: run }));
+    await writeFile(join(root, 'fbxen-nocd', 'latest'), `${run}\n`);
+    const r = await fbxen(['--json', '--quiet', 'verify', '--domain', 'fbxen-nocd', '--artifacts', root]);
+    expect(r.code).toBe(1);
+    const cd = (JSON.parse(r.stdout) as { results: { id: string; verdict: string; evidence: string[] }[] }).results.find((x) => x.id === 'cdrom')!;
+    expect(cd.verdict).toBe('fail');
+    expect(cd.evidence.join('\n')).toContain('fbxen boot attached a CD drive to fbxen-nocd');
+  });
+});
+
 describe('fbxen verify --domain', () => {
   it('reads <artifacts>/<name>/latest and that run\'s console.log with its run id', async () => {
     const root = await tmp();

@@ -12,6 +12,7 @@ export {
   verifyDomain,
   loadEvidence,
   bundleFromConsoleLog,
+  checkBundleRun,
   sshArgs,
   newManualRunId,
   DEFAULT_COLLECTOR,

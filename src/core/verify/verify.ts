@@ -20,7 +20,7 @@ import { renderJunit, renderReportJson, reportExitCode, runProbes, type Report }
 export type HostKeyChecking = 'strict' | 'accept-new' | 'off';
 
 export type EvidenceSource =
-  | { kind: 'bundle'; path: string }
+  | { kind: 'bundle'; path: string; run?: string | undefined }
   | { kind: 'console'; path: string; run?: string | undefined; phase?: string | undefined }
   | { kind: 'ssh'; target: string; identity?: string | undefined; port?: number | undefined; hostKeyChecking: HostKeyChecking; run: string; phase: string }
   | { kind: 'domain'; name: string; artifactsRoot: string; toolstack?: 'xl' | 'xapi' | undefined; phase?: string | undefined };
@@ -88,6 +88,24 @@ async function readText(path: string, what: string): Promise<string> {
 
 const REJECTED_HINT = 'the guest sent a frame fbxen-collect never writes (limits: docs/probe-protocol.md §5): collect the evidence again from a guest you trust';
 
+/**
+ * The run id inside the bundle (meta `run`) must be the run the evidence arrived under (the frame's) and
+ * the run fbxen expects: an old bundle framed again under a new run id is evidence from another run,
+ * never a verdict for this one.
+ */
+export function checkBundleRun(bundle: Bundle, where: { frameRun?: string | undefined; expected?: string | undefined; what: string }): void {
+  const inside = bundle.meta.run;
+  const claims = [where.frameRun !== undefined && `the frame's run is ${where.frameRun}`, where.expected !== undefined && `fbxen expects run ${where.expected}`].filter(Boolean).join(', ');
+  if (!claims) return;
+  const hint = 'collect the evidence again for this run (boot with the fbxen CD, or fbxen verify --ssh); an older bundle can be verified on its own with --bundle and without --run';
+  if (inside === undefined || inside === '' || inside === '-') {
+    throw new EvidenceIncompleteError(`evidence from another run: the bundle in ${where.what} does not say which run it belongs to (meta has no run id), but ${claims}`, { hint });
+  }
+  if ([where.frameRun, where.expected].some((r) => r !== undefined && r !== inside)) {
+    throw new EvidenceIncompleteError(`evidence from another run: the bundle in ${where.what} was collected for run ${inside} (meta run), but ${claims}`, { hint });
+  }
+}
+
 /** Rebuilds the bundle of `run`/`phase` from a console log, or says how much is missing. */
 export async function bundleFromConsoleLog(path: string, run: string | undefined, phase: string | undefined): Promise<Bundle> {
   const text = await readText(path, 'console log');
@@ -104,6 +122,7 @@ export async function bundleFromConsoleLog(path: string, run: string | undefined
     });
   }
   if (got.status === 'rejected') throw new InputError(`${got.reason} (in ${path})`, { hint: REJECTED_HINT });
+  checkBundleRun(got.bundle, { frameRun: got.run, expected: run, what: `the console frame of run ${got.run} (${got.phase}) in ${path}` });
   return got.bundle;
 }
 
@@ -112,7 +131,7 @@ const RunJsonSchema = z
   .loose();
 
 /** `--domain NAME`: the latest boot run's console.log, read with that run's id (the CD nonce). */
-export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string }> {
+export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string; cdAttached: string | undefined }> {
   const root = resolve(cwd, s.artifactsRoot);
   const run = await latestRun(root, s.name);
   if (!run) {
@@ -139,7 +158,9 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
     if (parsed.data.frameRun !== undefined) frameRun = parsed.data.frameRun ?? undefined;
   }
   const consoleLog = join(dir, 'console.log');
-  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run };
+  // fbxen boot attaches a CD drive to every domain it starts (the fbxen CD, --iso, or --empty-cdrom).
+  const cdAttached = runJsonText !== undefined ? `fbxen boot attached a CD drive to ${s.name} (run record ${join(dir, 'run.json')})` : undefined;
+  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run, cdAttached };
 }
 
 async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps: VerifyDeps): Promise<Bundle> {
@@ -169,6 +190,7 @@ async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps:
         hint: 'run the collector by hand in the guest (sh fbxen-collect --frame) and look at its stderr',
       });
     }
+    checkBundleRun(got.bundle, { frameRun: got.run, expected: s.run, what: `the collector's frame over ssh from ${s.target}` });
     return got.bundle;
   });
 }
@@ -176,7 +198,7 @@ async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps:
 export function describeSource(s: EvidenceSource): string {
   switch (s.kind) {
     case 'bundle':
-      return `bundle ${s.path}`;
+      return `bundle ${s.path}${s.run ? ` (run ${s.run})` : ''}`;
     case 'console':
       return `console log ${s.path}${s.run ? ` (run ${s.run})` : ''}`;
     case 'ssh':
@@ -188,8 +210,11 @@ export function describeSource(s: EvidenceSource): string {
 
 export async function loadEvidence(s: EvidenceSource, deps: VerifyDeps): Promise<Bundle> {
   switch (s.kind) {
-    case 'bundle':
-      return readBundle(resolve(deps.cwd, s.path));
+    case 'bundle': {
+      const bundle = await readBundle(resolve(deps.cwd, s.path));
+      checkBundleRun(bundle, { expected: s.run, what: `bundle ${s.path}` });
+      return bundle;
+    }
     case 'console':
       return bundleFromConsoleLog(resolve(deps.cwd, s.path), s.run, s.phase);
     case 'ssh':
@@ -210,10 +235,12 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     return { exitCode: 0, from, plan };
   }
   let runDir: string | undefined;
+  let cdAttached: string | undefined;
   const bundle = await deps.progress.step(`read evidence: ${from}`, async () => {
     if (req.source.kind !== 'domain') return loadEvidence(req.source, deps);
     const got = await verifyDomainEvidence(req.source, deps.cwd);
     runDir = dirname(got.consoleLog);
+    cdAttached = got.cdAttached;
     return got.bundle;
   });
   let before: Bundle | undefined;
@@ -222,7 +249,7 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     if (req.source.kind !== 'console') throw new UsageError('--before-phase needs --console-log', { hint: 'give --before PATH with the other sources' });
     before = await bundleFromConsoleLog(resolve(deps.cwd, req.source.path), req.source.run ?? bundle.meta.run, req.before.phase);
   }
-  const report = runProbes(bundle, { before, only: req.only });
+  const report = runProbes(bundle, { before, only: req.only, cdAttached });
   if (req.junit) await writeFileAtomic(resolve(deps.cwd, req.junit), renderJunit(report));
   // Beside the run's console.log, like `fbxen boot --verify` writes them.
   if (runDir) {
@@ -244,6 +271,6 @@ export async function verifyDomain(opts: {
     { kind: 'domain', name: opts.name, artifactsRoot: opts.artifactsRoot ?? 'fbxen-runs', toolstack: opts.toolstack, phase: opts.phase },
     opts.cwd ?? process.cwd(),
   );
-  const report = runProbes(got.bundle);
+  const report = runProbes(got.bundle, { cdAttached: got.cdAttached });
   return { report, run: got.run, consoleLog: got.consoleLog, exitCode: reportExitCode(report) };
 }
