@@ -28,6 +28,10 @@ interface Timeline {
   sleepCutShort?: boolean;
   /** the console reached the host this much later after the migration (another path, e.g. ssh) */
   afterLatencyMs?: number;
+  /** a loaded guest: this share of beats is held up by a stall of stallMinMs..stallMaxMs (scheduling, a fork that waits) */
+  stallRate?: number;
+  stallMinMs?: number;
+  stallMaxMs?: number;
   seed: number;
 }
 
@@ -46,6 +50,9 @@ function rng(seed: number) {
 /** Console lines a guest writing beats around a pause of `downtimeMs` would produce, with host arrival times. */
 function synth(t: Timeline, run = 'r1'): StampedLine[] {
   const rand = rng(t.seed);
+  // Stalls draw from their own stream, so the timelines without stalls stay what they were.
+  const stallRand = rng(t.seed ^ 0x5bd1e995);
+  const stall = () => (t.stallRate && stallRand() < t.stallRate ? (t.stallMinMs ?? 5) + stallRand() * ((t.stallMaxMs ?? 40) - (t.stallMinMs ?? 5)) : 0);
   const lines: StampedLine[] = [];
   let tau = 1000 + t.counterStart; // host seconds
   const base = 1_790_000_000;
@@ -54,7 +61,7 @@ function synth(t: Timeline, run = 'r1'): StampedLine[] {
   let reattachMs = 0;
   for (let i = 1; i <= total; i++) {
     const after = i > t.beatsBefore;
-    const step = (t.periodMs + (rand() * 2 - 1) * t.jitterMs) / 1000;
+    const step = (t.periodMs + (rand() * 2 - 1) * t.jitterMs + stall()) / 1000;
     if (i === t.beatsBefore + 1) {
       // The pause starts somewhere in the spacing after the last beat; on resume the running sleep is
       // either cut short (the guest clock jumped past its deadline) or runs to its end.
@@ -95,24 +102,39 @@ const timeline = fc.record({
   seed: fc.integer({ min: 1, max: 2 ** 31 }),
 });
 
-describe.skipIf(!process.env.HB_STATS)('error distribution (HB_STATS=N: N random timelines per case, for docs/migrate-test.md)', () => {
-  it('prints', () => {
+// The loaded guest of issue 13: 15 % of beats held up 5-40 ms, and a save-restore that lost 100-150 beats.
+const loadedGuest = { stallRate: 0.15, stallMinMs: 5, stallMaxMs: 40 };
+
+/**
+ * The error distribution in docs/migrate-test.md, and the claim behind it: every estimate within its own
+ * bound. HB_STATS=N runs N random timelines per case (the suite skips it: 20,000 take minutes).
+ */
+describe.skipIf(!process.env.HB_STATS)('error distribution (HB_STATS=N random timelines per case, for docs/migrate-test.md)', () => {
+  it('every estimate is within its own bound; prints the distribution', () => {
     const n = Number(process.env.HB_STATS);
-    for (const [name, arb] of [
-      ['same host', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump === null)],
-      ['another host', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump !== null)],
-    ] as const) {
+    const cases = [
+      ['same host, up to 10 lost', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump === null)],
+      ['another host, up to 10 lost', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump !== null)],
+      ['loaded, same host, 100-150 lost', timeline.filter((t) => t.counterJump === null).chain((t) => fc.integer({ min: 100, max: 150 }).map((lostAfter) => ({ ...t, ...loadedGuest, lostAfter, beatsAfter: t.beatsAfter + lostAfter })))],
+      ['loaded, another host, 100-150 lost', timeline.filter((t) => t.counterJump !== null).chain((t) => fc.integer({ min: 100, max: 150 }).map((lostAfter) => ({ ...t, ...loadedGuest, lostAfter, beatsAfter: t.beatsAfter + lostAfter })))],
+    ] as const;
+    const outside: string[] = [];
+    for (const [name, arb] of cases) {
       const errs: number[] = [];
       const bounds: number[] = [];
-      for (const t of fc.sample(arb, n)) {
+      for (const t of fc.sample(arb, { numRuns: n, seed: 20261206 })) {
         const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
-        errs.push(Math.abs(est.downtimeMs - t.downtimeMs));
+        const err = Math.abs(est.downtimeMs - t.downtimeMs);
+        errs.push(err);
         bounds.push(est.uncertaintyMs!);
+        if (err > est.uncertaintyMs! + 0.1 + 1e-9) outside.push(`${name}: ${JSON.stringify({ t, est })}`);
       }
       const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))]!.toFixed(1);
-      console.log(`${name}: ${n} timelines; error median ${q(errs, 0.5)} ms, p99 ${q(errs, 0.99)}, max ${q(errs, 1)}; over 20 ms: ${errs.filter((e) => e > 20).length}; reported bound median ${q(bounds, 0.5)}, p99 ${q(bounds, 0.99)}, max ${q(bounds, 1)}`);
+      const ratio = errs.map((e, i) => e / bounds[i]!);
+      console.log(`| ${name} | ${q(errs, 0.5)} ms | ${q(errs, 0.99)} | ${q(errs, 1)} | ${errs.filter((e) => e > 20).length} | ${q(bounds, 0.5)} | ${q(bounds, 0.99)} | ${q(bounds, 1)} | ${q(ratio, 1)} |`);
     }
-  });
+    expect(outside).toEqual([]);
+  }, 3_600_000); // 4 × 20,000 timelines take minutes
 });
 
 describe('parseHeartbeat', () => {
@@ -266,6 +288,45 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
         expect(est.lostBeats).toBe(lost);
       }),
       { numRuns: 150 },
+    );
+  });
+
+  // A loaded guest (issue 13): 15 % of beats held up 5-40 ms, and a save-restore whose console reattach
+  // lost 100+ beats. Counting the lost beats at the median spacing (which the stalls do not move) left
+  // out the stalls they carried: 2072 ± 68.8 ms reported for a guest stopped 1795.9 ms.
+  it('a loaded guest (stalls on 15 % of beats) that lost 120 beats: the bound holds the true downtime', () => {
+    const t: Timeline = { periodMs: 13, jitterMs: 1, beatsBefore: 300, beatsAfter: 400, downtimeMs: 1796, lostAfter: 120, wallOffset: 0.42, wallStepMs: 0, counterJump: null, counterStart: 0, sleepCutShort: false, ...loadedGuest, seed: 1795 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.lostBeats).toBe(120);
+    expect(Math.abs(est.downtimeMs - t.downtimeMs), JSON.stringify(est)).toBeLessThanOrEqual(est.uncertaintyMs!);
+  });
+
+  // Stall rate and size as parameters; same host (save-restore, a localhost migration) and another host.
+  const loaded = fc.record({
+    stallRate: fc.double({ min: 0, max: 0.3, noNaN: true }),
+    stallMinMs: fc.integer({ min: 1, max: 10 }),
+    stallSpanMs: fc.integer({ min: 0, max: 60 }),
+    lost: fc.integer({ min: 0, max: 200 }),
+  });
+  const checkLoaded = (t: Timeline, l: { stallRate: number; stallMinMs: number; stallSpanMs: number; lost: number }) => {
+    const tl: Timeline = { ...t, lostAfter: l.lost, stallRate: l.stallRate, stallMinMs: l.stallMinMs, stallMaxMs: l.stallMinMs + l.stallSpanMs, beatsAfter: Math.max(t.beatsAfter, l.lost + 100) };
+    const est = estimateDowntime(parseHeartbeat(synth(tl), 'r1'))!;
+    expect(est.lostBeats).toBe(l.lost);
+    // 0.1: both values are rounded to 0.1 ms
+    expect(Math.abs(est.downtimeMs - tl.downtimeMs), JSON.stringify(est)).toBeLessThanOrEqual(est.uncertaintyMs! + 0.1 + 1e-9);
+  };
+
+  it('property: a loaded guest (stalls of up to 70 ms on up to 30 % of beats), up to 200 beats lost, same host: within its own bound', () => {
+    fc.assert(
+      fc.property(timeline.filter((t) => t.counterJump === null && t.downtimeMs >= 100), loaded, checkLoaded),
+      { numRuns: runs },
+    );
+  });
+
+  it('property: a loaded guest, up to 200 beats lost, another host: within its own bound', () => {
+    fc.assert(
+      fc.property(timeline.filter((t) => t.counterJump !== null && t.downtimeMs >= 100), loaded, checkLoaded),
+      { numRuns: runs },
     );
   });
 
