@@ -10,7 +10,7 @@ import { silentProgress } from '../../src/core/progress.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { createProgram } from '../../src/program.js';
 import type { Runner } from '../../src/core/exec/runner.js';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { advanced, fixturePair } from '../support/migrate/bundles.js';
 import { SimXl } from '../support/migrate/sim-xl.js';
@@ -87,6 +87,27 @@ describe('option validation', () => {
 });
 
 describe('a run through the command (simulated xl and guest: SIMULATION)', () => {
+  it('xl installed but no hypervisor: exits as boot does (4, `xl info` failed, naming the cause), never "SKIPPED"', async () => {
+    const ok = await fixturePair('migration-14.1-ok-derived');
+    const sim = new SimXl({ name: 'fbxen-guest', before: ok.before, after: () => ok.after, noHypervisor: true });
+    const cwd = mkdtempSync(join(tmpdir(), 'fbxen-mcmd-'));
+    try {
+      let printed = '';
+      const err = await fbxen(['--domain', 'fbxen-guest', '--iterations', '1', '--step-timeout', '5', '--run-id', 'nohv'], {}, sim, cwd)
+        .then((r) => ((printed = r.human), undefined))
+        .catch((e: unknown) => e as { exitCode: number; message: string; hint?: string });
+      expect(printed).not.toMatch(/SKIPPED/);
+      expect(err?.exitCode).toBe(4);
+      expect(err?.message).toMatch(/`xl info` failed \(status 1\): ERROR: +Can't find hypervisor information in sysfs!/);
+      expect(err?.hint).toMatch(/Xen hypervisor booted/);
+      expect(sim.calls[0]).toBe('xl info');
+      expect(sim.calls.filter((c) => !/^xl (info|list)$/.test(c))).toEqual([]); // nothing else ran: no help, no console, no migrate
+    } finally {
+      sim.stopAll();
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
   it('--json prints the report document; a stuck timer after the migration throws exit 1 after printing', async () => {
     const ok = await fixturePair('migration-14.1-ok-derived');
     const sim = new SimXl({ name: 'fbxen-guest', before: ok.before, after: (n) => advanced(ok.after, n) });

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseStringPromise } from 'xml2js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ExitCode } from '../../src/core/errors.js';
-import { migrateTest, type MigrateTestRequest } from '../../src/core/migrate/index.js';
+import { EvidenceIncompleteError, ExitCode } from '../../src/core/errors.js';
+import { migrateTest, renderMigrateText, type MigrateTestRequest } from '../../src/core/migrate/index.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { advanced, fixtureBundle, fixturePair } from '../support/migrate/bundles.js';
@@ -108,6 +108,15 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(out.error?.exitCode).toBe(ExitCode.toolstack);
     expect(r.iterations.map((i) => i.verdict)).toEqual(['pass', 'error']);
     expect(r.iterations[1]!.reason).toMatch(/migrate of fbxen-guest failed \(exit 1\)/);
+    // The toolstack's own reason, not a message cut at its first line: in the report and in JUnit.
+    for (const why of ['domain did not respond to suspend request: Invalid argument', 'libxl_domain_suspend failed (rc=-8)', 'Migration failed, resuming at sender.']) {
+      expect(r.iterations[1]!.reason).toContain(why);
+      expect(renderMigrateText(r)).toContain(why);
+    }
+    const junit = await parseStringPromise(readFileSync(join(r.artifactsDir, 'report.junit.xml'), 'utf8'));
+    const failed = (junit.testsuites.testsuite[0].testcase as Array<{ $: { name: string }; error?: Array<{ $: { message: string } }> }>).find((c) => c.$.name === 'migrate/2')!;
+    expect(failed.error![0]!.$.message).toContain('Migration failed, resuming at sender.');
+    expect(failed.error![0]!.$.message).toContain('domain did not respond to suspend request');
     expect(r.iterations[1]!.where).toMatchObject({ host: 'localhost', id: '6', state: 'running' });
     expect(r.where).toMatchObject({ name: 'fbxen-guest', state: 'running' });
     expect(sim.calls.some((c) => /destroy/.test(c))).toBe(false);
@@ -186,17 +195,61 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(readdirSync(out.report!.artifactsDir).filter((f) => f.endsWith('.xlsave'))).toEqual([]);
   });
 
-  it('preflight: a domain that is not there, or a guest not on Xen, is skipped with the reason (exit 0)', async () => {
-    const sim = await scenario();
-    const out = await run(sim, request({ domain: 'other' }));
-    expect(out.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/not running on this host/) });
+  it('preflight: a guest proven not to be a Xen guest (xen-guest fails on its own bundle) is skipped with the reason (exit 0)', async () => {
+    const kvm = await fixtureBundle('kvm-not-xen-derived');
+    const sim = await scenario({ before: kvm });
+    const out = await run(sim, request());
+    expect(out.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/xen-guest is fail/) });
     expect(out.exitCode).toBe(0);
     expect(out.error).toBeUndefined();
-    const kvm = await fixtureBundle('kvm-not-xen-derived');
-    const sim2 = await scenario({ before: kvm });
-    const out2 = await run(sim2, request());
-    expect(out2.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/xen-guest/) });
-    expect(sim2.calls.some((c) => c.startsWith('xl migrate'))).toBe(false);
+    expect(sim.calls.some((c) => c.startsWith('xl migrate'))).toBe(false);
+  });
+
+  it('preflight: an xl without a migrate command (xl help answers, lists no `migrate`) is a skip: migration provably does not apply', async () => {
+    const sim = await scenario({ noMigrateCommand: true });
+    const out = await run(sim, request());
+    expect(out.report).toMatchObject({ status: 'skip', skipReason: expect.stringMatching(/no `migrate` command/) });
+    expect(out.error).toBeUndefined();
+  });
+
+  // Never green where the job was not done (issue 13): each of these exited 0 with SKIPPED before.
+  it('preflight: xl installed but no hypervisor answering fails as boot does (exit 4, `xl info` failed, naming the cause), not a skip', async () => {
+    const sim = await scenario({ noHypervisor: true });
+    const out = await run(sim, request());
+    expect(out.report!.status).toBe('error');
+    expect(out.report!.skipReason).toBeNull();
+    expect(out.error?.exitCode).toBe(ExitCode.environment);
+    expect(out.error?.message).toMatch(/`xl info` failed \(status 1\): ERROR: +Can't find hypervisor information in sysfs!/);
+    expect(out.error?.hint).toMatch(/hypervisor/);
+    const junit = await parseStringPromise(readFileSync(join(out.report!.artifactsDir, 'report.junit.xml'), 'utf8'));
+    expect(Number(junit.testsuites.$.skipped)).toBe(0);
+    expect(Number(junit.testsuites.$.errors)).toBe(1);
+  });
+
+  it('preflight: a domain that is not on this host, or not running, is an error naming it, not a skip', async () => {
+    const sim = await scenario();
+    const out = await run(sim, request({ domain: 'other' }));
+    expect(out.report!.status).toBe('error');
+    expect(out.error?.exitCode).toBe(ExitCode.environment);
+    expect(out.error?.message).toMatch(/domain other is not on this host \(xl list\)/);
+    const paused = await scenario();
+    paused.domains[0]!.state = 'p';
+    const out2 = await run(paused, request());
+    expect(out2.error?.message).toMatch(/fbxen-guest is paused, not running/);
+    expect(out2.report!.status).toBe('error');
+  });
+
+  it('preflight: a pre-migrate bundle that cannot tell whether the guest runs on Xen (xen-guest inconclusive) is inconclusive (exit 2), not a skip', async () => {
+    const { before } = await fixturePair('migration-14.1-ok-derived');
+    const blank = { ...before, sections: new Map<string, string>(), index: [] };
+    const sim = await scenario({ before: blank });
+    const out = await run(sim, request());
+    expect(out.report!.status).toBe('inconclusive');
+    expect(out.report!.skipReason).toBeNull();
+    expect(out.error).toBeInstanceOf(EvidenceIncompleteError);
+    expect(out.exitCode).toBe(2);
+    expect(out.error?.message).toMatch(/xen-guest/);
+    expect(sim.calls.some((c) => c.startsWith('xl migrate'))).toBe(false);
   });
 });
 

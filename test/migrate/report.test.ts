@@ -2,7 +2,8 @@
 import { parseStringPromise } from 'xml2js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { migrateExitCode, renderDowntimeSvg, renderMigrateJunit, renderMigrateText, summarize, type IterationResult, type MigrateReport } from '../../src/core/migrate/index.js';
+import { MAX_REASON_CHARS, migrateExitCode, oneLine, renderDowntimeSvg, renderMigrateJunit, renderMigrateText, summarize, type IterationResult, type MigrateReport } from '../../src/core/migrate/index.js';
+import { toolstackReason } from '../../src/core/migrate/xl-driver.js';
 
 function it_(name: string, verdict: IterationResult['verdict'], downtimeMs: number | null, extra: Partial<IterationResult> = {}): IterationResult {
   return {
@@ -24,7 +25,7 @@ function it_(name: string, verdict: IterationResult['verdict'], downtimeMs: numb
 }
 
 function report(iterations: IterationResult[], status: MigrateReport['status'] = 'pass'): MigrateReport {
-  return { run: 'r', toolstack: 'xl', domain: 'g', mode: 'live', to: 'localhost', load: 'none', status, skipReason: status === 'skip' ? 'xl has no migrate' : null, iterations, summary: summarize(iterations), where: iterations.at(-1)?.where ?? null, artifactsDir: '/a' };
+  return { run: 'r', toolstack: 'xl', domain: 'g', mode: 'live', to: 'localhost', load: 'none', status, skipReason: status === 'skip' ? 'xl has no migrate' : null, stopReason: null, iterations, summary: summarize(iterations), where: iterations.at(-1)?.where ?? null, artifactsDir: '/a' };
 }
 
 describe('summary and exit codes', () => {
@@ -63,6 +64,52 @@ describe('JUnit', () => {
     const doc = await parseStringPromise(renderMigrateJunit(report([], 'skip')));
     expect(doc.testsuites.testsuite[0].testcase[0].skipped[0].$.message).toBe('xl has no migrate');
     expect(renderMigrateText(report([], 'skip'))).toMatch(/SKIPPED: xl has no migrate/);
+  });
+});
+
+describe('a failed migration keeps the toolstack\'s reason, bounded', () => {
+  const XL_FAILED = [
+    'migration target: Ready to receive domain.',
+    'Saving to migration stream new xl format (info 0x3/0x0/1342)',
+    'libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain 5:saving domain: domain did not respond to suspend request: Invalid argument',
+    'migration sender: libxl_domain_suspend failed (rc=-8)',
+    'Migration failed, resuming at sender.',
+  ];
+
+  it('xl buried under 1 MB of progress lines: its error lines and its last lines come through, in at most 2,000 characters', () => {
+    const progress = Array.from({ length: 20_000 }, (_, i) => `xc: info: Saving memory: iter ${i} (last sent 1234 skipped 0): 262144/262144  100%\r`).join('');
+    const stderr = `${XL_FAILED.slice(0, 2).join('\n')}\n${progress}\n${XL_FAILED.slice(2).join('\n')}\n`;
+    expect(stderr.length).toBeGreaterThan(1_000_000);
+    const reason = oneLine(`migrate of g failed (exit 1):\n${toolstackReason(stderr)}\nthe domain is now: g (5) running on localhost`);
+    expect(reason.length).toBeLessThanOrEqual(MAX_REASON_CHARS);
+    for (const why of XL_FAILED.slice(2)) expect(reason).toContain(why);
+    expect(reason).toMatch(/^migrate of g failed \(exit 1\): /);
+    expect(reason).toMatch(/the domain is now: g \(5\) running on localhost$/);
+  });
+
+  it('property: one line, never longer than the limit, keeping the head and the tail of what it cuts', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 400 }), { maxLength: 40 }), fc.integer({ min: 40, max: 3000 }), (lines, max) => {
+        const out = oneLine(lines.join('\n'), max);
+        expect(out).not.toMatch(/[\x00-\x1f\x7f]/);
+        expect(out.length).toBeLessThanOrEqual(max);
+        const clean = lines.map((l) => l.replace(/[\x00-\x1f\x7f]/g, '').trim()).filter((l) => l);
+        if (clean.length && out.length < max) for (const l of clean) expect(out).toContain(l);
+        if (clean.length && out.length === max) {
+          expect(out.startsWith(clean[0]!.slice(0, 10))).toBe(true);
+          expect(out.endsWith(clean.at(-1)!.slice(-10))).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it('a run stopped before its first iteration is an error testcase in JUnit, and says so in the text', async () => {
+    const r: MigrateReport = { ...report([], 'error'), stopReason: '`xl info` failed (status 1): ERROR:  Can\'t find hypervisor information in sysfs!' };
+    const doc = await parseStringPromise(renderMigrateJunit(r));
+    expect(Number(doc.testsuites.$.errors)).toBe(1);
+    expect(Number(doc.testsuites.$.skipped)).toBe(0);
+    expect(doc.testsuites.testsuite[0].testcase[0].error[0].$.message).toMatch(/xl info` failed .*hypervisor/);
+    expect(renderMigrateText(r)).toMatch(/ERROR before the first iteration: `xl info` failed/);
   });
 });
 

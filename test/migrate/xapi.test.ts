@@ -58,7 +58,8 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
     const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
     open.push(driver);
     const capture = new ConsoleCapture(undefined);
-    expect(await driver.preflight('live')).toBe('VM fbxen-mig is Halted, not Running');
+    // Not running is not "migration does not apply": the job cannot be done, and the run says so (exit 4).
+    await expect(driver.preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: 'VM fbxen-mig is Halted, not Running' });
     await driver.attachConsole(capture);
     await p.start();
     expect(await driver.preflight('live')).toBeUndefined();
@@ -72,11 +73,11 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
     expect(p.sim.calls.filter((m) => m === 'VM.pool_migrate')).toHaveLength(2);
   });
 
-  it('disks on a local SR: skipped with the reason; with --dest-sr VM.migrate_send moves them', async () => {
+  it('disks on a local SR: an error that asks for --dest-sr (not a skip); with --dest-sr VM.migrate_send moves them', async () => {
     const p = await pool('Local storage');
     await p.start();
     const plain = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
-    expect(await plain.preflight('live')).toMatch(/storage not shared: Local storage \(disk 0\); VM.pool_migrate needs a shared SR/);
+    await expect(plain.preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/storage not shared: Local storage \(disk 0\); VM.pool_migrate needs a shared SR/) });
     const motion = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', destSr: 'NFS storage' });
     expect(await motion.preflight('live')).toBeUndefined();
     await motion.migrate(1, 'live', 5000);
@@ -84,20 +85,31 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
     expect(p.sim.calls).toContain('host.migrate_receive');
     const srs = (await p.c.call('SR.get_all_records')) as Record<string, Record<string, unknown>>;
     expect(srs[String(await p.c.call('VDI.get_SR', p.vdi))]!['name_label']).toBe('NFS storage');
-    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', to: 'nonesuch' }).preflight('live')).toMatch(/no other host named nonesuch/);
-    expect(await new XapiMigrationDriver({ client: p.c, domain: 'ghost' }).preflight('live')).toMatch(/no VM named ghost/);
+    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', to: 'nonesuch' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no other host named nonesuch/) });
+    await expect(new XapiMigrationDriver({ client: p.c, domain: 'ghost' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no VM named ghost/) });
+    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', destSr: 'nonesuch' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no SR named nonesuch/) });
   });
 
-  it('preflight skips when XAPI does not allow the operation now, or the destination is in maintenance', async () => {
+  it('preflight stops (exit 4, not a skip) when XAPI does not allow the operation now, or the destination is in maintenance', async () => {
     const p = await pool();
     await p.start();
     await p.c.call('VM.set_allowed_operations', p.vm, ['hard_shutdown', 'clean_shutdown']);
-    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).toMatch(/XAPI does not allow pool_migrate .*PV drivers/);
+    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/XAPI does not allow pool_migrate .*PV drivers/) });
     await p.c.call('VM.set_allowed_operations', p.vm, ['pool_migrate', 'suspend']);
     const hosts = (await p.c.call('host.get_all')) as string[];
     await p.c.call('host.set_enabled', hosts[1]!, false);
-    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).toMatch(/xcp-host-2 is disabled/);
+    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/xcp-host-2 is disabled/) });
     expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('save-restore')).toBeUndefined();
+  });
+
+  it('a pool of one host is the one skip of a live run: there is provably nowhere to migrate to', async () => {
+    const records: Record<string, unknown> = {
+      'VM.get_by_name_label': ['OpaqueRef:vm'],
+      'VM.get_record': { name_label: 'fbxen-mig', power_state: 'Running', resident_on: 'OpaqueRef:h1', VBDs: [], allowed_operations: ['pool_migrate', 'suspend'] },
+      'host.get_all_records': { 'OpaqueRef:h1': { name_label: 'xcp-host-1', uuid: 'u1', address: '192.0.2.1', enabled: true } },
+    };
+    const client = { call: async (m: string) => records[m], callAsync: async () => undefined } as unknown as ConstructorParameters<typeof XapiMigrationDriver>[0]['client'];
+    expect(await new XapiMigrationDriver({ client, domain: 'fbxen-mig' }).preflight('live')).toBe('the pool has one host: nowhere to migrate to');
   });
 
   it('a migration that fails half-way says where the VM is (still running at the source)', async () => {

@@ -1,5 +1,5 @@
 /**
- * fbxen migrate-test: preflight (skip with the reason when migration cannot work here) → evidence before
+ * fbxen migrate-test: preflight (skip with the reason only where migration provably does not apply) → evidence before
  * → N iterations of { heartbeat on, migrate (or save + restore), heartbeat off, evidence after, the
  * probes against the previous bundle, the downtime from the heartbeat } → report, JSON, JUnit, SVG.
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
@@ -20,7 +20,7 @@ import type { XapiClient } from '../toolstack/xapi/client.js';
 import { ConsoleCapture } from './capture.js';
 import { consoleChannel, sshChannel, type SshTarget } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
-import { migrateExitCode, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
+import { migrateExitCode, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel, type GuestLoad, type MigrateMode, type MigrationDriver } from './types.js';
 import { XapiMigrationDriver } from './xapi-driver.js';
 import { XlMigrationDriver } from './xl-driver.js';
@@ -119,11 +119,11 @@ export function renderMigratePlan(req: MigrateTestRequest, run: string, dir: str
     `safety     fbxen never destroys the domain; after a failure or timeout it reports where the domain is`,
     `artifacts  ${dir}/`,
     '',
-    '## preflight (a "no" skips the test with the reason; not a failure)',
+    '## preflight (a skip, exit 0, only where migration provably does not apply; anything else that stops here is an error)',
     ...driver.planPreflight(req.mode).map((s) => `- ${s}`),
     `- attach the serial console → ${join(dir, 'console.log')} (every line stamped on arrival)`,
     `- ${channel.planCollect(run, 'pre-migrate')}`,
-    '- the guest runs on Xen (probes xen-guest, generic-xenhvm on the pre-migrate bundle); else skip',
+    '- the guest runs on Xen (probes xen-guest, generic-xenhvm on the pre-migrate bundle): a probe that fails skips; one that cannot tell stops (exit 2)',
     '',
   ];
   for (let i = 1; i <= req.iterations; i++) {
@@ -203,8 +203,10 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     mode: req.mode,
     to: req.mode === 'live' ? (req.to ?? (req.toolstack === 'xl' ? 'localhost' : 'another pool host')) : '-',
     load: req.load,
-    status: skipReason !== null ? 'skip' : overallStatus(iterations),
+    status: skipReason !== null ? 'skip' : iterations.length === 0 && firstError ? (firstError instanceof EvidenceIncompleteError ? 'inconclusive' : 'error') : overallStatus(iterations),
     skipReason,
+    // What stopped the run before its first iteration (the preflight, the console, the first bundle).
+    stopReason: iterations.length === 0 && firstError ? oneLine(firstError.message) : null,
     iterations,
     summary: summarize(iterations),
     where: where ?? null,
@@ -228,8 +230,16 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
       const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'] });
-      const no = support.results.find((r) => r.verdict !== 'pass');
+      // A skip needs proof (a probe that fails on the guest's own evidence); a bundle that cannot tell is
+      // no answer, and the run says so (exit 2) rather than passing for "does not apply".
+      const no = support.results.find((r) => r.verdict === 'fail');
+      const unsure = support.results.find((r) => r.verdict !== 'pass' && r.verdict !== 'fail');
       if (no) skipReason = `the guest cannot migrate as a Xen PVHVM guest: ${no.id} is ${no.verdict} (${no.evidence[0] ?? ''})`;
+      else if (unsure) {
+        throw new EvidenceIncompleteError(`the pre-migrate bundle cannot tell whether the guest is a Xen PVHVM guest: ${unsure.id} is ${unsure.verdict} (${unsure.evidence[0] ?? 'no evidence'})`, {
+          hint: `read ${join(dir, 'pre-migrate.tar.gz')} (fbxen verify --bundle): the collector's sections for ${unsure.id} are missing or unreadable`,
+        });
+      }
     }
     if (skipReason !== null) progress.warn(`skipped: ${skipReason}`);
 
@@ -257,7 +267,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
           where = err.where;
           result.where = err.where ?? null;
         } else where = await driver.locate().catch(() => where);
-        result.reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+        result.reason = oneLine(err instanceof Error ? err.message : String(err));
         firstError ??= err instanceof FbxenError ? err : new ToolstackError(String(err));
         await channel.stopHeartbeat(hbRun).catch(() => undefined);
         running = undefined;
@@ -302,7 +312,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
           result.reason = 'the guest did not come back: no heartbeat and no collector frame after the migration, though the toolstack says it runs';
         } else {
           result.verdict = err instanceof EvidenceIncompleteError ? 'inconclusive' : 'error';
-          result.reason = (err as Error).message.split('\n')[0]!;
+          result.reason = oneLine((err as Error).message);
           firstError ??= err as FbxenError;
         }
         if (!req.keepGoing || result.verdict === 'fail' || where?.state !== 'running') break;
@@ -335,7 +345,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     const last = iterations.at(-1);
     if (last && last.verdict === 'pass' && last.probes.length === 0) {
       last.verdict = 'error';
-      last.reason = firstError.message.split('\n')[0]!;
+      last.reason = oneLine(firstError.message);
     }
   } finally {
     // A heartbeat left running (Ctrl-C, an error) is told to stop; it also stops by itself (--max-seconds).

@@ -35,6 +35,8 @@ export interface MigrateReport {
   /** 'skip' when the preflight found migration impossible here (not a failure) */
   status: 'pass' | 'fail' | 'skip' | 'error' | 'inconclusive';
   skipReason: string | null;
+  /** the error that stopped the run before its first iteration (status error or inconclusive), else null */
+  stopReason: string | null;
   iterations: IterationResult[];
   summary: { iterations: number; passed: number; downtimeMs: { min: number; median: number; max: number } | null; toolstackMs: { min: number; median: number; max: number } | null };
   /** where the domain is at the end */
@@ -73,12 +75,34 @@ export function overallStatus(iterations: IterationResult[]): MigrateReport['sta
   return 'pass';
 }
 
+/** The most of a reason the report keeps: a toolstack's stderr can run to pages. */
+export const MAX_REASON_CHARS = 2000;
+
+/**
+ * A message as one line for the report and JUnit: its lines joined (" | ", or a space after a line that
+ * ends in ":"), control bytes dropped, and at most MAX_REASON_CHARS, keeping the head (what failed) and
+ * the tail (where a toolstack prints its verdict, e.g. "Migration failed, resuming at sender.").
+ */
+export function oneLine(message: string, max = MAX_REASON_CHARS): string {
+  const lines = message
+    .split(/\r?\n|\r/)
+    .map((l) => l.replace(/[\x00-\x1f\x7f]/g, '').trim())
+    .filter((l) => l.length > 0);
+  let out = '';
+  lines.forEach((l, i) => (out += i === 0 ? l : lines[i - 1]!.endsWith(':') ? ` ${l}` : ` | ${l}`));
+  if (out.length <= max) return out;
+  const cut = ' […] ';
+  const head = Math.floor((max - cut.length) / 3);
+  return `${out.slice(0, head)}${cut}${out.slice(out.length - (max - cut.length - head))}`;
+}
+
 const loc = (l: DomainLocation | null) => (l ? `${l.name} (${l.id}) ${l.state} on ${l.host}${l.note ? `; ${l.note}` : ''}` : 'nowhere (vanished)');
 const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : `${x} ms`);
 
 export function renderMigrateText(r: MigrateReport): string {
   const head = `migrate-test ${r.run}: ${r.domain} via ${r.toolstack}, ${r.mode}${r.mode === 'live' ? ` to ${r.to}` : ''}, load ${r.load}`;
   if (r.status === 'skip') return `${head}\nSKIPPED: ${r.skipReason}\n`;
+  if (r.stopReason !== null && r.iterations.length === 0) return `${head}\n${r.status.toUpperCase()} before the first iteration: ${r.stopReason}\nthe domain is now: ${loc(r.where)}\nartifacts: ${r.artifactsDir}\n`;
   const rows = r.iterations.map((i) => {
     const d = i.downtime;
     const dt = i.downtimeMs === null ? '-' : `${i.downtimeMs} ms${d?.uncertaintyMs !== null && d?.uncertaintyMs !== undefined ? ` ±${d.uncertaintyMs}` : d ? ' (upper bound)' : ''}`;
@@ -102,6 +126,7 @@ export function renderMigrateJson(r: MigrateReport): unknown {
     load: r.load,
     status: r.status,
     skipReason: r.skipReason,
+    stopReason: r.stopReason,
     iterations: r.iterations.map((i) => ({
       name: i.name,
       verdict: i.verdict,
@@ -133,6 +158,15 @@ export function renderMigrateJunit(r: MigrateReport): string {
   if (r.status === 'skip') {
     skipped++;
     cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(r.skipReason ?? '')}"/>\n`));
+  } else if (r.stopReason !== null && r.iterations.length === 0) {
+    // Stopped before any iteration: an error (or no answer), never a run with nothing in it.
+    if (r.status === 'inconclusive') {
+      skipped++;
+      cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(`inconclusive: ${r.stopReason}`)}"/>\n`));
+    } else {
+      errors++;
+      cases.push(tc('fbxen.migrate', 'preflight', null, `      <error message="${xml(r.stopReason)}" type="error">${xml(r.stopReason)}</error>\n`));
+    }
   }
   for (const i of r.iterations) {
     const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}${i.disk ? `, disk read-back ${i.disk.rounds} rounds, ${i.disk.bad} bad` : ''}, domain: ${loc(i.where)}`;

@@ -73,15 +73,21 @@ export class XapiMigrationDriver implements MigrationDriver {
     return hosts;
   }
 
+  /**
+   * A skip only where migration provably does not apply: a live run in a pool of one host. A VM that is
+   * not there or not running, an operation XAPI does not allow now, a destination in maintenance, storage
+   * that needs --dest-sr: the job could not be done, and the run stops with the reason (exit 4).
+   */
   async preflight(mode: MigrateMode): Promise<string | undefined> {
+    const stop = (message: string, hint: string) => new EnvironmentError(message, { hint });
     let vm;
     try {
       vm = await this.record();
     } catch (err) {
-      if (err instanceof MigrationError) return err.message;
+      if (err instanceof MigrationError) throw stop(err.message, err.hint ?? 'give the name of one running VM (xe vm-list)');
       throw err;
     }
-    if (vm.power_state !== 'Running') return `VM ${this.o.domain} is ${vm.power_state}, not Running`;
+    if (vm.power_state !== 'Running') throw stop(`VM ${this.o.domain} is ${vm.power_state}, not Running`, 'start it first (fbxen boot --toolstack xapi --keep), then run migrate-test again');
     const hosts = await this.hosts();
     this.home = vm.resident_on;
     // XAPI lists what it would allow now; HVM guests are refused live migration until PV drivers are
@@ -89,13 +95,17 @@ export class XapiMigrationDriver implements MigrationDriver {
     const allowed = vm.allowed_operations;
     const needed = mode === 'save-restore' ? 'suspend' : this.o.destSr ? undefined : 'pool_migrate';
     if (allowed && needed && !allowed.includes(needed)) {
-      return `XAPI does not allow ${needed} for ${this.o.domain} now (allowed: ${allowed.join(', ') || 'none'}); for live migration of an HVM guest XAPI wants PV drivers detected (the xe-guest-utilities port in FreeBSD)`;
+      throw stop(
+        `XAPI does not allow ${needed} for ${this.o.domain} now (allowed: ${allowed.join(', ') || 'none'}); for live migration of an HVM guest XAPI wants PV drivers detected (the xe-guest-utilities port in FreeBSD)`,
+        'install and start xe-guest-utilities in the guest (pkg install xe-guest-utilities; service xenguest start), then check `xe vm-param-get param-name=allowed-operations`',
+      );
     }
     if (mode === 'save-restore') return undefined;
     const others = Object.entries(hosts).filter(([ref]) => ref !== vm.resident_on);
+    if (!this.o.to && others.length === 0) return 'the pool has one host: nowhere to migrate to';
     const wanted = this.o.to ? others.find(([ref, h]) => h.name_label === this.o.to || h.uuid === this.o.to || h.address === this.o.to || ref === this.o.to) : others[0];
-    if (!wanted) return this.o.to ? `no other host named ${this.o.to} in the pool (the VM runs on ${this.hostNames.get(vm.resident_on) ?? vm.resident_on})` : 'the pool has one host: nowhere to migrate to';
-    if (wanted[1]['enabled'] === false) return `the destination host ${wanted[1].name_label} is disabled (maintenance mode)`;
+    if (!wanted) throw stop(`no other host named ${this.o.to} in the pool (the VM runs on ${this.hostNames.get(vm.resident_on) ?? vm.resident_on})`, 'give --to a host of this pool by name label, uuid or address (xe host-list)');
+    if (wanted[1]['enabled'] === false) throw stop(`the destination host ${wanted[1].name_label} is disabled (maintenance mode)`, `enable it (xe host-enable) or give another host with --to`);
     this.dest = wanted[0];
     // VM.pool_migrate moves memory only: each disk must be on an SR both hosts see.
     const srs = expectShape(RecordMap(SrRecord), await this.o.client.call('SR.get_all_records'), 'SR.get_all_records');
@@ -106,10 +116,11 @@ export class XapiMigrationDriver implements MigrationDriver {
       const sr = String(await this.o.client.call('VDI.get_SR', vbd.VDI));
       if (!srs[sr]?.shared) unshared.push(`${srs[sr]?.name_label ?? sr} (disk ${vbd.userdevice})`);
     }
+    // A --dest-sr that names no SR is refused even when the disks are shared (a typo is not "unused").
+    const sr = this.o.destSr === undefined ? undefined : Object.entries(srs).find(([ref, s]) => s.name_label === this.o.destSr || s.uuid === this.o.destSr || ref === this.o.destSr);
+    if (this.o.destSr !== undefined && !sr) throw stop(`no SR named ${this.o.destSr} in the pool`, 'give --dest-sr an SR of this pool by name label or uuid (xe sr-list)');
     if (unshared.length) {
-      if (!this.o.destSr) return `storage not shared: ${unshared.join(', ')}; VM.pool_migrate needs a shared SR (give --dest-sr for VM.migrate_send with storage motion)`;
-      const sr = Object.entries(srs).find(([ref, s]) => s.name_label === this.o.destSr || s.uuid === this.o.destSr || ref === this.o.destSr);
-      if (!sr) return `no SR named ${this.o.destSr} in the pool`;
+      if (!sr) throw stop(`storage not shared: ${unshared.join(', ')}; VM.pool_migrate needs a shared SR`, 'give --dest-sr SR (a shared SR) for VM.migrate_send with storage motion');
       this.destSr = sr[0];
       this.useMigrateSend = true;
     }
@@ -118,11 +129,11 @@ export class XapiMigrationDriver implements MigrationDriver {
 
   planPreflight(mode: MigrateMode): string[] {
     return [
-      `VM.get_by_name_label ${this.o.domain}, VM.get_record   (Running; else skip)`,
+      `VM.get_by_name_label ${this.o.domain}, VM.get_record   (Running, and XAPI allows ${mode === 'live' ? 'pool_migrate' : 'suspend'}; else stop, exit 4)`,
       ...(mode === 'live'
         ? [
-            `host.get_all_records   (destination: ${this.o.to ?? 'another host of the pool'}; else skip)`,
-            `SR.get_all_records, VBD.get_record, VDI.get_SR per disk   (shared SR for VM.pool_migrate${this.o.destSr ? `, else VM.migrate_send to SR ${this.o.destSr}` : '; else skip'})`,
+            `host.get_all_records   (destination: ${this.o.to ?? 'another host of the pool; a pool of one host: skip'}, enabled; else stop, exit 4)`,
+            `SR.get_all_records, VBD.get_record, VDI.get_SR per disk   (shared SR for VM.pool_migrate${this.o.destSr ? `, else VM.migrate_send to SR ${this.o.destSr}` : '; else stop, exit 4'})`,
           ]
         : []),
     ];

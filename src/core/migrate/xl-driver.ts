@@ -8,9 +8,10 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { TimeoutError } from '../errors.js';
+import { EnvironmentError, TimeoutError } from '../errors.js';
 import { formatCommand, type Runner, type RunResult, type StreamingProcess } from '../exec/runner.js';
 import { parseXlList, type XlListRow } from '../toolstack/xl/parse.js';
+import { XlToolstack } from '../toolstack/xl/xl-toolstack.js';
 import type { ConsoleCapture } from './capture.js';
 import { describeLocation, MigrationError, MigrationTimeoutError, type DomainLocation, type MigrateMode, type MigrationDriver, type MigrationOutcome } from './types.js';
 
@@ -28,6 +29,34 @@ export interface XlDriverOptions {
 }
 
 const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * What xl said about a failed migration: its error lines (libxl/xc errors, "migration sender: ...",
+ * "Migration failed, resuming at sender.") in their order, and its last two lines, each cut to 300
+ * characters and at most 12: between xl's progress lines the reason can be far from the end.
+ */
+export function toolstackReason(stderr: string): string {
+  const lines = stderr
+    .split(/\r?\n|\r/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  const keep = new Set<number>();
+  lines.forEach((l, i) => {
+    if (/error|fail|denied|refused|cannot|unable|invalid|no such|timed out|abort/i.test(l)) keep.add(i);
+  });
+  const picked = [...keep].slice(-10);
+  for (let i = Math.max(0, lines.length - 2); i < lines.length; i++) picked.push(i);
+  return [...new Set(picked)]
+    .sort((a, b) => a - b)
+    .slice(-12)
+    .map((i) => (lines[i]!.length > 300 ? `${lines[i]!.slice(0, 300)}…` : lines[i]!))
+    .join('\n');
+}
+
+/** The last lines of a command's stderr, for a message (bounded: xl can print pages). */
+function tail(stderr: string): string {
+  return stderr.trim().split('\n').slice(-3).map((l) => l.slice(0, 300)).join(' | ') || 'no message';
+}
 
 function stateOf(flags: string): DomainLocation['state'] {
   if (flags.includes('c')) return 'crashed';
@@ -65,25 +94,39 @@ export class XlMigrationDriver implements MigrationDriver {
     return this.o.runner.run(file, argv, { timeoutMs, allowFailure, ...(this.o.env ? { env: this.o.env } : {}) });
   }
 
+  /**
+   * A skip only where migration provably does not apply: an xl that answers and has no such command.
+   * An xl that cannot reach a hypervisor, a domain that is not here or not running, a destination that
+   * cannot be reached: fbxen could not do the job, and says so with the exit code of its class.
+   */
   async preflight(mode: MigrateMode): Promise<string | undefined> {
+    // As boot: `xl info` first; with no hypervisor every xl command fails, `xl help` included.
+    await new XlToolstack(this.o.runner, { xl: this.xl, ...(this.o.env ? { env: this.o.env } : {}) }).info();
     // As OSSTest's ts-migrate-support-check: the xl here must know the command.
     const help = await this.run('localhost', ['help'], LIST_TIMEOUT_MS);
+    if (help.exitCode !== 0) throw new EnvironmentError(`\`xl help\` failed (status ${help.exitCode}): ${tail(help.stderr)}`, { hint: 'check `xl help` by hand on this dom0' });
     const verb = mode === 'live' ? 'migrate' : 'save';
     if (!new RegExp(`^\\s*${verb}\\s`, 'm').test(help.stdout + help.stderr)) return `this xl has no \`${verb}\` command (xl help does not list it)`;
-    const here = await this.rows('localhost');
-    const row = here?.find((r) => r.name === this.o.domain);
-    if (!row) return `domain ${this.o.domain} is not running on this host (xl list)`;
-    if (stateOf(row.state) !== 'running') return `domain ${this.o.domain} is ${stateOf(row.state)}, not running`;
+    const list = await this.run('localhost', ['list'], LIST_TIMEOUT_MS);
+    if (list.exitCode !== 0) throw new EnvironmentError(`\`xl list\` failed (status ${list.exitCode}): ${tail(list.stderr)}`, { hint: 'check `xl list` by hand on this dom0' });
+    const row = parseXlList(list.stdout).find((r) => r.name === this.o.domain);
+    if (!row) throw new EnvironmentError(`domain ${this.o.domain} is not on this host (xl list)`, { hint: 'boot it first (fbxen boot --keep), and give its name with --domain' });
+    const state = stateOf(row.state);
+    if (state !== 'running') throw new EnvironmentError(`domain ${this.o.domain} is ${state}, not running`, { hint: state === 'paused' ? `\`xl unpause ${this.o.domain}\`, then run migrate-test again` : 'boot it again (fbxen boot --keep); see its console log' });
     if (mode === 'live' && this.remote) {
       const r = await this.run(this.o.to, ['info'], LIST_TIMEOUT_MS);
-      if (r.exitCode !== 0) return `the destination ${this.o.to} is not reachable as root over ssh with a working xl (${(r.stderr.trim().split('\n').at(-1) ?? '').slice(0, 200)})`;
+      if (r.exitCode !== 0) throw new EnvironmentError(`the destination ${this.o.to} is not reachable as root over ssh with a working xl (status ${r.exitCode}): ${tail(r.stderr)}`, { hint: `check \`ssh root@${this.o.to} xl info\` by hand (BatchMode: a key, no password)` });
     }
     return undefined;
   }
 
   planPreflight(mode: MigrateMode): string[] {
-    const steps = [`${formatCommand(this.xl, ['help'])}   (lists \`${mode === 'live' ? 'migrate' : 'save'}\`; else skip)`, `${formatCommand(this.xl, ['list'])}   (${this.o.domain} present and running; else skip)`];
-    if (mode === 'live' && this.remote) steps.push(`${formatCommand(...this.xlOn(this.o.to, ['info']))}   (destination reachable; else skip)`);
+    const steps = [
+      `${formatCommand(this.xl, ['info'])}   (a hypervisor answers; else stop, exit 4)`,
+      `${formatCommand(this.xl, ['help'])}   (lists \`${mode === 'live' ? 'migrate' : 'save'}\`; else skip)`,
+      `${formatCommand(this.xl, ['list'])}   (${this.o.domain} present and running; else stop, exit 4)`,
+    ];
+    if (mode === 'live' && this.remote) steps.push(`${formatCommand(...this.xlOn(this.o.to, ['info']))}   (destination reachable; else stop, exit 4)`);
     return steps;
   }
 
@@ -162,7 +205,7 @@ export class XlMigrationDriver implements MigrationDriver {
         toolstackMs += Date.now() - started;
         if (r.exitCode !== 0) {
           const where = await this.locate();
-          const stderr = r.stderr.trim().split('\n').slice(-4).join('\n');
+          const stderr = toolstackReason(r.stderr);
           const saved = checkpoint && what === 'restore' && !where ? { host: 'localhost', id: '-', name: this.o.domain, state: 'saved' as const, note: `in ${checkpoint}: \`xl restore ${checkpoint}\` brings it back` } : where;
           throw new MigrationError(`${what} of ${this.o.domain} failed (exit ${r.exitCode})${stderr ? `:\n${stderr}` : ''}\nthe domain is now: ${describeLocation(saved)}`, saved, {
             hint: saved ? 'fbxen destroyed nothing; inspect the domain where it is (xl list, the console log)' : 'the domain vanished: read the console log and /var/log/xen/',

@@ -46,6 +46,10 @@ export interface SimScenario {
   loginPrompt?: boolean;
   /** with --load disk: after migration N, read-back differs from what was written */
   diskCorruptAfter?: number;
+  /** xl is installed but no hypervisor answers: every command fails as Debian's xen-utils-wrapper does */
+  noHypervisor?: boolean;
+  /** `xl help` works but lists neither migrate nor save (an xl built without them) */
+  noMigrateCommand?: boolean;
 }
 
 interface Dom {
@@ -140,9 +144,17 @@ export class SimXl implements Runner {
 
   private async dispatch(args: readonly string[], opts: RunOptions): Promise<RunResult> {
     const [cmd, ...rest] = args;
+    // What this machine's own xl (Debian's wrapper, no Xen booted) prints for every command, help included.
+    if (this.scenario.noHypervisor) return this.result(args, 1, '', "ERROR:  Can't find hypervisor information in sysfs!\n");
     switch (cmd) {
+      case 'info':
+        return this.result(args, 0, ['host                   : sim-dom0', 'release                : 6.1.0-sim-amd64', 'nr_cpus                : 4', 'total_memory           : 16383', 'free_memory            : 8192', 'xen_major              : 4', 'xen_minor              : 17', 'xen_version            : 4.17.3', ''].join('\n'));
       case 'help':
-        return this.result(args, 0, 'Usage xl [-vfNtT] <subcommand> [args]\n\nxl full list of subcommands:\n\n create        Create a domain from config file <filename>\n list          List information about all/some domains\n migrate       Migrate a domain to another host\n save          Save a domain state to restore later\n restore       Restore a domain from a saved state\n console       Attach to domain\'s console\n');
+        return this.result(
+          args,
+          0,
+          `Usage xl [-vfNtT] <subcommand> [args]\n\nxl full list of subcommands:\n\n create        Create a domain from config file <filename>\n list          List information about all/some domains\n${this.scenario.noMigrateCommand ? '' : ' migrate       Migrate a domain to another host\n save          Save a domain state to restore later\n restore       Restore a domain from a saved state\n'} console       Attach to domain's console\n`,
+        );
       case 'list': {
         const flags = (d: Dom) => ({ r: 'r-----', p: '--p---', s: '---s--' })[d.state];
         const rows = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', `${'Domain-0'.padEnd(40)}    0  2048     4     r-----     100.0`, ...this.domains.map((d) => `${d.name.padEnd(40)}${String(d.domid).padStart(5)}  1024     2     ${flags(d)}       9.9`)];
