@@ -126,3 +126,17 @@ describe('checkBundleRun: the run id inside the bundle', () => {
     expect((err as EvidenceIncompleteError).exitCode).toBe(2);
   });
 });
+
+describe('fbxen boot --verify (verifyIntoArtifacts): the same run check, and the CD it attached', () => {
+  it('a replayed bundle is refused before any report is written; this run\'s bundle without cdN fails cdrom', async () => {
+    const { verifyIntoArtifacts } = await import('../../src/core/boot/artifacts.js');
+    const dir = await tmp();
+    const paths = { reportJson: join(dir, 'report.json'), reportJunit: join(dir, 'report.junit.xml') };
+    const b = await readBundle(join(FIXTURES, '13.2-no-cd-derived'));
+    await expect(verifyIntoArtifacts({ ...b, meta: { ...b.meta, run: 'R0' } }, paths, 'R9')).rejects.toThrow(/evidence from another run: .*collected for run R0/);
+    await expect(readFile(paths.reportJson, 'utf8')).rejects.toThrow();
+    const report = await verifyIntoArtifacts({ ...b, meta: { ...b.meta, run: 'R9' } }, paths, 'R9');
+    expect(report.results.find((r) => r.id === 'cdrom')).toMatchObject({ verdict: 'fail', evidence: expect.arrayContaining(['fbxen boot attached a CD drive to this domain']) });
+    expect(JSON.parse(await readFile(paths.reportJson, 'utf8'))).toMatchObject({ run: 'R9' });
+  });
+});

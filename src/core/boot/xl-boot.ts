@@ -286,7 +286,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a));
+      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run));
       outcome = 'verified';
     }
 
