@@ -389,7 +389,7 @@ describe('fbxen build: options, config file and plans', () => {
     writeFileSync(join(dir, 'bad.yaml'), 'build:\n  disk-sise: 4G\n  swap: lots\n');
     const bad = fbxen(['build', '--config', 'bad.yaml'], { cwd: dir });
     expect(bad.code).toBe(3);
-    expect(bad.stderr).toMatch(/build\.swap \(config file\): swap: "lots" is not a size/);
+    expect(bad.stderr).toMatch(/build\.swap \(config file\): "lots" is not a size/);
     expect(bad.stderr).toMatch(/build\.disk-sise \(config file\): unknown option/);
   });
 
@@ -398,7 +398,73 @@ describe('fbxen build: options, config file and plans', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown option '--bogus'/);
     const both = fbxen(['build', '--release', '14.3-RELEASE', '--dist', '/x']);
-    expect(both.code).toBe(3);
+    expect(both.code).toBe(2); // two options that exclude each other: usage
     expect(both.stderr).toMatch(/give either --release \(with --arch\) or --dist/);
+  });
+});
+
+describe('fbxen build: the release of --dist sets, known before anything is written', () => {
+  const fsStep = /Write the root file system/;
+  const finished = (out: string) => listing(out).filter((f) => !f.startsWith('.') || f.includes('partial') || f.includes('scratch'));
+  const everything = (out: string) => listing(out).filter((f) => f !== 'cache');
+
+  it('sets without bin/freebsd-version are refused before the file system, with a hint that works: --release-name', () => {
+    const r = buildSample([], { variant: 'no-freebsd-version' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/cannot tell the release of these sets: base\.txz has no bin\/freebsd-version/);
+    expect(r.stderr).toMatch(/--release-name/);
+    expect(r.stderr).not.toMatch(/--release as well/);
+    expect(r.stderr).not.toMatch(fsStep);
+    expect(everything(r.out)).toEqual([]);
+
+    const named = buildSample(['--release-name', '14.3-RELEASE', '--format', 'raw', '--json'], { variant: 'no-freebsd-version' });
+    expect(named.code, named.stderr).toBe(0);
+    expect(JSON.parse(named.stdout)).toMatchObject({ release: '14.3-RELEASE', name: 'freebsd-14.3-RELEASE-amd64' });
+  });
+
+  it('an unsupported --release-name, or one the sets contradict, is refused', () => {
+    const old = buildSample(['--release-name', '9.3-RELEASE'], { variant: 'no-freebsd-version' });
+    expect(old.code).toBe(3);
+    expect(old.stderr).toMatch(/FreeBSD 9\.3-RELEASE is not supported/);
+    expect(old.stderr).not.toMatch(fsStep);
+    expect(everything(old.out)).toEqual([]);
+
+    const wrong = buildSample(['--release-name', '13.2-RELEASE']);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toMatch(/--release-name 13\.2-RELEASE, but the sets' bin\/freebsd-version says 14\.3-RELEASE/);
+    expect(finished(wrong.out)).toEqual([]);
+  });
+
+  it('sets whose bin/freebsd-version names an unsupported release fail before the file system (15.0 i386)', () => {
+    const out = tmpDir('o15');
+    const r = fbxen(['build', '--dist', sampleDist({ arch: 'i386', release: '15.0-RELEASE' }), '--arch', 'i386', '--out', out, '--cache-dir', join(out, 'cache'), '--disk-size', '256M', '--swap', '32M']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/FreeBSD 15\.0-RELEASE has no i386 kernel/);
+    expect(r.stderr).not.toMatch(fsStep);
+    expect(everything(out)).toEqual([]);
+  });
+
+  it('--release-name without --dist is refused', () => {
+    const r = fbxen(['build', '--release', '14.3-RELEASE', '--release-name', '14.3-RELEASE', '--dry-run']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--release-name names the sets of --dist/);
+  });
+
+  it.each([
+    [['--release', '15.0-RELEASE', '--arch', 'i386'], /FreeBSD 15\.0-RELEASE has no i386 kernel/],
+    [['--release', '9.3-RELEASE'], /FreeBSD 9\.3-RELEASE is not supported/],
+    [['--dist', '/nonexistent', '--release-name', '9.3-RELEASE'], /FreeBSD 9\.3-RELEASE is not supported/],
+    [['--dist', '/nonexistent', '--release-name', '15.0-RELEASE', '--arch', 'i386'], /FreeBSD 15\.0-RELEASE has no i386 kernel/],
+  ])('--dry-run refuses what the build refuses: %j', (args, message) => {
+    const r = fbxen(['build', ...args, '--out', join(tmpDir('dry'), 'never'), '--dry-run']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('--dry-run says what only the build can know: the release of unnamed sets, the kernel check', () => {
+    const r = fbxen(['build', '--dist', '/some/sets', '--out', join(tmpDir('dry'), 'never'), '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/up to bin\/freebsd-version: the release \(USERLAND_VERSION\), checked before anything is written/);
+    expect(r.stdout).toMatch(/known only once kernel\.txz is read/);
   });
 });

@@ -11,7 +11,7 @@ independent of fbxen's reader. Deterministic: the same arguments give byte-ident
 
 usage: make-sample.py OUTDIR [--arch amd64|i386] [--release 14.3-RELEASE] [--variant NAME]
                               [--payload-mb N] [--host-files DIR] [--xz-level N]
-variants (bad inputs for tests): no-xenhvm, no-pmbr, no-gptboot, no-kernel, no-config, traversal-dotdot,
+variants (bad inputs for tests): no-freebsd-version, no-xenhvm, no-pmbr, no-gptboot, no-kernel, no-config, traversal-dotdot,
   traversal-absolute, traversal-symlink, hardlink-outside, hardlink-missing, device-node, nul-name,
   long-name, bad-flag, no-loader-efi, none (default)
 """
@@ -156,9 +156,10 @@ def build_base(args, rng):
     s.dir('var/tmp', mode=0o1777)
     s.dir('var/empty', mode=0o555, flags=SCHG)
     release = args.release
-    s.file('bin/freebsd-version',
-           f'#!/bin/sh\n# fbxen sample stand-in, NOT FreeBSD\nUSERLAND_VERSION="{release}"\necho $USERLAND_VERSION\n'.encode(),
-           mode=0o555)
+    if args.variant != 'no-freebsd-version':
+        s.file('bin/freebsd-version',
+               f'#!/bin/sh\n# fbxen sample stand-in, NOT FreeBSD\nUSERLAND_VERSION="{release}"\necho $USERLAND_VERSION\n'.encode(),
+               mode=0o555)
     if args.variant != 'no-pmbr':
         s.file('boot/pmbr', pmbr())
     if args.variant != 'no-gptboot':

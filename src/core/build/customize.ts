@@ -4,13 +4,14 @@
  * user's overlay directory.
  */
 import { lstat, readdir, readFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { parseYamlText } from '../config-file.js';
 import { ConfigError, InputError } from '../errors.js';
 import { normaliseMemberPath } from './entries.js';
 
 export interface CustomFile {
+  /** A byte string (one character per byte), as the tar reader's names: the UFS2 writer takes them so. */
   path: string;
   mode: number;
   content: Buffer;
@@ -60,7 +61,7 @@ export async function loadCustomisation(opts: {
       throw new ConfigError(`${listPath}: cannot read ${src} (${err.code})`, [], { hint: 'the fbxen installation is incomplete' });
     });
     if (f.template) content = Buffer.from(renderTemplate(content.toString('utf8'), opts.vars, src));
-    files.push({ path: normaliseMemberPath(f.path, () => listPath), mode: parseInt(f.mode, 8), content, source: relative(join(opts.templatesDir, '..'), src) });
+    files.push({ path: normaliseMemberPath(Buffer.from(f.path, 'utf8').toString('latin1'), () => listPath), mode: parseInt(f.mode, 8), content, source: relative(join(opts.templatesDir, '..'), src) });
   }
   const directories: { path: string; mode: number }[] = [];
   if (opts.overlay) await readOverlay(opts.overlay, files, directories);
@@ -71,18 +72,20 @@ export async function loadCustomisation(opts: {
 async function readOverlay(root: string, files: CustomFile[], directories: { path: string; mode: number }[]): Promise<void> {
   const st = await lstat(root).catch(() => undefined);
   if (!st?.isDirectory()) throw new InputError(`--overlay ${root} is not a directory`, { hint: 'give a directory whose tree is copied into the image' });
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const full = join(dir, name);
-      const rel = relative(root, full).split(sep).join('/');
+  // Host names are bytes too: read them as bytes, so a name that is not UTF-8 reaches the image unchanged.
+  const walk = async (dir: Buffer, relDir: string): Promise<void> => {
+    for (const name of (await readdir(dir, { encoding: 'buffer' })).sort(Buffer.compare)) {
+      const fullBytes = Buffer.concat([dir, Buffer.from('/'), name]);
+      const full = fullBytes.toString('utf8'); // for messages
+      const rel = `${relDir}${name.toString('latin1')}`;
       const path = normaliseMemberPath(rel, () => `--overlay ${full}`);
-      const s = await lstat(full);
+      const s = await lstat(fullBytes);
       if (s.isDirectory()) {
         directories.push({ path, mode: s.mode & 0o7777 });
-        await walk(full);
+        await walk(fullBytes, `${rel}/`);
       } else if (s.isFile()) {
         const existing = files.findIndex((f) => f.path === path);
-        const file = { path, mode: s.mode & 0o7777, content: await readFile(full), source: `overlay:${rel}` };
+        const file = { path, mode: s.mode & 0o7777, content: await readFile(fullBytes), source: `overlay:${Buffer.from(rel, 'latin1').toString('utf8')}` };
         if (existing >= 0) files[existing] = file;
         else files.push(file);
       } else {
@@ -90,5 +93,5 @@ async function readOverlay(root: string, files: CustomFile[], directories: { pat
       }
     }
   };
-  await walk(root);
+  await walk(Buffer.from(root), '');
 }

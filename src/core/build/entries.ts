@@ -5,7 +5,7 @@
  */
 import { InputError } from '../errors.js';
 import { FileFlags, type FsMeta, type Lane, type Ufs2Writer } from '../ufs2/types.js';
-import type { TarEntry, TarHeader } from './tar.js';
+import { showName, type TarEntry, type TarHeader } from './tar.js';
 
 const MAX_COMPONENT = 255; // MAXNAMLEN
 const MAX_PATH = 1023; // PATH_MAX - 1
@@ -44,9 +44,10 @@ export function parseFflags(text: string, where: string): number {
   return bits;
 }
 
-const utf8 = new TextEncoder();
-
-/** Normalises a member name to the writer's form ('' is the root); refuses escaping or invalid names. */
+/**
+ * Normalises a member name to the writer's form ('' is the root); refuses escaping or invalid names.
+ * Names are byte strings (one character per byte, as the tar reader gives them): lengths are bytes.
+ */
 export function normaliseMemberPath(name: string, where: () => string): string {
   const refuse = (why: string, hint = 'the set is damaged or hostile; use an official FreeBSD release set'): never => {
     throw new InputError(`${where()}: ${why}`, { hint });
@@ -57,11 +58,11 @@ export function normaliseMemberPath(name: string, where: () => string): string {
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') refuse('the name contains ".." (it would escape the root)');
-    if (utf8.encode(part).length > MAX_COMPONENT) refuse(`a name component is longer than ${MAX_COMPONENT} bytes`);
+    if (part.length > MAX_COMPONENT) refuse(`a name component is longer than ${MAX_COMPONENT} bytes`);
     parts.push(part);
   }
   const path = parts.join('/');
-  if (utf8.encode(path).length > MAX_PATH) refuse(`the path is longer than ${MAX_PATH} bytes`);
+  if (path.length > MAX_PATH) refuse(`the path is longer than ${MAX_PATH} bytes`);
   return path;
 }
 
@@ -107,11 +108,11 @@ export class EntryGuard {
       const prefix = path.slice(0, i);
       const kind = this.kinds.get(prefix);
       if (kind === 'symlink') {
-        throw new InputError(`${where()}: the path goes through the symlink "${prefix}"`, {
+        throw new InputError(`${where()}: the path goes through the symlink ${showName(prefix)}`, {
           hint: 'writing through a symlink could place the file anywhere; the set is damaged or hostile',
         });
       }
-      if (kind === 'file') throw new InputError(`${where()}: "${prefix}" is a file, not a directory`, { hint: 'the set is damaged' });
+      if (kind === 'file') throw new InputError(`${where()}: ${showName(prefix)} is a file, not a directory`, { hint: 'the set is damaged' });
       if (kind === undefined) this.kinds.set(prefix, 'directory'); // tar may omit parents; the writer makes them
       i = path.indexOf('/', i + 1);
     }
@@ -119,7 +120,7 @@ export class EntryGuard {
 
   async add(entry: TarEntry, label: string, lane: Lane = 0): Promise<void> {
     const h: TarHeader = entry.header;
-    const where = () => `${label}: entry ${JSON.stringify(h.name)}`;
+    const where = () => `${label}: entry ${showName(h.name)}`;
     const path = normaliseMemberPath(h.name, where);
     this.checkParents(path, where);
     const meta: FsMeta = {
@@ -156,7 +157,7 @@ export class EntryGuard {
         return;
       case 'symlink':
         if (h.linkname === '' || h.linkname.includes('\0')) throw new InputError(`${where()}: the symlink has an empty or invalid target`, { hint: 'the set is damaged' });
-        if (utf8.encode(h.linkname).length > MAX_PATH) throw new InputError(`${where()}: the symlink target is longer than ${MAX_PATH} bytes`, { hint: 'the set is damaged or hostile' });
+        if (h.linkname.length > MAX_PATH) throw new InputError(`${where()}: the symlink target is longer than ${MAX_PATH} bytes`, { hint: 'the set is damaged or hostile' });
         this.refuseDuplicate(path, existing, where);
         this.kinds.set(path, 'symlink');
         this.writer.symlink(path, h.linkname, meta, lane);
@@ -187,18 +188,18 @@ export class EntryGuard {
 
   private linkTarget(h: TarHeader, where: () => string, lane: Lane): string {
     if (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')) {
-      throw new InputError(`${where()}: the hard link points outside the root (${JSON.stringify(h.linkname)})`, { hint: 'the set is damaged or hostile' });
+      throw new InputError(`${where()}: the hard link points outside the root (${showName(h.linkname)})`, { hint: 'the set is damaged or hostile' });
     }
     const target = normaliseMemberPath(h.linkname, where);
     const kind = this.kinds.get(target);
     if (kind !== 'file') {
       throw new InputError(
-        `${where()}: the hard link points to ${kind ? `a ${kind}` : 'a missing entry'} (${JSON.stringify(h.linkname)})`,
+        `${where()}: the hard link points to ${kind ? `a ${kind}` : 'a missing entry'} (${showName(h.linkname)})`,
         { hint: 'a hard link must name a regular file that comes earlier in the set' },
       );
     }
     if (this.owner.has(target) && this.owner.get(target) !== lane) {
-      throw new InputError(`${where()}: the hard link points to a file of another set (${JSON.stringify(h.linkname)})`, {
+      throw new InputError(`${where()}: the hard link points to a file of another set (${showName(h.linkname)})`, {
         hint: 'each FreeBSD set links only within itself; the set is damaged or not an official one',
       });
     }

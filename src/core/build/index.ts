@@ -12,13 +12,15 @@ import { formatBytes, type Progress } from '../progress.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { OUTPUT_FORMATS, type OutputFormatName } from './formats.js';
 import { build, type BuildRecord, type BuildRequest } from './pipeline.js';
-import { mirrorDirectory, type Arch } from './sets.js';
+import { checkSupported, mirrorDirectory, parseRelease, type Arch } from './sets.js';
 import { decodeCommand, resolveXzDecoder, type XzDecoder, type XzDecoderChoice } from './xz-decoder.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export interface BuildCommandRequest {
   release?: string | undefined;
+  /** --release-name: names --dist sets whose bin/freebsd-version cannot. */
+  releaseName?: string | undefined;
   arch: Arch;
   mirror: string;
   dist?: string | undefined;
@@ -63,9 +65,14 @@ function sourceDateEpoch(env: NodeJS.ProcessEnv): number | undefined {
 
 export function toBuildRequest(r: BuildCommandRequest): BuildRequest {
   const where = r.dist ? resolveDist(r.dist, r.cwd) : undefined;
-  const name = r.name ?? (r.release ? `freebsd-${r.release}-${r.arch}` : `freebsd-${r.arch}`);
+  if (r.releaseName !== undefined && r.dist === undefined) {
+    throw new InputError('--release-name names the sets of --dist; with --release the release is already named', { hint: 'drop --release-name, or give --dist DIR with it' });
+  }
+  const named = r.release ?? r.releaseName;
+  const name = r.name ?? (named ? `freebsd-${named}-${r.arch}` : `freebsd-${r.arch}`);
   return {
     release: r.release,
+    releaseName: r.releaseName,
     arch: r.arch,
     mirror: r.mirror,
     dist: where,
@@ -104,14 +111,16 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const local = (s: string) => (remote ? join(req.cacheDir, 'dist', `<sha256 of ${s}.txz>.txz`) : at(`${s}.txz`));
   const decode = (s: string) => decodeCommand(req.xzDecoder, local(s));
   const setTar = (s: string) => join(req.cacheDir, 'sets', `<sha256 of ${s}.txz>.tar`);
+  const named = req.release ?? req.releaseName;
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
+    ...(named ? [] : [`${formatCommand(...decode('base'))} | fbxen tar reader, up to bin/freebsd-version: the release (USERLAND_VERSION), checked before anything is written; sets without it are refused (name them with --release-name)`]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
     `${formatCommand(...decode('base'))} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}, lane 0${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
     `${formatCommand('nice', ['-n', '10', ...decode('kernel').flat()])} | fbxen tar reader -> the same UFS2 writer, lane 1 (its own room at the start of the data area)   (at the same time, below the base set's decoder)${req.useCache ? `   (copy kept in ${setTar('kernel')})` : ''}`,
     'write protective MBR (boot code from /boot/pmbr), GPT, /boot/gptboot into freebsd-boot (as soon as base.txz has given them)',
     `write templates (templates/files.yaml of fbxen)${req.overlay ? ` and overlay ${req.overlay}` : ''} into the same file system`,
-    'check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci',
+    `check kern_conf of /boot/kernel/kernel for options XENHVM and device xenpci${req.allowNonXenKernel ? ' (--allow-non-xen-kernel: reported, not refused)' : ' (known only once kernel.txz is read: a kernel without them fails the build then; this plan cannot promise it)'}`,
     ...(req.uefi ? ['mkfs.fat + mtools: ESP with /boot/loader.efi as EFI/BOOT/BOOT*.EFI'] : []),
     ...req.formats
       .filter((f) => f !== 'raw')
@@ -120,7 +129,7 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const outputs = [...req.formats.map((f) => join(req.outDir, `${req.name}.${OUTPUT_FORMATS[f].extension}`)), join(req.outDir, 'build.json')];
   const text = [
     'fbxen build plan (dry run: nothing is fetched, run or written)',
-    `image: ${req.name} (${req.release ?? 'release from the sets'}, ${req.arch})`,
+    `image: ${req.name} (${named ?? 'release from the sets'}, ${req.arch})`,
     `sets: ${origin}`,
     `disk: ${req.diskSize ? formatBytes(req.diskSize) : '6 GiB or what the content needs'}; swap ${formatBytes(req.swapSize)}; root file system ${req.fsSize ? formatBytes(req.fsSize) : 'content + headroom'}${req.uefi ? '; ESP' : ''}`,
     'steps:',
@@ -128,7 +137,7 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
     'outputs (written under temporary names, renamed when complete):',
     ...outputs.map((o) => `  ${o}`),
   ].join('\n');
-  return { text: `${text}\n`, json: { dryRun: true, name: req.name, release: req.release ?? null, arch: req.arch, sets: origin, steps: commands, outputs } };
+  return { text: `${text}\n`, json: { dryRun: true, name: req.name, release: named ?? null, arch: req.arch, sets: origin, steps: commands, outputs } };
 }
 
 async function firstDifference(a: string, b: string): Promise<number | undefined> {
@@ -162,6 +171,9 @@ function humanSummary(record: BuildRecord): string {
 export async function buildCommand(r: BuildCommandRequest, deps: { runner: Runner; progress: Progress; signal: AbortSignal; cleanup: CleanupStack }): Promise<CommandOutcome> {
   const req = toBuildRequest(r);
   if (r.dryRun) {
+    // A plan is a promise: what the build would refuse up front, the plan refuses too.
+    const named = req.release ?? req.releaseName;
+    if (named) checkSupported(parseRelease(named.replace(/-p\d+$/, '')), req.arch);
     const plan = renderPlan(req);
     return { human: plan.text, json: plan.json };
   }

@@ -4,8 +4,6 @@
  * (no staging tree, no root); write the GPT and boot code; convert to the other formats; write
  * build.json; rename everything into the output directory only when all of it is complete.
  */
-import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EnvironmentError, InputError } from '../errors.js';
@@ -13,7 +11,7 @@ import type { Runner } from '../exec/runner.js';
 import { formatBytes, type Progress } from '../progress.js';
 import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size, leadingLaneBytes } from '../ufs2/index.js';
 import type { Lane, Ufs2Stats } from '../ufs2/types.js';
-import { syncFile, temporarySibling } from '../util/atomic.js';
+import { removeStalePartials, syncFile, temporarySibling } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { settleAll } from '../util/settle.js';
 import { Sha256Worker, sha256File } from '../util/sha256.js';
@@ -25,11 +23,14 @@ import { guidFromSeed, renderGpt, SECTOR, type GptPartition } from './gpt.js';
 import { planLayout, type DiskLayout } from './layout.js';
 import { readKernelConfig, type KernelConfig } from './kernel-config.js';
 import { checkSupported, parseRelease, resolveSets, XzListSchema, type Arch, type ResolvedSets, type SetFile, type SetName } from './sets.js';
+import { boundExpanded, checkExpandedSize, SetCache, StaleCacheEntryError } from './set-cache.js';
 import { readTar, type TarEntry } from './tar.js';
 import { decodeCommand, decoderComplaint, type XzDecoder } from './xz-decoder.js';
 
 export interface BuildRequest {
   release?: string | undefined;
+  /** Names the --dist sets (e.g. 14.3-RELEASE) when their bin/freebsd-version cannot tell. */
+  releaseName?: string | undefined;
   arch: Arch;
   mirror: string;
   dist?: string | undefined;
@@ -94,21 +95,6 @@ export interface BuildRecord {
 const CAPTURED = ['boot/pmbr', 'boot/gptboot', 'boot/loader.efi', 'boot/kernel/kernel', 'bin/freebsd-version'] as const;
 const MAX_CAPTURE = 256 * 1024 * 1024;
 
-/** Chunks of a local file (a cached decompressed set). */
-async function* fileChunks(path: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-  for await (const c of createReadStream(path, { highWaterMark: 1 << 20, signal })) yield c as Buffer;
-}
-
-/** Passes chunks through while copying them to a file (the decompressed-set cache), with backpressure. */
-async function* teeTo(source: AsyncIterable<Uint8Array>, out: WriteStream): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    if (!out.write(chunk)) await once(out, 'drain');
-    yield chunk;
-  }
-  out.end();
-  await once(out, 'finish');
-}
-
 interface SetStream {
   chunks: AsyncIterable<Uint8Array>;
   /** Resolves when the decompressor (if any) exited cleanly and the cache copy is in place. */
@@ -126,27 +112,28 @@ function decompressError(set: SetFile, err: unknown, decoder: XzDecoder): InputE
 }
 
 class SetSource {
-  private readonly cachePath: string;
+  // The decompressed-set cache proves its entries (set-cache.ts); the tar's size the decoder may not exceed.
+  private readonly cache: SetCache;
+  private expected: number | undefined;
   constructor(
     private readonly set: SetFile,
     private readonly req: BuildRequest,
     private readonly deps: BuildDeps,
   ) {
-    this.cachePath = join(req.cacheDir, 'sets', `${set.sha256}.tar`);
+    this.cache = new SetCache({ cacheDir: req.cacheDir, set, signal: deps.signal, warn: (m) => deps.progress.warn(m), cleanup: deps.cleanup });
   }
 
-  async cached(): Promise<string | undefined> {
-    if (!this.req.useCache) return undefined;
-    return (await stat(this.cachePath).catch(() => undefined))?.isFile() ? this.cachePath : undefined;
+  private async entry() {
+    return this.req.useCache ? this.cache.lookup() : undefined;
   }
 
   async uncompressedSize(): Promise<number> {
-    const hit = await this.cached();
-    if (hit) return (await stat(hit)).size;
+    const hit = await this.entry();
+    if (hit) return (this.expected = hit.size);
     const r = await this.deps.runner.run('xz', ['--robot', '--list', this.set.path], { signal: this.deps.signal, allowFailure: true });
     const parsed = XzListSchema.safeParse(r.stdout);
     if (r.exitCode !== 0 || !parsed.success) throw decompressError(this.set, new Error(r.stderr.trim() || 'xz --list found no index'), 'xz');
-    return parsed.data;
+    return (this.expected = checkExpandedSize(this.set, parsed.data));
   }
 
   private decompress(lowPriority = false): { chunks: AsyncIterable<Uint8Array>; exited: Promise<unknown> } {
@@ -171,27 +158,65 @@ class SetSource {
    * the decoder runs at nice 10, so that when the 2 cores are contended the other set's decoder, the
    * critical path, wins (kernel.txz: a quarter of base.txz's size).
    */
-  async stream(lowPriority = false): Promise<SetStream> {
-    const hit = await this.cached();
-    if (hit) return { chunks: fileChunks(hit, this.deps.signal), done: Promise.resolve(), cached: true };
-    const { chunks } = this.decompress(lowPriority);
-    if (!this.req.useCache) return { chunks, done: Promise.resolve(), cached: false };
-    // The decompressed tar is copied into the cache under a temporary name, renamed when complete.
-    const partial = temporarySibling(this.cachePath);
-    await mkdir(join(this.req.cacheDir, 'sets'), { recursive: true });
-    const forget = this.deps.cleanup.push(`remove ${partial}`, () => rm(partial, { force: true }));
-    const out = createWriteStream(partial);
-    let finished!: () => void;
-    const done = new Promise<void>((r) => (finished = r));
-    const self = this;
-    async function* withCache() {
-      yield* teeTo(chunks, out);
-      await rename(partial, self.cachePath);
-      forget();
-      finished();
+  /**
+   * The data of one file of the set (at most `max` bytes), read from the start of the tar without
+   * writing anything; the decoder is stopped as soon as the file is seen. undefined: not in the set.
+   */
+  async peek(wanted: string, max: number): Promise<Buffer | undefined> {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(this.deps.signal.reason);
+    this.deps.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      // From the .txz, never the cache: a cache entry is proven only once read to its end (set-cache.ts),
+      // and a peek stops early.
+      const [tool, args] = decodeCommand(this.req.xzDecoder, this.set.path);
+      const proc = this.deps.runner.stream(tool, args, { signal: stop.signal });
+      const source: AsyncIterable<Uint8Array> = proc.stdout;
+      const exited: Promise<unknown> = proc.done;
+      for await (const entry of readTar(source, `${this.set.name}.txz`)) {
+        if (entry.header.type !== 'file' || entry.header.name.replace(/^(\.\/)+/, '') !== wanted) continue;
+        const parts: Buffer[] = [];
+        for await (const c of capture(entry.data, parts, wanted, max));
+        return Buffer.concat(parts);
+      }
+      await exited.catch((err: unknown) => {
+        throw this.deps.signal.aborted ? this.deps.signal.reason : decompressError(this.set, err, this.req.xzDecoder);
+      });
+      return undefined;
+    } finally {
+      this.deps.signal.removeEventListener('abort', onAbort);
+      stop.abort(); // the decoder, if it is still running
     }
-    return { chunks: withCache(), done, cached: false };
   }
+
+  async stream(lowPriority = false): Promise<SetStream> {
+    const hit = await this.entry();
+    if (hit) return { chunks: this.cache.read(hit), done: Promise.resolve(), cached: true };
+    // No more than the xz index announced (itself within the limit) is ever passed on or cached.
+    const expected = this.expected ?? (await this.uncompressedSize());
+    const chunks = boundExpanded(this.decompress(lowPriority).chunks, this.set, expected);
+    if (!this.req.useCache) return { chunks, done: Promise.resolve(), cached: false };
+    // Copied into the cache on the way, under a temporary name, renamed with its record when complete.
+    return { chunks: this.cache.store(chunks), done: Promise.resolve(), cached: false };
+  }
+}
+
+const MAX_VERSION_SCRIPT = 1024 * 1024;
+
+function checkRelease(name: string, arch: Arch): void {
+  checkSupported(parseRelease(name.replace(/-p\d+$/, '')), arch);
+}
+
+/** The release bin/freebsd-version names, checked against the support matrix; refused when it names none. */
+function releaseOf(script: Buffer | undefined, arch: Arch): string {
+  const found = releaseFromFreebsdVersion(script);
+  if (!found) {
+    throw new InputError(`cannot tell the release of these sets: ${script ? "base.txz's bin/freebsd-version has no USERLAND_VERSION" : 'base.txz has no bin/freebsd-version'}`, {
+      hint: 'name them with --release-name, e.g. --release-name 14.3-RELEASE (nothing was written)',
+    });
+  }
+  checkRelease(found, arch);
+  return found;
 }
 
 function releaseFromFreebsdVersion(script: Buffer | undefined): string | undefined {
@@ -200,11 +225,11 @@ function releaseFromFreebsdVersion(script: Buffer | undefined): string | undefin
 }
 
 /** Writes a file's chunks to `out` while passing them on; used for the few files the build needs itself. */
-async function* capture(data: AsyncIterable<Uint8Array>, into: Buffer[], path: string): AsyncGenerator<Uint8Array> {
+async function* capture(data: AsyncIterable<Uint8Array>, into: Buffer[], path: string, max = MAX_CAPTURE): AsyncGenerator<Uint8Array> {
   let total = 0;
   for await (const c of data) {
     total += c.length;
-    if (total > MAX_CAPTURE) throw new InputError(`${path} is larger than ${formatBytes(MAX_CAPTURE)}`, { hint: 'the set is not a FreeBSD release set' });
+    if (total > max) throw new InputError(`${path} is larger than ${formatBytes(max)}`, { hint: 'the set is not a FreeBSD release set' });
     into.push(Buffer.from(c));
     yield c;
   }
@@ -216,6 +241,18 @@ export interface BuildResult {
 }
 
 export async function build(req: BuildRequest, outer: BuildDeps): Promise<BuildResult> {
+  try {
+    return await buildOnce(req, outer);
+  } catch (err) {
+    // A cached set that failed its check as it streamed was removed; nothing was committed: start over
+    // from the .txz (the first attempt's temporary files go with the run's cleanup).
+    if (!(err instanceof StaleCacheEntryError)) throw err;
+    outer.progress.warn(`${err.message}; building again from ${err.setName}.txz`);
+    return buildOnce(req, outer);
+  }
+}
+
+async function buildOnce(req: BuildRequest, outer: BuildDeps): Promise<BuildResult> {
   // A failure anywhere stops the decompressors too: nothing may be left running or blocked on a pipe.
   const controller = new AbortController();
   const onAbort = () => controller.abort(outer.signal.reason);
@@ -242,7 +279,9 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
     }
   };
 
-  if (req.release) checkSupported(parseRelease(req.release), req.arch);
+  // A release named on the command line is checked before anything is fetched or written.
+  const named = req.release ?? req.releaseName;
+  if (named) checkRelease(named, req.arch);
   const outDir = resolve(req.outDir);
   const outStat = await stat(outDir).catch(() => undefined);
   if (outStat && !outStat.isDirectory()) {
@@ -251,15 +290,20 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   await mkdir(outDir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
     throw new EnvironmentError(`cannot create the output directory ${outDir}: ${err.code}`, { hint: 'choose another --out' });
   });
+  // What builds killed by SIGKILL or a power cut left here (never a live build's) is removed.
+  for (const r of await removeStalePartials(outDir, [/^\.fbxen-scratch-(\d+)$/])) deps.progress.warn(`removed ${r.path} (${formatBytes(r.bytes)}), left by a build that no longer runs`);
 
   const sets: ResolvedSets = await timed('fetch', 'Find and verify the distribution sets', (h) =>
-    resolveSets({ dist: req.dist, release: req.release, arch: req.arch, mirror: req.mirror, cacheDir: req.cacheDir, signal: deps.signal }, h),
+    resolveSets({ dist: req.dist, release: req.release, arch: req.arch, mirror: req.mirror, cacheDir: req.cacheDir, signal: deps.signal, warn: (m) => deps.progress.warn(m) }, h),
   );
 
   const scratchDir = join(outDir, `.fbxen-scratch-${process.pid}`);
   deps.cleanup.push(`remove ${scratchDir}`, () => rm(scratchDir, { recursive: true, force: true }));
   const base = new SetSource(sets.sets.base, req, deps);
   const kernel = new SetSource(sets.sets.kernel, req, deps);
+  // Sets that no flag names say which release they are in bin/freebsd-version: read from the start
+  // of base.txz now, so that an unknown or unsupported release fails before the file system is written.
+  const release = named ?? (await timed('release', 'Read the release from bin/freebsd-version', async () => releaseOf(await base.peek('bin/freebsd-version', MAX_VERSION_SCRIPT), req.arch)));
 
   const customisation = await loadCustomisation({
     templatesDir: req.templatesDir,
@@ -300,13 +344,14 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   let fsStats!: Ufs2Stats;
   let entryCount = 0;
   let kernelConfig!: KernelConfig;
-  let release!: string;
   const fsOptions = {
     sizeBytes: layout.fsSize,
     volumeLabel: 'rootfs',
     seed: `${req.name}/${sets.sets.base.sha256}/${sets.sets.kernel.sha256}`,
     timestamp: 0,
     leadingLane: kernelLane,
+    // Names are the tar's bytes (and customize.ts's), kept exactly: UFS names are byte strings.
+    nameEncoding: 'bytes' as const,
   };
 
   const written = new WrittenExtents();
@@ -402,10 +447,11 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       await target.flush?.();
     });
 
-    const named = req.release ?? releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
-    if (!named) throw new InputError('cannot tell the release of these sets: bin/freebsd-version has no USERLAND_VERSION', { hint: 'give --release as well' });
-    release = named;
-    checkSupported(parseRelease(release.replace(/-p\d+$/, '')), req.arch);
+    // A --release-name the sets contradict is refused: build.json must not name another release.
+    const claimed = req.releaseName && releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
+    if (req.releaseName && claimed && claimed.replace(/-p\d+$/, '') !== req.releaseName.replace(/-p\d+$/, '')) {
+      throw new InputError(`--release-name ${req.releaseName}, but the sets' bin/freebsd-version says ${claimed}`, { hint: `drop --release-name (the sets name themselves), or give --release-name ${claimed}` });
+    }
     checkArch(kernelConfig, req.arch);
 
     if (layout.esp) {

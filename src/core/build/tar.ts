@@ -1,14 +1,20 @@
 /**
- * A streaming tar reader (ustar, pax 'x'/'g' headers, GNU long names) for FreeBSD's distribution sets.
- * File data is handed on as views of the incoming chunks, never buffered whole, so memory stays bounded
- * whatever the size of the set. Headers are checksummed; a damaged or truncated stream is an InputError.
+ * A streaming tar reader (ustar, pax 'x'/'g' headers, GNU long names, GNU sparse files in pax form) for
+ * FreeBSD's distribution sets. File data is handed on as views of the incoming chunks, never buffered
+ * whole, so memory stays bounded whatever the size of the set. Headers are checksummed; a damaged or
+ * truncated stream is an InputError.
+ *
+ * Names are bytes: FreeBSD file names are byte strings, so names, link targets and pax values are
+ * given as byte strings (one character per byte, 0-255, Node's 'latin1'), never decoded as text. A pax
+ * `path` is UTF-8 by the standard (or raw with `hdrcharset=BINARY`): its bytes are kept either way.
  */
 import { InputError } from '../errors.js';
+import { expandSparse, sparseInfo } from './tar-sparse.js';
 
 export type TarType = 'file' | 'hardlink' | 'symlink' | 'chardev' | 'blockdev' | 'directory' | 'fifo' | 'other';
 
 export interface TarHeader {
-  /** The name as stored (pax `path` wins over ustar name/prefix), not yet normalised. */
+  /** The name as stored (pax `path` wins over ustar name/prefix), not yet normalised; a byte string. */
   name: string;
   type: TarType;
   /** The raw type flag character, for error messages. */
@@ -16,10 +22,12 @@ export interface TarHeader {
   mode: number;
   uid: number;
   gid: number;
+  /** The file's size (a GNU sparse file's real size, holes included). */
   size: number;
   /** Seconds; pax mtime may carry a fraction. */
   mtime: number;
   mtimeNsec: number;
+  /** A byte string, as `name`. */
   linkname: string;
   uname: string;
   gname: string;
@@ -128,12 +136,13 @@ class EntryData implements AsyncIterable<Uint8Array> {
   }
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: false });
+/** Bytes to a byte string (one character per byte): nothing is replaced, every name round-trips. */
+const bytes = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 
 function cstring(buf: Uint8Array, start: number, len: number): string {
   const field = buf.subarray(start, start + len);
   const nul = field.indexOf(0);
-  return decoder.decode(nul >= 0 ? field.subarray(0, nul) : field);
+  return bytes(nul >= 0 ? field.subarray(0, nul) : field);
 }
 
 /** Octal (NUL/space padded) or base-256 (high bit set) numeric field; NaN when malformed. */
@@ -178,22 +187,27 @@ const TYPES: Record<string, TarType> = {
   '6': 'fifo',
 };
 
-/** Parses pax extended header records: "<len> <key>=<value>\n". */
+/** Parses pax extended header records: "<len> <key>=<value>\n" (values as byte strings). */
 export function parsePaxRecords(data: Uint8Array, where: string): Map<string, string> {
-  const out = new Map<string, string>();
+  return new Map(paxRecordList(data, where));
+}
+
+/** The records in order, repeated keys included (GNU sparse 0.0 repeats its offset/numbytes pairs). */
+function paxRecordList(data: Uint8Array, where: string): [string, string][] {
+  const out: [string, string][] = [];
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // NUL padding after the last record
     let sp = pos;
     while (sp < data.length && data[sp] !== 0x20) sp++;
-    const len = Number(decoder.decode(data.subarray(pos, sp)));
+    const len = Number(bytes(data.subarray(pos, sp)));
     if (!Number.isInteger(len) || len <= sp - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
       throw new InputError(`malformed pax extended header ${where}`, { hint: 'the set is damaged; fetch it again' });
     }
     const record = data.subarray(sp + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
     if (eq < 0) throw new InputError(`malformed pax record (no '=') ${where}`, { hint: 'the set is damaged; fetch it again' });
-    out.set(decoder.decode(record.subarray(0, eq)), decoder.decode(record.subarray(eq + 1)));
+    out.push([bytes(record.subarray(0, eq)), bytes(record.subarray(eq + 1))]);
     pos += len;
   }
   return out;
@@ -216,6 +230,7 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, label: string)
   const reader = new ChunkReader(source[Symbol.asyncIterator]());
   const global = new Map<string, string>();
   let local = new Map<string, string>();
+  let localList: [string, string][] = [];
   let gnuLongName: string | undefined;
   let gnuLongLink: string | undefined;
   let sawEnd = false;
@@ -252,10 +267,12 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, label: string)
       if (size > MAX_META) throw new InputError(`${label}: a ${size}-byte tar metadata entry at byte ${at} is larger than any real one`, { hint: 'the archive is damaged or hostile' });
       const data = await collect(reader, size, truncated('an extended header'));
       await reader.skip(padded - size, truncated('an extended header'));
-      if (typeflag === 'x') local = parsePaxRecords(data, `at byte ${at} of ${label}`);
-      else if (typeflag === 'g') for (const [k, v] of parsePaxRecords(data, `at byte ${at} of ${label}`)) global.set(k, v);
+      if (typeflag === 'x') {
+        localList = paxRecordList(data, `at byte ${at} of ${label}`);
+        local = new Map(localList);
+      } else if (typeflag === 'g') for (const [k, v] of parsePaxRecords(data, `at byte ${at} of ${label}`)) global.set(k, v);
       else {
-        const text = decoder.decode(data);
+        const text = bytes(data);
         const value = text.includes('\0') ? text.slice(0, text.indexOf('\0')) : text;
         if (typeflag === 'L') gnuLongName = value;
         else gnuLongLink = value;
@@ -267,28 +284,37 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, label: string)
     const magic = cstring(block, 257, 6);
     const prefix = magic === 'ustar' ? cstring(block, 345, 155) : '';
     const ustarName = prefix ? `${prefix}/${rawName}` : rawName;
+    const storedName = pax.get('path') ?? gnuLongName ?? ustarName;
+    const where = `${label}: entry ${showName(storedName)}`;
+    // A pax number that is not one (uid=-1, 1e3, an overflow) is refused, never replaced by the ustar field.
+    const paxNumber = (key: string, fallback: number, max = Number.MAX_SAFE_INTEGER) => {
+      const v = pax.get(key);
+      if (v === undefined) return fallback;
+      if (!/^\d{1,16}$/.test(v) || Number(v) > max) {
+        throw new InputError(`${where}: pax ${key}=${JSON.stringify(v)} is not a number fbxen can store (a decimal from 0 to ${max})`, { hint: 'the archive is damaged or hostile' });
+      }
+      return Number(v);
+    };
     const mtimeText = pax.get('mtime');
     let mtime = numeric(block, 136, 12);
     let mtimeNsec = 0;
     if (mtimeText !== undefined) {
-      const m = /^(-?\d+)(?:\.(\d{1,9})\d*)?$/.exec(mtimeText);
-      if (m) {
-        mtime = Number(m[1]);
-        mtimeNsec = m[2] ? Number(m[2].padEnd(9, '0')) : 0;
-      }
+      const m = /^(-?\d{1,16})(?:\.(\d{1,9})\d*)?$/.exec(mtimeText);
+      if (!m) throw new InputError(`${where}: pax mtime=${JSON.stringify(mtimeText)} is not a time`, { hint: 'the archive is damaged or hostile' });
+      mtime = Number(m[1]);
+      mtimeNsec = m[2] ? Number(m[2].padEnd(9, '0')) : 0;
     }
-    const paxNumber = (key: string, fallback: number) => {
-      const v = pax.get(key);
-      return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
-    };
+    const storedSize = paxNumber('size', size);
+    const sparse = sparseInfo(pax, localList, where);
     const header: TarHeader = {
-      name: pax.get('path') ?? gnuLongName ?? ustarName,
+      name: sparse?.name ?? storedName,
       type: TYPES[typeflag] ?? 'other',
       typeflag,
       mode: numeric(block, 100, 8) & 0o7777,
-      uid: paxNumber('uid', numeric(block, 108, 8)),
-      gid: paxNumber('gid', numeric(block, 116, 8)),
-      size: paxNumber('size', size),
+      // UFS stores 32-bit owners.
+      uid: paxNumber('uid', numeric(block, 108, 8), 0xffffffff),
+      gid: paxNumber('gid', numeric(block, 116, 8), 0xffffffff),
+      size: sparse ? sparse.realSize : storedSize,
       mtime,
       mtimeNsec,
       linkname: pax.get('linkpath') ?? gnuLongLink ?? cstring(block, 157, 100),
@@ -298,24 +324,38 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, label: string)
       offset: at,
     };
     local = new Map();
+    localList = [];
     gnuLongName = undefined;
     gnuLongLink = undefined;
     for (const [field, value] of [['uid', header.uid], ['gid', header.gid], ['mtime', header.mtime]] as const) {
       if (!Number.isFinite(value)) {
-        throw new InputError(`${label}: unreadable ${field} in the tar header of ${JSON.stringify(header.name)}`, { hint: 'the set is corrupt; fetch it again' });
+        throw new InputError(`${label}: unreadable ${field} in the tar header of ${showName(header.name)}`, { hint: 'the set is corrupt; fetch it again' });
       }
     }
+    if (sparse && header.type !== 'file') throw new InputError(`${where}: GNU sparse keys on an entry of type '${typeflag}'`, { hint: 'the archive is damaged or hostile' });
     // Hard links, symlinks and directories carry no data even when a size is recorded.
-    const dataSize = header.type === 'file' || header.type === 'other' ? header.size : 0;
-    const dataPadded = header.type === 'file' || header.type === 'other' ? Math.ceil(header.size / BLOCK) * BLOCK : padded;
-    const data = new EntryData(reader, dataSize, truncated(`the data of ${JSON.stringify(header.name)}`));
-    yield { header, data };
+    const dataSize = header.type === 'file' || header.type === 'other' ? storedSize : 0;
+    const dataPadded = header.type === 'file' || header.type === 'other' ? Math.ceil(storedSize / BLOCK) * BLOCK : padded;
+    const data = new EntryData(reader, dataSize, truncated(`the data of ${showName(header.name)}`));
+    yield { header, data: sparse ? expandSparse(data, storedSize, sparse, where) : data };
     await data.drain();
-    await reader.skip(dataPadded - dataSize, truncated(`the padding of ${JSON.stringify(header.name)}`));
+    await reader.skip(dataPadded - dataSize, truncated(`the padding of ${showName(header.name)}`));
   }
   if (!sawEnd) {
     throw new InputError(`${label}: the tar stream ends without its end-of-archive marker`, {
       hint: 'the set is truncated; fetch it again',
     });
+  }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A byte-string name for messages: quoted UTF-8 when it is UTF-8, with \\xNN for the bytes that are not. */
+export function showName(name: string): string {
+  const raw = Buffer.from(name, 'latin1');
+  try {
+    return JSON.stringify(strictUtf8.decode(raw));
+  } catch {
+    return JSON.stringify(name.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)).replace(/\\\\x/g, '\\x');
   }
 }
