@@ -5,6 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ConsoleFrameReader, MAX_LINE_CHARS } from '../../src/core/verify/console-frame.js';
 import { encodeConsoleFrame, extractBundleFromConsole, packBundle, type Bundle } from '../../src/core/verify/index.js';
 
 const token = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/);
@@ -176,6 +177,52 @@ describe('console framing (property)', () => {
       }),
       { numRuns: 80 },
     );
+  });
+
+  it('fed in pieces (as fbxen boot reads the growing log), the reader finds what it finds in the whole log', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        bundleArb,
+        fc.array(fc.tuple(fc.nat(), noiseLine), { maxLength: 10 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 40 }),
+        fc.boolean(),
+        async (bundle, noise, losses, cuts, trailingNewline) => {
+          const run = bundle.meta.run!;
+          const lines = encodeConsoleFrame(await packBundle(bundle), run, bundle.meta.phase!).trimEnd().split('\n');
+          for (const l of losses) lines.splice(l % lines.length, 1);
+          for (const [at, n] of noise) lines.splice(at % (lines.length + 1), 0, n);
+          const text = lines.join('\r\n') + (trailingNewline ? '\r\n' : '');
+          const whole = await extractBundleFromConsole(text, { run });
+          const reader = new ConsoleFrameReader(run);
+          let at = 0;
+          for (let k = 0; at < text.length; k++) {
+            const len = cuts[k % cuts.length]!;
+            reader.push(text.slice(at, at + len));
+            at += len;
+          }
+          reader.end();
+          const pieces = await reader.result();
+          expect(pieces).toEqual(whole);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a frame line at the end of a console line longer than MAX_LINE_CHARS is still read, whole or in pieces', async () => {
+    const bundle: Bundle = { meta: { bundle: 'fbxen-bundle/1', run: 'r1', phase: 'boot' }, index: [], sections: new Map([['x', 'y']]) };
+    const lines = encodeConsoleFrame(await packBundle(bundle), 'r1', 'boot').trimEnd().split('\n');
+    const per = lines.length / 2;
+    // Copy 1 loses its data line 1, copy 2's lands after a run-on kernel line of 3 x MAX_LINE_CHARS.
+    lines.splice(1, 1);
+    lines[per] = `${'k'.repeat(3 * MAX_LINE_CHARS)}${lines[per]!}`;
+    const text = lines.join('\n');
+    expect((await extractBundleFromConsole(text, { run: 'r1' })).status).toBe('complete');
+    const reader = new ConsoleFrameReader('r1');
+    for (let at = 0; at < text.length; at += 1000) reader.push(text.slice(at, at + 1000));
+    reader.end();
+    expect((await reader.result()).status).toBe('complete');
   });
 
   it('arbitrary text never throws and never yields a bundle', async () => {
