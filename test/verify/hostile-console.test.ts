@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
+import { fbxen } from '../support/cli.js';
 import { MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES } from '../../src/core/verify/bundle.js';
 import { MAX_FRAME_LINES, MAX_LIVE_FRAMES, type ReaderWork } from '../../src/core/verify/console-frame.js';
 import { bundleFromTarBytes, encodeConsoleFrame, extractBundleFromConsole, packBundle, readBundle, type Bundle } from '../../src/core/verify/index.js';
@@ -175,5 +176,21 @@ describe('gzip bombs and oversized bundles', () => {
     ftruncateSync(fd, MAX_BUNDLE_BYTES + 1);
     closeSync(fd);
     await expect(readBundle(d)).rejects.toThrow(/more than 64 MiB/);
+  });
+});
+
+describe('fbxen verify (the built CLI) on hostile evidence', () => {
+  it('--console-log with the claim of issue 14 and --bundle with a gzip bomb: exit 3 "evidence rejected"', async () => {
+    const d = scratch();
+    const log = join(d, 'console.log');
+    writeFileSync(log, `Booting...\r\n${HOSTILE}\r\nlogin: `);
+    const r = fbxen(['verify', '--console-log', log, '--run', 'r1']);
+    expect(r.stderr).toContain('evidence rejected: the frame of run r1, phase boot claims 999999999 lines');
+    expect(r.code).toBe(3);
+    const gz = join(d, 'bomb.tar.gz');
+    writeFileSync(gz, bomb(MAX_BUNDLE_BYTES + 1024 * 1024));
+    const b = fbxen(['verify', '--bundle', gz]);
+    expect(b.stderr).toMatch(/evidence rejected: its gzip data decompresses to more than 64 MiB/);
+    expect(b.code).toBe(3);
   });
 });
