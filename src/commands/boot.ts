@@ -46,6 +46,7 @@ export const BootOptions = z
     sr: z.string().min(1).optional(),
     caFile: z.string().min(1).optional(),
     insecure: z.boolean().default(false),
+    insecureHttp: z.boolean().default(false),
   })
   .strict()
   .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
@@ -72,11 +73,12 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
         sr: o.sr,
         caFile: o.caFile,
         insecure: o.insecure,
+        insecureHttp: o.insecureHttp,
       },
       { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env },
     );
   }
-  for (const flag of ['network', 'sr', 'caFile', 'insecure'] as const) {
+  for (const flag of ['network', 'sr', 'caFile', 'insecure', 'insecureHttp'] as const) {
     if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
   }
   return bootWithXl(

@@ -69,6 +69,7 @@ function registerBoot(program: Command, context: ContextFactory): void {
     .option('--sr <name-or-uuid>', 'xapi only: the storage repository')
     .option('--ca-file <file>', 'xapi only: CA certificate for the XAPI TLS connection')
     .option('--insecure', 'xapi only: do not verify the XAPI TLS certificate')
+    .option('--insecure-http', 'xapi only: accept an http:// FBXEN_XAPI_URL (the password travels in clear)')
     .action(async (_opts, command: Command) => (await import('./boot.js')).bootAction(await context(), command));
 }
 
@@ -128,6 +129,7 @@ function registerMigrateTest(program: Command, context: ContextFactory): void {
     .option('--back-to <host>', 'xl with --to HOST: the name HOST uses to migrate back (default this host name)')
     .option('--ca-file <file>', 'xapi: CA certificate for the XAPI TLS connection')
     .option('--insecure', 'xapi: do not verify the XAPI TLS certificate')
+    .option('--insecure-http', 'xapi: accept an http:// FBXEN_XAPI_URL (the password travels in clear)')
     .option('--dry-run', 'print the exact plan, contact nothing')
     .action(async (_opts, command: Command) => (await import('./migrate-test.js')).migrateTestAction(await context(), command));
 }

@@ -39,6 +39,7 @@ export const MigrateTestOptions = z
     backTo: host.optional(),
     caFile: z.string().min(1).optional(),
     insecure: z.boolean().default(false),
+    insecureHttp: z.boolean().default(false),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -78,8 +79,9 @@ export async function migrateTestAction(ctx: CommandContext, command: Command): 
   const req = toMigrateRequest(o);
   const connectXapi = async () => {
     const { XapiClient } = await import('../core/toolstack/xapi/client.js');
-    const { loadXapiCredentials } = await import('../core/toolstack/xapi/credentials.js');
-    const creds = await loadXapiCredentials(ctx.env);
+    const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../core/toolstack/xapi/credentials.js');
+    const creds = await loadXapiCredentials(ctx.env, { insecureHttp: o.insecureHttp });
+    if (isPlainHttp(creds.url)) ctx.progress.warn(plainHttpWarning(creds.url));
     const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: o.caFile, insecure: o.insecure, signal: ctx.signal });
     ctx.cleanup.push('log out of XAPI', () => client.logout());
     return client;

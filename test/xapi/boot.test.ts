@@ -103,6 +103,8 @@ function request(over: Partial<XapiBootRequest> = {}): XapiBootRequest {
     verify: false,
     artifactsRoot: join(dir, 'runs'),
     insecure: false,
+    // The simulator serves plain http on loopback: these runs say so, as a user would have to.
+    insecureHttp: true,
     ...over,
   };
 }

@@ -16,7 +16,7 @@
  *   SIGINT; --keep leaves the VM running. The session is always logged out.
  */
 import { createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
 import type { Runner } from '../../exec/runner.js';
@@ -28,7 +28,7 @@ import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DE
 import { waitForFrame } from '../../boot/wait-for-frame.js';
 import { defaultDomainName, inspectImage, requireImageFor } from '../../boot/image.js';
 import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
-import { loadXapiCredentials, redact } from './credentials.js';
+import { isPlainHttp, loadXapiCredentials, plainHttpWarning, redact } from './credentials.js';
 import { XapiError, xapiHint } from './errors.js';
 import { openConsoleListener, type ConsoleListener } from './console.js';
 import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
@@ -40,6 +40,8 @@ export interface XapiBootRequest extends BootRequestBase {
   sr?: string | undefined;
   caFile?: string | undefined;
   insecure: boolean;
+  /** --insecure-http: accept an http:// FBXEN_XAPI_URL (the password then travels in clear). */
+  insecureHttp?: boolean | undefined;
 }
 
 export interface XapiBootDeps {
@@ -173,25 +175,33 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
   const paths = runArtifactPaths({ root: req.artifactsRoot || DEFAULT_ARTIFACTS_ROOT, name: req.name, run, cwd, configFile: 'vm-record.json' });
   const cdKind: 'fbxen' | 'iso-file' | 'iso-sr' | 'empty' = req.emptyCdrom ? 'empty' : req.iso ? ((await stat(resolve(cwd, req.iso)).then((s) => s.isFile(), () => false)) ? 'iso-file' : 'iso-sr') : 'fbxen';
 
+  // The credentials and the CA file are checked for the plan as for the run: plain http is refused
+  // unless --insecure-http, and then warned about once.
+  const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.insecureHttp });
+  const secrets = [creds.password];
+  const plainHttp = isPlainHttp(creds.url);
+  if (plainHttp) deps.progress.warn(plainHttpWarning(creds.url));
+  if (req.caFile && !plainHttp) {
+    await access(resolve(cwd, req.caFile), constants.R_OK).catch(() => {
+      throw new EnvironmentError(`the CA file ${req.caFile} cannot be read`, { hint: 'pass a PEM file with the pool certificate or its CA with --ca-file' });
+    });
+  }
+
   if (req.dryRun) {
-    const url = deps.env['FBXEN_XAPI_URL'] ?? '$FBXEN_XAPI_URL';
-    const user = deps.env['FBXEN_XAPI_USER'] ?? '$FBXEN_XAPI_USER';
     const plan = new PlanRecorder();
-    plan.lines.push(`session.login_with_password(${JSON.stringify(user)}, <password>, "1.1", "fbxen")  # follows HOST_IS_SLAVE to the master`);
+    plan.lines.push(`session.login_with_password(${JSON.stringify(creds.user)}, <password>, "1.1", "fbxen")  # follows HOST_IS_SLAVE to the master`);
     await flow(plan, req, deps, { image, imagePath, run, paths, cdKind, dry: true, consoleTarget: 'tcp:<this host>:<port>' });
     plan.lines.push('session.logout(<session>)');
+    const transport = plainHttp ? 'plain http, NOT encrypted (--insecure-http)' : `TLS ${req.insecure ? 'NOT verified (--insecure)' : req.caFile ? `verified against ${req.caFile}` : 'verified against the system CAs'}`;
     const header = [
       `# fbxen boot --toolstack xapi --dry-run: the calls fbxen would make; nothing was contacted`,
-      `# XAPI ${url} as ${user} (password from ${deps.env['FBXEN_XAPI_CREDENTIALS_FILE'] ? 'the credentials file' : 'FBXEN_XAPI_PASSWORD'}, never printed); TLS ${req.insecure ? 'NOT verified (--insecure)' : req.caFile ? `verified against ${req.caFile}` : 'verified against the system CAs'}`,
+      `# XAPI ${creds.url} as ${creds.user} (password from ${creds.source === 'file' && !deps.env['FBXEN_XAPI_PASSWORD'] ? 'the credentials file' : 'FBXEN_XAPI_PASSWORD'}, never printed); ${transport}`,
       `# image ${req.image}: ${image.kind}, ${image.size} bytes; run ${run}; artifacts ${paths.dir}`,
     ];
-    const secrets = [deps.env['FBXEN_XAPI_PASSWORD'] ?? ''].filter(Boolean);
     const planText = redact(`${[...header, ...plan.lines].join('\n')}\n`, secrets);
     return { run, name: req.name, toolstack: 'xapi', artifactsDir: paths.dir, consoleLog: paths.consoleLog, domain: { id: '', kept: false }, planText };
   }
 
-  const creds = await loadXapiCredentials(deps.env);
-  const secrets = [creds.password];
   const artifacts = await createRunArtifacts({ root: req.artifactsRoot || DEFAULT_ARTIFACTS_ROOT, name: req.name, run, cwd, configFile: 'vm-record.json' });
   const transcript = createWriteStream(artifacts.transcriptLog, { flags: 'a' });
   const log = (line: string) => transcript.write(redact(`${new Date().toISOString()} ${line}\n`, secrets));

@@ -20,9 +20,9 @@ const CredentialsSchema = z.object({
   url: z
     .string()
     .min(1)
-    .refine((u) => /^https?:\/\/[^/]+/.test(u), 'must be an http:// or https:// URL of the pool master')
+    .refine((u) => /^https?:\/\/[^/]+/i.test(u), 'must be an http:// or https:// URL of the pool master')
     // user:password@host would put the secret where logs and plans print the URL.
-    .refine((u) => !/^https?:\/\/[^/]*@/.test(u), 'must not carry user or password (use FBXEN_XAPI_USER / FBXEN_XAPI_PASSWORD)'),
+    .refine((u) => !/^https?:\/\/[^/]*@/i.test(u), 'must not carry user or password (use FBXEN_XAPI_USER / FBXEN_XAPI_PASSWORD)'),
   user: z.string().min(1),
   password: z.string().min(1),
 });
@@ -44,7 +44,22 @@ function parseFile(text: string): Record<string, unknown> {
   return y && typeof y === 'object' ? (y as Record<string, unknown>) : {};
 }
 
-export async function loadXapiCredentials(env: NodeJS.ProcessEnv): Promise<XapiCredentials> {
+export interface LoadOptions {
+  /** --insecure-http: accept an http:// URL, over which the password travels in clear. */
+  insecureHttp?: boolean | undefined;
+}
+
+/** True for an http:// URL (any case): the login would carry the password unencrypted. */
+export function isPlainHttp(url: string): boolean {
+  return /^http:\/\//i.test(url);
+}
+
+/** The warning --insecure-http earns, printed once per run. */
+export function plainHttpWarning(url: string): string {
+  return `--insecure-http: the XAPI password goes to ${url} in clear, and so does every session token; use this only on a network you trust`;
+}
+
+export async function loadXapiCredentials(env: NodeJS.ProcessEnv, options: LoadOptions = {}): Promise<XapiCredentials> {
   const file = env['FBXEN_XAPI_CREDENTIALS_FILE'];
   let raw: Record<string, unknown>;
   let source: XapiCredentials['source'];
@@ -78,7 +93,13 @@ export async function loadXapiCredentials(env: NodeJS.ProcessEnv): Promise<XapiC
       hint: 'set FBXEN_XAPI_URL, FBXEN_XAPI_USER and FBXEN_XAPI_PASSWORD, or FBXEN_XAPI_CREDENTIALS_FILE (mode 600); the password is never taken from the command line',
     });
   }
-  return { ...parsed.data, url: parsed.data.url.replace(/\/+$/, ''), source };
+  const url = parsed.data.url.replace(/\/+$/, '');
+  if (isPlainHttp(url) && !options.insecureHttp) {
+    throw new ConfigError(`FBXEN_XAPI_URL ${url} is plain http: the password would cross the network in clear`, [], {
+      hint: `use https://${url.replace(/^http:\/\//i, '')} (XAPI serves TLS on port 443; pin a self-signed pool certificate with --ca-file); on a network you trust, --insecure-http sends it in clear anyway`,
+    });
+  }
+  return { ...parsed.data, url, source };
 }
 
 function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
