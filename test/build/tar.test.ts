@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
 import { readTar, type TarHeader } from '../../src/core/build/tar.js';
 import { sampleDist } from '../support/samples.js';
@@ -149,5 +150,138 @@ describe('readTar', () => {
     expect(long?.h.name.length).toBeGreaterThan(200);
     expect(base.find((e) => e.h.name === './usr/bin/su')?.h).toMatchObject({ mode: 0o4555, fflags: 'schg', uid: 0, gid: 0 });
     expect(readFileSync(join(sampleDist(), 'MANIFEST'), 'utf8')).toContain(`\t${base.length}\tbase`);
+  });
+});
+
+// ---- a minimal tar encoder for hand-made headers (names as raw bytes) -------------------------------
+
+function tarHeader(name: Buffer, opts: { type?: string; size?: number; link?: Buffer; uid?: number } = {}): Buffer {
+  const h = Buffer.alloc(512);
+  name.copy(h, 0, 0, 100);
+  const octal = (v: number, at: number, len: number) => h.write(`${v.toString(8).padStart(len - 1, '0')}\0`, at, 'latin1');
+  octal(0o644, 100, 8);
+  octal(opts.uid ?? 0, 108, 8);
+  octal(0, 116, 8);
+  octal(opts.size ?? 0, 124, 12);
+  octal(1717200000, 136, 12);
+  h.write(opts.type ?? '0', 156, 'latin1');
+  opts.link?.copy(h, 157, 0, 100);
+  h.write('ustar\0' + '00', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+const pad = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
+function paxEntry(records: [string, Buffer | string][]): Buffer {
+  const body = Buffer.concat(
+    records.map(([k, v]) => {
+      const kv = Buffer.concat([Buffer.from(` ${k}=`), Buffer.from(v), Buffer.from('\n')]);
+      let len = kv.length + 1;
+      while (String(len).length + kv.length !== len) len = String(len).length + kv.length;
+      return Buffer.concat([Buffer.from(String(len)), kv]);
+    }),
+  );
+  return Buffer.concat([tarHeader(Buffer.from('PaxHeader'), { type: 'x', size: body.length }), pad(body)]);
+}
+const fileEntry = (name: Buffer, data: Buffer) => Buffer.concat([tarHeader(name, { size: data.length }), pad(data)]);
+const archive = (...parts: Buffer[]) => Buffer.concat([...parts, Buffer.alloc(1024)]);
+const latin1 = (s: string) => Buffer.from(s, 'latin1');
+
+describe('readTar: names are bytes', () => {
+  it('keeps non-UTF-8 bytes of ustar names, pax paths (hdrcharset=BINARY) and link targets exactly', async () => {
+    const a = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+    const b = Buffer.from([0x63, 0x61, 0x66, 0xff]);
+    const long = Buffer.concat([Buffer.alloc(200, 0x61), Buffer.from([0x80, 0xfe])]);
+    const target = Buffer.from([0x74, 0xc3, 0x28]); // an invalid UTF-8 sequence
+    const tar = archive(
+      fileEntry(a, Buffer.from('A')),
+      fileEntry(b, Buffer.from('B')),
+      paxEntry([['hdrcharset', 'BINARY'], ['path', long]]),
+      fileEntry(Buffer.from('placeholder'), Buffer.from('L')),
+      tarHeader(Buffer.from('link'), { type: '2', link: target }),
+    );
+    const got = await listAll(tar);
+    expect(got.map((e) => latin1(e.h.name).toString('hex'))).toEqual([a, b, long, Buffer.from('link')].map((x) => x.toString('hex')));
+    expect(latin1(got[3]!.h.linkname)).toEqual(target);
+  });
+
+  it('property: any byte name (no NUL or /) comes back byte for byte, in ustar or in a pax path', async () => {
+    const byteName = fc.uint8Array({ minLength: 1, maxLength: 255 }).map((u) => Buffer.from(u.map((x) => (x === 0 || x === 0x2f ? 0x5f : x))));
+    await fc.assert(
+      fc.asyncProperty(fc.array(byteName, { minLength: 1, maxLength: 8 }), async (names) => {
+        const parts = names.map((n, i) => (n.length <= 100 ? fileEntry(n, Buffer.from([i])) : Buffer.concat([paxEntry([['hdrcharset', 'BINARY'], ['path', n]]), fileEntry(Buffer.from('x'), Buffer.from([i]))])));
+        const got = await listAll(archive(...parts));
+        expect(got.map((e) => latin1(e.h.name))).toEqual(names);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('readTar: pax numbers', () => {
+  it.each([
+    ['uid', '-1'],
+    ['gid', 'abc'],
+    ['uid', '4294967296'],
+    ['size', '-5'],
+    ['uid', '1e3'],
+    ['mtime', 'yesterday'],
+  ])('refuses %s=%s, naming the entry (never the ustar value instead)', async (key, value) => {
+    const tar = archive(paxEntry([[key, value]]), fileEntry(Buffer.from('etc/passwd'), Buffer.from('x')));
+    await expect(listAll(tar)).rejects.toThrow(new RegExp(`test\\.tar: entry "etc/passwd": pax ${key}="${value}" is not a`));
+    await expect(listAll(tar)).rejects.toBeInstanceOf(InputError);
+  });
+});
+
+describe('readTar: GNU sparse files (tar --sparse --format=posix)', () => {
+  const MiB = 1024 * 1024;
+  let dir: string | undefined;
+  const made = (() => {
+    return () => {
+      if (dir) return dir;
+      dir = mkdtempSync(join(tmpdir(), 'fbxen-sparse-'));
+      const f = join(dir, 'small');
+      writeFileSync(f, '');
+      truncateSync(f, 5 * MiB);
+      const fd = openSync(f, 'r+');
+      writeSync(fd, 'hello', 100_000);
+      writeSync(fd, 'world', 3 * MiB + 7);
+      closeSync(fd);
+      return dir;
+    };
+  })();
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each([['0.0'], ['0.1'], ['1.0']])('GNU tar format %s: the real name, size and bytes', async (version) => {
+    const dir = made();
+    const tar = execFileSync('tar', ['--sparse', `--sparse-version=${version}`, '--format=posix', '-cf', '-', '-C', dir, 'small']);
+    expect(tar.length).toBeLessThan(64 * 1024); // stored sparse: the file is 5 MiB
+    const got = await listAll(tar, [7, 513, 4096]);
+    const want = createHash('sha256').update(readFileSync(join(dir, 'small'))).digest('hex');
+    expect(got.map((e) => [e.h.name, e.h.size, e.size, e.sha256])).toEqual([['small', 5 * MiB, 5 * MiB, want]]);
+  });
+
+  it('bsdtar (libarchive) pax sparse files too', async () => {
+    const dir = made();
+    const tar = execFileSync('bsdtar', ['--format=pax', '-cf', '-', '-C', dir, 'small']);
+    const got = await listAll(tar);
+    const want = createHash('sha256').update(readFileSync(join(dir, 'small'))).digest('hex');
+    expect(got.map((e) => [e.h.name, e.h.size, e.sha256])).toEqual([['small', 5 * MiB, want]]);
+  });
+
+  const sparse = (records: [string, string][], data: Buffer) => archive(paxEntry(records), fileEntry(Buffer.from('GNUSparseFile.1/f'), data));
+  it.each([
+    ['an unsupported major version', [['GNU.sparse.major', '2'], ['GNU.sparse.minor', '0'], ['GNU.sparse.realsize', '10']], Buffer.alloc(512), /format 2\.0 is not supported/],
+    ['a segment past the real size', [['GNU.sparse.size', '10'], ['GNU.sparse.map', '8,4'], ['GNU.sparse.name', 'f']], Buffer.alloc(4), /past the real size/],
+    ['overlapping segments', [['GNU.sparse.size', '100'], ['GNU.sparse.map', '10,10,15,5'], ['GNU.sparse.name', 'f']], Buffer.alloc(15), /overlap or are out of order/],
+    ['a map that disagrees with the stored data', [['GNU.sparse.size', '100'], ['GNU.sparse.map', '0,10'], ['GNU.sparse.name', 'f']], Buffer.alloc(20), /describes 10 bytes of data, the entry stores 20/],
+    ['a real size over the limit', [['GNU.sparse.size', String(2 ** 40)], ['GNU.sparse.map', '0,1'], ['GNU.sparse.name', 'f']], Buffer.alloc(1), /over fbxen's limit/],
+    ['a 1.0 map that never ends', [['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.realsize', '10'], ['GNU.sparse.name', 'f']], Buffer.from('3\n1\n'.padEnd(512, '\0')), /ends inside the map|longer than the data/],
+  ] as [string, [string, string][], Buffer, RegExp][])('refuses %s', async (_what, records, data, message) => {
+    await expect(listAll(sparse(records, data))).rejects.toThrow(message);
   });
 });
