@@ -52,7 +52,8 @@ export const BuildOptions = z
     memory: z.coerce.number().int().min(128).default(1024),
   })
   .strict()
-  .refine((o) => (o.release === undefined) !== (o.dist === undefined), { message: 'give either --release (with --arch) or --dist, not both and not neither', path: ['release'] });
+  .refine((o) => (o.release === undefined) !== (o.dist === undefined), { message: 'give either --release (with --arch) or --dist, not both and not neither', path: ['release'] })
+  .refine((o) => o.releaseName === undefined || o.dist !== undefined, { message: '--release-name names the sets of --dist; with --release the release is already named', path: ['releaseName'] });
 
 /** A config `release:` gives way to a --dist flag, and the reverse. */
 export const BUILD_EXCLUSIVE = [[['release'], ['dist', 'releaseName']]] as const;

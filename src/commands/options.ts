@@ -59,7 +59,7 @@ export function resolveRequest<S extends z.ZodType>(
       return issue.keys.map((k) => {
         if (k in flags) return `--${kebab(k)}: unknown option`;
         configIssue = true;
-        return `${section}.${kebab(k)} (config file): unknown key (the keys are the options of \`fbxen ${command}\` without --)`;
+        return `${section}.${kebab(k)} (config file): unknown option (the keys are the options of \`fbxen ${command}\` without --)`;
       });
     }
     const top = typeof issue.path[0] === 'string' ? issue.path[0] : undefined;
@@ -69,8 +69,8 @@ export function resolveRequest<S extends z.ZodType>(
       configIssue = true;
       return [`${section}.${kebab(top)} (config file): ${text}`];
     }
-    // Neither given nor from the file (a missing option): a message that names its flags stands alone.
-    if (!(top in flags) && text.includes('--')) return [text];
+    // A message that starts with its flag, or names the flags of a missing option, stands alone.
+    if (text.startsWith(`--${kebab(top)} `) || (!(top in flags) && text.includes('--'))) return [text];
     return [`--${kebab(top)}: ${text}`];
   });
   const message = `invalid options for fbxen ${command}`;

@@ -1,4 +1,7 @@
-/** Reads fbxen.yaml (the only import of the yaml package). Sections are keyed by command name. */
+/**
+ * Reads fbxen.yaml (the only import of the yaml package). Sections are keyed by command name. src/cli.ts
+ * imports this module only when there is a config file to read (start-up).
+ */
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { z } from 'zod';
@@ -6,6 +9,9 @@ import { ConfigError } from './errors.js';
 
 const ConfigFile = z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullable();
 export type ConfigSections = Record<string, Record<string, unknown>>;
+/** The sections a config file may have: the commands that read one. */
+const SECTIONS = ['build', 'boot', 'verify', 'migrate-test'];
+const EXAMPLE = 'example:\nbuild:\n  release: 14.3-RELEASE\n  arch: amd64';
 
 /** Parses YAML text (templates/files.yaml and the config file); errors name the file. */
 export function parseYamlText(text: string, where: string): unknown {
@@ -31,10 +37,29 @@ export async function loadConfigFile(explicitPath: string | undefined, cwd: stri
   const doc = parseYamlText(text, path);
   const parsed = ConfigFile.safeParse(doc);
   if (!parsed.success) {
+    const shape = (v: unknown) => (Array.isArray(v) ? 'a list' : JSON.stringify(v) ?? String(v));
     throw new ConfigError(
-      `${path} must map command names (build, boot, verify, migrate-test) to option maps`,
-      parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`),
-      { hint: 'example:\nbuild:\n  release: 14.3-RELEASE\n  arch: amd64' },
+      `${path} must map command names (${SECTIONS.join(', ')}) to option maps`,
+      [
+        ...new Set(
+          parsed.error.issues.map((i) => {
+            const section = i.path[0];
+            if (typeof section !== 'string') return `the file holds ${shape(doc)}`;
+            const value = (doc as Record<string, unknown>)[section];
+            return `${section} (config file): must map option names to values, not ${shape(value)}`;
+          }),
+        ),
+      ],
+      { hint: EXAMPLE },
+    );
+  }
+  // A misspelt section would be ignored, and its options silently not apply.
+  const unknown = Object.keys(parsed.data ?? {}).filter((k) => !SECTIONS.includes(k));
+  if (unknown.length) {
+    throw new ConfigError(
+      `${path} has a section fbxen does not know`,
+      unknown.map((k) => `${k} (config file): unknown section; the sections are ${SECTIONS.join(', ')}`),
+      { hint: 'fix the section name (`fbxen config xl` reads boot:)' },
     );
   }
   const out: ConfigSections = {};

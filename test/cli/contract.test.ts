@@ -32,6 +32,7 @@ describe('exit codes: one per class', () => {
     ['a missing required option', ['verify']],
     ['two options that exclude each other', ['build', '--release', '14.3-RELEASE', '--dist', 'x']],
     ['a missing option argument', ['build', '--dist']],
+    ['an option that only goes with another', ['build', '--release', '14.3-RELEASE', '--release-name', '14.3-RELEASE']],
   ])('%s is a usage error: exit 2', (_what, args) => {
     const r = fbxen(args, { cwd: dir });
     expect(r.stderr).toMatch(/^fbxen: error: /m);
