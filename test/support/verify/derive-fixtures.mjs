@@ -285,7 +285,7 @@ const CASES = {
   ],
   '13.2-flush-error-derived': [{ release: '13.2-RELEASE', flush: 'error' }, { ...ALL_PASS, 'blkfront-flush': 'fail' }, 'features negotiated, but the flush round trip failed with a disk error', { 'blkfront-flush': 'kernel: xbd0: disk error' }],
   '13.2-no-flush-section-derived': [{ release: '13.2-RELEASE', flush: 'none' }, { ...ALL_PASS, 'blkfront-flush': 'inconclusive' }, 'features negotiated, flush round trip not run'],
-  '13.2-no-cd-derived': [{ release: '13.2-RELEASE', cd: 'none' }, { ...ALL_PASS, cdrom: 'skip' }, 'no CD drive at all'],
+  '13.2-no-cd-derived': [{ release: '13.2-RELEASE', cd: 'none' }, { ...ALL_PASS, cdrom: 'skip' }, 'no CD drive at all, collected by hand (run-source=arg): nothing says a CD was meant', { cdrom: 'meta run-source=arg' }],
   '13.2-cd-grabbed-by-blkfront-derived': [
     { release: '13.2-RELEASE', cd: 'grabbed', disks: [{ unit: 0, mb: 10240, vbd: 768, alias: 'ada0', features: 'default' }, { unit: 1, mb: 1, vbd: 5632, alias: 'ada2', features: 'default' }] },
     { ...ALL_PASS, cdrom: 'fail' },
