@@ -5,7 +5,7 @@
  * work done (counted, not timed): what is allocated follows what was received, never what was claimed.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -166,6 +166,18 @@ describe('gzip bombs and oversized bundles', () => {
     ftruncateSync(fd, MAX_BUNDLE_BYTES + 4096);
     closeSync(fd);
     await expect(readBundle(tar)).rejects.toThrow(/more than 64 MiB/);
+  });
+
+  it('a tar that ends before its file does: the file is closed when the bundle is read, not when collected', async () => {
+    const d = scratch();
+    const files = [join(d, 'a.tar'), join(d, 'a.tar.gz')];
+    const tar = Buffer.concat([tarOf([['meta', META]]), Buffer.alloc(4 * 1024 * 1024)]); // zeros after the end marker
+    writeFileSync(files[0]!, tar);
+    writeFileSync(files[1]!, gzipSync(tar));
+    const open = () => readdirSync('/proc/self/fd').length;
+    const before = open();
+    for (let k = 0; k < 20; k++) for (const f of files) expect((await readBundle(f)).meta.bundle).toBe('fbxen-bundle/1');
+    expect(open()).toBe(before);
   });
 
   it('a directory bundle with an oversized section is rejected before it is read', async () => {

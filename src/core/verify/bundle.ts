@@ -153,16 +153,22 @@ async function bundleFromStream(source: AsyncIterable<Uint8Array>, label: string
   const tar = gzip ? gunzipBounded(all(), label) : bounded(all(), label, 'its tar data is');
   const files = new Map<string, Uint8Array>();
   let entries = 0;
-  for await (const entry of readTar(tar, label)) {
-    if (++entries > MAX_BUNDLE_ENTRIES) {
-      throw new InputError(`${label}: evidence rejected: the tar has more than ${MAX_BUNDLE_ENTRIES} entries, the limit for one bundle`, {
-        hint: 'this is not what fbxen-collect writes: collect the evidence again from a guest you trust',
-      });
+  try {
+    for await (const entry of readTar(tar, label)) {
+      if (++entries > MAX_BUNDLE_ENTRIES) {
+        throw new InputError(`${label}: evidence rejected: the tar has more than ${MAX_BUNDLE_ENTRIES} entries, the limit for one bundle`, {
+          hint: 'this is not what fbxen-collect writes: collect the evidence again from a guest you trust',
+        });
+      }
+      if (entry.header.type !== 'file') continue; // its data is skipped by the reader
+      const chunks: Uint8Array[] = [];
+      for await (const c of entry.data) chunks.push(c.slice());
+      files.set(entry.header.name, Buffer.concat(chunks));
     }
-    if (entry.header.type !== 'file') continue; // its data is skipped by the reader
-    const chunks: Uint8Array[] = [];
-    for await (const c of entry.data) chunks.push(c.slice());
-    files.set(entry.header.name, Buffer.concat(chunks));
+  } finally {
+    // The tar may end before its stream does: close zlib and the file now, not when collected.
+    await tar.return(undefined);
+    await it.return?.();
   }
   return bundleFromFiles(rebase(files), label);
 }
