@@ -250,6 +250,10 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     before = await bundleFromConsoleLog(resolve(deps.cwd, req.source.path), req.source.run ?? bundle.meta.run, req.before.phase);
   }
   const report = runProbes(bundle, { before, only: req.only, cdAttached });
+  // An interrupt during the reading or the probes leaves no report that looks like an answer (two turns
+  // of the event loop let a signal that came during the work reach its handler).
+  await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
+  deps.signal?.throwIfAborted();
   if (req.junit) await writeFileAtomic(resolve(deps.cwd, req.junit), renderJunit(report));
   // Beside the run's console.log, like `fbxen boot --verify` writes them.
   if (runDir) {
