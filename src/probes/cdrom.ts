@@ -50,7 +50,7 @@ export const cdrom = defineProbe<GuestFacts>({
     const evidence = [...cds.values()];
     const ata = findMessage(f, /^cd\d+ at ata\d+/);
     if (ata) evidence.push(ata);
-    if (!f.cdrom) return inconclusive(...evidence, 'the cdrom section is missing: the medium was not read');
+    if (!f.cdrom) return inconclusive(...evidence, `the cdrom section is ${f.present.has('cdrom') ? 'unreadable' : 'missing'}: the medium was not read`);
     const reads = [...cds.keys()].map((d) => ({ d, r: f.cdrom![d] })).filter((x) => x.r !== undefined);
     if (reads.length === 0) return inconclusive(...evidence, 'the cdrom section has no result for these drives');
     const ok = reads.find((x) => x.r!.read === 0);

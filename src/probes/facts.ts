@@ -132,6 +132,15 @@ export function xenGuestEvidence(f: GuestFacts): { xen: true; evidence: string[]
   return undefined;
 }
 
+/** Why a sysctl value is not there, in the words of the bundle: no section, an unreadable one, or no such line. */
+export function sysctlAbsent(f: GuestFacts, oid: string): string {
+  if (!f.present.has('sysctl')) return `no sysctl section (${oid} unknown)`;
+  if (!f.sysctl) return `the sysctl section is unreadable (${oid} unknown)`;
+  const st = f.status.get('sysctl');
+  const refused = f.sysctl.unknown.some((u) => oid === u || oid.startsWith(`${u}.`));
+  return `the sysctl section has no ${oid} line${refused ? ' (sysctl: unknown oid)' : ''}${st === 124 ? ' (the section was stopped at its time limit)' : ''}`;
+}
+
 const BANNER = /^Copyright \(c\) 1992-\d+ The FreeBSD Project\.$/;
 const ROOT_MOUNT = /^Trying to mount root from /;
 

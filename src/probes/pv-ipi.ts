@@ -1,4 +1,4 @@
-import { cpuList, findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { cpuList, findMessage, guestFacts, sysctlAbsent, xenGuestEvidence, type GuestFacts } from './facts.js';
 import type { Vmstat } from './parsers/vmstat.js';
 import { defineProbe, fail, inconclusive, pass, skip, type ProbeOutcome } from './types.js';
 
@@ -20,7 +20,7 @@ export function ipiTotals(v: Vmstat): Map<number, number> {
 export function ipiVerdict(f: GuestFacts): ProbeOutcome {
   const [v0, v1] = f.vmstat;
   const latest = v1 ?? v0;
-  if (f.ncpu === undefined) return inconclusive('hw.ncpu is missing');
+  if (f.ncpu === undefined) return inconclusive(`${sysctlAbsent(f, 'hw.ncpu')}: cannot tell how many CPUs should have PV IPIs`);
   if (f.ncpu === 1) return skip('hw.ncpu: 1 — a single vCPU sends no IPIs');
   if (!latest) return inconclusive('vmstat -ia sections are missing: cannot see the IPI event channels');
   const totals = ipiTotals(latest);

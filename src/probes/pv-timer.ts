@@ -1,4 +1,4 @@
-import { cpuList, findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { cpuList, findMessage, guestFacts, sysctlAbsent, xenGuestEvidence, type GuestFacts } from './facts.js';
 import { rowsBySource } from './parsers/vmstat.js';
 import { defineProbe, fail, inconclusive, pass, skip, type ProbeOutcome } from './types.js';
 
@@ -7,7 +7,7 @@ const ET_FLAGS_PERCPU = 4;
 /** Shared with the migration probe: every CPU has a xen_et0:cN row that advanced between the two samples. */
 export function timerTicking(f: GuestFacts): ProbeOutcome | { verdict: 'ok'; evidence: string[] } {
   const [v0, v1] = f.vmstat;
-  if (f.ncpu === undefined) return inconclusive('hw.ncpu is missing: cannot tell whether every CPU has a PV timer');
+  if (f.ncpu === undefined) return inconclusive(`${sysctlAbsent(f, 'hw.ncpu')}: cannot tell whether every CPU has a PV timer`);
   if (!v1 && !v0) return inconclusive('vmstat -ia sections are missing: cannot see the per-CPU timer interrupts');
   const latest = (v1 ?? v0)!;
   const rows1 = rowsBySource(latest, /^xen_et0:c\d+$/);
@@ -48,7 +48,7 @@ export const pvTimer = defineProbe<GuestFacts>({
     const probeFailed = findMessage(f, /^xen_et0: (vector callbacks|HVM safe pvclock|shared info page|VCPUOPs interface) unavailable/);
     if (timer === undefined) {
       if (probeFailed) return fail([probeFailed]);
-      return inconclusive('kern.eventtimer.timer is missing from the sysctl section');
+      return inconclusive(sysctlAbsent(f, 'kern.eventtimer.timer'));
     }
     if (timer !== 'XENTIMER') {
       const choice = f.sysctl?.values['kern.eventtimer.choice']?.trim();
