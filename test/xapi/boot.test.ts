@@ -407,6 +407,29 @@ describe('--dry-run call plans (golden)', () => {
   });
 });
 
+describe('--dry-run refuses what the run refuses, before anything is contacted or written', () => {
+  it.each([
+    ['a console port that is none', { FBXEN_XAPI_CONSOLE_PORT: 'abc' }, /FBXEN_XAPI_CONSOLE_PORT "abc" is not a TCP port/],
+    ['a console port out of range', { FBXEN_XAPI_CONSOLE_PORT: '70000' }, /is not a TCP port/],
+    ['missing credentials', { FBXEN_XAPI_PASSWORD: undefined }, /XAPI credentials are incomplete/],
+  ])('%s', async (_what, envOver, pattern) => {
+    const env = { ...deps(undefined).env, ...envOver };
+    for (const dryRun of [true, false]) {
+      const err = await runXapiBoot(request({ runId: 'run-refused-1', dryRun }), deps(undefined, { env }), internals()).catch((e: unknown) => e);
+      expect(String((err as Error).message)).toMatch(pattern);
+      expect((err as { exitCode?: number }).exitCode).toBe(3);
+    }
+    expect(() => statSync(join(dir, 'runs', 'fbsd-xapi', 'run-refused-1'))).toThrow();
+  });
+
+  it('a VM name that cannot name a run directory', async () => {
+    for (const dryRun of [true, false]) {
+      await expect(runXapiBoot(request({ runId: 'run-refused-2', name: '../escape', dryRun }), deps(undefined), internals())).rejects.toThrow(/VM name "\.\.\/escape" is not allowed/);
+    }
+    expect(() => statSync(join(dir, 'runs', 'escape'))).toThrow();
+  });
+});
+
 describe('XAPI credentials', () => {
   it('come from the environment, never from argv; missing ones are named without values', async () => {
     await expect(loadXapiCredentials({ FBXEN_XAPI_URL: 'https://pool', FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: PASSWORD })).resolves.toMatchObject({ url: 'https://pool', user: 'root', password: PASSWORD, source: 'environment' });

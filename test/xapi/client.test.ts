@@ -4,7 +4,7 @@
  * requests and CPython's xmlrpc.client (py_client_check.py) for the simulator's (our codec's) answers.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
@@ -216,6 +216,26 @@ describe('XapiClient: redirects, timeouts, retries', () => {
       await pinned.logout();
       const insecure = await XapiClient.connect({ url: s.url, user: 'root', password: PASSWORD, insecure: true });
       await insecure.logout();
+    } finally {
+      rmSync(tlsDir, { recursive: true, force: true });
+    }
+  });
+
+  it('never follows an upload redirect from https to plain http (the query holds the session)', async () => {
+    const tlsDir = mkdtempSync(join(tmpdir(), 'fbxen-tls-'));
+    try {
+      const key = join(tlsDir, 'key.pem');
+      const cert = join(tlsDir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      const plain = await sim({ host: '127.0.0.2' });
+      const s = await sim({ tls: { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') }, redirectUploadsOnce: true, redirectUploadsTo: plain.url });
+      const c = await XapiClient.connect({ url: s.url, user: 'root', password: PASSWORD, caFile: cert });
+      const file = join(tlsDir, 'disk.raw');
+      writeFileSync(file, Buffer.alloc(4096));
+      const err = await c.putFile('/import_raw_vdi', { vdi: 'OpaqueRef:x', format: 'raw' }, file, 'upload', 10_000).catch((e: unknown) => e);
+      expect(String((err as Error).message)).toMatch(/redirected the upload from https:\/\/127\.0\.0\.1:\d+ to http:\/\/127\.0\.0\.2:\d+: refused/);
+      expect(plain.wire).toEqual([]); // nothing, the session least of all, went to the http host
+      await c.logout();
     } finally {
       rmSync(tlsDir, { recursive: true, force: true });
     }

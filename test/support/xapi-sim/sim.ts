@@ -46,6 +46,8 @@ export interface SimOptions {
   tls?: { key: string; cert: string };
   /** Answer the first upload with HTTP 302 (another host sees the SR), as xapi does; the client must send it again. */
   redirectUploadsOnce?: boolean;
+  /** With redirectUploadsOnce: send the upload to this origin ("http://127.0.0.1:8080") instead of back here. */
+  redirectUploadsTo?: string;
   /** Seconds a task stays pending before it completes (tests of waiting). */
   taskDelayMs?: number;
 }
@@ -232,7 +234,7 @@ export class XapiSim {
     if (this.opts.redirectUploadsOnce && !url.searchParams.has('redirected')) {
       this.opts.redirectUploadsOnce = false;
       url.searchParams.set('redirected', '1');
-      res.writeHead(302, { location: `${url.pathname}${url.search}` });
+      res.writeHead(302, { location: `${this.opts.redirectUploadsTo ?? ''}${url.pathname}${url.search}` });
       return void res.end();
     }
     const session = url.searchParams.get('session_id') ?? '';

@@ -18,7 +18,7 @@
 import { createWriteStream } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
+import { ConfigError, EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
 import type { Runner } from '../../exec/runner.js';
 import type { Progress } from '../../progress.js';
 import type { CleanupStack } from '../../util/cleanup.js';
@@ -178,6 +178,10 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
   // The credentials and the CA file are checked for the plan as for the run: plain http is refused
   // unless --insecure-http, and then warned about once.
   const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.insecureHttp });
+  const consolePort = deps.env['FBXEN_XAPI_CONSOLE_PORT'];
+  if (consolePort !== undefined && consolePort !== '' && !(/^\d{1,5}$/.test(consolePort) && Number(consolePort) >= 1 && Number(consolePort) <= 65535)) {
+    throw new ConfigError(`FBXEN_XAPI_CONSOLE_PORT ${JSON.stringify(consolePort.slice(0, 40))} is not a TCP port`, [], { hint: 'set it to a port number from 1 to 65535 that the pool hosts can reach, or unset it for a free one' });
+  }
   const secrets = [creds.password];
   const plainHttp = isPlainHttp(creds.url);
   if (plainHttp) deps.progress.warn(plainHttpWarning(creds.url));
@@ -257,7 +261,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
       logPath: artifacts.consoleLog,
       advertiseHost: consoleHost,
       listenHost: deps.env['FBXEN_XAPI_CONSOLE_LISTEN'],
-      port: deps.env['FBXEN_XAPI_CONSOLE_PORT'] ? Number(deps.env['FBXEN_XAPI_CONSOLE_PORT']) : undefined,
+      port: consolePort ? Number(consolePort) : undefined,
       onConnection: (remote) => log(`# console connection from ${remote}`),
     });
     const consoleTarget = listener.target;

@@ -225,7 +225,14 @@ export class XapiClient {
         shown.searchParams.set('session_id', '<session>');
         this.opts.onCall?.({ method: `PUT ${target.pathname}`, params: [decodeURIComponent(shown.search), `${size} bytes`], durationMs: Date.now() - started, outcome: res.status === 200 ? 'ok' : `HTTP ${res.status}` });
         if ((res.status === 302 || res.status === 301) && res.headers.location && redirects < MAX_REDIRECTS) {
-          target = new URL(res.headers.location, target);
+          const next = new URL(res.headers.location, target);
+          // The query carries the session (a bearer token): never follow a redirect from https to plain http.
+          if (next.protocol !== target.protocol && !(target.protocol === 'http:' && next.protocol === 'https:')) {
+            throw new XapiTransportError(`XAPI redirected the upload from ${target.protocol}//${target.host} to ${next.protocol}//${next.host}: refused, the session would travel in clear`, {
+              hint: 'the pool host that sees the SR must serve https as the master does; check its certificate and xapi-ssl setup',
+            });
+          }
+          target = next;
           continue;
         }
         if (res.status !== 200) {
