@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { EnvironmentError, InputError } from '../errors.js';
 import { formatBytes, type StepHandle } from '../progress.js';
 import { settleAll } from '../util/settle.js';
+import { cacheWriteError } from './set-cache.js';
 import { sha256File } from '../util/sha256.js';
 
 export const SET_NAMES = ['base', 'kernel'] as const;
@@ -102,49 +103,129 @@ export interface ResolvedSets {
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
+/**
+ * Error codes that mean the network failed, whatever layer reported them (Node's sockets and DNS,
+ * undici's fetch, stream plumbing). Disk errors (ENOSPC, EACCES...) are not among them.
+ */
+const NETWORK_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENETRESET',
+  'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'ENOTFOUND', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_RESPONSE_STATUS_CODE',
+]);
+// A request that fails with one of these before any response may have gone out on a kept-alive
+// connection the server had just closed as idle: it is sent once more, on a new connection.
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+
+/** The errors along a cause chain (undici wraps the socket's error in a TypeError "fetch failed"/"terminated"). */
+function causes(err: unknown): (Error & { code?: unknown })[] {
+  const out: (Error & { code?: unknown })[] = [];
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) out.push(e);
+  return out;
+}
+
+/** The network error code along a cause chain, if the failure is the network's; undefined otherwise. */
+export function networkErrorCode(err: unknown): string | undefined {
+  const chain = causes(err);
+  const code = chain.map((e) => e.code).find((c): c is string => typeof c === 'string' && NETWORK_CODES.has(c));
+  if (code) return code;
+  // undici: "terminated" when the body stops (the socket closed), "other side closed" from its socket.
+  if (chain.some((e) => /^(terminated|other side closed|premature close|socket hang up)$/i.test(e.message))) return 'connection closed';
+  return undefined;
+}
+
+function detail(err: unknown): string {
+  const chain = causes(err);
+  const last = chain[chain.length - 1];
+  const code = networkErrorCode(err);
+  return [last?.message ?? String(err), code && !last?.message.includes(code) ? `(${code})` : ''].filter(Boolean).join(' ');
+}
+
 function offline(url: string, cause: unknown): EnvironmentError {
-  return new EnvironmentError(`cannot reach ${url}: ${(cause as Error)?.cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error)?.message}`, {
+  return new EnvironmentError(`cannot reach ${url}: ${detail(cause)}`, {
     hint: 'without network, give the sets locally: --dist DIR (a directory holding MANIFEST, base.txz and kernel.txz)',
     cause,
   });
 }
 
+function cut(url: string, received: number, cause: unknown, kept: boolean): EnvironmentError {
+  return new EnvironmentError(`the download of ${url} was cut after ${formatBytes(received)}: ${detail(cause)}`, {
+    hint: kept ? 'a network failure: resume with the same command (what was received is kept and the rest is asked for with a Range request)' : 'a network failure: run the same command again',
+    cause,
+  });
+}
+
+/** fetch, sent again (at most twice) when it fails before any response on what was likely a stale kept-alive connection. */
+async function request(url: string, signal: AbortSignal, headers: Record<string, string> = {}): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url, { signal, headers });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const stale = causes(err).some((e) => typeof e.code === 'string' && STALE_CONNECTION.has(e.code)) || networkErrorCode(err) === 'connection closed';
+      if (stale && attempt < 3) continue;
+      throw offline(url, err);
+    }
+  }
+}
+
+/** MANIFEST is about 1 KB; a larger answer is not one, and is not read into memory. */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+
 async function fetchText(url: string, signal: AbortSignal): Promise<string> {
-  let res: Response;
+  const res = await request(url, signal);
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new InputError(`${url} answered HTTP ${res.status}`, { hint: 'check --release, --arch and --mirror (or --dist): the release directory must hold MANIFEST' });
+  }
+  const parts: Buffer[] = [];
+  let total = 0;
   try {
-    res = await fetch(url, { signal });
+    for await (const c of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+      total += (c as Buffer).length;
+      if (total > MAX_MANIFEST_BYTES) {
+        throw new InputError(`${url} is larger than ${formatBytes(MAX_MANIFEST_BYTES)}: not a FreeBSD MANIFEST`, { hint: 'check --mirror or --dist' });
+      }
+      parts.push(c as Buffer);
+    }
   } catch (err) {
     if (signal.aborted) throw signal.reason;
-    throw offline(url, err);
+    if (err instanceof InputError) throw err;
+    if (networkErrorCode(err)) throw cut(url, total, err, false);
+    throw err;
   }
-  if (!res.ok) throw new InputError(`${url} answered HTTP ${res.status}`, { hint: 'check --release, --arch and --mirror (or --dist): the release directory must hold MANIFEST' });
-  return res.text();
+  return Buffer.concat(parts).toString('utf8');
 }
 
 /**
  * Downloads `url` into the cache as <sha256>.txz: to a partial file first (resumed with a Range request
  * when one is left from an interrupted run), verified, then renamed. A finished cache entry is never
- * a half-written file.
+ * a half-written file, and it is verified again each time it is used: a damaged one is downloaded anew.
  */
-async function download(url: string, expected: string, cacheDir: string, signal: AbortSignal, handle: StepHandle): Promise<string> {
-  const final = join(cacheDir, 'dist', `${expected}.txz`);
-  if (await exists(final)) return final;
-  await mkdir(join(cacheDir, 'dist'), { recursive: true });
+async function download(url: string, expected: string, cacheDir: string, signal: AbortSignal, handle: StepHandle, warn: (message: string) => void): Promise<string> {
+  const dir = join(cacheDir, 'dist');
+  const final = join(dir, `${expected}.txz`);
+  if (await exists(final)) {
+    const actual = await sha256File(final, { signal, onProgress: (done) => handle.output(`checking the cached ${url.split('/').pop()}: ${formatBytes(done)}`) });
+    if (actual === expected) return final;
+    warn(`the cached download ${final} has sha256 ${actual}, not MANIFEST's: removed, downloading it again`);
+    await rm(final, { force: true });
+  }
+  await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+    throw cacheWriteError(err, dir);
+  });
   const partial = `${final}.partial`;
   let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
-  let res: Response;
-  try {
-    res = await fetch(url, { signal, headers: have > 0 ? { Range: `bytes=${have}-` } : {} });
-  } catch (err) {
-    if (signal.aborted) throw signal.reason;
-    throw offline(url, err);
-  }
+  let res = await request(url, signal, have > 0 ? { Range: `bytes=${have}-` } : {});
   if (res.status === 416) {
     have = 0;
+    await res.body?.cancel().catch(() => undefined);
     await rm(partial, { force: true });
-    res = await fetch(url, { signal });
+    res = await request(url, signal);
   }
-  if (!res.ok || !res.body) throw new InputError(`${url} answered HTTP ${res.status}`, { hint: 'check the mirror and release' });
+  if (!res.ok || !res.body) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new InputError(`${url} answered HTTP ${res.status}`, { hint: 'check the mirror and release' });
+  }
   const resumed = res.status === 206;
   if (!resumed) have = 0;
   const total = Number(res.headers.get('content-length') ?? NaN) + have;
@@ -154,7 +235,20 @@ async function download(url: string, expected: string, cacheDir: string, signal:
     done += c.length;
     handle.output(`${url.split('/').pop()}: ${formatBytes(done)}${Number.isFinite(total) ? ` of ${formatBytes(total)}` : ''}${resumed ? ' (resumed)' : ''}`);
   });
-  await pipeline(body, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }), { signal });
+  // Which side failed decides the message: the body's errors are the network's, the file's the disk's.
+  let readError: unknown;
+  body.on('error', (err) => (readError ??= err));
+  const out = createWriteStream(partial, { flags: resumed ? 'a' : 'w' });
+  let writeError: unknown;
+  out.on('error', (err) => (writeError ??= err));
+  try {
+    await pipeline(body, out, { signal });
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    if (writeError) throw cacheWriteError(writeError, dir);
+    if (networkErrorCode(readError ?? err)) throw cut(url, done, readError ?? err, true);
+    throw err;
+  }
   const actual = await sha256File(partial, { signal });
   if (actual !== expected) {
     await rm(partial, { force: true });
@@ -180,6 +274,8 @@ export interface ResolveSetsOptions {
   mirror: string;
   cacheDir: string;
   signal: AbortSignal;
+  /** Warnings worth keeping (a damaged cache entry that was replaced); none when not given. */
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** Finds MANIFEST and the sets, downloading into the cache where needed, and verifies every sha256. */
@@ -203,7 +299,7 @@ export async function resolveSets(opts: ResolveSetsOptions, handle: StepHandle):
     const entry = manifest.get(`${name}.txz`)!;
     const source = join2(`${name}.txz`);
     if (remote) {
-      const path = await download(source, entry.sha256, opts.cacheDir, opts.signal, handle);
+      const path = await download(source, entry.sha256, opts.cacheDir, opts.signal, handle, opts.warn ?? (() => undefined));
       sets[name] = { name, path, sha256: entry.sha256, entries: entry.entries, source };
       continue;
     }

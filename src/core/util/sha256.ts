@@ -112,7 +112,8 @@ export class Sha256Worker {
     return this.result;
   }
 
-  private dispose(): void {
+  /** Stops the worker (a read or copy that ended early); digest() then rejects. */
+  dispose(): void {
     void this.worker.terminate();
   }
 }
