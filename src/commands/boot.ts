@@ -3,11 +3,9 @@
  * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
  * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { bootWithXl, type XlBootRequest } from '../core/boot/xl-boot.js';
-import { defaultDomainName } from '../core/boot/image.js';
 import type { BootResult } from '../core/boot/types.js';
 import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
@@ -68,7 +66,7 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
     return xapi.bootWithXapi(
       {
         ...commonBootRequest(o),
-        name: o.name ?? defaultDomainName({ path: resolve(ctx.cwd, o.image), format: 'raw', size: 0 }),
+        name: o.name, // unset: the driver names it from build.json or the file, as xl does
         network: o.network,
         sr: o.sr,
         caFile: o.caFile,

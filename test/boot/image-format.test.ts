@@ -201,6 +201,16 @@ describe('fbxen boot --toolstack xapi --dry-run', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ dryRun: true, name: 'fbxen-freebsd-14.3' });
   });
 
+  it('takes the name from build.json beside the image, as xl does', async () => {
+    const h = makeHost();
+    const out = join(h.dir, 'out', 'image.xva');
+    await writeXva(makeImage(h, 'src.raw'), out, { name: 'fbsd', vcpus: 1, memoryMiB: 256, timestamp: 1717200000, seed: 's' });
+    writeFileSync(join(h.dir, 'out', 'build.json'), JSON.stringify({ name: 'freebsd-14.3-RELEASE-amd64', release: '14.3-RELEASE', arch: 'amd64' }));
+    const r = await fbxen(['--json', 'boot', '--toolstack', 'xapi', '--dry-run', '--image', out, '--artifacts', h.artifacts, '--run-id', 'r1'], env(h));
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'fbxen-freebsd-14.3-RELEASE-amd64' });
+  });
+
   it.each([
     ['a text file', (h: Host) => (writeFileSync(join(h.dir, 'a.vhd'), 'not a disk\n'), join(h.dir, 'a.vhd')), /a\.vhd is a text file, not a disk image/],
     ['qcow2', (h: Host) => makeImage(h, 'disk.qcow2', 'qcow2'), /qcow2, which XenServer does not import/],
