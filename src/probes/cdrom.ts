@@ -11,12 +11,13 @@ const CD_VBDS = new Set(['device/vbd/5632', 'device/vbd/5696']);
  */
 function cdMeant(f: GuestFacts, ctx: ProbeContext): { meant: true; why: string[] } | { meant: false; why: string } | undefined {
   const why: string[] = [];
+  // The host's own record comes first: meta is written by the guest, and may not talk a fail into a skip.
   if (ctx.cdAttached) why.push(ctx.cdAttached);
-  const medium = f.meta.medium;
+  const medium = f.meta.medium?.slice(0, 200);
   if (medium) why.push(`meta medium=${medium}: the rc.d script found the fbxen CD there${/^\/dev\/cd\d+$/.test(medium) ? '' : ', not on a cdN (the CD came as a disk)'}`);
   else if (f.meta['run-source'] === 'cd') why.push('meta run-source=cd: the rc.d script read the run id from the fbxen CD');
   if (why.length) return { meant: true, why };
-  if (f.meta['run-source'] !== undefined) return { meant: false, why: `meta run-source=${f.meta['run-source']}: the collector was started by hand or over ssh, and nothing says a CD was attached` };
+  if (f.meta['run-source'] !== undefined) return { meant: false, why: `meta run-source=${f.meta['run-source'].slice(0, 40)}: the collector was started by hand or over ssh, and nothing says a CD was attached` };
   return undefined;
 }
 

@@ -100,6 +100,13 @@ describe('skip only when the bundle proves it does not apply: the CD', () => {
     expect(r.hint).toMatch(/emulated IDE CD-ROM/);
   });
 
+  it('the host\'s run record wins over the guest\'s meta: run-source=arg cannot turn the fail into a skip', async () => {
+    const b = await load('13.2-no-cd-derived');
+    const r = verdict({ ...b, meta: { ...b.meta, 'run-source': 'arg', medium: 'x'.repeat(5000) } }, 'cdrom', { cdAttached: 'fbxen boot attached a CD drive to this domain' });
+    expect(r.verdict).toBe('fail');
+    expect(Math.max(...r.evidence.map((e) => e.length))).toBeLessThan(400); // a guest's meta value is cut short in the report
+  });
+
   it('no cdN with meta run-source=cd (a collector older than the medium key): fail, naming the key', async () => {
     const b = await load('13.2-no-cd-derived');
     const r = verdict({ ...b, meta: { ...b.meta, 'run-source': 'cd' } }, 'cdrom');
