@@ -111,6 +111,16 @@ describe('a failed migration keeps the toolstack\'s reason, bounded', () => {
     expect(doc.testsuites.testsuite[0].testcase[0].error[0].$.message).toMatch(/xl info` failed .*hypervisor/);
     expect(renderMigrateText(r)).toMatch(/ERROR before the first iteration: `xl info` failed/);
   });
+
+  it('a run stopped before its first iteration with no answer (inconclusive) is an error testcase too, not a skipped one', async () => {
+    const r: MigrateReport = { ...report([], 'inconclusive'), stopReason: 'the pre-migrate bundle cannot tell whether the guest is a Xen PVHVM guest: xen-guest is inconclusive' };
+    const doc = await parseStringPromise(renderMigrateJunit(r));
+    expect(Number(doc.testsuites.$.skipped)).toBe(0);
+    expect(Number(doc.testsuites.$.errors)).toBe(1);
+    const e = doc.testsuites.testsuite[0].testcase[0].error[0];
+    expect(e.$.type).toBe('inconclusive');
+    expect(e.$.message).toMatch(/^inconclusive: the pre-migrate bundle cannot tell/);
+  });
 });
 
 describe('SVG chart', () => {

@@ -159,14 +159,11 @@ export function renderMigrateJunit(r: MigrateReport): string {
     skipped++;
     cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(r.skipReason ?? '')}"/>\n`));
   } else if (r.stopReason !== null && r.iterations.length === 0) {
-    // Stopped before any iteration: an error (or no answer), never a run with nothing in it.
-    if (r.status === 'inconclusive') {
-      skipped++;
-      cases.push(tc('fbxen.migrate', 'preflight', null, `      <skipped message="${xml(`inconclusive: ${r.stopReason}`)}"/>\n`));
-    } else {
-      errors++;
-      cases.push(tc('fbxen.migrate', 'preflight', null, `      <error message="${xml(r.stopReason)}" type="error">${xml(r.stopReason)}</error>\n`));
-    }
+    // Stopped before any iteration: an error testcase, also for no answer (a skipped testcase would
+    // read as green where nothing was tested).
+    const message = r.status === 'inconclusive' ? `inconclusive: ${r.stopReason}` : r.stopReason;
+    errors++;
+    cases.push(tc('fbxen.migrate', 'preflight', null, `      <error message="${xml(message)}" type="${r.status === 'inconclusive' ? 'inconclusive' : 'error'}">${xml(r.stopReason)}</error>\n`));
   }
   for (const i of r.iterations) {
     const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}${i.disk ? `, disk read-back ${i.disk.rounds} rounds, ${i.disk.bad} bad` : ''}, domain: ${loc(i.where)}`;
