@@ -28,12 +28,19 @@ export function createListrProgress(ui: UiOptions): Progress {
       // A logger per step: the simple renderer adds its timestamp field to the logger it is given.
       const logger = new ListrLogger({ processOutput, useIcons: ui.tty });
       let result: unknown;
+      // The error itself is printed once, by src/cli.ts; listr2 gets a stand-in for its FAILED line.
+      let failure: { error: unknown } | undefined;
       const list = new Listr(
         [
           {
             title,
             task: async (_ctx, task) => {
-              result = await run({ output: (text) => (task.output = text) });
+              try {
+                result = await run({ output: (text) => (task.output = text) });
+              } catch (error) {
+                failure = { error };
+                throw new Error('see the error below');
+              }
             },
             rendererOptions: { persistentOutput: ui.verbose },
           },
@@ -41,7 +48,7 @@ export function createListrProgress(ui: UiOptions): Progress {
         {
           renderer: 'default',
           fallbackRenderer: 'simple',
-          rendererOptions: { logger },
+          rendererOptions: { logger, showErrorMessage: false },
           fallbackRendererOptions: { logger, timestamp: PRESET_TIMESTAMP },
           forceTTY: ui.tty,
           fallbackRendererCondition: !ui.tty,
@@ -51,7 +58,12 @@ export function createListrProgress(ui: UiOptions): Progress {
           collectErrors: false,
         },
       );
-      await list.run();
+      try {
+        await list.run();
+      } catch (err) {
+        throw failure ? failure.error : err;
+      }
+      if (failure) throw failure.error;
       return result as never;
     },
     info: (message) => {

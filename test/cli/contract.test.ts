@@ -60,6 +60,13 @@ describe('the error is printed once, in the user words', () => {
     expect(r.stderr).toMatch(/hint: .*fbxen build --help/);
   });
 
+  it('a step that fails does not repeat the error in its progress line', () => {
+    const r = fbxen(['verify', '--bundle', join(dir, 'no-such-bundle')], { cwd: dir });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/read evidence/); // the step's line is there
+    expect(count(r.stderr, 'does not exist or cannot be read')).toBe(1);
+  });
+
   it('an enum names the value and what is accepted, not the zod path', () => {
     const r = fbxen(['build', '--dist', 'x', '--format', 'raw,foo'], { cwd: dir });
     expect(r.stderr).toContain("--format: 'foo' is not one of raw, qcow2, vhd, xva");
