@@ -146,3 +146,16 @@ describe('vmstat listing completeness', () => {
     expect(parseVmstat('interrupt total rate\nirq1: atkbd0   2   0\n').complete).toBe(false);
   });
 });
+
+describe('evidence quoted from the guest is bounded', () => {
+  it('10,000 disk errors logged during the flush: the verdict is fail, with at most 51 evidence lines of at most 1,000 characters', async () => {
+    const base = await load('13.2-healthy-derived');
+    const errors = Array.from({ length: 10_000 }, (_, i) => `xbd0: disk error cmd=write ${i}-${i + 8} status: ffffffff ${'x'.repeat(i === 0 ? 5000 : 10)}`);
+    const b = withSections(base, { flush: `write-status 0\nfsync-status 0\nsync-status 0\nkernel-messages-begin\n${errors.join('\n')}\nkernel-messages-end\n` });
+    const r = verdict(b, 'blkfront-flush');
+    expect(r.verdict).toBe('fail');
+    expect(r.evidence.length).toBe(51);
+    expect(r.evidence.at(-1)).toMatch(/^\(\+\d+ more lines of evidence\)$/);
+    expect(Math.max(...r.evidence.map((e) => e.length))).toBeLessThanOrEqual(1000);
+  });
+});

@@ -39,12 +39,22 @@ export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; o
     if (outcome.verdict === 'pass' && probe.requiresXen && xenGuestEvidence(facts)?.xen !== true) {
       outcome = { verdict: 'inconclusive' as const, evidence: ['no evidence that this guest runs on Xen (kern.vm_guest, the XEN: Hypervisor version line): a pass needs it', ...outcome.evidence] };
     }
-    const result: ProbeResult = { id: probe.id, verdict: outcome.verdict, evidence: outcome.evidence };
+    const result: ProbeResult = { id: probe.id, verdict: outcome.verdict, evidence: boundEvidence(outcome.evidence) };
     if (outcome.verdict === 'fail') result.hint = outcome.hint ?? probe.hint;
     if (outcome.verdict === 'inconclusive') result.hint = `collect the missing evidence (sections: ${probe.sections.join(', ')})`;
     results.push(result);
   }
   return { run: facts.run, phase: facts.phase, release: facts.release?.text ?? null, arch: facts.arch ?? null, results };
+}
+
+const MAX_EVIDENCE_LINES = 50;
+const MAX_EVIDENCE_CHARS = 1000;
+
+/** Evidence quotes the guest: a report stays readable (and a JUnit file small) however much the guest wrote. */
+function boundEvidence(evidence: string[]): string[] {
+  const cut = evidence.slice(0, MAX_EVIDENCE_LINES).map((e) => (e.length > MAX_EVIDENCE_CHARS ? `${e.slice(0, MAX_EVIDENCE_CHARS - 3)}...` : e));
+  if (evidence.length > MAX_EVIDENCE_LINES) cut.push(`(+${evidence.length - MAX_EVIDENCE_LINES} more lines of evidence)`);
+  return cut;
 }
 
 /** 0: nothing failed; 1: a probe failed; 2: no answer at all (every probe inconclusive or skipped, one inconclusive). */
