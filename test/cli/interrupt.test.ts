@@ -21,7 +21,9 @@ const haveMkfifo = spawnSync('mkfifo', ['--version']).status === 0;
 async function largeConsoleLog(): Promise<{ log: string; run: string }> {
   const bundle = await readBundle(join(FIXTURES, '13.2-healthy-derived'));
   const noise = 'xn0: link state changed to UP; some boot chatter that a long console log holds\n'.repeat(500_000);
-  return { log: `${noise}${encodeConsoleFrame(await packBundle(bundle), bundle.meta.run, 'boot')}`, run: bundle.meta.run };
+  const run = bundle.meta.run;
+  if (!run) throw new Error('the fixture names no run');
+  return { log: `${noise}${encodeConsoleFrame(await packBundle(bundle), run, 'boot')}`, run };
 }
 
 function verifyInterrupted(signal: 'SIGINT' | 'SIGTERM' | undefined, fifo: string, { log, run }: { log: string; run: string }, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string; sent: boolean }> {
