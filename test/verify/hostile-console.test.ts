@@ -5,12 +5,13 @@
  * work done (counted, not timed): what is allocated follows what was received, never what was claimed.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
+import { bundleFromConsoleLog } from '../../src/core/verify/verify.js';
 import { fbxen } from '../support/cli.js';
 import { MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES } from '../../src/core/verify/bundle.js';
 import { MAX_FRAME_LINES, MAX_LIVE_FRAMES, type ReaderWork } from '../../src/core/verify/console-frame.js';
@@ -204,5 +205,18 @@ describe('fbxen verify (the built CLI) on hostile evidence', () => {
     const b = fbxen(['verify', '--bundle', gz]);
     expect(b.stderr).toMatch(/evidence rejected: its gzip data decompresses to more than 64 MiB/);
     expect(b.code).toBe(3);
+  });
+});
+
+describe('a console log larger than a string can be', () => {
+  it('600 MiB of NULs (a sparse file) before the frame: read in pieces, the frame is found', async () => {
+    const d = scratch();
+    const log = join(d, 'console.log');
+    const fd = openSync(log, 'w');
+    ftruncateSync(fd, 600 * 1024 * 1024); // more than V8's longest string (about 512 MiB)
+    closeSync(fd);
+    appendFileSync(log, `\n${encodeConsoleFrame(await packBundle(small('r1')), 'r1', 'boot')}`);
+    const bundle = await bundleFromConsoleLog(log, 'r1', undefined);
+    expect(bundle.meta.run).toBe('r1');
   });
 });

@@ -8,6 +8,7 @@
  * What a guest claims is checked against documented limits before anything is allocated for it.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { InputError } from '../errors.js';
 import { bundleFromTarBytes, MAX_BUNDLE_BYTES, type Bundle } from './bundle.js';
 
@@ -339,6 +340,25 @@ export async function extractBundleFromConsole(
 ): Promise<ConsoleExtraction> {
   const reader = new ConsoleFrameReader(opts.run, opts.work);
   reader.push(text);
+  reader.end();
+  return reader.result(opts.phase);
+}
+
+/**
+ * The same over a console log file, read in 1 MiB pieces: memory is what the reader keeps, not the
+ * log's size, and a log longer than any string (V8: about 512 MiB) can still be read.
+ */
+export async function extractBundleFromConsoleFile(
+  path: string,
+  opts: { run?: string | undefined; phase?: string | undefined; work?: ReaderWork | undefined } = {},
+): Promise<ConsoleExtraction> {
+  const reader = new ConsoleFrameReader(opts.run, opts.work);
+  try {
+    // latin1: one byte per character, so a piece never ends inside a character.
+    for await (const piece of createReadStream(path, { encoding: 'latin1', highWaterMark: 1024 * 1024 })) reader.push(piece as string);
+  } catch (err) {
+    throw new InputError(`cannot read console log ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { hint: 'check the path', cause: err });
+  }
   reader.end();
   return reader.result(opts.phase);
 }

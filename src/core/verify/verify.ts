@@ -14,7 +14,7 @@ import { formatCommand, type Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { readBundle, RUN_ID, type Bundle } from './bundle.js';
-import { extractBundleFromConsole } from './console-frame.js';
+import { extractBundleFromConsole, extractBundleFromConsoleFile } from './console-frame.js';
 import { renderJunit, renderReportJson, reportExitCode, runProbes, type Report } from './report.js';
 
 export type HostKeyChecking = 'strict' | 'accept-new' | 'off';
@@ -78,14 +78,6 @@ export function sshArgs(s: Extract<EvidenceSource, { kind: 'ssh' }>): string[] {
   ];
 }
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'latin1');
-  } catch (err) {
-    throw new InputError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { hint: 'check the path', cause: err });
-  }
-}
-
 const REJECTED_HINT = 'the guest sent a frame fbxen-collect never writes (limits: docs/probe-protocol.md §5): collect the evidence again from a guest you trust';
 
 /**
@@ -108,8 +100,7 @@ export function checkBundleRun(bundle: Bundle, where: { frameRun?: string | unde
 
 /** Rebuilds the bundle of `run`/`phase` from a console log, or says how much is missing. */
 export async function bundleFromConsoleLog(path: string, run: string | undefined, phase: string | undefined): Promise<Bundle> {
-  const text = await readText(path, 'console log');
-  const got = await extractBundleFromConsole(text, { run, phase });
+  const got = await extractBundleFromConsoleFile(path, { run, phase });
   const which = `${run ? `run ${run}` : 'any run'}${phase ? `, phase ${phase}` : ''}`;
   if (got.status === 'absent') {
     throw new EvidenceIncompleteError(`evidence incomplete: no fbxen frame (FBXEN1 BEGIN ...) for ${which} in ${path}`, {
