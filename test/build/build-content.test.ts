@@ -194,7 +194,7 @@ describe('inode times (read back by sleuthkit: fls and ils on every inode)', () 
  */
 describe('the image holds exactly what the archive holds: sparse files and byte names', () => {
   const MiB = 1024 * 1024;
-  const sh = (cmd: string, args: string[], cwd?: string) => execFileSync(cmd, args, { cwd, maxBuffer: 1 << 28 });
+  const sh = (cmd: string, args: string[], cwd?: string) => execFileSync(cmd, args, { cwd, maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
 
   it('GNU sparse 0.0, 0.1 and 1.0 become their real names and sizes with holes; non-UTF-8 names and targets stay bytes', () => {
     const work = tmpDir('exact');

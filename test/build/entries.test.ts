@@ -145,3 +145,19 @@ describe('two sets fed at once (base on lane 0, kernel on lane 1)', () => {
     expect(calls).toContain('link bin/rsh => bin/sh');
   });
 });
+
+describe('names and entry types the guard refuses by name', () => {
+  it("refuses GNU's old sparse headers (type 'S') naming the format, rather than writing something else", async () => {
+    const { writer } = recorder();
+    await expect(new EntryGuard(writer).add(entry('./big', 'other', { typeflag: 'S' }), 'base.txz')).rejects.toThrow(/base\.txz: entry "\.\/big": a GNU old-format sparse file \(type 'S'\) is not supported/);
+  });
+
+  it('counts a name in bytes and shows bytes that are not UTF-8 as \\xNN', async () => {
+    const { writer } = recorder();
+    // 128 x "é" as UTF-8: 256 bytes, one over MAXNAMLEN (names reach the guard as byte strings).
+    const long = Buffer.from('é'.repeat(128)).toString('latin1');
+    await expect(new EntryGuard(writer).add(entry(`./${long}`, 'file'), 'base.txz')).rejects.toThrow(/longer than 255 bytes/);
+    const bad = Buffer.from([0x2e, 0x2f, 0x61, 0xff, 0x2f, 0x2e, 0x2e]).toString('latin1'); // ./a\xff/..
+    await expect(new EntryGuard(writer).add(entry(bad, 'file'), 'base.txz')).rejects.toThrow('base.txz: entry "./a\\xff/..": the name contains ".."');
+  });
+});

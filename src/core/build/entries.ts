@@ -181,6 +181,9 @@ export class EntryGuard {
           hint: 'FreeBSD release sets hold none: devfs makes /dev at boot; the set is not an official one',
         });
       default:
+        if (h.typeflag === 'S') {
+          throw new InputError(`${where()}: a GNU old-format sparse file (type 'S') is not supported`, { hint: "re-create the archive with GNU tar's --format=posix (pax sparse formats 0.0, 0.1 and 1.0 are read)" });
+        }
         throw new InputError(`${where()}: unsupported tar entry type '${h.typeflag}'`, { hint: 'the set is damaged or was not made by FreeBSD tar' });
     }
     this.entries++;
