@@ -140,3 +140,20 @@ describe('fbxen boot --verify (verifyIntoArtifacts): the same run check, and the
     expect(JSON.parse(await readFile(paths.reportJson, 'utf8'))).toMatchObject({ run: 'R9' });
   });
 });
+
+describe('migrate-test\'s console channel: the same run check', () => {
+  it('a frame of this run holding another run\'s bundle is refused; this run\'s is returned', async () => {
+    const { waitForCapturedFrame } = await import('../../src/core/migrate/channel.js');
+    const { ConsoleCapture } = await import('../../src/core/migrate/capture.js');
+    const { encodeConsoleFrame } = await import('../../src/core/verify/index.js');
+    const b = await readBundle(HEALTHY);
+    // the console of run mt-1 carries a frame whose bundle says `run`
+    const capture = async (run: string) => {
+      const c = new ConsoleCapture(undefined);
+      c.write(encodeConsoleFrame(await packBundle({ ...b, meta: { ...b.meta, run } }), 'mt-1', 'pre-migrate'));
+      return c;
+    };
+    await expect(waitForCapturedFrame(await capture('mt-0'), 'mt-1', 'pre-migrate', 1000, { pollMs: 10 })).rejects.toThrow(/evidence from another run: .*collected for run mt-0/);
+    expect((await waitForCapturedFrame(await capture('mt-1'), 'mt-1', 'pre-migrate', 1000, { pollMs: 10 })).meta.run).toBe('mt-1');
+  });
+});

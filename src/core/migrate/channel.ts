@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { EnvironmentError, EvidenceIncompleteError, TimeoutError } from '../errors.js';
 import { formatCommand, shellQuote, type Runner, type StreamingProcess } from '../exec/runner.js';
-import { extractBundleFromConsole, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
+import { checkBundleRun, extractBundleFromConsole, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
 import type { Progress } from '../progress.js';
 import { ConsoleCapture } from './capture.js';
 import type { StampedLine } from './heartbeat.js';
@@ -34,7 +34,11 @@ export async function waitForCapturedFrame(capture: ConsoleCapture, run: string,
     if (capture.version !== seen) {
       seen = capture.version;
       last = await extractBundleFromConsole(capture.allText().slice(opts.from ?? 0), { run, phase });
-      if (last.status === 'complete') return last.bundle;
+      if (last.status === 'complete') {
+        // a bundle of another run framed under this one is refused, as verify does
+        checkBundleRun(last.bundle, { frameRun: last.run, expected: run, what: `the console frame of ${phase} (run ${run})` });
+        return last.bundle;
+      }
     }
     if (Date.now() >= deadline) break;
     await sleep(opts.pollMs ?? 100, opts.signal);
