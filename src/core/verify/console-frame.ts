@@ -5,7 +5,8 @@
  *   FBXEN1 END <run> <phase>
  * twice. The reader keeps only lines whose own check passes, takes any good copy of each line, and
  * accepts the payload only when its sha256 matches; anything less is "incomplete", never a verdict.
- * What a guest claims is checked against documented limits before anything is allocated for it.
+ * What a guest claims is checked against documented limits before anything is allocated for it: a
+ * frame beyond them is "rejected" with the reason.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
