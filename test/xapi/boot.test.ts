@@ -276,6 +276,19 @@ describe('bootWithXapi against the simulator', () => {
     expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
   });
 
+  it('without the fbxen CD (--empty-cdrom, --iso) the newest frame of any run counts, as with xl: the guest cannot know the run id', async () => {
+    // The image carries the collector; it tags its frame with a run id of its own.
+    const baked = await frameFor('baked-into-image');
+    const sim = await startSim({ guestConsole: () => baked });
+    const result = await runXapiBoot(request({ runId: 'run-empty-1', emptyCdrom: true, timeoutSec: 10 }), deps(sim), internals());
+    expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END baked-into-image boot');
+    expect(JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8'))).toMatchObject({ outcome: 'collected', frameRun: null });
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
+    // With the fbxen CD, the run's own id is what counts, and run.json says so.
+    const own = await boot(await startSim(), 'run-own-1');
+    expect(JSON.parse(readFileSync(join(own.artifactsDir, 'run.json'), 'utf8'))).toMatchObject({ frameRun: 'run-own-1' });
+  });
+
   it('VM_REQUIRES_SR names the SR by its name, not only its ref', async () => {
     const sim = await startSim();
     const [localRef] = sim.find('SR', (r) => r['name_label'] === 'Local storage')[0]!;

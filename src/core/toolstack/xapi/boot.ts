@@ -219,6 +219,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     finished: null as string | null,
     outcome: 'running' as RunOutcome,
     xapi: { url: creds.url, user: creds.user } as Record<string, unknown>,
+    frameRun: frameRunFor(cdKind, run),
   };
   const writeRecord = () => writeFileAtomic(artifacts.runJson, redact(`${JSON.stringify(record, null, 2)}\n`, secrets));
   await writeRecord();
@@ -278,7 +279,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     await writeRecord();
 
     const frame = await deps.progress.step(`Wait for the collector (up to ${req.timeoutSec} s)`, (handle) =>
-      waitForFrame(artifacts.consoleLog, run, req.timeoutSec * 1000, deps.signal, {
+      waitForFrame(artifacts.consoleLog, record.frameRun ?? undefined, req.timeoutSec * 1000, deps.signal, {
         phase: 'boot',
         pollMs: internals.pollMs ?? 500,
         onStatus: (line) => handle.output(line),
@@ -617,7 +618,8 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     await api.call('VM.get_resident_on', vm);
   }
   if (plan) {
-    plan.note(`wait for "FBXEN1 END ${f.run} boot" on the console, up to ${req.timeoutSec} s${req.verify ? '; then verify the bundle' : ''}`);
+    const frameRun = frameRunFor(f.cdKind, f.run);
+    plan.note(`wait for ${frameRun ? `"FBXEN1 END ${frameRun} boot"` : 'the newest complete FBXEN1 boot frame of any run (no fbxen CD: the guest cannot know the run id)'} on the console, up to ${req.timeoutSec} s${req.verify ? '; then verify the bundle' : ''}`);
     plan.note(req.keep ? 'keep the VM running (--keep)' : 'then remove what this run created: VM.hard_shutdown, VM.destroy, VDI.destroy for each VDI fbxen created');
   }
   return {
@@ -629,6 +631,14 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
     vm: { uuid: vmUuid, ref: vm },
     nonceChannel,
   };
+}
+
+/**
+ * The run id the collector's frame must carry: this run's when the fbxen CD brings the nonce, else none
+ * (the image's own collector, or the user's ISO, cannot know it), as the xl driver does; run.json keeps it.
+ */
+function frameRunFor(cdKind: FlowContext['cdKind'], run: string): string | null {
+  return cdKind === 'fbxen' ? run : null;
 }
 
 /** Memory (all four limits equal), VCPUs, and halt on crash so a crash shows as "halted", not a boot loop. */
