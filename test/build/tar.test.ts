@@ -285,3 +285,66 @@ describe('readTar: GNU sparse files (tar --sparse --format=posix)', () => {
     await expect(listAll(sparse(records, data))).rejects.toThrow(message);
   });
 });
+
+describe('readTar: GNU sparse maps (property)', () => {
+  /** Sorted, non-overlapping segments inside realSize, with their bytes. */
+  const sparseFile = fc
+    .record({
+      gaps: fc.array(fc.record({ gap: fc.integer({ min: 0, max: 40_000 }), len: fc.integer({ min: 0, max: 3_000 }), seed: fc.integer({ min: 1, max: 255 }) }), { maxLength: 12 }),
+      tail: fc.integer({ min: 0, max: 40_000 }),
+      version: fc.constantFrom('0.0', '0.1', '1.0'),
+      cuts: fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 5 }),
+    })
+    .map(({ gaps, tail, version, cuts }) => {
+      let pos = 0;
+      const segments = gaps.map(({ gap, len, seed }) => {
+        const offset = pos + gap;
+        pos = offset + len;
+        return { offset, data: Buffer.alloc(len, seed) };
+      });
+      return { segments, realSize: pos + tail, version, cuts };
+    });
+
+  it('property: formats 0.0, 0.1 and 1.0 expand to the real file whatever the map and the chunking', async () => {
+    await fc.assert(
+      fc.asyncProperty(sparseFile, async ({ segments, realSize, version, cuts }) => {
+        const stored = Buffer.concat(segments.map((s) => s.data));
+        const pairs = segments.flatMap((s) => [s.offset, s.data.length]);
+        let records: [string, string][];
+        let data = stored;
+        let name = Buffer.from('GNUSparseFile.0/f');
+        if (version === '0.0') {
+          name = Buffer.from('f');
+          records = [['GNU.sparse.size', String(realSize)], ['GNU.sparse.numblocks', String(segments.length)], ...segments.flatMap((s): [string, string][] => [['GNU.sparse.offset', String(s.offset)], ['GNU.sparse.numbytes', String(s.data.length)]])];
+        } else if (version === '0.1') {
+          records = [['GNU.sparse.size', String(realSize)], ['GNU.sparse.numblocks', String(segments.length)], ['GNU.sparse.name', 'f'], ['GNU.sparse.map', pairs.join(',')]];
+        } else {
+          records = [['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', 'f'], ['GNU.sparse.realsize', String(realSize)]];
+          data = Buffer.concat([pad(Buffer.from([segments.length, ...pairs].map((n) => `${n}\n`).join(''))), stored]);
+        }
+        const want = Buffer.alloc(realSize);
+        for (const s of segments) s.data.copy(want, s.offset);
+        const got = await listAll(archive(paxEntry(records), fileEntry(name, data)), cuts);
+        expect(got.map((e) => [e.h.name, e.h.size, e.size, e.sha256])).toEqual([['f', realSize, realSize, createHash('sha256').update(want).digest('hex')]]);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('property: hostile GNU.sparse keys and data give the real file or an InputError, nothing else', async () => {
+    const key = fc.constantFrom('GNU.sparse.major', 'GNU.sparse.minor', 'GNU.sparse.size', 'GNU.sparse.realsize', 'GNU.sparse.numblocks', 'GNU.sparse.map', 'GNU.sparse.offset', 'GNU.sparse.numbytes', 'GNU.sparse.name');
+    const value = fc.oneof(fc.constantFrom('0', '1', '2', '-1', '', '512', '1,2', '0,10,5,5', '99999999999999999999', 'x'), fc.nat({ max: 5000 }).map(String), fc.array(fc.nat({ max: 2000 }), { maxLength: 6 }).map((a) => a.join(',')));
+    const body = fc.oneof(fc.uint8Array({ maxLength: 2048 }).map((u) => Buffer.from(u)), fc.array(fc.nat({ max: 600 }), { maxLength: 7 }).map((a) => pad(Buffer.from(a.map((n) => `${n}\n`).join('')))));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(key, value), { minLength: 1, maxLength: 8 }), body, async (records, data) => {
+        try {
+          const got = await listAll(archive(paxEntry(records), fileEntry(Buffer.from('f'), data)));
+          expect(got[0]!.size).toBe(got[0]!.h.size);
+        } catch (err) {
+          expect(err).toBeInstanceOf(InputError);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

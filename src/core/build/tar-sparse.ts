@@ -59,13 +59,14 @@ export function sparseInfo(pax: ReadonlyMap<string, string>, pairs: readonly [st
     if (major !== '1' || minor !== '0') refuse(where, `format ${major ?? '?'}.${minor ?? '?'} is not supported (fbxen reads 0.0, 0.1 and 1.0)`);
     info = { name: pax.get('GNU.sparse.name'), realSize: decimal(pax.get('GNU.sparse.realsize'), where, 'GNU.sparse.realsize'), map: undefined, version: '1.0' };
   } else if (pax.has('GNU.sparse.map')) {
-    const fields = pax.get('GNU.sparse.map')!.split(',');
+    const text = pax.get('GNU.sparse.map')!;
+    const fields = text === '' ? [] : text.split(','); // an empty map: a file that is all hole
     if (fields.length % 2 !== 0) refuse(where, 'GNU.sparse.map has an odd number of fields');
     const map: SparseSegment[] = [];
     for (let i = 0; i < fields.length; i += 2) map.push({ offset: decimal(fields[i], where, 'a map offset'), size: decimal(fields[i + 1], where, 'a map size') });
     info = { name: pax.get('GNU.sparse.name'), realSize: decimal(pax.get('GNU.sparse.size'), where, 'GNU.sparse.size'), map, version: '0.1' };
     if (pax.has('GNU.sparse.numblocks') && decimal(pax.get('GNU.sparse.numblocks'), where, 'GNU.sparse.numblocks') !== map.length) refuse(where, 'GNU.sparse.numblocks does not match the map');
-  } else if (pax.has('GNU.sparse.offset') || pax.has('GNU.sparse.numbytes')) {
+  } else if (pax.has('GNU.sparse.offset') || pax.has('GNU.sparse.numbytes') || (pax.has('GNU.sparse.size') && pax.has('GNU.sparse.numblocks'))) {
     // 0.0 repeats the two keys once per segment, in order: the Map keeps only the last, so use the list.
     const map: SparseSegment[] = [];
     let offset: number | undefined;
