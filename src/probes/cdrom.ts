@@ -53,7 +53,10 @@ export const cdrom = defineProbe<GuestFacts>({
     if (ata) evidence.push(ata);
     if (!f.cdrom) return inconclusive(...evidence, `the cdrom section is ${f.present.has('cdrom') ? 'unreadable' : 'missing'}: the medium was not read`);
     const reads = [...cds.keys()].map((d) => ({ d, r: f.cdrom![d] })).filter((x) => x.r !== undefined);
-    if (reads.length === 0) return inconclusive(...evidence, 'the cdrom section has no result for these drives');
+    if (reads.length === 0) {
+      const st = f.status.get('cdrom');
+      return inconclusive(...evidence, `the cdrom section has no "${[...cds.keys()][0]} read-status N" line (fbxen-collect's format) for ${[...cds.keys()].join(', ')}${st !== undefined ? `; the section exited ${st} (index)` : ''}: the medium's read is not shown`);
+    }
     const ok = reads.find((x) => x.r!.read === 0);
     if (!ok && reads.some((x) => x.r!.denied)) {
       return inconclusive(...evidence, `${reads.find((x) => x.r!.denied)!.d}: permission denied: the collector did not run as root${f.uid !== undefined ? ` (uid ${f.uid})` : ''}, so the medium was not read`);

@@ -115,6 +115,16 @@ describe('skip only when the bundle proves it does not apply: the CD', () => {
   });
 });
 
+describe('a cdrom section in plain command output', () => {
+  it('a hand-run dd of cd0 is no read result: inconclusive, saying which line was expected and the index status', async () => {
+    const base = await load('13.2-healthy-derived');
+    const b = withSections(base, { cdrom: '16+0 records in\n16+0 records out\n32768 bytes transferred in 0.01 secs (3276800 bytes/sec)\n' });
+    const r = verdict(b, 'cdrom');
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.evidence.at(-1)).toBe('the cdrom section has no "cd0 read-status N" line (fbxen-collect\'s format) for cd0; the section exited 0 (index): the medium\'s read is not shown');
+  });
+});
+
 describe('CPUID messages say what the section holds', () => {
   const line = (leaf: number, ...regs: number[]) => `cpuid level 0x${leaf.toString(16)}: ${regs.map((r) => `0x${r.toString(16).padStart(8, '0')}`).join(' ')}`;
   const XEN = [0x566e6558, 0x65584d4d, 0x4d4d566e];
