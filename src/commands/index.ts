@@ -93,7 +93,7 @@ function registerVerify(program: Command, context: ContextFactory): void {
     .addOption(new Option('--host-key-checking <mode>', 'ssh host key checking (default strict)').choices(['strict', 'accept-new', 'off']))
     .addOption(new Option('--toolstack <name>', 'with --domain: the toolstack the run used').choices(['xl', 'xapi']))
     .option('--artifacts <dir>', `root of the fbxen boot run directories (default ./${DEFAULT_ARTIFACTS_ROOT})`)
-    .option('--run <id>', 'the run id to look for (console log) or to give the collector (ssh)')
+    .option('--run <id>', 'the run id to look for (console log), expect (bundle) or give the collector (ssh)')
     .option('--phase <phase>', 'the phase to look for (console log) or to give the collector (ssh)')
     .option('--before <dir|tar>', 'a bundle taken before a migration (enables the migration probe)')
     .option('--before-phase <phase>', 'with --console-log: the frame of this phase is the before bundle')
