@@ -1,11 +1,15 @@
 import { createServer, type Server } from 'node:http';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSupported, mirrorDirectory, parseManifest, parseRelease, resolveSets } from '../../src/core/build/sets.js';
 import { EnvironmentError, InputError } from '../../src/core/errors.js';
-import { sampleDist, tmpDir } from '../support/samples.js';
+import { sampleDist } from '../support/samples.js';
+
+// Scratch directories in the run's own TMPDIR (test/support/global-tmp.ts), removed when the run ends.
+const tmpDir = (name: string) => mkdtempSync(join(tmpdir(), `${name}-`));
 
 const handle = { output: () => undefined };
 
@@ -97,6 +101,36 @@ describe('resolveSets', () => {
       corrupt = false;
     }
     expect(readdirSync(join(cache, 'dist')).filter((f) => f.includes('partial') || statSync(join(cache, 'dist', f)).size === 0)).toEqual([]);
+  });
+
+  it('sends a request again when the server had closed its kept-alive connection (issue 13: ECONNRESET under load)', async () => {
+    // Under load the suite's first request after a pause went out on a socket the server's keep-alive
+    // timer (5 s) closed in the same moment: ECONNRESET, before any response. This server closes every
+    // reused connection as the request arrives, the worst case of that race.
+    const served = new WeakSet<object>();
+    let resets = 0;
+    const racy = createServer((req, res) => {
+      if (served.has(req.socket)) {
+        resets++;
+        req.socket.destroy();
+        return;
+      }
+      served.add(req.socket);
+      const m = /^\/releases\/amd64\/14\.3-RELEASE\/(MANIFEST|base\.txz|kernel\.txz)$/.exec(req.url!);
+      if (!m) res.writeHead(404).end();
+      else res.writeHead(200).end(readFileSync(join(sampleDist(), m[1]!)));
+    });
+    await new Promise<void>((r) => racy.listen(0, '127.0.0.1', r));
+    try {
+      const mirror = `http://127.0.0.1:${(racy.address() as AddressInfo).port}`;
+      const r = await resolveSets({ ...opts(tmpDir('cache-racy')), mirror }, handle);
+      expect(readFileSync(r.sets.kernel.path)).toEqual(readFileSync(join(sampleDist(), 'kernel.txz')));
+      // The race happened (the test is not vacuous) and every request was sent again.
+      expect(resets).toBeGreaterThan(0);
+    } finally {
+      racy.closeAllConnections();
+      await new Promise<void>((r) => racy.close(() => r()));
+    }
   });
 
   it('says HTTP 404 for an unknown release', async () => {
