@@ -124,6 +124,8 @@ export interface SetCacheOptions {
   cleanup: CleanupStack;
 }
 
+const swept = new Map<string, Promise<void>>();
+
 export class SetCache {
   readonly dir: string;
   readonly tarPath: string;
@@ -166,9 +168,19 @@ export class SetCache {
     }
   }
 
-  /** Copies left by builds that were killed (SIGKILL, power) are removed, never a live build's. */
-  private async sweep(): Promise<void> {
-    for (const r of await removeStalePartials(this.dir)) this.opts.warn(`removed ${r.path} (${formatBytes(r.bytes)}), left by a build that no longer runs`);
+  /**
+   * Copies left by builds that were killed (SIGKILL, power) are removed, never a live build's; once per
+   * directory and process, so that the two sets' caches do not both report the same file.
+   */
+  private sweep(): Promise<void> {
+    let done = swept.get(this.dir);
+    if (!done) {
+      done = removeStalePartials(this.dir).then((removed) => {
+        for (const r of removed) this.opts.warn(`removed ${r.path} (${formatBytes(r.bytes)}), left by a build that no longer runs`);
+      });
+      swept.set(this.dir, done);
+    }
+    return done;
   }
 
   private async drop(why: string): Promise<undefined> {

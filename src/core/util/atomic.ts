@@ -74,8 +74,12 @@ export async function removeStalePartials(dir: string, extra: readonly RegExp[] 
     if (!st) continue;
     // Allocated bytes, not the apparent size: a partial image is sparse.
     const bytes = st.isDirectory() ? 0 : st.blocks * 512;
-    await rm(path, { recursive: true, force: true });
-    removed.push({ path, bytes });
+    // One that cannot be removed (another owner, a read-only mount) is left as it was: not this build's to fail on.
+    const gone = await rm(path, { recursive: true, force: true }).then(
+      () => true,
+      () => false,
+    );
+    if (gone) removed.push({ path, bytes });
   }
   return removed;
 }
