@@ -46,7 +46,8 @@ export const pvTimer = defineProbe<GuestFacts>({
     if (x && !x.xen) return skip(x.reason);
     const timer = f.sysctl?.values['kern.eventtimer.timer']?.trim();
     const probeFailed = findMessage(f, /^xen_et0: (vector callbacks|HVM safe pvclock|shared info page|VCPUOPs interface) unavailable/);
-    if (timer === undefined) {
+    if (timer === undefined || timer === '') {
+      if (timer === '' && !probeFailed) return inconclusive('kern.eventtimer.timer has an empty value in the sysctl section (the line is cut short): cannot tell the event timer');
       if (probeFailed) return fail([probeFailed]);
       return inconclusive(sysctlAbsent(f, 'kern.eventtimer.timer'));
     }

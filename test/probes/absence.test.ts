@@ -115,6 +115,16 @@ describe('skip only when the bundle proves it does not apply: the CD', () => {
   });
 });
 
+describe('an empty sysctl value is no value', () => {
+  it('"kern.eventtimer.timer: " (cut short) is not a timer other than XENTIMER', async () => {
+    const base = await load('13.2-healthy-derived');
+    const sysctl = base.sections.get('sysctl')!.replace(/^kern\.eventtimer\.timer: .*$/m, 'kern.eventtimer.timer: ');
+    const r = verdict(withSections(base, { sysctl }), 'pv-timer');
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.evidence[0]).toContain('empty value');
+  });
+});
+
 describe('a cdrom section in plain command output', () => {
   it('a hand-run dd of cd0 is no read result: inconclusive, saying which line was expected and the index status', async () => {
     const base = await load('13.2-healthy-derived');
