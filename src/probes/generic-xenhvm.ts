@@ -35,9 +35,12 @@ export const genericXenhvm = defineProbe<GuestFacts>({
       ]);
     }
     if (hv && !xenpci) {
+      // The banner's build path names the kernel config: a hint, not proof (a config named GENERIC can be edited).
+      const built = findMessage(f, /^\s*\S+@\S+:\S*\/sys\/GENERIC\s+(amd64|i386)\s*$/);
       return inconclusive(
         `${noConf}, and dmesg.boot ends before the drivers attach (no "Trying to mount root from" after the banner): xenpci0 cannot be seen`,
         `${hv} (printed only by a kernel with options XENHVM)`,
+        ...(built ? [`${built.trim()}: a kernel config named GENERIC (FreeBSD's GENERIC has both since 10.0, but the name does not prove the content)`] : []),
       );
     }
     return inconclusive(`${noConf}, and the boot messages do not show both the XENHVM version line and xenpci0`);
