@@ -114,7 +114,11 @@ export function renderPlan(req: BuildRequest): { text: string; json: unknown } {
   const named = req.release ?? req.releaseName;
   const commands = [
     ...(remote ? [`download ${at('MANIFEST')}`, `download ${at('base.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')} (resumable, verified)`, `download ${at('kernel.txz')} -> ${join(req.cacheDir, 'dist', '<sha256>.txz')}`] : [`read ${at('MANIFEST')}`, `sha256 ${at('base.txz')} and ${at('kernel.txz')} against MANIFEST`]),
-    ...(named ? [] : [`${formatCommand(...decode('base'))} | fbxen tar reader, up to bin/freebsd-version: the release (USERLAND_VERSION), checked before anything is written; sets without it are refused (name them with --release-name)`]),
+    ...(req.release
+      ? []
+      : [
+          `${formatCommand(...decode('base'))} | fbxen tar reader, up to bin/freebsd-version: the release (USERLAND_VERSION), checked before anything is written; ${req.releaseName ? `it must agree with --release-name ${req.releaseName} when it names one` : 'sets without it are refused (name them with --release-name)'}`,
+        ]),
     `${formatCommand('xz', ['--robot', '--list', local('base')])} (and kernel)   (sizes, unless cached)`,
     `${formatCommand(...decode('base'))} | fbxen tar reader -> fbxen UFS2 writer into partition rootfs of ${raw}, lane 0${req.useCache ? `   (copy kept in ${setTar('base')})` : ''}`,
     `${formatCommand('nice', ['-n', '10', ...decode('kernel').flat()])} | fbxen tar reader -> the same UFS2 writer, lane 1 (its own room at the start of the data area)   (at the same time, below the base set's decoder)${req.useCache ? `   (copy kept in ${setTar('kernel')})` : ''}`,

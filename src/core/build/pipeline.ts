@@ -92,7 +92,7 @@ export interface BuildRecord {
   durationsMs: Record<string, number>;
 }
 
-const CAPTURED = ['boot/pmbr', 'boot/gptboot', 'boot/loader.efi', 'boot/kernel/kernel', 'bin/freebsd-version'] as const;
+const CAPTURED = ['boot/pmbr', 'boot/gptboot', 'boot/loader.efi', 'boot/kernel/kernel'] as const;
 const MAX_CAPTURE = 256 * 1024 * 1024;
 
 interface SetStream {
@@ -207,13 +207,25 @@ function checkRelease(name: string, arch: Arch): void {
   checkSupported(parseRelease(name.replace(/-p\d+$/, '')), arch);
 }
 
-/** The release bin/freebsd-version names, checked against the support matrix; refused when it names none. */
-function releaseOf(script: Buffer | undefined, arch: Arch): string {
+/**
+ * The release of --dist sets: what bin/freebsd-version names, or --release-name when it names none
+ * (a --release-name it contradicts is refused); checked against the support matrix.
+ */
+function releaseOf(script: Buffer | undefined, releaseName: string | undefined, arch: Arch): string {
   const found = releaseFromFreebsdVersion(script);
+  if (releaseName) {
+    if (found && found.replace(/-p\d+$/, '') !== releaseName.replace(/-p\d+$/, '')) {
+      throw new InputError(`--release-name ${releaseName}, but the sets' bin/freebsd-version says ${found}`, { hint: `drop --release-name (the sets name themselves), or give --release-name ${found}` });
+    }
+    return releaseName;
+  }
   if (!found) {
     throw new InputError(`cannot tell the release of these sets: ${script ? "base.txz's bin/freebsd-version has no USERLAND_VERSION" : 'base.txz has no bin/freebsd-version'}`, {
       hint: 'name them with --release-name, e.g. --release-name 14.3-RELEASE (nothing was written)',
     });
+  }
+  if (!/^\d+\.\d+-[A-Z0-9-]+$/.test(found)) {
+    throw new InputError(`base.txz's bin/freebsd-version names ${JSON.stringify(found.slice(0, 64))}, not a FreeBSD release`, { hint: 'name the sets with --release-name, e.g. --release-name 14.3-RELEASE (nothing was written)' });
   }
   checkRelease(found, arch);
   return found;
@@ -303,7 +315,8 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
   const kernel = new SetSource(sets.sets.kernel, req, deps);
   // Sets that no flag names say which release they are in bin/freebsd-version: read from the start
   // of base.txz now, so that an unknown or unsupported release fails before the file system is written.
-  const release = named ?? (await timed('release', 'Read the release from bin/freebsd-version', async () => releaseOf(await base.peek('bin/freebsd-version', MAX_VERSION_SCRIPT), req.arch)));
+  // A --release-name is checked against them there too: build.json must not name another release.
+  const release = req.release ?? (await timed('release', 'Read the release from bin/freebsd-version', async () => releaseOf(await base.peek('bin/freebsd-version', MAX_VERSION_SCRIPT), req.releaseName, req.arch)));
 
   const customisation = await loadCustomisation({
     templatesDir: req.templatesDir,
@@ -447,11 +460,6 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
       await target.flush?.();
     });
 
-    // A --release-name the sets contradict is refused: build.json must not name another release.
-    const claimed = req.releaseName && releaseFromFreebsdVersion(joined(captured, 'bin/freebsd-version'));
-    if (req.releaseName && claimed && claimed.replace(/-p\d+$/, '') !== req.releaseName.replace(/-p\d+$/, '')) {
-      throw new InputError(`--release-name ${req.releaseName}, but the sets' bin/freebsd-version says ${claimed}`, { hint: `drop --release-name (the sets name themselves), or give --release-name ${claimed}` });
-    }
     checkArch(kernelConfig, req.arch);
 
     if (layout.esp) {
