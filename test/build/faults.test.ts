@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { networkErrorCode, resolveSets } from '../../src/core/build/sets.js';
 import { EnvironmentError } from '../../src/core/errors.js';
-import { fbxen } from '../support/cli.js';
-import { sampleDist } from '../support/samples.js';
+import { fbxen, fbxenInterrupted } from '../support/cli.js';
+import { REPO, sampleDist } from '../support/samples.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'fbxen-faults-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -59,6 +59,24 @@ describe('partial outputs of killed builds (14.9)', () => {
     } finally {
       sleeper.kill();
     }
+  });
+});
+
+describe('a build killed with SIGKILL (14.9)', () => {
+  it('leaves its partial image, which the next build in the same --out removes and reports', async () => {
+    const out = dir('out');
+    const cache = dir('cache');
+    // xz through the throttled test double: the file system step lasts seconds, so the kill lands in it.
+    const env = { PATH: `${join(REPO, 'test/support/slow-bin')}:${process.env.PATH}`, SLOW_XZ_BYTES: '65536', SLOW_XZ_SECONDS: '0.05' };
+    const killed = await fbxenInterrupted([...buildArgs(out, cache), '--xz-decoder', 'xz'], (stderr) => stderr.includes('Write the root file system'), 'SIGKILL', { env });
+    expect(killed.signal).toBe('SIGKILL');
+    const left = readdirSync(out).filter((f) => /^\.s\.raw\.partial-\d+-[0-9a-f]{8}$/.test(f));
+    expect(left).toHaveLength(1);
+
+    const r = fbxen(buildArgs(out, cache));
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(['build.json', 's.raw']);
+    expect(r.stderr).toMatch(new RegExp(`warning: removed ${join(out, left[0]!).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\([\\d.]+ [KMG]?i?B\\), left by a build that no longer runs`));
   });
 });
 
