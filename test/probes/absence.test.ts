@@ -154,6 +154,21 @@ describe('CPUID messages say what the section holds', () => {
     expect(parseCpuidSection(both)).toEqual({ base: 0x40000100, leaf4eax: 3 });
   });
 
+  it('any set of leaves gives either Xen\'s leaf 4 or a message naming what is there (property)', () => {
+    const leaf = fc.constantFrom(0x40000000, 0x40000004, 0x40000100, 0x40000104, 0x40000001);
+    const regs = fc.oneof(fc.constant(XEN), fc.constant(HV), fc.tuple(fc.nat(), fc.nat(), fc.nat()));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(leaf, fc.nat(), regs), { maxLength: 6 }), fc.string({ maxLength: 40 }), (rows, noise) => {
+        const t = [noise, ...rows.map(([l, a, r]) => line(l, a, ...r))].join('\n');
+        if (parseCpuidSection(t)) return;
+        const msg = explainCpuidSection(t);
+        expect(msg).toMatch(/^the cpuid-xen section\b/);
+        if (rows.length) for (const [l] of rows) expect(msg).toContain(`0x${l.toString(16)}`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('the Xen signature without leaf 4, and a section with no cpuid line at all', () => {
     expect(explainCpuidSection(line(0x40000000, 0x40000105, ...XEN))).toMatch(/Xen signature at 0x40000000 but not leaf 0x40000004/);
     expect(explainCpuidSection('cpucontrol: /dev/cpuctl0: Permission denied\n')).toBe('the cpuid-xen section has no "cpuid level 0x...: ..." line (cpucontrol -i output); it says: cpucontrol: /dev/cpuctl0: Permission denied');
