@@ -177,6 +177,7 @@ async function fetchText(url: string, signal: AbortSignal): Promise<string> {
     await res.body?.cancel().catch(() => undefined);
     throw new InputError(`${url} answered HTTP ${res.status}`, { hint: 'check --release, --arch and --mirror (or --dist): the release directory must hold MANIFEST' });
   }
+  if (!res.body) return '';
   const parts: Buffer[] = [];
   let total = 0;
   try {
