@@ -221,6 +221,9 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(out.error?.exitCode).toBe(ExitCode.environment);
     expect(out.error?.message).toMatch(/`xl info` failed \(status 1\): ERROR: +Can't find hypervisor information in sysfs!/);
     expect(out.error?.hint).toMatch(/hypervisor/);
+    // Where the domain is cannot be known when `xl list` fails: not "vanished" (absence of evidence).
+    expect(out.report!.where).toMatchObject({ name: 'fbxen-guest', state: 'unknown', note: expect.stringMatching(/`xl list` failed on localhost/) });
+    expect(renderMigrateText(out.report!)).not.toMatch(/vanished/);
     const junit = await parseStringPromise(readFileSync(join(out.report!.artifactsDir, 'report.junit.xml'), 'utf8'));
     expect(Number(junit.testsuites.$.skipped)).toBe(0);
     expect(Number(junit.testsuites.$.errors)).toBe(1);

@@ -113,6 +113,8 @@ describe.skipIf(!process.env.HB_STATS)('error distribution (HB_STATS=N random ti
   it('every estimate is within its own bound; prints the distribution', () => {
     const n = Number(process.env.HB_STATS);
     const cases = [
+      ['same host, none lost', timeline.filter((t) => t.counterJump === null).map((t) => ({ ...t, lostAfter: 0 }))],
+      ['another host, none lost', timeline.filter((t) => t.counterJump !== null).map((t) => ({ ...t, lostAfter: 0 }))],
       ['same host, up to 10 lost', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump === null)],
       ['another host, up to 10 lost', timeline.filter((t) => t.lostAfter <= 10 && t.counterJump !== null)],
       ['loaded, same host, 100-150 lost', timeline.filter((t) => t.counterJump === null).chain((t) => fc.integer({ min: 100, max: 150 }).map((lostAfter) => ({ ...t, ...loadedGuest, lostAfter, beatsAfter: t.beatsAfter + lostAfter })))],
@@ -301,9 +303,19 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
     expect(Math.abs(est.downtimeMs - t.downtimeMs), JSON.stringify(est)).toBeLessThanOrEqual(est.uncertaintyMs!);
   });
 
+  it('counterexample a property run found: 24 stalls of 3 ms among 161 lost beats where 9 were expected (a Gaussian bound was 2 ms short)', () => {
+    const t: Timeline = { periodMs: 10, jitterMs: 0.2, beatsBefore: 154, beatsAfter: 261, downtimeMs: 100, lostAfter: 161, wallOffset: 0, wallStepMs: 0, counterJump: null, counterStart: 0, sleepCutShort: false, stallRate: 0.05745358625426889, stallMinMs: 3, stallMaxMs: 3, seed: 803110037 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.lostBeats).toBe(161);
+    expect(Math.abs(est.downtimeMs - t.downtimeMs), JSON.stringify(est)).toBeLessThanOrEqual(est.uncertaintyMs! + 0.1);
+  });
+
   // Stall rate and size as parameters; same host (save-restore, a localhost migration) and another host.
+  // From 8 % of beats: the 250+ steps seen then hold 20 stalls or more (none: a chance below 1e-9), and
+  // the bound learns them. Stalls too rare to be seen (1 in 1,000 beats) can still hide among 100+ lost
+  // beats: a stated limit, measured in docs/migrate-test.md, which no evidence here can bound.
   const loaded = fc.record({
-    stallRate: fc.double({ min: 0, max: 0.3, noNaN: true }),
+    stallRate: fc.double({ min: 0.08, max: 0.3, noNaN: true }),
     stallMinMs: fc.integer({ min: 1, max: 10 }),
     stallSpanMs: fc.integer({ min: 0, max: 60 }),
     lost: fc.integer({ min: 0, max: 200 }),
@@ -316,7 +328,7 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
     expect(Math.abs(est.downtimeMs - tl.downtimeMs), JSON.stringify(est)).toBeLessThanOrEqual(est.uncertaintyMs! + 0.1 + 1e-9);
   };
 
-  it('property: a loaded guest (stalls of up to 70 ms on up to 30 % of beats), up to 200 beats lost, same host: within its own bound', () => {
+  it('property: a loaded guest (stalls of up to 70 ms on 8-30 % of beats), up to 200 beats lost, same host: within its own bound', () => {
     fc.assert(
       fc.property(timeline.filter((t) => t.counterJump === null && t.downtimeMs >= 100), loaded, checkLoaded),
       { numRuns: runs },

@@ -204,6 +204,10 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     expect(Math.abs(r.iterations[0]!.downtimeMs! - 400)).toBeLessThanOrEqual(20);
     expect(out.error?.exitCode).toBe(ExitCode.toolstack);
     expect(r.where).toMatchObject({ host: 'xcp-host-1', state: 'running' });
+    // The toolstack's reason, whole: XAPI's error code and its parameters, and where the VM is.
+    expect(r.iterations[2]!.reason).toMatch(/INTERNAL_ERROR/);
+    expect(r.iterations[2]!.reason).toContain('xenopsd: migration aborted');
+    expect(r.iterations[2]!.reason).toMatch(/the VM is now: fbxen-mig \(OpaqueRef:[^)]+\) running on xcp-host-1/);
   });
 });
 

@@ -131,32 +131,44 @@ export class XlMigrationDriver implements MigrationDriver {
   }
 
   private async rows(host: string): Promise<XlListRow[] | undefined> {
-    const r = await this.run(host, ['list'], LIST_TIMEOUT_MS).catch(() => undefined);
-    if (!r || r.exitCode !== 0) return undefined;
-    return parseXlList(r.stdout);
+    return (await this.listOn(host)).rows;
   }
 
+  private async listOn(host: string): Promise<{ rows?: XlListRow[]; failure?: string }> {
+    const r = await this.run(host, ['list'], LIST_TIMEOUT_MS).catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: err instanceof Error ? err.message : String(err) }));
+    if (r.exitCode !== 0) return { failure: `\`xl list\` failed on ${host}: ${tail(r.stderr)}` };
+    return { rows: parseXlList(r.stdout) };
+  }
+
+  /**
+   * Where the domain is. Undefined only when every host asked listed its domains and none is this one;
+   * when a host could not be asked, and the domain is not found elsewhere, its place is unknown (state
+   * 'unknown', the failure in the note): not "vanished".
+   */
   async locate(): Promise<DomainLocation | undefined> {
     const hosts = this.remote ? [this.at, this.at === 'localhost' ? this.o.to : 'localhost'] : ['localhost'];
     const found: DomainLocation[] = [];
+    const failures: string[] = [];
     for (const host of hosts) {
-      const rows = await this.rows(host);
+      const { rows, failure } = await this.listOn(host);
+      if (failure) failures.push(failure);
       for (const r of rows ?? []) {
         const base = r.name.replace(/--(migratedaway|incoming)$/, '');
         if (base !== this.o.domain) continue;
         found.push({ host, id: String(r.domid), name: r.name, state: stateOf(r.state) });
       }
     }
-    if (found.length === 0) return undefined;
+    if (found.length === 0) return failures.length ? { host: this.at, id: '-', name: this.o.domain, state: 'unknown', note: failures.join('; ') } : undefined;
     // The complete, running copy first; the rest is reported as a note.
     found.sort((a, b) => Number(b.name === this.o.domain) - Number(a.name === this.o.domain) || Number(b.state === 'running') - Number(a.state === 'running'));
     const [main, ...others] = found;
-    return others.length ? { ...main!, note: `also ${others.map((l) => `${l.name} (${l.id}) ${l.state} on ${l.host}`).join(', ')}` } : main;
+    const notes = [...(others.length ? [`also ${others.map((l) => `${l.name} (${l.id}) ${l.state} on ${l.host}`).join(', ')}`] : []), ...failures];
+    return notes.length ? { ...main!, note: notes.join('; ') } : main;
   }
 
   private async domid(): Promise<string> {
     const where = await this.locate();
-    if (!where || where.name !== this.o.domain || where.host !== this.at) throw new MigrationError(`domain ${this.o.domain} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check `xl list` and the console log' });
+    if (!where || where.name !== this.o.domain || where.host !== this.at || where.id === '-') throw new MigrationError(`domain ${this.o.domain} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check `xl list` and the console log' });
     return where.id;
   }
 
@@ -228,7 +240,7 @@ export class XlMigrationDriver implements MigrationDriver {
       return false; // the console of a domain on another host is not reachable here
     }
     const where = await this.locate();
-    if (!where || where.name !== this.o.domain || where.host !== 'localhost') {
+    if (!where || where.name !== this.o.domain || where.host !== 'localhost' || where.id === '-') {
       this.detach();
       return false;
     }
