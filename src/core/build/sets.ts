@@ -126,7 +126,8 @@ function causes(err: unknown): (Error & { code?: unknown })[] {
 /** The network error code along a cause chain, if the failure is the network's; undefined otherwise. */
 export function networkErrorCode(err: unknown): string | undefined {
   const chain = causes(err);
-  const code = chain.map((e) => e.code).find((c): c is string => typeof c === 'string' && NETWORK_CODES.has(c));
+  // TLS failures on the way (a record that does not decrypt, a renegotiation cut) are the network's too.
+  const code = chain.map((e) => e.code).find((c): c is string => typeof c === 'string' && (NETWORK_CODES.has(c) || /^ERR_(SSL|TLS)_/.test(c)));
   if (code) return code;
   // undici: "terminated" when the body stops (the socket closed), "other side closed" from its socket.
   if (chain.some((e) => /^(terminated|other side closed|premature close|socket hang up)$/i.test(e.message))) return 'connection closed';
