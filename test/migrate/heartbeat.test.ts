@@ -342,6 +342,13 @@ describe('estimateDowntime on synthetic timelines with known gaps', () => {
     );
   });
 
+  it('a long heartbeat (250,000 beats: about an hour) is estimated, not a stack overflow', () => {
+    const t: Timeline = { periodMs: 12, jitterMs: 1, beatsBefore: 125_000, beatsAfter: 125_000, downtimeMs: 300, lostAfter: 3, wallOffset: 0.3, wallStepMs: 0, counterJump: null, counterStart: 0, seed: 5 };
+    const est = estimateDowntime(parseHeartbeat(synth(t), 'r1'))!;
+    expect(est.lostBeats).toBe(3);
+    expect(Math.abs(est.downtimeMs - t.downtimeMs)).toBeLessThanOrEqual(est.uncertaintyMs! + 0.1);
+  });
+
   it('without HBINFO only host arrival times count, and the result says so', () => {
     const t: Timeline = { periodMs: 10, jitterMs: 0, beatsBefore: 50, beatsAfter: 50, downtimeMs: 200, lostAfter: 0, wallOffset: 0, wallStepMs: 0, counterJump: null, counterStart: 0, seed: 1 };
     const lines = synth(t).filter((l) => !l.text.includes('HBINFO'));

@@ -490,11 +490,20 @@ function lostSpacing(segs: Segment[], before: Beat, after: Beat, fallback: numbe
       xs.push(s.t[k]! - s.t[k - 1]!);
     }
   }
-  if (xs.length < 2) return { mean: fallback, walk: () => fallback };
+  // Too few steps to learn their spread from: each of the m may be off by a whole spacing.
+  if (xs.length < 2) return { mean: fallback, walk: (m) => m * fallback };
   const n = xs.length;
-  const mean = xs.reduce((a, x) => a + x, 0) / n;
-  const variance = xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1);
-  const b = Math.max(...xs.map((x) => Math.abs(x - mean)));
+  let sum = 0;
+  for (const x of xs) sum += x;
+  const mean = sum / n;
+  // Loops, not Math.max(...xs): a long heartbeat has more steps than a call takes arguments.
+  let sq = 0;
+  let b = 0;
+  for (const x of xs) {
+    sq += (x - mean) ** 2;
+    b = Math.max(b, Math.abs(x - mean));
+  }
+  const variance = sq / (n - 1);
   const L = Math.log(2 / WALK_RISK);
   return {
     mean,
