@@ -3,11 +3,12 @@
  * parsing and sha256 verification; a content-addressed cache with atomic, resumable downloads.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import { z } from 'zod';
 import { EnvironmentError, InputError } from '../errors.js';
 import { formatBytes, type StepHandle } from '../progress.js';
@@ -232,25 +233,32 @@ async function download(url: string, expected: string, cacheDir: string, signal:
   if (!resumed) have = 0;
   const total = Number(res.headers.get('content-length') ?? NaN) + have;
   let done = have;
-  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  body.on('data', (c: Buffer) => {
-    done += c.length;
-    handle.output(`${url.split('/').pop()}: ${formatBytes(done)}${Number.isFinite(total) ? ` of ${formatBytes(total)}` : ''}${resumed ? ' (resumed)' : ''}`);
-  });
-  // Which side failed decides the message: the body's errors are the network's, the file's the disk's.
-  let readError: unknown;
-  body.on('error', (err) => (readError ??= err));
+  // The web stream itself, not Readable.fromWeb: when the socket closes, fromWeb's Readable is destroyed
+  // with the chunks it had buffered (131,072 of 200,000 received bytes were kept), the web stream
+  // hands over everything it received before its error.
+  const body = res.body as unknown as AsyncIterable<Uint8Array>;
   const out = createWriteStream(partial, { flags: resumed ? 'a' : 'w' });
+  // Which side failed decides the message: the body's errors are the network's, the file's the disk's.
   let writeError: unknown;
   out.on('error', (err) => (writeError ??= err));
+  let readError: unknown;
   try {
-    await pipeline(body, out, { signal });
+    for await (const c of body) {
+      done += c.length;
+      handle.output(`${url.split('/').pop()}: ${formatBytes(done)}${Number.isFinite(total) ? ` of ${formatBytes(total)}` : ''}${resumed ? ' (resumed)' : ''}`);
+      if (!out.write(c)) await once(out, 'drain').catch(() => undefined);
+      if (writeError) break;
+    }
   } catch (err) {
-    if (signal.aborted) throw signal.reason;
-    if (writeError) throw cacheWriteError(writeError, dir);
-    if (networkErrorCode(readError ?? err)) throw cut(url, done, readError ?? err, true);
-    throw err;
+    readError = err;
   }
+  // Everything received reaches the file, also when the transfer was cut (a pipeline would drop what
+  // the file stream still buffered): the resume asks for the rest from where the file ends.
+  out.end();
+  await finished(out).catch((err: unknown) => (writeError ??= err));
+  if (signal.aborted) throw signal.reason;
+  if (writeError) throw cacheWriteError(writeError, dir);
+  if (readError) throw networkErrorCode(readError) ? cut(url, done, readError, true) : readError;
   const actual = await sha256File(partial, { signal });
   if (actual !== expected) {
     await rm(partial, { force: true });
