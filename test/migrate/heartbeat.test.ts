@@ -4,6 +4,8 @@
  * stepped on resume); and the real guest script run under dash with a sysctl stand-in.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -380,8 +382,7 @@ describe('guest/fbxen-heartbeat under dash (FreeBSD sysctl stand-in: SIMULATION)
   });
 
   it('stops on its stop file, and refuses bad arguments', () => {
-    const stop = join(REPO, 'test/.tmp', `hb-stop-${process.pid}`);
-    spawnSync('mkdir', ['-p', join(REPO, 'test/.tmp')]);
+    const stop = join(mkdtempSync(join(tmpdir(), 'hb-stop-')), 'stop'); // in the run's TMPDIR, removed with it
     spawnSync('touch', [stop]);
     const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'x', '--stop-file', stop], { env, encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(0);
