@@ -11,6 +11,10 @@ const MAX_LINES = 2_000_000;
 export class ConsoleCapture {
   readonly lines: StampedLine[] = [];
   private text = '';
+  /** Characters received before the first one `text` still holds (its head is dropped on a chatty console). */
+  private textStart = 0;
+  /** Characters received so far, from every source: a position in the console that trimming never moves. */
+  received = 0;
   private file: WriteStream | undefined;
   /** bumped on every chunk, so waiters can tell whether anything new arrived */
   version = 0;
@@ -45,8 +49,13 @@ export class ConsoleCapture {
     const at = this.now();
     this.file?.write(s);
     this.text += s;
+    this.received += s.length;
     // The text is only searched for frames; keep its tail bounded on a chatty console.
-    if (this.text.length > 64 * 1024 * 1024) this.text = this.text.slice(-32 * 1024 * 1024);
+    if (this.text.length > 64 * 1024 * 1024) {
+      const keep = 32 * 1024 * 1024;
+      this.textStart += this.text.length - keep;
+      this.text = this.text.slice(-keep);
+    }
     this.version++;
     let rest = state.partial + s;
     // A line's arrival is when its first byte arrived: it was written then.
@@ -66,6 +75,16 @@ export class ConsoleCapture {
   /** Everything received so far (for frame extraction). */
   allText(): string {
     return this.text;
+  }
+
+  /**
+   * What arrived from position `pos` (a `received` value) on, so a reader can take only what is new. When
+   * that text was already dropped, what is still held, after a newline (no line is spliced over the gap).
+   */
+  textSince(pos: number): string {
+    if (pos >= this.received) return '';
+    if (pos < this.textStart) return `\n${this.text}`;
+    return this.text.slice(pos - this.textStart);
   }
 
   /** The last characters received: what the console shows now (a login prompt, a shell prompt). */

@@ -4,9 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { EnvironmentError, EvidenceIncompleteError, TimeoutError } from '../errors.js';
+import { EnvironmentError, EvidenceIncompleteError, InputError, TimeoutError } from '../errors.js';
 import { formatCommand, shellQuote, type Runner, type StreamingProcess } from '../exec/runner.js';
-import { checkBundleRun, extractBundleFromConsole, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
+import { checkBundleRun, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
+import { ConsoleFrameReader, type ConsoleExtraction } from '../verify/console-frame.js';
 import type { Progress } from '../progress.js';
 import { ConsoleCapture } from './capture.js';
 import type { StampedLine } from './heartbeat.js';
@@ -25,24 +26,50 @@ export function heartbeatArgs(hbRun: string, load: GuestLoad, maxSeconds: number
 }
 
 
-/** Waits for the collector's frame of run/phase in the capture; lost lines → evidence incomplete. */
+/** What verify says of a frame no collector writes (over a limit, not a bundle): exit 3. */
+const REJECTED_HINT = 'the guest sent a frame fbxen-collect never writes (limits: docs/probe-protocol.md §5): collect the evidence again from a guest you trust';
+
+/**
+ * Waits for the collector's frame of run/phase in the capture, reading from position `from` (a
+ * `capture.received` value). Each poll hands the frame reader only what the capture grew by, so a long
+ * wait costs time linear in the console. Lost lines → evidence incomplete; a frame over a limit →
+ * evidence rejected (exit 3), as verify says it.
+ */
 export async function waitForCapturedFrame(capture: ConsoleCapture, run: string, phase: string, timeoutMs: number, opts: { pollMs?: number; signal?: AbortSignal | undefined; from?: number } = {}): Promise<Bundle> {
   const deadline = Date.now() + timeoutMs;
-  let seen = -1;
-  let last: Awaited<ReturnType<typeof extractBundleFromConsole>> = { status: 'absent' };
-  for (;;) {
-    if (capture.version !== seen) {
-      seen = capture.version;
-      last = await extractBundleFromConsole(capture.allText().slice(opts.from ?? 0), { run, phase });
-      if (last.status === 'complete') {
-        // a bundle of another run framed under this one is refused, as verify does
-        checkBundleRun(last.bundle, { frameRun: last.run, expected: run, what: `the console frame of ${phase} (run ${run})` });
-        return last.bundle;
+  const reader = new ConsoleFrameReader(run);
+  let pos = opts.from ?? 0;
+  let seenCapture = -1;
+  let seenReader = -1;
+  let last = { status: 'absent' } as ConsoleExtraction; // assigned in look(): no narrowing here
+  const look = async (final: boolean) => {
+    if (capture.version !== seenCapture || final) {
+      seenCapture = capture.version;
+      reader.push(capture.textSince(pos));
+      pos = capture.received;
+      // At the deadline a last line without its newline counts too.
+      if (final) reader.end();
+      if (reader.version !== seenReader || final) {
+        seenReader = reader.version;
+        last = await reader.result(phase);
       }
     }
+    if (last.status === 'complete') {
+      // a bundle of another run framed under this one is refused, as verify does
+      checkBundleRun(last.bundle, { frameRun: last.run, expected: run, what: `the console frame of ${phase} (run ${run})` });
+      return last.bundle;
+    }
+    return undefined;
+  };
+  for (;;) {
+    const got = await look(false);
+    if (got) return got;
     if (Date.now() >= deadline) break;
     await sleep(opts.pollMs ?? 100, opts.signal);
   }
+  const got = await look(true);
+  if (got) return got;
+  if (last.status === 'rejected') throw new InputError(`${last.reason} (on the console)`, { hint: REJECTED_HINT });
   if (last.status === 'incomplete') {
     throw new EvidenceIncompleteError(`evidence incomplete: ${last.missingLines} of ${last.totalLines} frame lines of ${phase} were lost on the console`, {
       hint: 'both copies of those lines were lost: reduce console noise or use --evidence ssh',
@@ -99,7 +126,7 @@ export function consoleChannel(o: ConsoleChannelOptions): GuestChannel {
       return o.capture.lines.slice(hbFrom);
     },
     async collect(run, phase, timeoutMs) {
-      const from = o.capture.allText().length;
+      const from = o.capture.received;
       type(['sh', collector, '--frame', '--run', run, '--phase', phase].map(shellQuote).join(' '));
       return waitForCapturedFrame(o.capture, run, phase, timeoutMs, { pollMs: o.pollMs, signal: o.signal, from });
     },
