@@ -16,7 +16,7 @@ import { formatBytes } from '../progress.js';
 import { removeStalePartials, temporarySibling, writeFileAtomic } from '../util/atomic.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { Sha256Worker } from '../util/sha256.js';
-import type { SetFile } from './sets.js';
+import type { SetFile } from './set-file.js';
 
 /**
  * The most a set may expand to: 16 GiB. FreeBSD 14.3's base.tar is about 1.1 GB; a set that claims

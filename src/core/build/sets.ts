@@ -14,10 +14,10 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { formatBytes, type StepHandle } from '../progress.js';
 import { settleAll } from '../util/settle.js';
 import { cacheWriteError } from './set-cache.js';
+import { SET_NAMES, type SetFile, type SetName } from './set-file.js';
 import { sha256File } from '../util/sha256.js';
 
-export const SET_NAMES = ['base', 'kernel'] as const;
-export type SetName = (typeof SET_NAMES)[number];
+export { SET_NAMES, type SetFile, type SetName };
 
 export interface ManifestEntry {
   file: string;
@@ -85,16 +85,6 @@ export function mirrorDirectory(mirror: string, release: string, arch: Arch): st
 }
 
 export const DEFAULT_MIRROR = 'https://download.freebsd.org';
-
-export interface SetFile {
-  name: SetName;
-  /** A local file holding the .txz (a --dist file or the cache copy). */
-  path: string;
-  sha256: string;
-  entries: number;
-  /** Where it came from (URL or path), for build.json. */
-  source: string;
-}
 
 export interface ResolvedSets {
   origin: string;
