@@ -2,7 +2,7 @@
  * Reads every standard section of a bundle once into validated facts the probes share. A section that
  * is missing or unreadable becomes `undefined`: "no evidence", never a failure of the feature.
  */
-import type { Bundle } from '../core/verify/bundle.js';
+import type { Bundle } from './types.js';
 import { parseSysctl, type Sysctl } from './parsers/sysctl.js';
 import { parseVmstat, type Vmstat } from './parsers/vmstat.js';
 import {

@@ -3,7 +3,22 @@
  * function over those facts, and a hint for the user when it fails. Parsers never throw; facts they
  * cannot read are left out, and a verdict without positive evidence is never `pass`.
  */
-import type { Bundle } from '../core/verify/bundle.js';
+/** One line of a bundle's `index`: a section, the exit status of the command that wrote it, the command. */
+export interface IndexEntry {
+  name: string;
+  status: number;
+  command: string;
+}
+
+/**
+ * An fbxen-bundle/1 as read (docs/probe-protocol.md): what every probe takes. Declared here, with the
+ * probes that read it, so that the probes need nothing from core/verify, which reads and packs bundles.
+ */
+export interface Bundle {
+  meta: Record<string, string>;
+  index: IndexEntry[];
+  sections: Map<string, string>;
+}
 
 export type Verdict = 'pass' | 'fail' | 'skip' | 'inconclusive';
 

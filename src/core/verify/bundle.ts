@@ -10,22 +10,14 @@ import { createGunzip, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { readTar } from '../build/tar.js';
+import type { Bundle, IndexEntry } from '../../probes/types.js';
 
 export const BUNDLE_FORMAT = 'fbxen-bundle/1';
 export const SECTION_NAME = /^[a-z0-9][a-z0-9.-]*$/;
 export const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export interface IndexEntry {
-  name: string;
-  status: number;
-  command: string;
-}
-
-export interface Bundle {
-  meta: Record<string, string>;
-  index: IndexEntry[];
-  sections: Map<string, string>;
-}
+// The parsed bundle is what the probes take, so its type lives with them.
+export type { Bundle, IndexEntry };
 
 const MetaSchema = z
   .record(z.string(), z.string())
