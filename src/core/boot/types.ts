@@ -2,9 +2,10 @@
  * What a boot (xl or xapi) hands back. Both toolstack drivers return this shape so `fbxen boot` can print,
  * verify and clean up without knowing which toolstack ran.
  */
+import type { RunOutcome, ToolstackName } from '../run/artifacts.js';
 import type { Report } from '../verify/index.js';
 
-export type ToolstackName = 'xl' | 'xapi';
+export type { RunOutcome, ToolstackName };
 
 export interface BootResult {
   /** The run id (also the nonce on the fbxen CD). */
@@ -22,9 +23,6 @@ export interface BootResult {
   /** With --dry-run: the config and the command plan that would have run. */
   planText?: string;
 }
-
-/** How a run ended; recorded in run.json. */
-export type RunOutcome = 'running' | 'kept' | 'verified' | 'collected' | 'failed' | 'timeout' | 'interrupted' | 'dry-run';
 
 /** What a boot request says whatever the toolstack. */
 export interface BootRequestBase {

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { latestRun } from '../boot/artifacts.js';
+import { latestRun } from '../run/artifacts.js';
 import { EnvironmentError, EvidenceIncompleteError, InputError, ToolstackError, UsageError } from '../errors.js';
 import { formatCommand, type Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
