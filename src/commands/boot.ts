@@ -4,65 +4,22 @@
  * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
 import type { Command } from 'commander';
-import { z } from 'zod';
-import { bootWithXl, type XlBootRequest } from '../core/boot/xl-boot.js';
+import { bootWithXl } from '../core/boot/xl-boot.js';
 import type { BootResult } from '../core/boot/types.js';
-import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
+import { BOOT_EXCLUSIVE, BootOptions, commonBootRequest, toXlBootRequest, type BootOptionsT } from './boot-options.js';
 import type { CommandContext } from './context.js';
-import { explicitFlags, parseSize, resolveRequest } from './options.js';
+import { explicitFlags, resolveRequest } from './options.js';
 
-const mebibytes = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  try {
-    return parseSize(v, 'M') / (1024 * 1024);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
-
-/** The boot request as flags and the config file give it; xl-specific checks happen in the core. */
-export const BootOptions = z
-  .object({
-    toolstack: z.enum(['xl', 'xapi']).default('xl'),
-    image: z.string({ error: 'required: the image to boot (out/NAME.raw or .qcow2 from `fbxen build`)' }).min(1),
-    name: z.string().min(1).optional(),
-    vcpus: z.coerce.number().int('a whole number of vCPUs').min(1).max(128).default(2),
-    memory: mebibytes.pipe(z.number().int('whole MiB').min(128).max(1024 * 1024)).default(1024),
-    bridge: z.string().min(1).default('xenbr0'),
-    iso: z.string().min(1).optional(),
-    emptyCdrom: z.boolean().default(false),
-    keep: z.boolean().default(false),
-    timeout: z.coerce.number().int().min(1).max(86_400).default(600),
-    grace: z.coerce.number().int().min(0).max(3600).default(60),
-    dryRun: z.boolean().default(false),
-    verify: z.boolean().default(false),
-    artifacts: z.string().min(1).default(DEFAULT_ARTIFACTS_ROOT),
-    runId: z.string().regex(RUN_ID_PATTERN, '1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit').optional(),
-    network: z.string().min(1).optional(),
-    sr: z.string().min(1).optional(),
-    caFile: z.string().min(1).optional(),
-    insecure: z.boolean().default(false),
-    insecureHttp: z.boolean().default(false),
-  })
-  .strict()
-  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
-export type BootOptionsT = z.infer<typeof BootOptions>;
-
-/** A flag --iso drops a config `empty-cdrom:`, and the reverse. */
-export const BOOT_EXCLUSIVE = [[['iso'], ['emptyCdrom']]] as const;
-
-interface XapiModule {
-  bootWithXapi(request: Record<string, unknown>, deps: { runner: unknown; progress: unknown; signal: AbortSignal; cleanup: unknown; env: NodeJS.ProcessEnv }): Promise<BootResult>;
-}
+export { BootOptions, type BootOptionsT };
 
 export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<BootResult> {
   if (o.toolstack === 'xapi') {
-    const modulePath = '../core/toolstack/xapi/boot.js'; // loaded on demand: xl users never load XAPI code
-    const xapi = (await import(modulePath).catch((err: unknown) => {
+    // Loaded on demand (a literal path, so tsc checks the call): xl users never load XAPI code.
+    const xapi = await import('../core/boot/xapi-boot.js').catch((err: unknown) => {
       throw new EnvironmentError(`the XenServer driver is not available in this build: ${(err as Error).message}`, { hint: 'use --toolstack xl, or install a complete fbxen' });
-    })) as XapiModule;
+    });
     return xapi.bootWithXapi(
       {
         ...commonBootRequest(o),
@@ -83,28 +40,6 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
     toXlBootRequest(o),
     { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd },
   );
-}
-
-/** The xl request for these options (also what `fbxen config xl` renders). */
-export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
-  return { ...commonBootRequest(o), name: o.name, bridge: o.bridge, graceSec: o.grace };
-}
-
-/** What every toolstack's boot request says the same way. */
-function commonBootRequest(o: z.infer<typeof BootOptions>) {
-  return {
-    image: o.image,
-    runId: o.runId,
-    vcpus: o.vcpus,
-    memoryMiB: o.memory,
-    iso: o.iso,
-    emptyCdrom: o.emptyCdrom,
-    keep: o.keep,
-    timeoutSec: o.timeout,
-    dryRun: o.dryRun,
-    verify: o.verify,
-    artifactsRoot: o.artifacts,
-  };
 }
 
 export async function bootAction(ctx: CommandContext, command: Command): Promise<void> {

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { prepareXlBoot } from '../core/boot/xl-boot.js';
-import { BOOT_EXCLUSIVE, BootOptions, toXlBootRequest } from './boot.js';
+import { BOOT_EXCLUSIVE, BootOptions, toXlBootRequest } from './boot-options.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, resolveRequest } from './options.js';
 

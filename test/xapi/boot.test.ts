@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { inspectImage } from '../../src/core/boot/image.js';
-import { runXapiBoot, type XapiBootRequest, type XapiBootInternals } from '../../src/core/toolstack/xapi/boot.js';
+import { runXapiBoot, type XapiBootRequest, type XapiBootInternals } from '../../src/core/boot/xapi-boot.js';
 import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
 import { writeXva } from '../../src/core/formats/xva.js';
 import { writeDynamicVhd } from '../../src/core/formats/vhd.js';

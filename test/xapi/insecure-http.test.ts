@@ -13,7 +13,7 @@ import type { CommandContext } from '../../src/commands/context.js';
 import { ConfigError } from '../../src/core/errors.js';
 import type { Progress } from '../../src/core/progress.js';
 import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
-import { runXapiBoot, type XapiBootRequest } from '../../src/core/toolstack/xapi/boot.js';
+import { runXapiBoot, type XapiBootRequest } from '../../src/core/boot/xapi-boot.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 

@@ -18,24 +18,25 @@
 import { createWriteStream } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { ConfigError, EnvironmentError, InputError, InterruptedError, ToolstackError } from '../../errors.js';
-import type { Runner } from '../../exec/runner.js';
-import type { Progress } from '../../progress.js';
-import type { CleanupStack } from '../../util/cleanup.js';
-import { writeFileAtomic } from '../../util/atomic.js';
-import type { BootRequestBase, BootResult, RunOutcome } from '../../boot/types.js';
-import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from '../../boot/artifacts.js';
-import { waitForFrame } from '../../boot/wait-for-frame.js';
-import { defaultDomainName, inspectImage, requireImageFor } from '../../boot/image.js';
-import { XapiClient, type XapiCallRecord, type XapiClientOptions } from './client.js';
-import { isPlainHttp, loadXapiCredentials, plainHttpWarning, redact } from './credentials.js';
-import { XapiError, xapiHint } from './errors.js';
-import { openConsoleListener, type ConsoleListener } from './console.js';
-import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from './records.js';
-import type { XapiValue } from './xmlrpc.js';
+import { ConfigError, EnvironmentError, InputError, InterruptedError, ToolstackError } from '../errors.js';
+import type { Runner } from '../exec/runner.js';
+import type { Progress } from '../progress.js';
+import type { CleanupStack } from '../util/cleanup.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
+import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from './artifacts.js';
+import { waitForFrame } from './wait-for-frame.js';
+import { defaultDomainName, inspectImage, requireImageFor } from './image.js';
+import { XapiClient, type XapiCallRecord, type XapiClientOptions } from '../toolstack/xapi/client.js';
+import { isPlainHttp, loadXapiCredentials, plainHttpWarning, redact } from '../toolstack/xapi/credentials.js';
+import { XapiError, xapiHint } from '../toolstack/xapi/errors.js';
+import { openConsoleListener, type ConsoleListener } from '../toolstack/xapi/console.js';
+import { expectShape, HostRecord, HVM_PLATFORM, NetworkRecord, RecordMap, RefList, SrRecord, VbdRecord } from '../toolstack/xapi/records.js';
+import type { XapiValue } from '../toolstack/xapi/xmlrpc.js';
 
 export interface XapiBootRequest extends BootRequestBase {
-  name: string;
+  /** Unset: fbxen-<image base name>, as the xl driver does. */
+  name?: string | undefined;
   network?: string | undefined;
   sr?: string | undefined;
   caFile?: string | undefined;
@@ -415,7 +416,7 @@ interface FlowContext {
 }
 
 /** The VM's life up to "started": shared by the real run and the --dry-run plan. */
-async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowContext): Promise<XapiPoolFacts> {
+async function flow(api: Api, req: XapiBootRequest & { name: string }, deps: XapiBootDeps, f: FlowContext): Promise<XapiPoolFacts> {
   const plan = api instanceof PlanRecorder ? api : undefined;
   const created = f.created ?? new CreatedObjects();
   const timeoutMs = req.timeoutSec * 1000;
@@ -565,7 +566,7 @@ async function flow(api: Api, req: XapiBootRequest, deps: XapiBootDeps, f: FlowC
         const ts = Math.floor(Date.now() / 1000);
         if (f.makeCd) await f.makeCd({ runId: f.run, outPath: isoPath, timestamp: ts });
         else {
-          const { makeFbxenCd, defaultCollectorPath } = await import('../../iso/fbxen-cd.js');
+          const { makeFbxenCd, defaultCollectorPath } = await import('../iso/fbxen-cd.js');
           await makeFbxenCd({ runId: f.run, phase: 'boot', collectorPath: deps.env['FBXEN_COLLECTOR'] ?? defaultCollectorPath(), outPath: isoPath, timestamp: ts }, deps.runner);
         }
       }
