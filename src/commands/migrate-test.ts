@@ -71,22 +71,14 @@ export function toMigrateRequest(o: MigrateTestOptionsT): MigrateTestRequest {
     guestHeartbeat: o.guestHeartbeat,
     destSr: o.destSr,
     backTo: o.backTo,
+    xapi: o.toolstack === 'xapi' ? { caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } : undefined,
   };
 }
 
 export async function migrateTestAction(ctx: CommandContext, command: Command): Promise<void> {
   const o = resolveRequest(MigrateTestOptions, 'migrate-test', ctx.configSection('migrate-test'), explicitFlags(command));
   const req = toMigrateRequest(o);
-  const connectXapi = async () => {
-    const { XapiClient } = await import('../core/toolstack/xapi/client.js');
-    const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../core/toolstack/xapi/credentials.js');
-    const creds = await loadXapiCredentials(ctx.env, { insecureHttp: o.insecureHttp });
-    if (isPlainHttp(creds.url)) ctx.progress.warn(plainHttpWarning(creds.url));
-    const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: o.caFile, insecure: o.insecure, signal: ctx.signal });
-    ctx.cleanup.push('log out of XAPI', () => client.logout());
-    return client;
-  };
-  const out = await migrateTest(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd, connectXapi });
+  const out = await migrateTest(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd });
   if (out.planText !== undefined) {
     ctx.result(out.planText, { dryRun: true, plan: out.planText });
     return;

@@ -9,7 +9,7 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { newRunId, transcribingRunner } from '../boot/artifacts.js';
+import { newRunId, transcribingRunner } from '../run/artifacts.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError, UsageError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
@@ -50,6 +50,8 @@ export interface MigrateTestRequest {
   backTo?: string | undefined;
   /** seconds of heartbeat before and after each migration (default 2) */
   rollSeconds?: number | undefined;
+  /** --toolstack xapi: how to trust the pool (the URL and credentials come from FBXEN_XAPI_*) */
+  xapi?: { caFile?: string | undefined; insecure: boolean; insecureHttp: boolean } | undefined;
 }
 
 export interface MigrateTestDeps extends CoreDeps {
@@ -90,8 +92,19 @@ async function makeDriver(req: MigrateTestRequest, deps: MigrateTestDeps, runner
     return new XlMigrationDriver({ runner, domain: req.domain, to: req.to ?? 'localhost', backTo: req.backTo ?? hostname(), checkpointDir: dir, env: deps.env });
   }
   const planOnly = { call: async () => Promise.reject(new Error('dry run')), callAsync: async () => Promise.reject(new Error('dry run')) } as unknown as XapiClient;
-  const client = dry ? planOnly : await (deps.connectXapi ?? (() => Promise.reject(new UsageError('no XAPI connection', { hint: 'set FBXEN_XAPI_URL, FBXEN_XAPI_USER and FBXEN_XAPI_PASSWORD' }))))();
+  const client = dry ? planOnly : await (deps.connectXapi ?? (() => connectXapi(req, deps)))();
   return new XapiMigrationDriver({ client, domain: req.domain, to: req.to, destSr: req.destSr });
+}
+
+/** A logged-in XAPI session from FBXEN_XAPI_*, logged out at cleanup. The client is loaded only for --toolstack xapi. */
+async function connectXapi(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<XapiClient> {
+  const { XapiClient } = await import('../toolstack/xapi/client.js');
+  const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../toolstack/xapi/credentials.js');
+  const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.xapi?.insecureHttp ?? false });
+  if (isPlainHttp(creds.url)) deps.progress.warn(plainHttpWarning(creds.url));
+  const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: req.xapi?.caFile, insecure: req.xapi?.insecure ?? false, signal: deps.signal });
+  deps.cleanup.push('log out of XAPI', () => client.logout());
+  return client;
 }
 
 function makeChannel(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner, driver: MigrationDriver, capture: ConsoleCapture): GuestChannel {
