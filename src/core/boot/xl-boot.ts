@@ -4,7 +4,6 @@
  * → shut down, or keep. Whatever goes wrong, the domain this run created is destroyed (never another),
  * and the config, console log and transcript stay in the run directory.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError, EnvironmentError, FbxenError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
@@ -20,6 +19,7 @@ import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
+import { ConsoleLogFile, consoleLogLimit } from '../util/console-log.js';
 import type { CoreDeps } from '../deps.js';
 
 export interface XlBootRequest extends BootRequestBase {
@@ -147,6 +147,7 @@ export function renderXlPlan(p: Prepared, req: XlBootRequest, xl = 'xl'): string
 export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<BootResult> {
   const p = await prepareXlBoot(req, deps);
   const a = p.artifacts;
+  const logLimit = consoleLogLimit(deps.env);
   if (req.dryRun) {
     return { run: p.run, name: p.spec.name, toolstack: 'xl', artifactsDir: a.dir, consoleLog: a.consoleLog, domain: { id: '', kept: false }, planText: renderXlPlan(p, req) };
   }
@@ -161,7 +162,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
 
   let domid: number | undefined;
   let attachment: ConsoleAttachment | undefined;
-  let consoleFile: WriteStream | undefined;
+  let consoleFile: ConsoleLogFile | undefined;
   let forgetDestroy: (() => void) | undefined;
 
   const destroyOurs = async () => {
@@ -212,7 +213,8 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
     }
 
     await progress.step(`Create ${p.spec.name} with its console captured`, async (handle) => {
-      consoleFile = createWriteStream(a.consoleLog, { flags: 'a' });
+      // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
+      consoleFile = new ConsoleLogFile(a.consoleLog, logLimit);
       const att = xl.createWithConsole(a.configPath);
       attachment = att;
       att.stdout.pipe(consoleFile);
@@ -272,14 +274,14 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
         phase: 'boot',
         ...(deps.pollMs ? { pollMs: deps.pollMs } : {}),
         onStatus: (line) => handle.output(line),
-        guestGone: throttle(2000, async () => {
+        guestGone: stoppedOr(consoleFile, throttle(2000, async () => {
           const rows = await xl.list().catch(() => undefined);
           if (!rows) return undefined;
           const row = rows.find((r) => r.domid === domid);
           if (!row) return 'went away';
           if (row.state.includes('c')) return 'crashed (kept for inspection by on_crash="preserve" until fbxen destroys it)';
           return undefined;
-        }),
+        })),
       }),
     );
 
@@ -336,7 +338,7 @@ export async function bootWithXl(req: XlBootRequest, deps: XlBootDeps): Promise<
   }
 }
 
-async function closeConsole(att: ConsoleAttachment | undefined, file: WriteStream | undefined): Promise<void> {
+async function closeConsole(att: ConsoleAttachment | undefined, file: ConsoleLogFile | undefined): Promise<void> {
   att?.detach();
   if (att) await Promise.race([att.done.catch(() => undefined), sleep(5000)]);
   if (file && !file.closed) {
@@ -365,6 +367,11 @@ export async function autoballoonEnabled(xlConfPath: string, xenCommandline: str
   return !/(^|\s)dom0_mem=/.test(xenCommandline ?? '');
 }
 
+
+/** The console log stopped (its limit, a write error): the frame can no longer arrive, so the wait ends now. */
+function stoppedOr(file: ConsoleLogFile | undefined, gone: () => Promise<string | undefined>): () => Promise<string | undefined> {
+  return async () => file?.stopped ?? gone();
+}
 
 function throttle<T>(everyMs: number, fn: () => Promise<T | undefined>): () => Promise<T | undefined> {
   let last = 0;
