@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsoleCapture } from '../../src/core/migrate/capture.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { CONSOLE_LOG_LIMIT, ConsoleLogFile, consoleLogLimit, limitMarker } from '../../src/core/util/console-log.js';
+import { CONSOLE_LOG_LIMIT, ConsoleLogFile, consoleLogLimit, limitMarker } from '../../src/core/run/console-log.js';
 import { domains, fbxen, makeHost, makeImage, writeGuest } from './harness.js';
 
 let dir: string;

@@ -19,7 +19,7 @@ import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
-import { ConsoleLogFile, consoleLogLimit } from '../util/console-log.js';
+import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { CoreDeps } from '../deps.js';
 
 export interface XlBootRequest extends BootRequestBase {

@@ -4,7 +4,7 @@
  * when they reached the host (clock offset, and the fallback downtime).
  */
 import type { StampedLine } from './heartbeat.js';
-import { CONSOLE_LOG_LIMIT, ConsoleLogFile } from '../util/console-log.js';
+import { CONSOLE_LOG_LIMIT, ConsoleLogFile } from '../run/console-log.js';
 
 const MAX_LINES = 2_000_000;
 /** Characters of one line kept (its tail: a heartbeat line is under 200): a guest may never end a line. */
