@@ -8,6 +8,7 @@ import { buildCommand, type BuildCommandRequest } from '../core/build/index.js';
 import { FORMAT_NAMES } from '../core/build/formats.js';
 import { DEFAULT_MIRROR } from '../core/build/sets.js';
 import { XZ_DECODERS } from '../core/build/xz-decoder.js';
+import { NAME_PATTERN } from '../core/util/names.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, parseSize, resolveRequest } from './options.js';
 
@@ -29,7 +30,7 @@ export const BuildOptions = z
     arch: z.enum(['amd64', 'i386']).default('amd64'),
     mirror: z.string().url().default(DEFAULT_MIRROR),
     dist: z.string().min(1).optional(),
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" and "-", starting with a letter or digit').optional(),
+    name: z.string().regex(NAME_PATTERN, 'letters, digits, ".", "_" and "-", starting with a letter or digit').optional(),
     out: z.string().min(1).default('out'),
     format: z
       .union([z.string(), z.array(z.string())])

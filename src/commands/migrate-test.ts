@@ -8,10 +8,11 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
 import { migrateTest, renderMigrateJson, renderMigrateText, type MigrateTestRequest } from '../core/migrate/index.js';
+import { NAME_PATTERN, NAME_RULE } from '../core/util/names.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, resolveRequest } from './options.js';
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, '1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit');
+const name = z.string().regex(NAME_PATTERN, NAME_RULE);
 const host = z.string().regex(/^[A-Za-z0-9._:-]{1,253}$/, 'a host name or address');
 
 export const MigrateTestOptions = z

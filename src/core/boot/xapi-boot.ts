@@ -23,6 +23,7 @@ import type { Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { NAME_PATTERN } from '../util/names.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT, type RunArtifacts } from './artifacts.js';
 import { waitForFrame } from './wait-for-frame.js';
@@ -78,7 +79,7 @@ export interface XapiPoolFacts {
 
 const NULL_REF = 'OpaqueRef:NULL';
 /** The VM name also names the run directory: the same rule as run ids and xl domain names. */
-const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const VM_NAME_PATTERN = NAME_PATTERN;
 const TEMPLATE = 'Other install media';
 const CD_USERDEVICE = '3';
 

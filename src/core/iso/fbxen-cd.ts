@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.js';
+import { NAME_PATTERN } from '../util/names.js';
 import type { Runner } from '../exec/runner.js';
 import { withAtomicOutput } from '../util/atomic.js';
 
@@ -65,7 +66,7 @@ export function xorrisoEnv(timestamp: number): Record<string, string> {
 
 export async function makeFbxenCd(opts: FbxenCdOptions, runner: Runner): Promise<void> {
   const phase = opts.phase ?? 'boot';
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.runId)) throw new InputError(`run id ${JSON.stringify(opts.runId)} cannot go on the fbxen CD`, { hint: 'use 1-64 of A-Z a-z 0-9 . _ -' });
+  if (!NAME_PATTERN.test(opts.runId)) throw new InputError(`run id ${JSON.stringify(opts.runId)} cannot go on the fbxen CD`, { hint: 'use 1-64 of A-Z a-z 0-9 . _ -' });
   if (!/^[a-z0-9][a-z0-9.-]{0,63}$/.test(phase)) throw new InputError(`phase ${JSON.stringify(phase)} cannot go on the fbxen CD`, { hint: 'use lower-case letters, digits, . and -' });
   if (!Number.isSafeInteger(opts.timestamp) || opts.timestamp < 0) throw new InputError(`timestamp ${opts.timestamp} is not epoch seconds`);
   const collector = await stat(opts.collectorPath).catch(() => undefined);

@@ -10,13 +10,14 @@ import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { formatCommand, type CommandRecord, type Runner } from '../exec/runner.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { NAME_PATTERN } from '../util/names.js';
 
 export type ToolstackName = 'xl' | 'xapi';
 
 /** How a run ended; recorded in run.json. */
 export type RunOutcome = 'running' | 'kept' | 'verified' | 'collected' | 'failed' | 'timeout' | 'interrupted' | 'dry-run';
 
-export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const RUN_ID_PATTERN = NAME_PATTERN;
 export const DEFAULT_ARTIFACTS_ROOT = 'fbxen-runs';
 
 export const RunIdSchema = z.string().regex(RUN_ID_PATTERN, 'a run id is 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit');

@@ -9,12 +9,13 @@ import { pipeline, Readable } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
+import { NAME_PATTERN } from '../util/names.js';
 import { readTar } from '../build/tar.js';
 import type { Bundle, IndexEntry } from '../../probes/types.js';
 
 export const BUNDLE_FORMAT = 'fbxen-bundle/1';
 export const SECTION_NAME = /^[a-z0-9][a-z0-9.-]*$/;
-export const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const RUN_ID = NAME_PATTERN;
 
 // The parsed bundle is what the probes take, so its type lives with them.
 export type { Bundle, IndexEntry };

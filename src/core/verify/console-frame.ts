@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { InputError } from '../errors.js';
+import { NAME_TOKEN } from '../util/names.js';
 import { bundleFromTarBytes, MAX_BUNDLE_BYTES, type Bundle } from './bundle.js';
 
 /**
@@ -19,7 +20,7 @@ import { bundleFromTarBytes, MAX_BUNDLE_BYTES, type Bundle } from './bundle.js';
  */
 export const FRAME_LINE_WIDTH = 76;
 
-const TOKEN = '[A-Za-z0-9][A-Za-z0-9._-]{0,63}';
+const TOKEN = NAME_TOKEN;
 const BEGIN_RE = new RegExp(`FBXEN1 BEGIN (${TOKEN}) (${TOKEN}) ([1-9][0-9]{0,8}) ([0-9a-f]{64})$`);
 const DATA_RE = new RegExp(`FBXEN1 D (${TOKEN}) ([1-9][0-9]{0,8}) ([0-9a-f]{8}) ([A-Za-z0-9+/]{1,76}={0,2})$`);
 const END_RE = new RegExp(`FBXEN1 END (${TOKEN}) (${TOKEN})$`);

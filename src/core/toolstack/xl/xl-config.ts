@@ -8,9 +8,10 @@ import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../../errors.js';
+import { NAME_PATTERN } from '../../util/names.js';
 
 /** Domain names: what `xl` and our artifacts directory can both hold without quoting. */
-export const DOMAIN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const DOMAIN_NAME_PATTERN = NAME_PATTERN;
 /** Linux interface names (IFNAMSIZ 16 incl. NUL); no comma or `=` that would split a vif spec. */
 export const BRIDGE_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
 /** Absolute paths made of characters that need no escape in xl.cfg and cannot end a disk-spec field. */
