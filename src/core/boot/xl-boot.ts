@@ -19,6 +19,7 @@ import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { sleep } from '../util/sleep.js';
+import { NAME_PATTERN } from '../util/names.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { CoreDeps } from '../deps.js';
 
@@ -101,7 +102,7 @@ export async function prepareXlBoot(req: XlBootRequest, deps: Pick<XlBootDeps, '
 
 /** The directory name for a domain: validated names are already safe; this only guards the type. */
 function safeDirName(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+  if (!NAME_PATTERN.test(name)) {
     // validateXlGuestSpec will reject it with the full explanation; keep the path harmless until then.
     return 'invalid-name';
   }
