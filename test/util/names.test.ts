@@ -1,7 +1,10 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { NAME_PATTERN } from '../../src/core/util/names.js';
+import { NAME_PATTERN, NAME_TOKEN } from '../../src/core/util/names.js';
 
+const REPO = join(import.meta.dirname, '../..');
 const ALNUM = /^[A-Za-z0-9]$/;
 const INNER = /^[A-Za-z0-9._-]$/;
 
@@ -28,5 +31,20 @@ describe('NAME_PATTERN', () => {
     expect(NAME_PATTERN.test('a'.repeat(64))).toBe(true);
     expect(NAME_PATTERN.test('a'.repeat(65))).toBe(false);
     for (const bad of ['', '.', '..', '-rf', '_x', 'a b', 'a/b', 'run\n']) expect(NAME_PATTERN.test(bad), bad).toBe(false);
+  });
+});
+
+describe('the name rule is written once', () => {
+  it('src/ spells the character classes only in core/util/names.ts', () => {
+    const found: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts') && readFileSync(p, 'utf8').includes(NAME_TOKEN)) found.push(p.slice(REPO.length + 1));
+      }
+    };
+    walk(join(REPO, 'src'));
+    expect(found).toEqual(['src/core/util/names.ts']);
   });
 });
