@@ -266,6 +266,8 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
       listenHost: deps.env['FBXEN_XAPI_CONSOLE_LISTEN'],
       port: consolePort ? Number(consolePort) : undefined,
       onConnection: (remote) => log(`# console connection from ${remote}`),
+      pool: c, // only the pool's hosts may write into the console log
+      env: deps.env,
     });
     const consoleTarget = listener.target;
 
@@ -286,6 +288,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
         pollMs: internals.pollMs ?? 500,
         onStatus: (line) => handle.output(line),
         guestGone: throttle(5000, async () => {
+          if (listener?.stopped()) return listener.stopped(); // its log limit: no frame can arrive any more
           const state = str(await c.call('VM.get_power_state', facts.vm.ref).catch(() => 'Running'));
           return state === 'Halted' ? 'halted' : undefined;
         }),

@@ -4,52 +4,221 @@
  * connection's bytes are appended to one log file, so a console that reconnects (a new QEMU after a
  * migration, a restarted VM) keeps writing to the same log. migrate-test reopens a listener on the same
  * port (FBXEN_XAPI_CONSOLE_PORT) to keep reading a kept VM's console.
+ *
+ * The port is open to the network, so what reaches the log is checked (docs/xapi.md, "The console
+ * listener"): only the pool's hosts may connect (their addresses from XAPI), one connection writes at a
+ * time (a second one waits, unread, until the first closes: nothing interleaves), and the log is bounded
+ * (its head, then a marker line; core/run/console-log.ts).
  */
-import { createWriteStream } from 'node:fs';
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { EnvironmentError } from '../../errors.js';
+import { ConfigError, EnvironmentError } from '../../errors.js';
+import { ConsoleLogFile, consoleLogLimit } from '../../run/console-log.js';
 
 export interface ConsoleListener {
   /** The hvm_serial value: "tcp:<host>:<port>" (IPv6 hosts in brackets). */
   target: string;
   port: number;
-  /** How many times QEMU connected. */
+  /** The address the listener is bound to. */
+  address: string;
+  /** How many times QEMU connected (connections accepted). */
   connections(): number;
+  /** Connections refused: not from a pool host, or too many waiting. */
+  refused(): number;
+  /** Why the log stopped growing (its limit, a write error; said of the guest), or undefined. */
+  stopped(): string | undefined;
   close(): Promise<void>;
+}
+
+/** What the listener needs of an XAPI session: the pool's host and PIF records, and the master's URL. */
+export interface PoolView {
+  call(method: string, ...params: unknown[]): Promise<unknown>;
+  readonly masterUrl?: string;
 }
 
 export interface ConsoleListenerOptions {
   logPath: string;
   /** The address the pool hosts reach this host on. */
   advertiseHost: string;
+  /** Default: advertiseHost when it is an address of this host, else every address. */
   listenHost?: string | undefined;
   port?: number | undefined;
+  /** Each connection (and each refusal, with why) for the transcript. */
   onConnection?: ((remote: string) => void) | undefined;
+  /** The XAPI session: only the pool's hosts may connect. Without it (and without peers) anyone may. */
+  pool?: PoolView | undefined;
+  /** The peers allowed, overriding what the pool says ('any': no check). */
+  peers?: readonly string[] | 'any' | undefined;
+  /** FBXEN_XAPI_CONSOLE_PEERS, FBXEN_CONSOLE_LOG_LIMIT. */
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Bytes of log kept (default: FBXEN_CONSOLE_LOG_LIMIT or 256 MiB). */
+  maxBytes?: number | undefined;
+}
+
+/** Connections from pool hosts that may wait for the one writing (a migration has one new QEMU). */
+const MAX_WAITING = 4;
+const LOOKUP_TIMEOUT_MS = 5000;
+
+/** "::ffff:10.0.0.1" (an IPv4 peer on a dual-stack socket) is 10.0.0.1; IPv6 is compared in lower case. */
+function normalizeAddress(a: string): string {
+  const s = a.trim().replace(/^\[|\]$/g, '').replace(/\/\d+$/, '').toLowerCase();
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  return m ? m[1]! : s;
+}
+
+/** FBXEN_XAPI_CONSOLE_PEERS: "any", or addresses separated by commas or spaces. */
+export function peersFromEnv(env: NodeJS.ProcessEnv | undefined): string[] | 'any' | undefined {
+  const raw = env?.['FBXEN_XAPI_CONSOLE_PEERS']?.trim();
+  if (!raw) return undefined;
+  if (raw === 'any') return 'any';
+  const list = raw.split(/[\s,]+/).filter(Boolean);
+  const bad = list.filter((a) => net.isIP(normalizeAddress(a)) === 0);
+  if (bad.length) {
+    throw new ConfigError(`FBXEN_XAPI_CONSOLE_PEERS holds ${bad.map((b) => JSON.stringify(b)).join(', ')}, not IP addresses`, [], {
+      hint: 'give the addresses the pool hosts connect from (comma separated), or "any" to accept every peer',
+    });
+  }
+  return list.map(normalizeAddress);
+}
+
+async function resolveName(name: string): Promise<string[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error('timed out')), LOOKUP_TIMEOUT_MS)));
+  try {
+    return (await Promise.race([lookup(name, { all: true }), timeout])).map((r) => normalizeAddress(r.address));
+  } catch {
+    return [];
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The addresses QEMU on a pool host may connect from: each host's management `address`, the IPs of
+ * every PIF (a host may route to fbxen over another interface), and the master URL's host. Names are
+ * resolved; what cannot be read or resolved is left out.
+ */
+export async function poolPeerAddresses(pool: PoolView): Promise<string[]> {
+  const names = new Set<string>();
+  const records = async (cls: string) => ((await pool.call(`${cls}.get_all_records`).catch(() => ({}))) ?? {}) as Record<string, Record<string, unknown>>;
+  for (const h of Object.values(await records('host'))) if (typeof h['address'] === 'string') names.add(h['address']);
+  for (const p of Object.values(await records('PIF'))) {
+    if (typeof p['IP'] === 'string') names.add(p['IP']);
+    if (Array.isArray(p['IPv6'])) for (const a of p['IPv6']) if (typeof a === 'string') names.add(a);
+  }
+  if (pool.masterUrl) {
+    try {
+      names.add(new URL(pool.masterUrl).hostname);
+    } catch {
+      // not a URL: nothing to add
+    }
+  }
+  const out = new Set<string>();
+  for (const raw of names) {
+    const a = normalizeAddress(raw);
+    if (a === '' || a === '0.0.0.0' || a === '::') continue;
+    if (net.isIP(a)) out.add(a);
+    else for (const r of await resolveName(a)) out.add(r);
+  }
+  return [...out];
 }
 
 export async function openConsoleListener(o: ConsoleListenerOptions): Promise<ConsoleListener> {
-  const file = createWriteStream(o.logPath, { flags: 'a' });
-  let count = 0;
+  const maxBytes = o.maxBytes ?? consoleLogLimit(o.env ?? {});
+  let allowed: Set<string> | undefined;
+  const fixed = o.peers ?? peersFromEnv(o.env);
+  if (fixed !== undefined) allowed = fixed === 'any' ? undefined : new Set(fixed.map(normalizeAddress));
+  else if (o.pool) {
+    allowed = new Set(await poolPeerAddresses(o.pool));
+    if (allowed.size === 0) {
+      throw new EnvironmentError("cannot tell which addresses the pool's hosts connect from: XAPI lists no host or PIF address", {
+        hint: 'set FBXEN_XAPI_CONSOLE_PEERS to their addresses (comma separated), or to "any" to accept every peer',
+      });
+    }
+  }
+
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((sock) => {
+  const waiting: net.Socket[] = [];
+  let active: net.Socket | undefined;
+  let lastByte = 0x0a;
+  let count = 0;
+  let refusedCount = 0;
+  const log = new ConsoleLogFile(o.logPath, maxBytes, () => {
+    // Nothing more is kept: a flood costs no more bandwidth, and no new connection is read.
+    for (const s of sockets) s.destroy();
+  });
+
+  const next = () => {
+    if (active || log.stopped !== undefined) return;
+    const s = waiting.shift();
+    if (!s) return;
+    active = s;
+    // Two consoles never share a line: the previous one's unfinished line is ended first.
+    if (lastByte !== 0x0a) log.write('\n');
+    lastByte = 0x0a;
+    s.on('data', (d: Buffer) => {
+      if (d.length) lastByte = d[d.length - 1]!;
+    });
+    s.pipe(log, { end: false });
+    s.resume();
+  };
+
+  const refuse = (sock: net.Socket, remote: string, why: string) => {
+    refusedCount++;
+    o.onConnection?.(`${remote} refused: ${why}`);
+    sock.destroy();
+  };
+
+  // Paused on connect: a socket that waits or is refused is never read.
+  const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+    const remote = `${sock.remoteAddress}:${sock.remotePort}`;
+    sock.on('error', () => undefined);
+    const peer = normalizeAddress(sock.remoteAddress ?? '');
+    if (allowed && !allowed.has(peer)) return refuse(sock, remote, `not one of the pool's hosts (${[...allowed].join(', ')}; FBXEN_XAPI_CONSOLE_PEERS)`);
+    if (log.stopped !== undefined) return refuse(sock, remote, `the console log stopped: the guest ${log.stopped}`);
+    if (waiting.length >= MAX_WAITING) return refuse(sock, remote, `${MAX_WAITING} connections already wait for the console`);
     count++;
     sockets.add(sock);
-    o.onConnection?.(`${sock.remoteAddress}:${sock.remotePort}`);
-    sock.on('data', (d) => file.write(d));
-    sock.on('error', () => undefined);
-    sock.on('close', () => sockets.delete(sock));
-  });
-  const listenHost = o.listenHost ?? '0.0.0.0';
-  try {
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      server.listen(o.port ?? 0, listenHost, ok);
+    o.onConnection?.(active ? `${remote} (waits until the connection before it closes)` : remote);
+    sock.on('close', () => {
+      sockets.delete(sock);
+      const i = waiting.indexOf(sock);
+      if (i >= 0) waiting.splice(i, 1);
+      if (active === sock) {
+        sock.unpipe(log);
+        active = undefined;
+        next();
+      }
     });
+    waiting.push(sock);
+    next();
+  });
+
+  // Bound to the address the pool reaches when it is one of this host's (a NAT address is not: then all).
+  const wildcard = net.isIPv6(normalizeAddress(o.advertiseHost)) ? '::' : '0.0.0.0';
+  const preferred = o.listenHost ?? (net.isIP(normalizeAddress(o.advertiseHost)) ? normalizeAddress(o.advertiseHost) : wildcard);
+  const listen = (host: string) =>
+    new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(o.port ?? 0, host, () => {
+        server.off('error', fail);
+        ok();
+      });
+    });
+  let listenHost = preferred;
+  try {
+    try {
+      await listen(listenHost);
+    } catch (err) {
+      if (o.listenHost !== undefined || (err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL') throw err;
+      listenHost = wildcard;
+      await listen(listenHost);
+    }
   } catch (err) {
-    file.end();
+    await new Promise<void>((r) => log.end(r));
     throw new EnvironmentError(`cannot listen for the guest console on ${listenHost}:${o.port ?? 0}: ${(err as Error).message}`, {
-      hint: 'set FBXEN_XAPI_CONSOLE_PORT to a free port the pool hosts can reach',
+      hint: 'set FBXEN_XAPI_CONSOLE_PORT to a free port the pool hosts can reach (FBXEN_XAPI_CONSOLE_LISTEN picks the address)',
     });
   }
   const port = (server.address() as AddressInfo).port;
@@ -57,11 +226,14 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
   return {
     target: `tcp:${host}:${port}`,
     port,
+    address: (server.address() as AddressInfo).address,
     connections: () => count,
+    refused: () => refusedCount,
+    stopped: () => log.stopped,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
-      await new Promise<void>((r) => file.end(r));
+      await new Promise<void>((r) => log.end(r));
     },
   };
 }
