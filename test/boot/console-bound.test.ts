@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsoleCapture } from '../../src/core/migrate/capture.js';
 import { ConfigError } from '../../src/core/errors.js';
@@ -37,6 +38,23 @@ describe('ConsoleLogFile', () => {
     expect(got.subarray(4096).toString()).toBe('\n[fbxen: console log limit of 4 KiB reached; the guest\'s further output is not kept (FBXEN_CONSOLE_LOG_LIMIT)]\n');
     expect(log.stopped).toBe('wrote more than the console log limit of 4 KiB (the rest of its output is not kept)');
     expect(log.dropped).toBe(10_000 * 100 - 4096);
+  });
+
+  it('property: any pieces, any limit: the file is the first min(limit, total) bytes, then the marker only if more came', async () => {
+    let k = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 12 }), fc.integer({ min: 1, max: 8000 }), async (pieces, limit) => {
+        const path = join(dir, `p-${++k}.log`);
+        const log = new ConsoleLogFile(path, limit);
+        await pipeline(Readable.from(pieces.map((p) => Buffer.from(p))), log);
+        const all = Buffer.concat(pieces);
+        const want = all.length > limit ? Buffer.concat([all.subarray(0, limit), Buffer.from(limitMarker(limit))]) : all;
+        expect(readFileSync(path).equals(want)).toBe(true);
+        expect(log.bytesKept + log.dropped).toBe(all.length);
+        expect(log.stopped !== undefined).toBe(all.length > limit);
+      }),
+      { numRuns: 60 },
+    );
   });
 
   it('FBXEN_CONSOLE_LOG_LIMIT: bytes or K/M/G, 256 MiB when unset, a clear error otherwise', () => {

@@ -2,6 +2,7 @@
  * migrate-test's console channel reads the guest's frames from the capture: a frame over a limit ends as
  * "evidence rejected" (exit 3, as verify says it), and each poll reads only what the capture grew by.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { ConsoleCapture } from '../../src/core/migrate/capture.js';
@@ -22,6 +23,30 @@ describe('waitForCapturedFrame', () => {
     expect(err).not.toBeInstanceOf(TimeoutError);
     expect((err as InputError).exitCode).toBe(3);
     expect((err as Error).message).toMatch(/^evidence rejected: the frame of run mt-1, phase pre-migrate claims 999999999 lines.*on the console/);
+  });
+
+  it('property: however the console arrives in pieces, and from whatever position before the frame, the same bundle is found', async () => {
+    const b = await readBundle(HEALTHY);
+    const text = `noise\r\nlogin: root\n${encodeConsoleFrame(await packBundle({ ...b, meta: { ...b.meta, run: 'mt-1' } }), 'mt-1', 'pre-migrate')}# `;
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.integer({ min: 1, max: text.length - 1 }), { maxLength: 40 }), fc.integer({ min: 0, max: 19 }), async (cuts, from) => {
+        const c = new ConsoleCapture(undefined);
+        const at = [0, ...cuts.sort((x, y) => x - y), text.length];
+        let i = 0;
+        // one piece per poll: the reader sees every split
+        const feed = setInterval(() => {
+          if (i + 1 < at.length) c.write(text.slice(at[i]!, at[++i]!));
+        }, 1);
+        try {
+          const got = await waitForCapturedFrame(c, 'mt-1', 'pre-migrate', 60_000, { pollMs: 1, from });
+          expect(got.meta.run).toBe('mt-1');
+          expect([...got.sections.keys()]).toEqual([...b.sections.keys()]);
+        } finally {
+          clearInterval(feed);
+        }
+      }),
+      { numRuns: 25 },
+    );
   });
 
   it('reads only what the capture grew by on each poll (40 pieces: the bytes read stay about the log size)', async () => {
