@@ -45,6 +45,7 @@ async function fbxen(args: string[], env: NodeJS.ProcessEnv = {}, runner?: Runne
 }
 
 const norm = (s: string) => s.split(REPO).join('<fbxen>');
+const XAPI_ENV = { FBXEN_XAPI_URL: 'https://xcp-master.example', FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'Secret-Pa55' };
 
 describe('fbxen migrate-test --dry-run (golden plans)', () => {
   it('xl, live to localhost, x3, console evidence', async () => {
@@ -64,10 +65,25 @@ describe('fbxen migrate-test --dry-run (golden plans)', () => {
   });
 
   it('xapi, live with storage motion, contacts nothing and shows no secret', async () => {
-    const r = await fbxen(['--toolstack', 'xapi', '--domain', 'fbxen-14', '--to', 'xcp-host-2', '--dest-sr', 'NFS storage', '--iterations', '2', '--run-id', 'golden4', '--dry-run'], { FBXEN_XAPI_PASSWORD: 'Secret-Pa55' });
+    const r = await fbxen(['--toolstack', 'xapi', '--domain', 'fbxen-14', '--to', 'xcp-host-2', '--dest-sr', 'NFS storage', '--iterations', '2', '--run-id', 'golden4', '--dry-run'], XAPI_ENV);
     expect(r.calls).toEqual([]);
     expect(r.human).not.toContain('Secret-Pa55');
     await expect(norm(r.human)).toMatchFileSnapshot(join(GOLDEN, 'plan-xapi-live-dest-sr.txt'));
+  });
+});
+
+describe('--dry-run refuses what the run refuses (xapi)', () => {
+  const args = ['--toolstack', 'xapi', '--domain', 'fbxen-14', '--to', 'xcp-host-2', '--dry-run'];
+  it('incomplete credentials', async () => {
+    await expect(fbxen(args, { FBXEN_XAPI_PASSWORD: 'Secret-Pa55' })).rejects.toThrow(/XAPI credentials are incomplete/);
+  });
+  it('plain http without --insecure-http', async () => {
+    await expect(fbxen(args, { ...XAPI_ENV, FBXEN_XAPI_URL: 'http://xcp-master.example' })).rejects.toThrow(/http/);
+    const r = await fbxen([...args, '--insecure-http'], { ...XAPI_ENV, FBXEN_XAPI_URL: 'http://xcp-master.example' });
+    expect(r.calls).toEqual([]);
+  });
+  it('an unreadable --ca-file', async () => {
+    await expect(fbxen([...args, '--ca-file', '/nonexistent/pool-ca.pem'], XAPI_ENV)).rejects.toThrow(/the CA file \/nonexistent\/pool-ca.pem cannot be read/);
   });
 });
 

@@ -5,7 +5,8 @@
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
  * migration is reported with where the domain is.
  */
-import { appendFile, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, appendFile, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,16 +93,29 @@ async function makeDriver(req: MigrateTestRequest, deps: MigrateTestDeps, runner
     return new XlMigrationDriver({ runner, domain: req.domain, to: req.to ?? 'localhost', backTo: req.backTo ?? hostname(), checkpointDir: dir, env: deps.env });
   }
   const planOnly = { call: async () => Promise.reject(new Error('dry run')), callAsync: async () => Promise.reject(new Error('dry run')) } as unknown as XapiClient;
+  // A plan never promises what the run refuses: the credentials, the http rule and the CA file are checked for it too.
+  if (dry) await xapiCredentials(req, deps);
   const client = dry ? planOnly : await (deps.connectXapi ?? (() => connectXapi(req, deps)))();
   return new XapiMigrationDriver({ client, domain: req.domain, to: req.to, destSr: req.destSr });
+}
+
+/** The credentials from FBXEN_XAPI_*, as the run and its --dry-run plan both check them. Loaded only for --toolstack xapi. */
+async function xapiCredentials(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<{ url: string; user: string; password: string }> {
+  const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../toolstack/xapi/credentials.js');
+  const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.xapi?.insecureHttp ?? false });
+  if (isPlainHttp(creds.url)) deps.progress.warn(plainHttpWarning(creds.url));
+  else if (req.xapi?.caFile) {
+    await access(resolve(deps.cwd, req.xapi.caFile), constants.R_OK).catch(() => {
+      throw new EnvironmentError(`the CA file ${req.xapi!.caFile} cannot be read`, { hint: 'pass a PEM file with the pool certificate or its CA with --ca-file' });
+    });
+  }
+  return creds;
 }
 
 /** A logged-in XAPI session from FBXEN_XAPI_*, logged out at cleanup. The client is loaded only for --toolstack xapi. */
 async function connectXapi(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<XapiClient> {
   const { XapiClient } = await import('../toolstack/xapi/client.js');
-  const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../toolstack/xapi/credentials.js');
-  const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.xapi?.insecureHttp ?? false });
-  if (isPlainHttp(creds.url)) deps.progress.warn(plainHttpWarning(creds.url));
+  const creds = await xapiCredentials(req, deps);
   const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: req.xapi?.caFile, insecure: req.xapi?.insecure ?? false, signal: deps.signal });
   deps.cleanup.push('log out of XAPI', () => client.logout());
   return client;
