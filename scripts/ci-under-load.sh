@@ -17,7 +17,8 @@ for k in $(seq 1 "$runs"); do
   git clone -q "$repo" "$work/main"
   start=$(date +%s)
   if (cd "$work/main" && CI=true bash .ci/run </dev/null >"$work/run-$k.log" 2>&1); then r=ok; else r=FAILED; status=1; fi
-  echo "run $k: $r in $(( $(date +%s) - start )) s ($(grep -aE '^ +Tests ' "$work/run-$k.log" | sed 's/\x1b\[[0-9;]*m//g' | tr -s ' ' | paste -sd';'))"
+  tests=$(sed 's/\x1b\[[0-9;]*m//g' "$work/run-$k.log" | grep -aE '^ +Tests ' | tr -s ' ' | paste -sd';')
+  echo "run $k: $r in $(( $(date +%s) - start )) s ($tests)"
 done
 rm -rf "$work/main"
 echo "logs: $work"
