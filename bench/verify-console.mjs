@@ -93,23 +93,9 @@ if (args.includes('--hostile')) {
     // A valid frame (its sha256 matches) around gzip(tar) of a bundle with one section of zeros.
     const bombMb = Number(opt('bomb-mb', '250'));
     const meta = Buffer.from('bundle=fbxen-bundle/1\nrun=r1\nphase=boot\n');
-    const header = (name, size) => {
-      const h = Buffer.alloc(512);
-      h.write(name, 0);
-      h.write('0000644\0', 100);
-      h.write('0000000\0', 108);
-      h.write('0000000\0', 116);
-      h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
-      h.write('00000000000\0', 136);
-      h.write('        ', 148);
-      h.write('0', 156);
-      h.write('ustar\0', 257);
-      h.write('00', 263);
-      let sum = 0;
-      for (const b of h) sum += b;
-      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-      return h;
-    };
+    // The bomb is built with the current build's tar header writer (packBundle's), whatever --dist reads it.
+    const { ustarHeader } = await import(join(root, 'dist/core/verify/bundle.js'));
+    const header = (name, size) => ustarHeader(name, size, '0');
     const gz = zlib.createGzip({ level: 9 });
     const parts = [];
     gz.on('data', (c) => parts.push(c));

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
 import { bundleFromConsoleLog } from '../../src/core/verify/verify.js';
 import { fbxen } from '../support/cli.js';
-import { MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES } from '../../src/core/verify/bundle.js';
+import { MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, ustarHeader } from '../../src/core/verify/bundle.js';
 import { MAX_FRAME_LINES, MAX_LIVE_FRAMES, type ReaderWork } from '../../src/core/verify/console-frame.js';
 import { bundleFromTarBytes, encodeConsoleFrame, extractBundleFromConsole, packBundle, readBundle, type Bundle } from '../../src/core/verify/index.js';
 
@@ -27,29 +27,11 @@ const small = (run: string, phase = 'boot', extra = ''): Bundle => ({
   sections: new Map([['uname', `FreeBSD g 14.1-RELEASE amd64\n${extra}`]]),
 });
 
-// ustar by hand, so the tests can build archives no collector would write.
-function ustar(name: string, size: number, type = '0'): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'utf8');
-  const oct = (v: number, w: number) => `${v.toString(8).padStart(w - 1, '0')}\0`;
-  h.write(oct(0o644, 8), 100);
-  h.write(oct(0, 8), 108);
-  h.write(oct(0, 8), 116);
-  h.write(oct(size, 12), 124);
-  h.write(oct(0, 12), 136);
-  h.write('        ', 148);
-  h.write(type, 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  return h;
-}
+// Archives by hand (with packBundle's own header writer), so the tests can build what no collector would write.
 function tarOf(files: [string, Buffer][]): Buffer {
-  const parts: Buffer[] = [];
+  const parts: Uint8Array[] = [];
   for (const [name, data] of files) {
-    parts.push(ustar(name, data.length), data, Buffer.alloc((512 - (data.length % 512)) % 512));
+    parts.push(ustarHeader(name, data.length, '0'), data, Buffer.alloc((512 - (data.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);

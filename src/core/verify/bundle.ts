@@ -250,7 +250,8 @@ function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
 }
 
-function ustarHeader(name: string, size: number, typeflag: '0' | '5'): Uint8Array {
+/** One ustar header with fixed owners and times (packBundle's; tests and the bench build hostile archives with it). */
+export function ustarHeader(name: string, size: number, typeflag: '0' | '5'): Uint8Array {
   const h = Buffer.alloc(512);
   h.write(name, 0, 100, 'utf8');
   h.write(octal(typeflag === '5' ? 0o755 : 0o644, 8), 100, 'ascii');
