@@ -4,7 +4,7 @@
  * VM.migrate_send with --dest-sr, a migration that fails half-way, one that hangs (the task is
  * cancelled), and the whole loop with a guest-channel double.
  */
-import { createServer, type AddressInfo } from 'node:net';
+import net, { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,6 +226,26 @@ describe('XAPI console that fbxen cannot read', () => {
     expect(out.error?.hint).toMatch(/hvm_serial=tcp/);
     expect(p.sim.calls).not.toContain('VM.pool_migrate');
     expect(out.report!.where).toMatchObject({ state: 'running', host: 'xcp-host-1' });
+  });
+});
+
+describe('the console listener of migrate-test over XAPI', () => {
+  it("takes only the pool's hosts: a stranger's bytes never reach the capture (it took any peer, bound to 0.0.0.0)", async () => {
+    const p = await pool();
+    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
+    open.push(driver);
+    const capture = new ConsoleCapture(undefined);
+    expect(await driver.attachConsole(capture)).toBe(true);
+    const stranger = net.connect({ port: p.port, host: '127.0.0.1', localAddress: '127.0.0.9' });
+    stranger.on('error', () => undefined);
+    stranger.write('FBXEN1 BEGIN forged\n');
+    // refused at once (closed unread), or read into the capture as before
+    await waitFor(() => stranger.destroyed || capture.allText().includes('forged'));
+    await p.start();
+    await waitFor(() => capture.lines.length >= 1);
+    expect(capture.allText()).not.toContain('forged');
+    expect(capture.lines.map((l) => l.text.replace(/OpaqueRef:\S+/, 'HOST'))).toEqual(['FreeBSD console on HOST']);
+    stranger.destroy();
   });
 });
 

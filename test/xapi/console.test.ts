@@ -147,3 +147,38 @@ describe('the XAPI console listener', () => {
     await expect(openConsoleListener({ logPath: logPath(), advertiseHost: '127.0.0.1', env: { FBXEN_XAPI_CONSOLE_PEERS: 'pool-host-1' } })).rejects.toThrow(ConfigError);
   });
 });
+
+describe('the XAPI console listener for migrate-test (one listener for boot and migrate)', () => {
+  it('hands each chunk of the connection being read to onData, and types into that connection', async () => {
+    const chunks: string[] = [];
+    const l = await listen({ onData: (d) => chunks.push(d.toString('latin1')), advertiseHost: '127.0.0.1', peers: ['127.0.0.1', '127.0.0.2'] });
+    expect(l.write('lost\n')).toBe(false); // nobody connected: nothing to type into
+    const a = await connectFrom('127.0.0.1', l.port);
+    let typed = '';
+    a.on('data', (d: Buffer) => (typed += d.toString('latin1')));
+    a.write('login: ');
+    await until('the prompt', () => chunks.join('') === 'login: ');
+    expect(l.write('root\n')).toBe(true);
+    await until('what fbxen typed', () => typed === 'root\n');
+    // a second console waits, unread and untyped-into, until the first closes
+    const b = await connectFrom('127.0.0.2', l.port);
+    let typedB = '';
+    b.on('data', (d: Buffer) => (typedB += d.toString('latin1')));
+    await until('the second connection', () => l.connections() === 2);
+    b.write('B1\n');
+    l.write('to-a\n');
+    await until('to-a', () => typed.endsWith('to-a\n'));
+    expect(chunks.join('')).toBe('login: ');
+    await endAndWait(a);
+    await until('B1', () => chunks.join('').endsWith('B1\n'));
+    // the first console's unfinished line was ended before the second's start
+    expect(chunks.join('')).toBe('login: \nB1\n');
+    l.write('to-b\n');
+    await until('to-b', () => typedB === 'to-b\n');
+    b.destroy();
+  });
+
+  it('refuses a listener with nowhere to put the console', async () => {
+    await expect(openConsoleListener({ advertiseHost: '127.0.0.1', peers: 'any' })).rejects.toThrow(/neither a log file nor a reader/);
+  });
+});

@@ -5,17 +5,17 @@
  * "then come back". The console: QEMU connects to the VM's platform:hvm_serial tcp: target; fbxen listens
  * on that port, and a new QEMU connects again after each migration.
  */
-import net from 'node:net';
 import { z } from 'zod';
 import { EnvironmentError, TimeoutError } from '../errors.js';
 import type { XapiClient } from '../toolstack/xapi/client.js';
 import { XapiError } from '../toolstack/xapi/errors.js';
 import { migrateSend, poolMigrate } from '../toolstack/xapi/migrate.js';
+import { openConsoleListener, type ConsoleListener } from '../toolstack/xapi/console.js';
 import { expectShape, HostRecord, RecordMap, RefList, SrRecord, VbdRecord } from '../toolstack/xapi/records.js';
 import type { ConsoleCapture } from './capture.js';
 import { describeLocation, MigrationError, MigrationTimeoutError, type DomainLocation, type MigrateMode, type MigrationDriver, type MigrationOutcome } from './types.js';
 
-type Caller = Pick<XapiClient, 'call' | 'callAsync'>;
+type Caller = Pick<XapiClient, 'call' | 'callAsync'> & { readonly masterUrl?: string };
 
 const VmRecord = z
   .object({
@@ -36,8 +36,10 @@ export interface XapiDriverOptions {
   to?: string | undefined;
   /** destination SR for VM.migrate_send (storage motion) when the disks are not on a shared SR */
   destSr?: string | undefined;
-  /** listen address for the console (default all) */
+  /** listen address for the console (default: the hvm_serial host when it is local, else all) */
   listenHost?: string | undefined;
+  /** FBXEN_XAPI_CONSOLE_PEERS (who may connect to the console) */
+  env?: NodeJS.ProcessEnv | undefined;
 }
 
 const STATE: Record<string, DomainLocation['state']> = { Running: 'running', Paused: 'paused', Suspended: 'suspended', Halted: 'halted' };
@@ -49,8 +51,7 @@ export class XapiMigrationDriver implements MigrationDriver {
   private dest: string | undefined;
   private destSr: string | undefined;
   private hostNames = new Map<string, string>();
-  private server: net.Server | undefined;
-  private socket: net.Socket | undefined;
+  private listener: ConsoleListener | undefined;
   private useMigrateSend = false;
 
   constructor(private readonly o: XapiDriverOptions) {}
@@ -197,35 +198,29 @@ export class XapiMigrationDriver implements MigrationDriver {
   }
 
   async attachConsole(capture: ConsoleCapture): Promise<boolean> {
-    if (this.server) return true; // one listener for the run: QEMU reconnects to it after each migration
+    if (this.listener) return true; // one listener for the run: QEMU reconnects to it after each migration
     const vm = await this.record();
     const m = /^tcp:([^:]+|\[[^\]]+\]):(\d+)/.exec(String(vm.platform['hvm_serial'] ?? ''));
     if (!m) return false; // no tcp console: the ssh channel is the way in
-    const port = Number(m[2]);
-    const server = net.createServer((sock) => {
-      this.socket?.destroy();
-      this.socket = sock;
-      sock.on('data', (d: Buffer) => capture.write(d));
-      sock.on('error', () => undefined);
+    // The hardened listener of fbxen boot: only the pool's hosts, one connection read at a time.
+    this.listener = await openConsoleListener({
+      onData: (d) => capture.write(d),
+      advertiseHost: m[1]!.replace(/^\[|\]$/g, ''),
+      listenHost: this.o.listenHost,
+      port: Number(m[2]),
+      pool: this.o.client,
+      env: this.o.env,
     });
-    await new Promise<void>((ok, fail) => {
-      server.once('error', (err) =>
-        fail(new EnvironmentError(`cannot listen for the VM console on port ${port} (its platform:hvm_serial): ${err.message}`, { hint: 'stop whatever holds that port (an earlier fbxen run?), or use --evidence ssh' })),
-      );
-      server.listen(port, this.o.listenHost ?? '0.0.0.0', ok);
-    });
-    this.server = server;
     return true;
   }
 
   writeConsole(text: string): void {
-    this.socket?.write(text);
+    this.listener?.write(text);
   }
 
   async close(): Promise<void> {
-    this.socket?.destroy();
-    const s = this.server;
-    this.server = undefined;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.close();
   }
 }
