@@ -53,9 +53,10 @@ export type DiskFormat = 'raw' | 'qcow2' | 'vhd' | 'xva';
  */
 export interface GuestSpec {
   name: string;
-  /** fixed per name so a domain fbxen made can be told from one another tool made under the same name */
-  uuid: string;
-  mac: string;
+  /** fixed per name so a domain fbxen made can be told from one another tool made under the same name; `prepare` fills it */
+  uuid?: string | undefined;
+  /** `prepare` fills it (xl: derived from the name) */
+  mac?: string | undefined;
   type: 'hvm' | 'pvh';
   vcpus: number;
   memoryMiB: number;
@@ -176,6 +177,8 @@ export interface Checkpoint {
 /** The steps `plan` describes for --dry-run, in the order the flows take them. */
 export type PlanStep =
   | { step: 'preflight'; guest: GuestSpec }
+  /** the toolstack's description of the guest as create writes it into the run (xl.cfg's text) */
+  | { step: 'config'; guest: GuestSpec }
   | { step: 'stage'; files: StageRequest }
   | { step: 'create'; guest: GuestSpec; runDir: string; consoleLog: string }
   | { step: 'stop'; guest: GuestSpec; keep: boolean; graceSec: number }
@@ -186,6 +189,14 @@ export type PlanStep =
 export interface Toolstack {
   readonly name: ToolstackName;
   readonly capabilities: ToolstackCapabilities;
+  /** the file create writes into the run directory: 'xl.cfg', 'vm-record.json' */
+  readonly configFile: string;
+
+  /**
+   * Checks the guest against what this toolstack accepts and fills what it derives (uuid, mac). Pure: it
+   * runs for --dry-run and `config xl` too, so a plan never promises what the run refuses.
+   */
+  prepare(guest: GuestSpec): GuestSpec;
 
   /** Host facts; throws EnvironmentError when this is no usable host (no hypervisor, not root, unreachable). */
   facts(): Promise<HostFacts>;
