@@ -123,8 +123,8 @@ export function describeLocation(l: DomainLocation | undefined): string {
 export interface ConsoleAttachment {
   /** types into the guest's serial console (migrate-test's console channel) */
   write(text: string): void;
-  /** stops reading; the domain is not touched */
-  detach(): void;
+  /** stops reading (the domain is not touched); resolves, within a bound, once nothing more is written into the sink */
+  detach(): Promise<void>;
   /** resolves when the console client ends (the domain went, detach, the connection closed) */
   readonly done: Promise<void>;
   /** the domain the console belongs to */
@@ -149,6 +149,8 @@ export interface Created {
   console: ConsoleAttachment;
   /** the toolstack's description of the guest (xl.cfg text, the VM record), as written into the run */
   config: string;
+  /** what --keep tells the user: where the domain runs, how to reach its console and remove it */
+  keepHint: string;
 }
 
 /** The two hosts migrate-test alternates between, in the driver's own names, and whether to skip. */
