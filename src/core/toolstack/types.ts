@@ -186,7 +186,7 @@ export type PlanStep =
   | { step: 'stop'; guest: GuestSpec; keep: boolean; graceSec: number }
   | { step: 'migrate-preflight'; domain: string; mode: MigrateMode; to?: string | undefined }
   | { step: 'migrate'; domain: string; iteration: number; mode: MigrateMode; to?: string | undefined; checkpointDir: string }
-  | { step: 'attach-console'; domain: string };
+  | { step: 'attach-console'; domain: string; mode: MigrateMode; to?: string | undefined };
 
 export interface Toolstack {
   readonly name: ToolstackName;
