@@ -232,8 +232,11 @@ export interface Toolstack {
   migrationRoute(domain: string, mode: MigrateMode, to: string | undefined): Promise<MigrationRoute>;
   /** One live migration of the domain to `host` (a MigrationRoute host). Throws MigrationError / MigrationTimeoutError with where. */
   migrate(domain: DomainRef, host: string, timeoutMs: number, console?: Writable): Promise<MigrationOutcome>;
-  /** The lines of one step for --dry-run (exact commands or calls); nothing is contacted. */
-  plan(step: PlanStep): string[];
+  /**
+   * The lines of one step for --dry-run (exact commands or calls); nothing is contacted. May be async
+   * (XAPI records its plan by running its own code against a call recorder): the flow awaits it.
+   */
+  plan(step: PlanStep): string[] | Promise<string[]>;
   /** The driver's one error mapping: a raw failure of `action` (a failed command, a XAPI fault) as an FbxenError with a hint. */
   mapError(err: unknown, action: string): FbxenError;
   /** Ends the session (ssh master, XAPI logout, console clients); the domain is not touched. */
