@@ -3,8 +3,8 @@
  * take them: `boot`, and `config xl`, which renders the xl.cfg that boot would use.
  */
 import { z } from 'zod';
-import type { XlBootRequest } from '../core/boot/xl-boot.js';
-import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
+import type { BootRequest } from '../core/boot/prepare.js';
+import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/run/artifacts.js';
 import { parseSize } from './options.js';
 
 const mebibytes = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -49,8 +49,8 @@ export type BootOptionsT = z.infer<typeof BootOptions>;
 export const BOOT_EXCLUSIVE = [[['iso'], ['emptyCdrom']]] as const;
 
 /** The xl request for these options (also what `fbxen config xl` renders). */
-export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
-  return { ...commonBootRequest(o), name: o.name, bridge: o.bridge, graceSec: o.grace };
+export function toXlBootRequest(o: z.infer<typeof BootOptions>): BootRequest {
+  return { ...commonBootRequest(o), toolstack: 'xl', name: o.name, bridge: o.bridge, graceSec: o.grace };
 }
 
 /** What every toolstack's boot request says the same way. */

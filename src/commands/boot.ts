@@ -1,12 +1,12 @@
 /**
- * fbxen boot: flags (over the config file's `boot:` section) → one boot request → bootWithXl, or the
- * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
+ * fbxen boot: flags (over the config file's `boot:` section) → one boot request → the boot flow
+ * (core/boot/boot.ts), or the XenServer flow for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
  * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
 import type { Command } from 'commander';
-import { bootWithXl } from '../core/boot/xl-boot.js';
+import { boot } from '../core/boot/boot.js';
 import type { BootResult } from '../core/boot/types.js';
-import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
 import { BOOT_EXCLUSIVE, BootOptions, commonBootRequest, toXlBootRequest, type BootOptionsT } from './boot-options.js';
 import type { CommandContext } from './context.js';
@@ -36,7 +36,7 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
   for (const flag of ['network', 'sr', 'caFile', 'insecure', 'insecureHttp'] as const) {
     if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
   }
-  return bootWithXl(
+  return boot(
     toXlBootRequest(o),
     { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd },
   );

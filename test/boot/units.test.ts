@@ -111,7 +111,7 @@ describe('waitForFrame', () => {
 
 describe('autoballoon (xl.conf(5))', () => {
   it('is on for "on", off for "off", and for "auto" (the default) on unless dom0_mem is fixed', async () => {
-    const { autoballoonEnabled } = await import('../../src/core/boot/xl-boot.js');
+    const { autoballoonEnabled } = await import('../../src/core/toolstack/xl/xl-preflight.js');
     const conf = join(work, 'xl.conf');
     writeFileSync(conf, '# xl.conf\nautoballoon="off"\n');
     expect(await autoballoonEnabled(conf, '')).toBe(false);

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { EnvironmentError, TimeoutError } from '../errors.js';
 import { formatCommand, type Runner, type RunResult, type StreamingProcess } from '../exec/runner.js';
 import { parseXlList, type XlListRow } from '../toolstack/xl/parse.js';
-import { XlToolstack } from '../toolstack/xl/xl-toolstack.js';
+import { XlCommands as XlToolstack } from '../toolstack/xl/xl-commands.js';
 import type { ConsoleCapture } from './capture.js';
 import { describeLocation, MigrationError, MigrationTimeoutError, type DomainLocation, type MigrateMode, type MigrationDriver, type MigrationOutcome } from './types.js';
 
