@@ -44,8 +44,10 @@ export interface PoolView {
 }
 
 export interface ConsoleListenerOptions {
-  /** The console log (bounded); at least one of logPath and onData. */
+  /** The console log (bounded); at least one of logPath, sink and onData. */
   logPath?: string | undefined;
+  /** Where the bytes go instead of logPath (piped, with backpressure): a flow's ConsoleLogFile ends reading when it stops. */
+  sink?: Writable | undefined;
   /** Each chunk of the connection being read, in order (migrate-test's capture keeps its own log). */
   onData?: ((chunk: Buffer) => void) | undefined;
   /** The address the pool hosts reach this host on. */
@@ -134,7 +136,7 @@ export async function poolPeerAddresses(pool: PoolView): Promise<string[]> {
 }
 
 export async function openConsoleListener(o: ConsoleListenerOptions): Promise<ConsoleListener> {
-  if (!o.logPath && !o.onData) throw new EnvironmentError('the XAPI console listener has neither a log file nor a reader', { hint: 'this is a bug in fbxen' });
+  if (!o.logPath && !o.sink && !o.onData) throw new EnvironmentError('the XAPI console listener has neither a log file nor a reader', { hint: 'this is a bug in fbxen' });
   const maxBytes = o.maxBytes ?? consoleLogLimit(o.env ?? {});
   let allowed: Set<string> | undefined;
   const fixed = o.peers ?? peersFromEnv(o.env);
@@ -161,16 +163,19 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       })
     : undefined;
   const onData = o.onData;
+  const given = o.sink;
   // Without a log file the reader is the sink; with both, the reader taps the connection being read.
   const sink: Writable =
     log ??
+    given ??
     new Writable({
       write(chunk: Buffer, _enc, done) {
         onData!(chunk);
         done();
       },
     });
-  const stopped = () => log?.stopped;
+  const limited = log ?? (given instanceof ConsoleLogFile ? given : undefined);
+  const stopped = () => limited?.stopped;
 
   const next = () => {
     if (active || stopped() !== undefined) return;
@@ -178,14 +183,17 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     if (!s) return;
     active = s;
     // Two consoles never share a line: the previous one's unfinished line is ended first.
+    const tap = onData !== undefined && (log !== undefined || given !== undefined);
     if (lastByte !== 0x0a) {
       sink.write('\n');
-      if (log && onData) onData(Buffer.from('\n'));
+      if (tap) onData!(Buffer.from('\n'));
     }
     lastByte = 0x0a;
     s.on('data', (d: Buffer) => {
       if (d.length) lastByte = d[d.length - 1]!;
-      if (log && onData) onData(d);
+      if (tap) onData!(d);
+      // A sink that stopped keeping (its limit) ends reading, as the listener's own log does.
+      if (!log && stopped() !== undefined) for (const x of sockets) x.destroy();
     });
     s.pipe(sink, { end: false });
     s.resume();
@@ -243,7 +251,7 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       await listen(listenHost);
     }
   } catch (err) {
-    await new Promise<void>((r) => sink.end(r));
+    if (!given) await new Promise<void>((r) => sink.end(r));
     throw new EnvironmentError(`cannot listen for the guest console on ${listenHost}:${o.port ?? 0}: ${(err as Error).message}`, {
       hint: 'set FBXEN_XAPI_CONSOLE_PORT to a free port the pool hosts can reach (FBXEN_XAPI_CONSOLE_LISTEN picks the address)',
     });
@@ -265,7 +273,8 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
-      await new Promise<void>((r) => sink.end(r));
+      // A sink given by the caller is the caller's to end.
+      if (!given) await new Promise<void>((r) => sink.end(r));
     },
   };
 }
