@@ -7,6 +7,7 @@
  * - migrate-test: VM.pool_migrate / VM.migrate_send / VM.suspend + VM.resume (migration.ts).
  * - --dry-run: the same code runs against a call recorder (api.ts), so a plan shows the calls of a run.
  */
+import { basename } from 'node:path';
 import type { Writable } from 'node:stream';
 import { EnvironmentError, FbxenError, InputError, ToolstackError } from '../../errors.js';
 import { NAME_PATTERN } from '../../util/names.js';
@@ -86,23 +87,37 @@ export class XapiDriver implements Toolstack {
   private readonly listeners = new Map<string, { listener: ConsoleListener; attachment: ConsoleAttachment }>();
   private readonly migrations = new Map<string, VmMigration>();
 
-  private constructor(
-    private readonly o: XapiDriverOptions,
-    /** undefined with a given session */
-    readonly settings: XapiSettings | undefined,
-  ) {
+  /** the settings once checked (undefined with a given session) */
+  settings: XapiSettings | undefined;
+  private checked: Promise<XapiSettings | undefined> | undefined;
+  /** the run id: given, or from stage(), or the run directory's name */
+  private run: string | undefined;
+
+  /** Checks nothing yet: the settings are read on first use (open() checks them at once). */
+  constructor(private readonly o: XapiDriverOptions) {
     this.client = o.session;
+    this.run = o.run;
   }
 
-  /** Checks the settings (credentials, http rule, CA file, console port) without contacting the pool. */
+  /** A driver whose settings (credentials, http rule, CA file, console port) are checked, nothing contacted. */
   static async open(o: XapiDriverOptions): Promise<XapiDriver> {
-    const settings = o.session ? undefined : await checkXapiSettings({ env: o.env, cwd: o.cwd, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp, warn: o.warn });
-    return new XapiDriver(o, settings);
+    const d = new XapiDriver(o);
+    await d.check();
+    return d;
   }
 
   /** With an open session (migrate-test's, the tests'). */
   static withSession(session: XapiSession, o: Omit<XapiDriverOptions, 'session'>): XapiDriver {
-    return new XapiDriver({ ...o, session }, undefined);
+    return new XapiDriver({ ...o, session });
+  }
+
+  /** The settings, checked once: for --dry-run too, a plan never promises what the run refuses. */
+  check(): Promise<XapiSettings | undefined> {
+    const o = this.o;
+    this.checked ??= o.session
+      ? Promise.resolve(undefined)
+      : checkXapiSettings({ env: o.env, cwd: o.cwd, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp, warn: o.warn }).then((s) => (this.settings = s));
+    return this.checked;
   }
 
   /** Hides the password in TEXT (transcripts, plans, messages). */
@@ -116,7 +131,7 @@ export class XapiDriver implements Toolstack {
 
   private async session(): Promise<XapiSession> {
     if (this.client) return this.client;
-    const s = this.settings!;
+    const s = (await this.check())!;
     this.client = await this.step(`Log in to XAPI at ${s.creds.url}`, () => login(s, { ...this.o, log: this.o.log }));
     this.ownSession = true;
     return this.client;
@@ -192,13 +207,14 @@ export class XapiDriver implements Toolstack {
   }
 
   /** XAPI reads nothing from this machine's disk: create uploads the image and the CD through XAPI's HTTP handlers. */
-  async stage(files: StageRequest): Promise<Staged> {
+  async stage(files: StageRequest, runId: string): Promise<Staged> {
+    this.run ??= runId;
     return { image: files.image, cd: files.cd, kernel: files.kernel, remove: async () => undefined };
   }
 
   async create(guest: GuestSpec, options: CreateOptions): Promise<XapiCreated> {
     return this.guard(async () => {
-      const run = this.o.run ?? guest.name;
+      const run = this.run ?? basename(options.runDir);
       const api = await this.api();
       const session = this.client!;
       const created = new CreatedObjects();
@@ -342,6 +358,11 @@ export class XapiDriver implements Toolstack {
           throw err;
         });
         if (!ref) return;
+        // Only what this run made: a VM of the same name that another run or a user made stays.
+        const other = (await (await this.api()).call('VM.get_other_config', ref)) as Record<string, unknown> | undefined;
+        if (this.run === undefined || other?.['fbxen_run'] !== this.run) {
+          throw new ToolstackError(`VM ${domain.name} was not created by this fbxen run (other_config fbxen_run is ${JSON.stringify(other?.['fbxen_run'] ?? null)}): not destroyed`, { hint: 'fbxen removes only what its run created; remove it with xe vm-uninstall if it is yours' });
+        }
         created.vm = ref;
       }
       // Cleanup uses the session directly: it also runs once the run is interrupted.
@@ -378,6 +399,7 @@ export class XapiDriver implements Toolstack {
     const from = rec.lines.length;
     switch (step.step) {
       case 'preflight':
+        await this.check();
         rec.lines.push(loginPlanLine(this.settings?.creds.user ?? '<user>'));
         rec.note('Find the pool, the SR and the network');
         this.pool = await choosePool(rec, { sr: step.guest.storage, network: step.guest.network });
@@ -385,7 +407,7 @@ export class XapiDriver implements Toolstack {
       case 'create': {
         const pool = this.pool ?? (await choosePool(new PlanRecorder(), { sr: step.guest.storage, network: step.guest.network }));
         const noted = <T>(title: string, fn: () => Promise<T>) => (rec.note(title), fn());
-        await createAndStartVm(vmBuild(step.guest, { ...this.o, run: this.o.run ?? step.guest.name }, 'tcp:<this host>:<port>', pool), { api: rec, created: new CreatedObjects(), step: noted, warn: () => undefined });
+        await createAndStartVm(vmBuild(step.guest, { ...this.o, run: this.run ?? basename(step.runDir) }, 'tcp:<this host>:<port>', pool), { api: rec, created: new CreatedObjects(), step: noted, warn: () => undefined });
         break;
       }
       case 'stop':
