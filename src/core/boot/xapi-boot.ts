@@ -14,6 +14,7 @@ import type { Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import type { CleanupStack } from '../util/cleanup.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { throttle } from '../util/throttle.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { createRunArtifacts, verifyIntoArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT } from './artifacts.js';
@@ -225,13 +226,4 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     await new Promise<void>((r) => consoleLog.end(r));
     await new Promise<void>((r) => transcript.end(r));
   }
-}
-
-function throttle(ms: number, fn: () => Promise<string | undefined>): () => Promise<string | undefined> {
-  let last = 0;
-  return async () => {
-    if (Date.now() - last < ms) return undefined;
-    last = Date.now();
-    return fn();
-  };
 }
