@@ -13,6 +13,7 @@ import { ExitCode } from '../../src/core/errors.js';
 import { ConsoleCapture, formatBeat, formatInfo, migrateTest, MigrationError, MigrationTimeoutError, XapiMigrationDriver, type GuestChannel } from '../../src/core/migrate/index.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
+import { XapiDriver } from '../../src/core/toolstack/xapi/driver.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { XapiSim, type SimOptions } from '../support/xapi-sim/sim.js';
 import { advanced, fixturePair } from '../support/migrate/bundles.js';
@@ -186,9 +187,9 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     const p = await pool();
     await p.start();
     const channel = channelDouble();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
-    const migrate = driver.migrate.bind(driver);
-    driver.migrate = async (...a) => {
+    const toolstack = XapiDriver.withSession(p.c, { env: {}, signal: new AbortController().signal, listenHost: '127.0.0.1' });
+    const migrate = toolstack.migrate.bind(toolstack);
+    toolstack.migrate = async (...a) => {
       const r = await migrate(...a);
       channel.migrating();
       return r;
@@ -196,7 +197,7 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     p.sim.failOn('VM.pool_migrate', 'INTERNAL_ERROR', ['xenopsd: migration aborted'], 3);
     const out = await migrateTest(
       { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 4, mode: 'live', load: 'none', keepGoing: false, evidence: 'ssh', ssh: { target: 'root@guest', hostKeyChecking: 'strict' }, stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x1', dryRun: false, rollSeconds: 1 },
-      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, channel: () => channel, pollMs: 5 },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', toolstack, channel: () => channel, pollMs: 5 },
     );
     const r = out.report!;
     expect(r.iterations.map((i) => i.verdict)).toEqual(['pass', 'pass', 'error']);
@@ -218,9 +219,10 @@ describe('XAPI console that fbxen cannot read', () => {
     await p.start();
     const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
     expect(await driver.attachConsole(new ConsoleCapture(undefined))).toBe(false);
+    const toolstack = XapiDriver.withSession(p.c, { env: {}, signal: new AbortController().signal });
     const out = await migrateTest(
       { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 1, mode: 'live', load: 'none', keepGoing: false, evidence: 'console', stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x2', dryRun: false },
-      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, pollMs: 5 },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', toolstack, pollMs: 5 },
     );
     expect(out.error?.exitCode).toBe(ExitCode.environment);
     expect(out.error?.hint).toMatch(/hvm_serial=tcp/);
