@@ -2,7 +2,7 @@
  * The XAPI driver through the Toolstack interface (src/core/toolstack/types.ts), against the XAPI
  * simulator (a test double: test/support/xapi-sim/sim.ts): what the toolstack-agnostic flows ask of it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -81,6 +81,7 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
     const { sim, driver } = await start();
     await driver.preflight(guest());
     await driver.stage({ image: raw }, 'run-drv-1');
+    mkdirSync(join(dir, 'runs', 'fbsd-drv', 'run-drv-1'), { recursive: true }); // the flow makes the run directory
     const sink = collector();
     let reported: string | undefined;
     const created = await driver.create(guest(), { runDir: join(dir, 'runs', 'fbsd-drv', 'run-drv-1'), console: sink, signal: new AbortController().signal, onDomain: (d) => (reported = d.id) });
@@ -90,6 +91,8 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
     expect(vm['other_config']).toMatchObject({ fbxen_run: 'run-drv-1' });
     expect(vm['uuid']).toBe(created.domain.id);
     await until('the console in the sink', () => sink.text().includes('login:'));
+    // the VM record, as xl writes its xl.cfg into the run
+    expect(JSON.parse(readFileSync(join(dir, 'runs', 'fbsd-drv', 'run-drv-1', 'vm-record.json'), 'utf8'))).toMatchObject({ host: { name: 'xcp-host-1' }, vm: { uuid: created.domain.id }, nonceChannel: 'none' });
     expect(await driver.state(created.domain)).toBe('running');
     expect(await driver.attachConsole(created.domain, collector())).toBe(created.console); // one listener per VM
     expect(await driver.find('fbsd-drv', created.domain.id)).toMatchObject({ id: created.domain.id });
@@ -104,6 +107,7 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
   it('shutdown asks the guest (VM.clean_shutdown) and says whether it went', async () => {
     const { sim, driver } = await start();
     await driver.stage({ image: raw }, 'run-drv-2');
+    mkdirSync(join(dir, 'run-drv-2'), { recursive: true });
     const created = await driver.create(guest(), { runDir: join(dir, 'run-drv-2'), console: collector(), signal: new AbortController().signal });
     expect(await driver.shutdown(created.domain, 5000)).toBe(true);
     expect(await driver.state(created.domain)).toBe('halted');

@@ -19,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { ConfigError, EnvironmentError } from '../../errors.js';
 import { ConsoleLogFile, consoleLogLimit } from '../../run/console-log.js';
+import type { ConsoleAttachment, DomainRef } from '../types.js';
 
 export interface ConsoleListener {
   /** The hvm_serial value: "tcp:<host>:<port>" (IPv6 hosts in brackets). */
@@ -276,5 +277,21 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       // A sink given by the caller is the caller's to end.
       if (!given) await new Promise<void>((r) => sink.end(r));
     },
+  };
+}
+
+/** A listener as the Toolstack interface hands a console out: typing into it, and detach (closing it). */
+export function consoleAttachment(domain: DomainRef, listener: ConsoleListener, onDetach: () => void): ConsoleAttachment {
+  let ended!: () => void;
+  const done = new Promise<void>((r) => (ended = r));
+  return {
+    domain,
+    write: (text) => void listener.write(text),
+    detach: async () => {
+      onDetach();
+      await listener.close();
+      ended();
+    },
+    done,
   };
 }

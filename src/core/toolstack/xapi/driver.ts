@@ -7,20 +7,22 @@
  * - migrate-test: VM.pool_migrate / VM.migrate_send / VM.suspend + VM.resume (migration.ts).
  * - --dry-run: the same code runs against a call recorder (api.ts), so a plan shows the calls of a run.
  */
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { EnvironmentError, FbxenError, InputError, ToolstackError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 import { NAME_PATTERN } from '../../util/names.js';
 import { MigrationError, type Checkpoint, type ConsoleAttachment, type CreateOptions, type Created, type DomainLocation, type DomainRef, type DomainState, type GuestSpec, type HostFacts, type MigrateMode, type MigrationOutcome, type MigrationRoute, type PlanStep, type Staged, type StageRequest, type Toolstack, type ToolstackCapabilities } from '../types.js';
-import { PlanRecorder, str, type Api } from './api.js';
+import { str, type Api } from './api.js';
 import type { XapiClient, XapiClientOptions } from './client.js';
-import { openConsoleListener, type ConsoleListener } from './console.js';
+import { consoleAttachment, openConsoleListener, type ConsoleListener } from './console.js';
 import { redact } from './credentials.js';
 import { CreatedObjects } from './created.js';
 import { XapiError } from './errors.js';
-import { planMigrateIteration, planMigratePreflight, VmMigration, vmState } from './migration.js';
+import { VmMigration, vmState } from './migration.js';
+import { XapiPlan } from './plan.js';
 import { choosePool, type PoolChoice } from './pool.js';
-import { checkXapiSettings, login, loginPlanLine, type XapiSettings } from './session.js';
+import { checkXapiSettings, login, type XapiSettings } from './session.js';
 import { createAndStartVm, poolFacts, vmBuild, type XapiPoolFacts } from './vm-create.js';
 
 export type { XapiPoolFacts };
@@ -79,7 +81,7 @@ export class XapiDriver implements Toolstack {
   private client: XapiSession | undefined;
   private ownSession = false;
   private pool: PoolChoice | undefined;
-  private planRec: PlanRecorder | undefined;
+  private planner: XapiPlan | undefined;
   /** VM uuid → its ref and what this driver created for it */
   private readonly mine = new Map<string, { ref: string; created: CreatedObjects }>();
   /** what an unfinished create made: close() removes it */
@@ -242,10 +244,13 @@ export class XapiDriver implements Toolstack {
         options.onDomain?.(domain);
         const attachment = this.attachment(domain, listener);
         const facts = poolFacts(this.pool!, vm);
+        // The VM record of the run (what xl.cfg is to xl): where it runs, its SR, network and nonce channel.
+        const config = this.redact(`${JSON.stringify(facts, null, 2)}\n`);
+        await writeFileAtomic(join(options.runDir, this.configFile), config);
         return {
           domain,
           console: attachment,
-          config: `${JSON.stringify(facts, null, 2)}\n`,
+          config,
           keepHint: `VM ${guest.name} (${vm.uuid}) left running on ${vm.host?.name ?? 'the pool'}; its console stays pointed at ${listener.target}`,
           facts,
         };
@@ -261,21 +266,11 @@ export class XapiDriver implements Toolstack {
   }
 
   private attachment(domain: DomainRef, listener: ConsoleListener): ConsoleAttachment {
-    let ended!: () => void;
-    const done = new Promise<void>((r) => (ended = r));
-    const attachment: ConsoleAttachment = {
-      domain,
-      write: (text) => void listener.write(text),
-      detach: async () => {
-        this.listeners.delete(domain.id);
-        await listener.close();
-        ended();
-      },
-      done,
-    };
+    const attachment = consoleAttachment(domain, listener, () => this.listeners.delete(domain.id));
     this.listeners.set(domain.id, { listener, attachment });
     return attachment;
   }
+
 
   /** The VM's ref: known when this driver created it, else by uuid, else by its (unique) name. */
   private async refOf(domain: DomainRef): Promise<string> {
@@ -395,37 +390,11 @@ export class XapiDriver implements Toolstack {
   }
 
   async plan(step: PlanStep): Promise<string[]> {
-    const rec = (this.planRec ??= new PlanRecorder());
-    const from = rec.lines.length;
-    switch (step.step) {
-      case 'preflight':
-        await this.check();
-        rec.lines.push(loginPlanLine(this.settings?.creds.user ?? '<user>'));
-        rec.note('Find the pool, the SR and the network');
-        this.pool = await choosePool(rec, { sr: step.guest.storage, network: step.guest.network });
-        break;
-      case 'create': {
-        const pool = this.pool ?? (await choosePool(new PlanRecorder(), { sr: step.guest.storage, network: step.guest.network }));
-        const noted = <T>(title: string, fn: () => Promise<T>) => (rec.note(title), fn());
-        await createAndStartVm(vmBuild(step.guest, { ...this.o, run: this.run ?? basename(step.runDir) }, 'tcp:<this host>:<port>', pool), { api: rec, created: new CreatedObjects(), step: noted, warn: () => undefined });
-        break;
-      }
-      case 'stop':
-        rec.note(step.keep ? 'keep the VM running (--keep)' : 'then remove what this run created: VM.hard_shutdown, VM.destroy, VDI.destroy for each VDI fbxen created');
-        rec.lines.push('session.logout(<session>)');
-        break;
-      case 'migrate-preflight':
-        return planMigratePreflight(step.domain, step.mode, step.to, this.o.destSr);
-      case 'migrate':
-        return planMigrateIteration(step.iteration, step.mode, step.to, this.o.destSr);
-      case 'attach-console':
-        return [`VM.get_platform ${step.domain}   (hvm_serial tcp:HOST:PORT: listen there; only the pool's hosts may connect; QEMU reconnects after each migration)`];
-      case 'config':
-      case 'stage':
-        return [];
-    }
-    return rec.lines.slice(from).map((l) => this.redact(l));
+    if (step.step === 'preflight') await this.check();
+    this.planner ??= new XapiPlan({ ...this.o, user: this.settings?.creds.user, run: this.run });
+    return (await this.planner.lines(step)).map((l) => this.redact(l));
   }
+
 
   mapError(err: unknown, action: string): FbxenError {
     if (err instanceof FbxenError) return err;
