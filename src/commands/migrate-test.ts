@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
 import { migrateTest, renderMigrateJson, renderMigrateText, type MigrateTestRequest } from '../core/migrate/index.js';
 import { NAME_PATTERN, NAME_RULE } from '../core/util/names.js';
 import type { CommandContext } from './context.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createRunArtifacts, latestRun, newRunId, RUN_ID_PATTERN, transcribingRunner } from '../../src/core/boot/artifacts.js';
+import { createRunArtifacts, latestRun, newRunId, RUN_ID_PATTERN, transcribingRunner } from '../../src/core/run/artifacts.js';
 import { defaultDomainName, inspectImage } from '../../src/core/boot/image.js';
 import { waitForFrame } from '../../src/core/boot/wait-for-frame.js';
 import { EvidenceIncompleteError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../../src/core/errors.js';

@@ -181,7 +181,20 @@ function withLogsHint(err: FbxenError, dir: string): FbxenError {
   return err;
 }
 
-/** `fbxen boot` for a request: the xl driver (XAPI keeps its own flow in xapi-boot.ts for now). */
+/**
+ * `fbxen boot` for a request. xl runs the flow above; XAPI runs xapi-boot.ts, the same steps around
+ * XapiDriver through the same interface, with its own plan layout (a call list) and run.json fields.
+ */
 export async function boot(req: BootRequest, deps: BootDeps): Promise<BootResult> {
+  if (req.toolstack === 'xapi') {
+    // Loaded on demand (a literal path, so tsc checks the call): xl users never load XAPI code.
+    const xapi = await import('./xapi-boot.js');
+    const x = req.xapi ?? { insecure: false };
+    return xapi.runXapiBoot(
+      { ...req, network: x.network, sr: x.sr, caFile: x.caFile, insecure: x.insecure, insecureHttp: x.insecureHttp },
+      { runner: deps.runner, progress: deps.progress, signal: deps.signal, cleanup: deps.cleanup, env: deps.env },
+      { cwd: deps.cwd, ...(deps.now ? { now: deps.now } : {}) },
+    );
+  }
   return bootOn(xlToolstack(deps), req, deps);
 }
