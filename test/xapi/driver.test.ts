@@ -136,3 +136,25 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
     await expect(none.plan({ step: 'preflight', guest: guest() })).rejects.toThrow(/XAPI credentials are incomplete/);
   });
 });
+
+describe('XapiDriver cleanup after Ctrl-C (simulator, tasks delayed 300 ms)', () => {
+  it("destroy of the VM a create has not yet returned removes its disks too, even once the run is interrupted", async () => {
+    const sim = await new XapiSim({ password: 'pw', guestConsole: () => 'login: \n', taskDelayMs: 300 }).start();
+    closeAfter.push(() => sim.stop());
+    const ac = new AbortController();
+    const driver = new XapiDriver({ env: { FBXEN_XAPI_URL: sim.url, FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'pw' }, signal: ac.signal, insecureHttp: true, consoleHost: '127.0.0.1', clientOptions: { pollIntervalMs: 10 }, timeoutMs: 10_000 });
+    closeAfter.push(() => driver.close());
+    await driver.stage({ image: raw }, 'run-drv-int');
+    mkdirSync(join(dir, 'run-drv-int'), { recursive: true });
+    const creating = driver.create(guest(), { runDir: join(dir, 'run-drv-int'), console: collector(), signal: ac.signal }).catch((e: unknown) => e);
+    // VM.start is a task that takes 300 ms: the VM and its uploaded disk exist, create has not returned
+    await until('VM.start', () => sim.calls.includes('Async.VM.start'));
+    ac.abort(new Error('SIGINT'));
+    const found = await driver.find('fbsd-drv');
+    expect(found).toBeDefined();
+    await driver.destroy(found!);
+    expect(ourVms(sim)).toHaveLength(0);
+    expect(sim.db.VDI.size).toBe(0); // the uploaded disk went with the VM, before close()
+    await creating;
+  });
+});

@@ -277,12 +277,12 @@ export class XapiDriver implements Toolstack {
     const known = this.mine.get(domain.id);
     if (known) return known.ref;
     if (!domain.uuid) return this.migration(domain.name).vmRef();
-    const api = await this.api();
-    return str(await api.call('VM.get_by_uuid', domain.uuid));
+    return str(await (await this.session()).call('VM.get_by_uuid', domain.uuid));
   }
 
   async find(name: string, uuid?: string): Promise<DomainRef | undefined> {
-    const api = await this.api();
+    // The session itself, not the interrupt-checked API: cleanup looks for the VM after Ctrl-C.
+    const api = await this.session();
     const refs = await api.call('VM.get_by_name_label', name);
     for (const ref of Array.isArray(refs) ? refs.map(str) : []) {
       const rec = (await api.call('VM.get_record', ref)) as Record<string, unknown>;
@@ -298,7 +298,7 @@ export class XapiDriver implements Toolstack {
   private migration(name: string): VmMigration {
     let m = this.migrations.get(name);
     if (!m) {
-      m = new VmMigration({ call: (...a) => this.api().then((api) => api.call(...a)), callAsync: (...a) => this.api().then((api) => api.callAsync(...a)) }, name, { destSr: this.o.destSr });
+      m = new VmMigration({ call: (...a) => this.session().then((c) => c.call(...a)), callAsync: (...a) => this.session().then((c) => c.callAsync(...a)) }, name, { destSr: this.o.destSr });
       this.migrations.set(name, m);
     }
     return m;
@@ -310,8 +310,8 @@ export class XapiDriver implements Toolstack {
 
   async state(domain: DomainRef): Promise<DomainState | undefined> {
     try {
-      const api = await this.api();
-      return vmState(str(await api.call('VM.get_power_state', await this.refOf(domain))));
+      const c = await this.session();
+      return vmState(str(await c.call('VM.get_power_state', await this.refOf(domain))));
     } catch (err) {
       if (err instanceof XapiError && (err.code === 'HANDLE_INVALID' || err.code === 'UUID_INVALID')) return undefined;
       throw err;
@@ -322,8 +322,8 @@ export class XapiDriver implements Toolstack {
   async attachConsole(domain: DomainRef, sink: Writable): Promise<ConsoleAttachment | undefined> {
     const open = this.listeners.get(domain.id);
     if (open) return open.attachment;
-    const api = await this.api();
-    const platform = (await api.call('VM.get_platform', await this.refOf(domain))) as Record<string, unknown>;
+    const c = await this.session();
+    const platform = (await c.call('VM.get_platform', await this.refOf(domain))) as Record<string, unknown>;
     const m = /^tcp:([^:]+|\[[^\]]+\]):(\d+)/.exec(String(platform?.['hvm_serial'] ?? ''));
     if (!m) return undefined; // no tcp console: the ssh channel is the way in
     // The hardened listener of fbxen boot: only the pool's hosts, one connection read at a time.
@@ -332,9 +332,9 @@ export class XapiDriver implements Toolstack {
   }
 
   async shutdown(domain: DomainRef, graceMs: number): Promise<boolean> {
-    const api = await this.api();
+    const c = await this.session();
     try {
-      await api.callAsync('VM.clean_shutdown', [await this.refOf(domain)], graceMs);
+      await c.callAsync('VM.clean_shutdown', [await this.refOf(domain)], graceMs);
       return true;
     } catch (err) {
       if (err instanceof FbxenError) return false;
@@ -346,22 +346,28 @@ export class XapiDriver implements Toolstack {
   async destroy(domain: DomainRef): Promise<void> {
     return this.guard(async () => {
       const known = this.mine.get(domain.id);
-      const created = known?.created ?? new CreatedObjects();
+      let created = known?.created ?? new CreatedObjects();
+      const session = await this.session();
       if (!known) {
         const ref = await this.refOf(domain).catch((err: unknown) => {
           if ((err instanceof XapiError && (err.code === 'UUID_INVALID' || err.code === 'HANDLE_INVALID')) || err instanceof MigrationError) return undefined;
           throw err;
         });
         if (!ref) return;
-        // Only what this run made: a VM of the same name that another run or a user made stays.
-        const other = (await (await this.api()).call('VM.get_other_config', ref)) as Record<string, unknown> | undefined;
-        if (this.run === undefined || other?.['fbxen_run'] !== this.run) {
-          throw new ToolstackError(`VM ${domain.name} was not created by this fbxen run (other_config fbxen_run is ${JSON.stringify(other?.['fbxen_run'] ?? null)}): not destroyed`, { hint: 'fbxen removes only what its run created; remove it with xe vm-uninstall if it is yours' });
+        if (this.pending?.vm === ref) {
+          // The VM of a create that has not returned (Ctrl-C meanwhile): its VDIs go with it.
+          created = this.pending;
+        } else {
+          // Only what this run made: a VM of the same name that another run or a user made stays.
+          const other = (await session.call('VM.get_other_config', ref)) as Record<string, unknown> | undefined;
+          if (this.run === undefined || other?.['fbxen_run'] !== this.run) {
+            throw new ToolstackError(`VM ${domain.name} was not created by this fbxen run (other_config fbxen_run is ${JSON.stringify(other?.['fbxen_run'] ?? null)}): not destroyed`, { hint: 'fbxen removes only what its run created; remove it with xe vm-uninstall if it is yours' });
+          }
+          created.vm = ref;
         }
-        created.vm = ref;
       }
       // Cleanup uses the session directly: it also runs once the run is interrupted.
-      const failures = await created.remove(await this.session());
+      const failures = await created.remove(session);
       this.mine.delete(domain.id);
       if (failures.length) throw new ToolstackError(`cleanup left something behind: ${failures.join('; ')}`, { hint: 'remove the leftovers named above in XenCenter or with xe' });
     });
