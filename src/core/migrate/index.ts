@@ -4,5 +4,4 @@ export { renderMigrateText, renderMigrateJson, renderMigrateJunit, renderDowntim
 export { parseHeartbeat, estimateDowntime, formatBeat, formatInfo, formatDiskRound, beatCheck, type Beat, type DowntimeEstimate, type StampedLine } from './heartbeat.js';
 export { ConsoleCapture } from './capture.js';
 export { consoleChannel, sshChannel, GUEST_COLLECTOR, GUEST_HEARTBEAT, type ConsoleKeyboard, type SshTarget } from './channel.js';
-export { XapiMigrationDriver } from './xapi-driver.js';
-export { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type MigrationDriver, type GuestChannel, type MigrateMode, type GuestLoad } from './types.js';
+export { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel, type MigrateMode, type GuestLoad } from './types.js';

@@ -4,8 +4,6 @@
  * re-exported here for migrate-test's importers.
  */
 import type { Bundle } from '../verify/index.js';
-import type { DomainLocation, MigrateMode, MigrationOutcome } from '../toolstack/types.js';
-import type { ConsoleCapture } from './capture.js';
 
 export { describeLocation, MigrationError, MigrationTimeoutError, type DomainLocation, type MigrateMode, type MigrationOutcome } from '../toolstack/types.js';
 
@@ -24,20 +22,4 @@ export interface GuestChannel {
   close(): Promise<void>;
   planCollect(run: string, phase: string): string;
   planHeartbeat(hbRun: string, load: GuestLoad, maxSeconds: number): string[];
-}
-
-/**
- * The per-toolstack port migrate-test had before the Toolstack interface; only XapiMigrationDriver still
- * implements it while it becomes XapiDriver (src/core/toolstack/xapi/). The flow no longer uses it.
- */
-export interface MigrationDriver {
-  readonly toolstack: 'xl' | 'xapi';
-  preflight(mode: MigrateMode): Promise<string | undefined>;
-  locate(): Promise<DomainLocation | undefined>;
-  migrate(iteration: number, mode: MigrateMode, timeoutMs: number): Promise<MigrationOutcome>;
-  attachConsole(capture: ConsoleCapture): Promise<boolean>;
-  writeConsole(text: string): void;
-  close(): Promise<void>;
-  planIteration(iteration: number, mode: MigrateMode): string[];
-  planPreflight(mode: MigrateMode): string[];
 }
