@@ -3,6 +3,7 @@
  * simulator (a test double: test/support/xapi-sim/sim.ts): what the toolstack-agnostic flows ask of it.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -156,5 +157,26 @@ describe('XapiDriver cleanup after Ctrl-C (simulator, tasks delayed 300 ms)', ()
     expect(ourVms(sim)).toHaveLength(0);
     expect(sim.db.VDI.size).toBe(0); // the uploaded disk went with the VM, before close()
     await creating;
+  });
+});
+
+describe("XapiDriver.attachConsole (migrate-test's console)", () => {
+  it('binds where FBXEN_XAPI_CONSOLE_LISTEN says, as boot does, on the port of the VM\'s hvm_serial', async () => {
+    const sim = await new XapiSim({ password: 'pw' }).start();
+    closeAfter.push(() => sim.stop());
+    const tmpl = sim.find('VM', (r) => r['name_label'] === 'Other install media')[0]![0];
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    sim.add('VM', { ...sim.db.VM.get(tmpl)!, name_label: 'fbsd-con', is_a_template: false, uuid: 'u-con', platform: { hvm_serial: `tcp:127.0.0.2:${port}` }, VBDs: [], VIFs: [] });
+    const driver = new XapiDriver({ env: { FBXEN_XAPI_URL: sim.url, FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'pw', FBXEN_XAPI_CONSOLE_LISTEN: '127.0.0.1', FBXEN_XAPI_CONSOLE_PEERS: 'any' }, signal: new AbortController().signal, insecureHttp: true });
+    closeAfter.push(() => driver.close());
+    const sink = collector();
+    expect(await driver.attachConsole({ name: 'fbsd-con', id: 'u-con', host: '', uuid: 'u-con' }, sink)).toBeDefined();
+    const s = net.connect({ port, host: '127.0.0.1' });
+    await new Promise<void>((ok, fail) => (s.once('connect', ok), s.once('error', fail)));
+    s.end('hello\n');
+    await until('hello', () => sink.text() === 'hello\n');
   });
 });

@@ -230,7 +230,7 @@ export class XapiDriver implements Toolstack {
         listener = await openConsoleListener({
           sink: options.console,
           advertiseHost: advertise,
-          listenHost: this.o.listenHost ?? this.o.env['FBXEN_XAPI_CONSOLE_LISTEN'],
+          listenHost: this.listenHost(),
           port: this.settings?.consolePort,
           onConnection: (remote) => log?.(`# console connection from ${remote}`),
           pool: this.client, // only the pool's hosts may write into the console log
@@ -271,6 +271,11 @@ export class XapiDriver implements Toolstack {
     return attachment;
   }
 
+
+  /** Where the console listener binds: the option, FBXEN_XAPI_CONSOLE_LISTEN, else the listener's choice. */
+  private listenHost(): string | undefined {
+    return this.o.listenHost ?? (this.o.env['FBXEN_XAPI_CONSOLE_LISTEN'] || undefined);
+  }
 
   /** The VM's ref: known when this driver created it, else by uuid, else by its (unique) name. */
   private async refOf(domain: DomainRef): Promise<string> {
@@ -327,7 +332,7 @@ export class XapiDriver implements Toolstack {
     const m = /^tcp:([^:]+|\[[^\]]+\]):(\d+)/.exec(String(platform?.['hvm_serial'] ?? ''));
     if (!m) return undefined; // no tcp console: the ssh channel is the way in
     // The hardened listener of fbxen boot: only the pool's hosts, one connection read at a time.
-    const listener = await openConsoleListener({ sink, advertiseHost: m[1]!.replace(/^\[|\]$/g, ''), listenHost: this.o.listenHost, port: Number(m[2]), pool: this.client, env: this.o.env });
+    const listener = await openConsoleListener({ sink, advertiseHost: m[1]!.replace(/^\[|\]$/g, ''), listenHost: this.listenHost(), port: Number(m[2]), pool: this.client, env: this.o.env });
     return this.attachment(domain, listener);
   }
 
