@@ -14,7 +14,6 @@ import { writeFileAtomic } from '../../util/atomic.js';
 import { NAME_PATTERN } from '../../util/names.js';
 import { MigrationError, type Checkpoint, type ConsoleAttachment, type CreateOptions, type Created, type DomainLocation, type DomainRef, type DomainState, type GuestSpec, type HostFacts, type MigrateMode, type MigrationOutcome, type MigrationRoute, type PlanStep, type Staged, type StageRequest, type Toolstack, type ToolstackCapabilities } from '../types.js';
 import { str, type Api } from './api.js';
-import type { XapiClient, XapiClientOptions } from './client.js';
 import { consoleAttachment, openConsoleListener, type ConsoleListener } from './console.js';
 import { redact } from './credentials.js';
 import { CreatedObjects } from './created.js';
@@ -22,41 +21,10 @@ import { XapiError } from './errors.js';
 import { VmMigration, vmState } from './migration.js';
 import { XapiPlan } from './plan.js';
 import { choosePool, type PoolChoice } from './pool.js';
-import { checkXapiSettings, login, type XapiSettings } from './session.js';
+import { checkXapiSettings, login, type XapiDriverOptions, type XapiSession, type XapiSettings } from './session.js';
 import { createAndStartVm, poolFacts, vmBuild, type XapiPoolFacts } from './vm-create.js';
 
-export type { XapiPoolFacts };
-
-/** An open session given by the caller (tests, a flow that logged in itself): not logged out by close(). */
-export type XapiSession = Pick<XapiClient, 'call' | 'callAsync'> & Partial<Pick<XapiClient, 'putFile' | 'masterUrl' | 'localAddress' | 'logout'>>;
-
-export interface XapiDriverOptions {
-  env: NodeJS.ProcessEnv;
-  signal: AbortSignal;
-  cwd?: string | undefined;
-  caFile?: string | undefined;
-  insecure?: boolean | undefined;
-  insecureHttp?: boolean | undefined;
-  /** an open session; without it the driver logs in from FBXEN_XAPI_* on first use */
-  session?: XapiSession | undefined;
-  /** the run id: tags the VM and the VDIs this run creates (other_config fbxen_run) */
-  run?: string | undefined;
-  /** the guest's CD is the fbxen CD the flow made (carries the run nonce): plans and titles say so */
-  fbxenCd?: boolean | undefined;
-  /** the deadline of uploads, imports and VM.start (VM.start at most 300 s) */
-  timeoutMs?: number | undefined;
-  /** migrate-test: the SR for VM.migrate_send when the disks are not on a shared SR (--dest-sr) */
-  destSr?: string | undefined;
-  /** the address the console listener binds (default: the advertised one when local, else all) */
-  listenHost?: string | undefined;
-  /** the address the pool's QEMU connects to (default: FBXEN_XAPI_CONSOLE_HOST, else the XAPI connection's local address) */
-  consoleHost?: string | undefined;
-  clientOptions?: Partial<XapiClientOptions> | undefined;
-  /** progress: a titled step, a warning, a transcript line (already redacted) */
-  step?: (<T>(title: string, fn: () => Promise<T>) => Promise<T>) | undefined;
-  warn?: ((message: string) => void) | undefined;
-  log?: ((line: string) => void) | undefined;
-}
+export type { XapiDriverOptions, XapiPoolFacts, XapiSession };
 
 export interface XapiCreated extends Created {
   facts: XapiPoolFacts;
