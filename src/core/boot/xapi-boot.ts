@@ -13,12 +13,11 @@ import { InterruptedError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
 import type { CleanupStack } from '../util/cleanup.js';
-import { writeFileAtomic } from '../util/atomic.js';
 import { throttle } from '../util/throttle.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { verifyIntoArtifacts } from './artifacts.js';
-import { createRunArtifacts, newRunId, runArtifactPaths, DEFAULT_ARTIFACTS_ROOT } from '../run/artifacts.js';
+import { createRunArtifacts, newRunId, runArtifactPaths, writeRunRecord, DEFAULT_ARTIFACTS_ROOT, type RunRecord } from '../run/artifacts.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { defaultDomainName, inspectImage, requireImageFor } from './image.js';
 import type { GuestSpec, DomainRef } from '../toolstack/types.js';
@@ -124,19 +123,20 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
   const log = (line: string) => transcript.write(driver.redact(`${new Date().toISOString()} ${line}\n`));
   artifactsBox.log = log;
   const creds = driver.settings!.creds;
-  const record = {
+  // run.json as every run writes it, plus what XAPI said about the pool and the VM.
+  const record: RunRecord & { xapi: Record<string, unknown> } = {
     run,
     name: req.name,
-    toolstack: 'xapi' as const,
-    domid: null as string | null,
+    toolstack: 'xapi',
+    domid: null,
     image: info.path,
     started: new Date().toISOString(),
-    finished: null as string | null,
-    outcome: 'running' as RunOutcome,
-    xapi: { url: creds.url, user: creds.user } as Record<string, unknown>,
+    finished: null,
+    outcome: 'running',
+    xapi: { url: creds.url, user: creds.user },
     frameRun,
   };
-  const writeRecord = () => writeFileAtomic(artifacts.runJson, driver.redact(`${JSON.stringify(record, null, 2)}\n`));
+  const writeRecord = () => writeRunRecord(artifacts, record);
   await writeRecord();
 
   let domain: DomainRef | undefined;
