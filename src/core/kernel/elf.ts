@@ -26,7 +26,6 @@ export interface ElfHeader {
   elfClass: 32 | 64;
   machine: number;
   type: number;
-  entry: number;
   size: number;
 }
 
@@ -85,7 +84,6 @@ export async function readElf(read: ReadAt, size: number): Promise<ElfFile> {
     elfClass: is64 ? 64 : 32,
     machine,
     type: h.readUInt16LE(16),
-    entry: is64 ? u64(h, 24, 'e_entry') : h.readUInt32LE(24),
     size,
   };
   const phoff = is64 ? u64(h, 32, 'e_phoff') : h.readUInt32LE(28);
