@@ -37,6 +37,8 @@ export interface ProbeContext {
   before?: Bundle | undefined;
   /** Set when the host knows a CD drive was attached to this guest (the run record of fbxen boot): why it knows. */
   cdAttached?: string | undefined;
+  /** How the host booted this guest (fbxen boot's run record: --type), and why it knows. */
+  bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined;
   /** What the host knows of this guest's network (the netfront probe): the vifs it gave, the round trip. */
   net?: NetHostKnowledge | undefined;
 }
