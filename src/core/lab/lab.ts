@@ -48,6 +48,9 @@ export interface LabUpResult {
 
 const SERIAL_TAIL_BYTES = 3000;
 
+/** The tools are looked up on the PATH of the command's environment (tests put stand-ins first). */
+const toolEnv = (deps: LabDeps) => ({ PATH: deps.env.PATH });
+
 function pathsOf(dir: string | undefined, deps: LabDeps): LabPaths {
   const paths = labPaths(dir ?? defaultLabDir(deps.env), deps.cwd);
   checkQemuPath(paths.dir);
@@ -93,7 +96,7 @@ export function sshCommandLine(t: LabSshTarget): string {
 /** `xl info` over ssh: the parsed answer, or undefined when dom0 does not answer (yet). */
 async function xlInfo(t: LabSshTarget, deps: LabDeps, timeoutMs: number): Promise<Record<string, string> | undefined> {
   try {
-    const r = await deps.runner.run('ssh', [...sshArgs(t, { connectTimeoutSec: 10 }), 'xl', 'info'], { allowFailure: true, timeoutMs, signal: deps.signal });
+    const r = await deps.runner.run('ssh', [...sshArgs(t, { connectTimeoutSec: 10 }), 'xl', 'info'], { allowFailure: true, timeoutMs, signal: deps.signal, env: toolEnv(deps) });
     const info = parseXlInfo(r.stdout);
     return r.exitCode === 0 && info.xen_major !== undefined ? info : undefined;
   } catch (err) {
@@ -116,7 +119,7 @@ async function stopQemu(state: Pick<LabStateT, 'pid' | 'serialLog'> & Partial<La
   if (!(await isLabProcess(state))) return 'not running';
   if (graceful && state.port !== undefined && state.identityFile && state.knownHostsFile) {
     await deps.runner
-      .run('ssh', [...sshArgs(targetOf(state as LabStateT), { connectTimeoutSec: 5 }), 'sync; busybox poweroff -f'], { allowFailure: true, timeoutMs: 15_000 })
+      .run('ssh', [...sshArgs(targetOf(state as LabStateT), { connectTimeoutSec: 5 }), 'sync; busybox poweroff -f'], { allowFailure: true, timeoutMs: 15_000, env: toolEnv(deps) })
       .catch(() => undefined);
     if (await waitGone(state.pid, state.serialLog, 20_000)) return 'powered off';
   }
@@ -151,7 +154,7 @@ export async function labUp(req: LabUpRequest, deps: LabDeps): Promise<LabUpResu
   const args = qemuArgs({ accel, memoryMiB: req.memoryMiB, cpus: req.cpus, port, image: { disk: image.disk, xen: image.xen, kernel: image.kernel, initrd: image.initrd }, serialLog: paths.serialLog, pidFile: paths.pidFile });
   const startedAt = new Date();
   const qemu = await deps.progress.step(`start QEMU (${accel}: ${why}), ssh on 127.0.0.1:${port}`, () =>
-    deps.runner.run('qemu-system-x86_64', args, { allowFailure: true, timeoutMs: 120_000, signal: deps.signal }),
+    deps.runner.run('qemu-system-x86_64', args, { allowFailure: true, timeoutMs: 120_000, signal: deps.signal, env: toolEnv(deps) }),
   );
   if (qemu.exitCode !== 0) {
     const err = qemu.stderr.trim().split('\n').slice(-5).join('\n');
@@ -256,7 +259,7 @@ export async function labSsh(req: { dir?: string | undefined; command: readonly 
   const target = await resolveLabTarget({ dir: pathsOf(req.dir, deps).dir, env: deps.env });
   const args = [...sshArgs(target, { batch: false }), ...(req.command.length ? ['--', ...req.command] : [])];
   return new Promise((resolve, reject) => {
-    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal });
+    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal, env: { ...process.env, PATH: deps.env.PATH } });
     child.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' ? new EnvironmentError('ssh was not found on PATH', { hint: 'install openssh-client' }) : err),
     );
