@@ -69,6 +69,26 @@ describe('evidence cut short is never a verdict (properties)', () => {
   });
 });
 
+describe('arbitrary evidence (property)', () => {
+  it('any text in the network sections: the probe never crashes and never passes', async () => {
+    const base = await load('13.2-healthy-derived');
+    const known = host('13.2-netfront-healthy-derived');
+    const line = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.constantFrom('xn0: <Virtual Network Interface> at device/vif/0 on xenbusb_front0', 'dev.xn.0.xenbus_connection_state: Connected', 'up-status 0', 'down-bytes 1048576', '\toptions=503<RXCSUM,TXCSUM,TSO4,LRO>', 'xn0: flags=8843<UP> metric 0 mtu 1500', 'not-arranged x', 'kenv: unable to get hw.xen.disable_pv_nics'),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.record(Object.fromEntries(NET_SECTIONS.map((n) => [n, fc.array(line, { maxLength: 12 })])) as Record<string, fc.Arbitrary<string[]>>), async (secs) => {
+        const b = withSections(base, Object.fromEntries(Object.entries(secs).map(([k, v]) => [k, `${v.join('\n')}\n`])));
+        const r = nf(b, known);
+        expect(r.evidence.join('\n')).not.toContain('could not read its evidence');
+        expect(r.verdict).not.toBe('pass');
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('what the host knows decides fail versus inconclusive', () => {
   it('the 11.1 real capture (igb0 passed through, no vif in its published config): inconclusive without a run record, skip with one that gave no vif', async () => {
     const b = await load('11.1-xl-real-dmesg');

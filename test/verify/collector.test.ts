@@ -4,7 +4,7 @@
  * writes (tar for ssh, console frame for boot) is fed to the host analyser in the same test.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bundleFromTarBytes, encodeConsoleFrame, extractBundleFromConsole, runProbes, type Bundle } from '../../src/core/verify/index.js';
@@ -260,6 +260,30 @@ describe('netfront round trip: the collector under dash, a STUB nc (test/probes/
     const r = netfront(b, known(l));
     expect(r.verdict).toBe('inconclusive');
     expect(r.evidence[0]).toMatch(/^no upload reached the host's listener 127\.0\.0\.1:\d+ \(the guest's nc exited 1\)/);
+  });
+
+  it.concurrent('--net-dir (a collector started by hand or over ssh) under posh: the same round trip, byte for byte', async () => {
+    await withListener(async (l) => {
+      const guest = await makeGuest({ bundleDir: join(FIXTURES, '13.2-netfront-healthy-derived') });
+      try {
+        const dir = join(guest.dir, 'net-files');
+        await mkdir(dir);
+        const f = l.runFiles();
+        await writeFile(join(dir, 'net'), f.net);
+        await writeFile(join(dir, 'net.bin'), f.netBin);
+        const run = await execTool('posh', [COLLECTOR, '--tar', '--run', 'r-posh-net', '--section-timeout', '30', '--net-dir', dir], { ...guest.env, PATH: `${NC_STUB}:${guest.env.PATH}` });
+        expect(run.code).toBe(0);
+        const b = await bundleFromTarBytes(run.stdout, 'tar');
+        expect(netfront(b, known(l)).verdict).toBe('pass');
+        // a --net-dir without the files says so, and names the directory
+        const none = await execTool('posh', [COLLECTOR, '--tar', '--run', 'r-posh-net', '--section-timeout', '30', '--net-dir', join(guest.dir, 'missing')], { ...guest.env, PATH: `${NC_STUB}:${guest.env.PATH}` });
+        const nb = await bundleFromTarBytes(none.stdout, 'tar');
+        expect(nb.sections.get('net-rt')).toBe(`not-arranged no readable net and net.bin in --net-dir ${join(guest.dir, 'missing')}\n`);
+        expect(netfront(nb, known(l)).verdict).toBe('inconclusive');
+      } finally {
+        await guest.dispose();
+      }
+    });
   });
 
   it.concurrent('no /fbxen/net on the CD: the section says the round trip was not arranged, the probe is inconclusive', async () => {
