@@ -126,6 +126,22 @@ describe('round trip listener: the bytes', () => {
     expect(u.detail).toBe('no byte for 300 ms after 400 of 1000');
   });
 
+  it('a guest that drips bytes slower than the payload needs is ended at the connection limit, not held open', async () => {
+    const l = await start({ payloadBytes: 1000, idleMs: 60_000, connectionMs: 500 });
+    const s = connect({ host: '127.0.0.1', port: l.upPort });
+    s.on('error', () => undefined);
+    let i = 0;
+    const drip = setInterval(() => {
+      if (!s.destroyed && i < 1000) s.write(Buffer.from([l.upPayload[i++]!]));
+    }, 20);
+    await new Promise<void>((r) => s.on('close', () => r()));
+    clearInterval(drip);
+    const u = (await l.waitForRound({ timeoutMs: 0 })).uploads.at(-1)!;
+    expect(u.outcome).toBe('stalled');
+    expect(u.detail).toMatch(/^still open after 500 ms with \d+ of 1000 bytes$/);
+    expect(u.firstDifference).toBeNull();
+  });
+
   it('at most 4 connections per port at a time: a fifth is closed at once, unrecorded', async () => {
     // on the down port the server writes at once, so a first byte proves it holds that connection
     const l = await start({ payloadBytes: 8 << 20, idleMs: 60_000 });

@@ -76,6 +76,8 @@ export interface RoundTripOptions {
   payloadBytes?: number;
   /** a connection with no progress for this long is ended and recorded as stalled */
   idleMs?: number;
+  /** a connection still open after this long is ended and recorded as stalled (a guest dripping bytes) */
+  connectionMs?: number;
   /** injected for tests */
   random?: (n: number) => Buffer;
   now?: () => number;
@@ -135,6 +137,7 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
     throw new ConfigError(`round trip payload of ${bytes} bytes: must be 1 to ${MAX_PAYLOAD_BYTES}`, [], { hint: 'use the default (1 MiB)' });
   }
   const idleMs = o.idleMs ?? 15_000;
+  const connectionMs = o.connectionMs ?? 120_000;
   const now = o.now ?? Date.now;
   const random = o.random ?? randomBytes;
   const upPayload = random(bytes);
@@ -170,6 +173,8 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
       keep(uploads, a);
     };
     s.setTimeout(idleMs, () => finish('stalled', `no byte for ${idleMs} ms after ${a.receivedBytes} of ${bytes}`));
+    const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms with ${a.receivedBytes} of ${bytes} bytes`), connectionMs);
+    s.on('close', () => clearTimeout(limit));
     s.on('data', (chunk: Buffer) => {
       if (a.firstByteAt === null) a.firstByteAt = now();
       const start = a.receivedBytes;
@@ -211,6 +216,8 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
       keep(downloads, d);
     };
     s.setTimeout(idleMs, () => finish('stalled', `the guest took nothing for ${idleMs} ms`));
+    const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms`), connectionMs);
+    s.on('close', () => clearTimeout(limit));
     // anything the guest sends here is ignored, unread beyond the socket's buffer
     s.pause();
     s.on('error', (e) => finish('error', e.message));
