@@ -15,7 +15,9 @@ import {
   KENV_NAME_MAX,
   KENV_VALUE_MAX,
   macForName,
+  parseKernelEnvArg,
   PVH_CMDLINE_MAX,
+  pvhKernelEnv,
   PVH_ROOT_MOUNTFROM,
   renderXlConfig,
   uuidForName,
@@ -276,5 +278,23 @@ describe('the PVH cmdline encoder against FreeBSD\'s splitter (properties)', () 
       const j = expectXlReadsPvh(s, renderXlConfig(s));
       expect(freebsdReads(j.b_info.cmdline!, ', \t\n').env).toEqual(env);
     }
+  });
+});
+
+describe('--kernel-env and the kernel environment of a PVH boot', () => {
+  it('splits KEY=VALUE at the first "=", as FreeBSD does', () => {
+    expect(parseKernelEnvArg('boot_verbose=YES')).toEqual(['boot_verbose', 'YES']);
+    expect(parseKernelEnvArg('k=a=b')).toEqual(['k', 'a=b']);
+    expect(parseKernelEnvArg('k=')).toEqual(['k', '']);
+  });
+  it.each(['boot_verbose', '=x', ''])('refuses %j, naming the form', (arg) => {
+    expect(() => parseKernelEnvArg(arg)).toThrow(/is not KEY=VALUE/);
+  });
+  it('puts fbxen\'s root first; a user\'s vfs.root.mountfrom replaces it instead of a second entry', () => {
+    expect(pvhKernelEnv([])).toEqual([ROOT]);
+    expect(pvhKernelEnv([['boot_verbose', 'YES']])).toEqual([ROOT, ['boot_verbose', 'YES']]);
+    const mine: [string, string] = ['vfs.root.mountfrom', 'ufs:/dev/xbd0p2'];
+    expect(pvhKernelEnv([['kern.hz', '100'], mine])).toEqual([mine, ['kern.hz', '100']]);
+    expect(encodePvhCmdline(pvhKernelEnv([['kern.hz', '100'], mine]))).toBe('vfs.root.mountfrom=ufs:/dev/xbd0p2,kern.hz=100');
   });
 });

@@ -153,6 +153,26 @@ export function encodePvhCmdline(entries: readonly (readonly [string, string])[]
   return entries.map(([k, v]) => `${k}=${v}`).join(',');
 }
 
+/** One `--kernel-env KEY=VALUE`, split at the first "=" as FreeBSD's boot_parse_arg does. */
+export function parseKernelEnvArg(arg: string): [string, string] {
+  const eq = arg.indexOf('=');
+  if (eq <= 0) {
+    throw new ConfigError(`--kernel-env ${JSON.stringify(arg.slice(0, 80))} is not KEY=VALUE`, [], {
+      hint: 'give a kernel environment entry such as --kernel-env boot_verbose=YES (a bare KEY would become KEY=1 in the kernel: write KEY=1)',
+    });
+  }
+  return [arg.slice(0, eq), arg.slice(eq + 1)];
+}
+
+/**
+ * The kernel environment of a PVH boot: fbxen's root file system first, then the user's entries in their
+ * order; a user's vfs.root.mountfrom takes the place of fbxen's instead of being a second one.
+ */
+export function pvhKernelEnv(user: readonly (readonly [string, string])[]): [string, string][] {
+  const own = user.find(([k]) => k === 'vfs.root.mountfrom');
+  return [own ? [own[0], own[1]] : ['vfs.root.mountfrom', PVH_ROOT_MOUNTFROM], ...user.filter((e) => e !== own).map(([k, v]): [string, string] => [k, v])];
+}
+
 export const PvhBootSchema = z.object({
   /** The FreeBSD ELF kernel on the dom0, entered by Xen at its XEN_ELFNOTE_PHYS32_ENTRY. */
   kernel: XlPathSchema,
