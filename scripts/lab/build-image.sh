@@ -22,5 +22,5 @@ set -- --variant=minbase --include="$packages" --format=null \
   --customize-hook="sh '$scripts/customize.sh' \"\$1\" '$out' '$scripts'" \
   "$suite" /dev/null
 [ -z "$mirror" ] || set -- "$@" "$mirror"
-mmdebstrap "$@"
-rm -f "$out/dom0_root_key" "$out/dom0_root_key.pub"
+# exec: a SIGTERM from fbxen (Ctrl-C, a timeout) reaches mmdebstrap itself, which removes its chroot.
+exec mmdebstrap "$@"

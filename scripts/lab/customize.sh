@@ -23,6 +23,7 @@ install -d -m 0700 "$root/root/.ssh"
 cat "$out/id_ed25519.pub" "$out/dom0_root_key.pub" > "$root/root/.ssh/authorized_keys"
 chmod 0600 "$root/root/.ssh/authorized_keys"
 install -m 0600 "$out/dom0_root_key" "$root/root/.ssh/id_ed25519"
+rm -f "$out/dom0_root_key" "$out/dom0_root_key.pub"
 printf 'localhost,127.0.0.1,fbxen-lab %s\n' "$(cut -d' ' -f1,2 "$out/ssh_host_ed25519_key.pub")" > "$root/root/.ssh/known_hosts"
 # minbase has no /etc/hosts: xl migrate NAME localhost needs one.
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tfbxen-lab\n' > "$root/etc/hosts"

@@ -13,7 +13,7 @@ import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { imageKey } from '../../src/core/lab/image-key.js';
-import { imageInputs, missingTools } from '../../src/core/lab/image.js';
+import { checkSpace, imageInputs, missingTools } from '../../src/core/lab/image.js';
 import { labUp, labPaths } from '../../src/core/lab/index.js';
 import { isLabProcess } from '../../src/core/lab/target.js';
 
@@ -56,7 +56,7 @@ async function failure(p: Promise<unknown>): Promise<Error & { hint?: string }> 
   } catch (e) {
     return e as Error;
   }
-  throw new Error('lab up succeeded against a stand-in that runs no dom0');
+  throw new Error('expected a failure');
 }
 
 describe('lab up when dom0 does not come up', () => {
@@ -90,6 +90,33 @@ describe('lab up when dom0 does not come up', () => {
     expect(err).toBeInstanceOf(EnvironmentError);
     expect(err.message).toMatch(/port \d+ on 127\.0\.0\.1 is taken/);
     expect(err.hint).toMatch(/--port/);
+  });
+});
+
+describe('lab up interrupted', () => {
+  it('stops the QEMU it started when the wait is aborted (Ctrl-C), and leaves no state', async () => {
+    const dir = await preparedLab();
+    const paths = labPaths(dir);
+    const abort = new AbortController();
+    const up = withFakeEnv('hang', () => failure(labUp({ dir, accel: 'tcg', memoryMiB: 3072, cpus: 2, timeoutSec: 300 }, { ...deps(), signal: abort.signal })));
+    // Abort once the stand-in runs (its pid file is written), well inside the 300 s wait.
+    for (let i = 0; i < 600 && !existsSync(paths.state); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(paths.state)).toBe(true);
+    abort.abort(new Error('interrupted'));
+    await up;
+    const pid = Number(readFileSync(paths.pidFile, 'utf8').trim());
+    expect(await isLabProcess({ pid, serialLog: paths.serialLog })).toBe(false);
+    expect(existsSync(paths.state)).toBe(false);
+  });
+});
+
+describe('no space', () => {
+  it('names the directory, what is free and what the build needs, and the fix', async () => {
+    const err = await failure(checkSpace(tmpdir(), Number.MAX_SAFE_INTEGER, 'TMPDIR'));
+    expect(err).toBeInstanceOf(EnvironmentError);
+    expect(err.message).toMatch(/^no space for the lab image: .* free in .*\(TMPDIR\), the build needs about/);
+    expect(err.hint).toMatch(/TMPDIR/);
+    await checkSpace(tmpdir(), 1, 'TMPDIR');
   });
 });
 

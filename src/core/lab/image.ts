@@ -40,7 +40,7 @@ export function missingTools(needed: readonly string[], env: NodeJS.ProcessEnv):
 export const BUILD_TMP_BYTES = 2 * 1024 ** 3;
 export const BUILD_LAB_BYTES = 2 * 1024 ** 3;
 
-async function checkSpace(dir: string, need: number, what: string): Promise<void> {
+export async function checkSpace(dir: string, need: number, what: string): Promise<void> {
   let free: number;
   try {
     const s = await statfs(dir);
