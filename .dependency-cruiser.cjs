@@ -15,7 +15,7 @@ const LAYERS = [
   { name: 'flow verify', path: '^src/core/verify/' },
   { name: 'probes', path: '^src/probes/' },
   { name: 'flow build', path: '^src/core/build/' },
-  { name: 'image libraries', path: '^src/core/(ufs2|formats|iso)/' },
+  { name: 'image libraries', path: '^src/core/(ufs2|formats|iso|kernel)/' },
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
   { name: 'run artifacts', path: '^src/core/run/' },
   { name: 'base', path: '^src/core/(exec/|[^/]+\\.ts$)' },

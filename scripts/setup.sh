@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # parser with libxen-dev for its LD_PRELOAD shim, shellcheck and dash for the guest collector, python3).
 PACKAGES=(xz-utils 7zip qemu-utils xorriso dosfstools mtools gdisk fdisk grub-common sleuthkit makefs
   libarchive-tools binutils gcc make libc6-dev xen-utils-4.17 libxen-dev shellcheck dash posh python3
-  openssh-client genisoimage util-linux)
+  openssh-client openssh-server genisoimage util-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

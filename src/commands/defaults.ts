@@ -11,4 +11,4 @@ export const XZ_DECODERS: readonly string[] = ['auto', '7zz', 'xz'];
 /** core/run/artifacts.ts DEFAULT_ARTIFACTS_ROOT */
 export const DEFAULT_ARTIFACTS_ROOT = 'fbxen-runs';
 /** probes/index.ts probeIds */
-export const PROBE_IDS: readonly string[] = ['xen-guest', 'generic-xenhvm', 'vector-callback', 'pv-timer', 'pv-ipi', 'blkfront-flush', 'cdrom', 'migration'];
+export const PROBE_IDS: readonly string[] = ['xen-guest', 'generic-xenhvm', 'vector-callback', 'pv-timer', 'pv-ipi', 'blkfront-flush', 'cdrom', 'netfront', 'migration'];

@@ -134,4 +134,36 @@ function registerMigrateTest(program: Command, context: ContextFactory): void {
     .action(async (_opts, command: Command) => (await import('./migrate-test.js')).migrateTestAction(await context(), command));
 }
 
-export const commands: CommandRegistrar[] = [registerBuild, registerBoot, registerConfig, registerVerify, registerMigrateTest];
+function registerLab(program: Command, context: ContextFactory): void {
+  const lab = program.command('lab').description('a real Xen host in a QEMU VM on this machine, reached over ssh (docs/lab.md)');
+  const dirOption = () => new Option('--dir <dir>', 'the lab directory: images, state, keys (default $XDG_CACHE_HOME/fbxen/lab or ~/.cache/fbxen/lab)');
+  lab
+    .command('up')
+    .description('build (or reuse) the dom0 image, boot Xen under QEMU, wait until xl info answers over ssh')
+    .addOption(dirOption())
+    .addOption(new Option('--accel <mode>', 'kvm, tcg (emulation) or auto: kvm when /dev/kvm opens and the CPU has vmx/svm (default auto)').choices(['auto', 'kvm', 'tcg']))
+    .option('--port <n>', 'the 127.0.0.1 port forwarded to dom0\'s ssh (default: a free one)')
+    .option('--memory <MiB>', 'VM memory in MiB, dom0 takes 1024 of it (default 3072)')
+    .option('--cpus <n>', 'VM CPUs (default 2)')
+    .option('--timeout <sec>', 'seconds from QEMU\'s start until xl info must answer (default 600)')
+    .action(async (_opts, cmd: Command) => (await import('./lab.js')).labUpAction(await context(), cmd));
+  lab
+    .command('status')
+    .description('whether the lab runs, how to reach it, its uptime and xl info (--json for scripts)')
+    .addOption(dirOption())
+    .action(async (_opts, cmd: Command) => (await import('./lab.js')).labStatusAction(await context(), cmd));
+  lab
+    .command('ssh')
+    .description('ssh into the lab\'s dom0 as root, or run CMD there: fbxen lab ssh -- xl list')
+    .argument('[cmd...]', 'the command to run in dom0 (after --)')
+    .addOption(dirOption())
+    .action(async (remote: string[], _opts, cmd: Command) => (await import('./lab.js')).labSshAction(await context(), cmd, remote));
+  lab
+    .command('down')
+    .description('stop the lab (dom0 powers off, else QEMU is killed); the cached image is kept')
+    .addOption(dirOption())
+    .option('--purge', 'also remove the cached image and the serial log')
+    .action(async (_opts, cmd: Command) => (await import('./lab.js')).labDownAction(await context(), cmd));
+}
+
+export const commands: CommandRegistrar[] = [registerBuild, registerBoot, registerConfig, registerVerify, registerMigrateTest, registerLab];

@@ -1,5 +1,6 @@
 import { findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
 import { blkfrontDisks, diskName } from './blkfront-flush.js';
+import { bootMode, isPvh, pvhWhy } from './pvh.js';
 import { defineProbe, fail, inconclusive, pass, skip, type ProbeContext } from './types.js';
 
 /** vbd numbers of the emulated IDE CD positions: hdc (22<<8) and hdd (22<<8 | 64). */
@@ -23,12 +24,22 @@ function cdMeant(f: GuestFacts, ctx: ProbeContext): { meant: true; why: string[]
 
 export const cdrom = defineProbe<GuestFacts>({
   id: 'cdrom',
-  claim: 'a CD drive is present as the emulated ATAPI cdN (blkfront left it alone) and its medium reads',
+  claim: 'a CD drive is present as the emulated ATAPI cdN (blkfront left it alone) and its medium reads (HVM; PVH has no CD drive)',
   sections: ['camcontrol-devlist', 'sysctl', 'cdrom', 'dmesg-boot'],
   parse: (bundle) => guestFacts(bundle),
   verdict(f, ctx) {
     const x = xenGuestEvidence(f);
     if (x && !x.xen) return skip(x.reason);
+    const mode = bootMode(f, ctx);
+    if (isPvh(mode)) {
+      // The HVM claim has no object under PVH: no emulated ATAPI drive, and xbd_probe drops cdrom vbds.
+      const medium = f.meta.medium?.slice(0, 200);
+      return skip(
+        'PVH has no emulated CD drive, and FreeBSD\'s blkfront refuses device-type=cdrom vbds (xbd_probe): fbxen gives a PVH guest its CD as a read-only disk',
+        pvhWhy(mode),
+        ...(medium ? [`meta medium=${medium}: the rc.d script found the fbxen medium there${/^\/dev\/cd\d+$/.test(medium) ? '' : ' (the disk, by its ISO 9660 label)'}`] : []),
+      );
+    }
     const cds = new Map<string, string>();
     for (const d of f.cam ?? []) for (const p of d.periphs) if (/^cd\d+$/.test(p)) cds.set(p, `camcontrol: <${d.description}> (${d.periphs.join(',')})`);
     for (const d of (f.sysctl?.values['kern.disks'] ?? '').trim().split(/\s+/)) if (/^cd\d+$/.test(d) && !cds.has(d)) cds.set(d, `kern.disks: ${d}`);

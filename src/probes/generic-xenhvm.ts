@@ -1,14 +1,19 @@
 import { completeBoot, findMessage, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
-import { defineProbe, fail, inconclusive, pass, skip } from './types.js';
+import type { Conftxt } from './parsers/text-sections.js';
+import { bootMode, isPvh, pvhWhy } from './pvh.js';
+import { defineProbe, fail, inconclusive, pass, skip, type ProbeOutcome } from './types.js';
 
 export const genericXenhvm = defineProbe<GuestFacts>({
   id: 'generic-xenhvm',
-  claim: 'the running kernel is GENERIC (or a config) with options XENHVM and device xenpci',
+  claim: 'the running kernel is GENERIC (or a config) with options XENHVM and device xenpci (under PVH: options XENHVM)',
   sections: ['conftxt', 'dmesg-boot', 'sysctl'],
   parse: (bundle) => guestFacts(bundle),
-  verdict(f) {
+  verdict(f, ctx) {
     const c = f.conftxt;
     const hv = findMessage(f, /^XEN: Hypervisor version \d+\.\d+ detected\./);
+    const mode = bootMode(f, ctx);
+    // PVH has no Xen platform PCI device: xenpci has nothing to attach to, and options XENHVM is all that matters.
+    if (isPvh(mode)) return pvhVerdict(f, c, hv, pvhWhy(mode));
     if (c) {
       const ident = `ident ${c.ident ?? '(none)'}`;
       const hasHvm = c.options.includes('XENHVM');
@@ -47,3 +52,19 @@ export const genericXenhvm = defineProbe<GuestFacts>({
   },
   hint: 'use a GENERIC kernel (it has options XENHVM and device xenpci since 10.0), or add both to your kernel config',
 });
+
+const NO_XENPCI_UNDER_PVH = 'device xenpci is not needed under PVH (no Xen platform PCI device without a device model)';
+
+function pvhVerdict(f: GuestFacts, c: Conftxt | undefined, hv: string | undefined, why: string): ProbeOutcome {
+  if (c) {
+    const ident = `ident ${c.ident ?? '(none)'}`;
+    if (c.options.includes('XENHVM')) return pass(ident, 'kern.conftxt: options XENHVM', why, NO_XENPCI_UNDER_PVH);
+    const st = f.status.get('conftxt');
+    if (st !== undefined && st !== 0) return inconclusive(`kern.conftxt has no options XENHVM, but its section exited ${st} (index): the text may be cut short`, ident, why);
+    return fail([ident, 'kern.conftxt has no options XENHVM', why]);
+  }
+  const noConf = f.present.has('conftxt') ? 'kern.conftxt empty (kernel built without INCLUDE_CONFIG_FILE)' : 'no conftxt section';
+  // hvm.c's version line is XENHVM code: with it, the kernel has the option even without its config text.
+  if (hv) return pass(noConf, `${hv} (printed only by a kernel with options XENHVM)`, why, NO_XENPCI_UNDER_PVH);
+  return inconclusive(`${noConf}, and no "XEN: Hypervisor version" line in the kernel messages: cannot tell whether the kernel has options XENHVM`, why);
+}

@@ -3,6 +3,8 @@
  * function over those facts, and a hint for the user when it fails. Parsers never throw; facts they
  * cannot read are left out, and a verdict without positive evidence is never `pass`.
  */
+import type { HostRoundTrip, RoundTripNotArranged } from '../core/net/roundtrip.js';
+
 /** One line of a bundle's `index`: a section, the exit status of the command that wrote it, the command. */
 export interface IndexEntry {
   name: string;
@@ -35,6 +37,20 @@ export interface ProbeContext {
   before?: Bundle | undefined;
   /** Set when the host knows a CD drive was attached to this guest (the run record of fbxen boot): why it knows. */
   cdAttached?: string | undefined;
+  /** How the host booted this guest (fbxen boot's run record: --type), and why it knows. */
+  bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined;
+  /** What the host knows of this guest's network (the netfront probe): the vifs it gave, the round trip. */
+  net?: NetHostKnowledge | undefined;
+}
+
+/** The host's side of the network evidence, from fbxen's run record (docs/netfront-design.md §6.3). */
+export interface NetHostKnowledge {
+  /** why the host knows (the run record it was read from) */
+  source: string;
+  /** the vifs the toolstack was given (MAC and devid when known); undefined: not known */
+  vifs?: { mac?: string | undefined; devid?: number | undefined; bridge?: string | undefined }[] | undefined;
+  /** the host side of the traffic round trip, or why it could not be arranged */
+  roundTrip?: HostRoundTrip | RoundTripNotArranged | undefined;
 }
 
 export interface Probe<T> {

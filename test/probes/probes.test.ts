@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { runProbes } from '../../src/core/verify/index.js';
 import { allProbes, probeIds } from '../../src/probes/index.js';
 import { listFixtureCases, loadCase } from '../support/verify/fixtures.js';
+import { hostNet } from './netfront-support.js';
 
 const cases = listFixtureCases();
 
@@ -23,7 +24,7 @@ describe('probes × fixtures', () => {
       for (const id of probeIds) {
         it(`${id} → ${c.verdicts[id]}`, async () => {
           const { bundle, before } = await loadCase(c);
-          const report = runProbes(bundle, { before });
+          const report = runProbes(bundle, { before, net: hostNet(c.dir) });
           const r = report.results.find((x) => x.id === id)!;
           expect({ id, verdict: r.verdict, evidence: r.evidence }).toMatchObject({ id, verdict: c.verdicts[id] });
           expect(r.evidence.length).toBeGreaterThan(0);

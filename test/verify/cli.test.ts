@@ -59,10 +59,10 @@ describe('fbxen verify --bundle', () => {
     await expect(xml).toMatchFileSnapshot('__golden__/14.1-no-ipi-no-cpuid.junit.xml');
     const doc = (await parseStringPromise(xml)) as { testsuites: { $: Record<string, string>; testsuite: { testcase: { $: { name: string }; failure?: unknown[]; skipped?: { $: { message: string } }[] }[] }[] } };
     const cases = doc.testsuites.testsuite[0]!.testcase;
-    expect(cases.map((c) => c.$.name)).toEqual(['xen-guest', 'generic-xenhvm', 'vector-callback', 'pv-timer', 'pv-ipi', 'blkfront-flush', 'cdrom', 'migration']);
+    expect(cases.map((c) => c.$.name)).toEqual(['xen-guest', 'generic-xenhvm', 'vector-callback', 'pv-timer', 'pv-ipi', 'blkfront-flush', 'cdrom', 'netfront', 'migration']);
     expect(cases.find((c) => c.$.name === 'pv-ipi')!.skipped![0]!.$.message).toMatch(/^inconclusive: 14.1-RELEASE: no PV IPI rows/);
     expect(cases.find((c) => c.$.name === 'migration')!.skipped![0]!.$.message).toMatch(/^skip: no "before" bundle/);
-    expect(doc.testsuites.$).toMatchObject({ tests: '8', failures: '0', skipped: '2' });
+    expect(doc.testsuites.$).toMatchObject({ tests: '9', failures: '0', skipped: '3' });
   });
 
   it('a failing disk: exit 1, the disk and the missing feature named', async () => {

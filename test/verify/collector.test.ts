@@ -4,9 +4,11 @@
  * writes (tar for ssh, console frame for boot) is fed to the host analyser in the same test.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bundleFromTarBytes, encodeConsoleFrame, extractBundleFromConsole, runProbes, type Bundle } from '../../src/core/verify/index.js';
+import { startRoundTripListener, type RoundTripListener } from '../../src/core/net/roundtrip.js';
 import { COLLECTOR, RC_SCRIPT, execTool, makeGuest, runCollector, runRcScript } from '../support/verify/collector-harness.js';
 import { FIXTURES, listFixtureCases } from '../support/verify/fixtures.js';
 
@@ -40,7 +42,7 @@ describe('collector → host analyser', () => {
       expect(run.code).toBe(0);
       const bundle = await bundleFromTarBytes(run.stdout, 'ssh stdout');
       expect(bundle.meta).toMatchObject({ bundle: 'fbxen-bundle/1', run: 'r-tar-1', phase: 'manual' });
-      expect(bundle.index.map((e) => e.name)).toEqual(['uname', 'freebsd-version', 'sysctl', 'conftxt', 'dmesg-boot', 'dmesg', 'vmstat-ia.0', 'load', 'vmstat-ia.1', 'camcontrol-devlist', 'cdrom', 'flush', 'cpuid-xen']);
+      expect(bundle.index.map((e) => e.name)).toEqual(['uname', 'freebsd-version', 'sysctl', 'conftxt', 'dmesg-boot', 'dmesg', 'vmstat-ia.0', 'load', 'vmstat-ia.1', 'camcontrol-devlist', 'cdrom', 'flush', 'cpuid-xen', 'ifconfig', 'net-sysctl', 'kenv-net', 'kldstat', 'net-rt']);
       expect(verdicts(bundle)).toEqual(expected(name));
     });
   }
@@ -51,7 +53,9 @@ describe('collector → host analyser', () => {
     const got = await extractBundleFromConsole(run.stdout.toString('utf8'), { run: 'r-posh' });
     expect(got.status).toBe('complete');
     if (got.status !== 'complete') return;
-    expect(got.bundle.index.filter((e) => e.status !== 0).map((e) => e.name)).toEqual(['sysctl', 'cpuid-xen']);
+    // 13.2-healthy has no network sections: the stand-ins of ifconfig and kldstat find nothing (1), the
+    // network OIDs are unknown (1); net-rt says it was not arranged (0)
+    expect(got.bundle.index.filter((e) => e.status !== 0).map((e) => e.name)).toEqual(['sysctl', 'cpuid-xen', 'ifconfig', 'net-sysctl', 'kenv-net', 'kldstat']);
     expect(verdicts(got.bundle)).toEqual(expected('13.2-healthy-derived'));
   });
 
@@ -180,5 +184,124 @@ describe('rc.d script', () => {
     const run = await runRcScript({ bundleDir: join(FIXTURES, '13.2-no-cd-derived') });
     expect(run.code).toBe(0);
     expect(run.stdout.toString('utf8')).toBe('');
+  });
+});
+
+describe('netfront round trip: the collector under dash, a STUB nc (test/probes/stubs/nc), the real host listener on 127.0.0.1', () => {
+  const NC_STUB = join(import.meta.dirname, '../probes/stubs');
+  const MAC = '00:16:3e:5a:01:02';
+  const netfront = (b: Bundle, opts: Parameters<typeof runProbes>[1]) => runProbes(b, opts).results.find((r) => r.id === 'netfront')!;
+
+  async function guestRun(opts: { files?: RoundTripListener; env?: Record<string, string>; fixture?: string }) {
+    const guest = await makeGuest({ bundleDir: join(FIXTURES, opts.fixture ?? '13.2-netfront-healthy-derived'), cd: { run: 'r-net' } });
+    try {
+      if (opts.files) {
+        const f = opts.files.runFiles();
+        await writeFile(join(guest.dir, 'cd/fbxen/net'), f.net);
+        await writeFile(join(guest.dir, 'cd/fbxen/net.bin'), f.netBin);
+      }
+      const run = await execTool('dash', [COLLECTOR, '--tar', '--run', 'r-net', '--section-timeout', '30'], { ...guest.env, PATH: `${NC_STUB}:${guest.env.PATH}`, ...opts.env });
+      expect(run.code).toBe(0);
+      return await bundleFromTarBytes(run.stdout, 'tar');
+    } finally {
+      await guest.dispose();
+    }
+  }
+  const withListener = async <T>(fn: (l: RoundTripListener) => Promise<T>) => {
+    const l = await startRoundTripListener({ address: '127.0.0.1', payloadBytes: 256 * 1024 });
+    try {
+      return await fn(l);
+    } finally {
+      await l.close();
+    }
+  };
+  const known = (l: RoundTripListener) => ({ net: { source: 'test run record', vifs: [{ mac: MAC, devid: 0 }], roundTrip: l.record() } });
+
+  it.concurrent('byte for byte both ways through xn0: pass, with the host check and the guest\'s sha256 in the evidence', async () => {
+    await withListener(async (l) => {
+      const b = await guestRun({ files: l });
+      const rt = b.sections.get('net-rt')!;
+      expect(rt).toContain(`config host=127.0.0.1 up=${l.upPort} down=${l.downPort} bytes=262144`);
+      expect(rt).toMatch(/^up-status 0$/m);
+      expect(rt).toMatch(/^down-bytes 262144$/m);
+      expect(b.meta.collector).toBe('fbxen-collect 1.2.0');
+      const r = netfront(b, known(l));
+      expect(r.verdict).toBe('pass');
+      expect(r.evidence.join('\n')).toContain('round trip through xn0 to 127.0.0.1: byte for byte both ways');
+      expect(r.evidence.join('\n')).toMatch(/upload: 262144 bytes from 127\.0\.0\.1:\d+ identical to the payload \(host check\); first byte \d+ ms after the connection/);
+    });
+  });
+
+  it.concurrent('one byte changed on the way up (stub fault): fail at that offset', async () => {
+    await withListener(async (l) => {
+      const b = await guestRun({ files: l, env: { FBXEN_STUB_NC_CORRUPT_UP: '70000' } });
+      const r = netfront(b, known(l));
+      expect(r.verdict).toBe('fail');
+      expect(r.evidence[0]).toMatch(/^upload from 127\.0\.0\.1:\d+: corrupt: byte 70000 differs .*first differing byte at offset 70000/);
+      expect(r.hint).toMatch(/-txcsum -tso -lro/);
+    });
+  });
+
+  it.concurrent('bytes lost on the way down (stub fault): fail naming the sizes', async () => {
+    await withListener(async (l) => {
+      const b = await guestRun({ files: l, env: { FBXEN_STUB_NC_DROP_DOWN: '100000' } });
+      expect(b.sections.get('net-rt')).toMatch(/^down-bytes 100000$/m);
+      const r = netfront(b, known(l));
+      expect(r.verdict).toBe('fail');
+      expect(r.evidence[0]).toMatch(/^download: the guest received 100000 bytes with sha256 [0-9a-f]{16}\.\.\., the host sent 262144 bytes .*\(bytes lost\)$/);
+    });
+  });
+
+  it.concurrent('the listener gone before the guest connects: inconclusive with the guest\'s nc status, never pass or fail', async () => {
+    const l = await startRoundTripListener({ address: '127.0.0.1', payloadBytes: 4096 });
+    await l.close();
+    const b = await guestRun({ files: l });
+    expect(b.sections.get('net-rt')).toMatch(/^up-status 1$/m);
+    const r = netfront(b, known(l));
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.evidence[0]).toMatch(/^no upload reached the host's listener 127\.0\.0\.1:\d+ \(the guest's nc exited 1\)/);
+  });
+
+  it.concurrent('--net-dir (a collector started by hand or over ssh) under posh: the same round trip, byte for byte', async () => {
+    await withListener(async (l) => {
+      const guest = await makeGuest({ bundleDir: join(FIXTURES, '13.2-netfront-healthy-derived') });
+      try {
+        const dir = join(guest.dir, 'net-files');
+        await mkdir(dir);
+        const f = l.runFiles();
+        await writeFile(join(dir, 'net'), f.net);
+        await writeFile(join(dir, 'net.bin'), f.netBin);
+        const run = await execTool('posh', [COLLECTOR, '--tar', '--run', 'r-posh-net', '--section-timeout', '30', '--net-dir', dir], { ...guest.env, PATH: `${NC_STUB}:${guest.env.PATH}` });
+        expect(run.code).toBe(0);
+        const b = await bundleFromTarBytes(run.stdout, 'tar');
+        expect(netfront(b, known(l)).verdict).toBe('pass');
+        // a --net-dir without the files says so, and names the directory
+        const none = await execTool('posh', [COLLECTOR, '--tar', '--run', 'r-posh-net', '--section-timeout', '30', '--net-dir', join(guest.dir, 'missing')], { ...guest.env, PATH: `${NC_STUB}:${guest.env.PATH}` });
+        const nb = await bundleFromTarBytes(none.stdout, 'tar');
+        expect(nb.sections.get('net-rt')).toBe(`not-arranged no readable net and net.bin in --net-dir ${join(guest.dir, 'missing')}\n`);
+        expect(netfront(nb, known(l)).verdict).toBe('inconclusive');
+      } finally {
+        await guest.dispose();
+      }
+    });
+  });
+
+  it.concurrent('no /fbxen/net on the CD: the section says the round trip was not arranged, the probe is inconclusive', async () => {
+    const b = await guestRun({});
+    expect(b.sections.get('net-rt')).toBe('not-arranged no /fbxen/net on the fbxen medium and no --net-dir (this run arranged no round trip)\n');
+    const r = netfront(b, { net: { source: 'test', vifs: [{ mac: MAC }] } });
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.evidence[0]).toContain('the round trip was not run: no /fbxen/net on the fbxen medium');
+  });
+
+  it.concurrent('the network sections replay the guest: xn0 options, forwarding, pf, the tunables', async () => {
+    const b = await guestRun({ fixture: '14.1-netfront-offload-forwarding-derived' });
+    expect(b.sections.get('ifconfig')).toContain('\toptions=503<RXCSUM,TXCSUM,TSO4,LRO>');
+    expect(b.sections.get('net-sysctl')).toContain('net.inet.ip.forwarding: 1');
+    expect(b.sections.get('kenv-net')).toBe('kenv: unable to get hw.xen.disable_pv_nics\nkenv: unable to get hw.xn.enable_lro\nkenv: unable to get hw.xn.num_queues\nkenv: unable to get dev.netmap.admode\n');
+    expect(b.sections.get('kldstat')).toContain('pf.ko');
+    const r = netfront(b, {});
+    expect(r.verdict).toBe('inconclusive'); // no round trip here, but the warning is given all the same
+    expect(r.evidence.join('\n')).toContain('warning: xn0 offloads TXCSUM, TSO4');
   });
 });

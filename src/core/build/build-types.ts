@@ -5,6 +5,7 @@ import type { Progress, StepHandle } from '../progress.js';
 import type { Ufs2Stats } from '../ufs2/types.js';
 import type { OutputFormatName } from './formats.js';
 import type { KernelConfig } from './kernel-config.js';
+import type { PvhKernelRecord } from './pvh-kernel.js';
 import type { Arch, SetName } from './sets.js';
 import type { XzDecoder } from './xz-decoder.js';
 
@@ -64,6 +65,8 @@ export interface BuildRecord {
   options: Record<string, unknown>;
   timestamp: number;
   kernel: { ident: string | undefined; machine: string | undefined; source: KernelConfig['source']; xenhvm: boolean; xenpci: boolean; xenOptions: string[] };
+  /** The kernel written beside the image for boot --type pvh, or why there is none. */
+  pvhKernel: PvhKernelRecord;
   partitions: { index: number; label: string; type: string; guid: string; firstLba: number; lastLba: number; bytes: number }[];
   diskGuid: string;
   filesystem: Ufs2Stats & { label: string };

@@ -49,6 +49,8 @@ export interface DiskImage {
   fsStats: Ufs2Stats;
   entryCount: number;
   kernelConfig: KernelConfig;
+  /** /boot/kernel/kernel as the set gave it: kept beside the image for PVH (pvh-kernel.ts). */
+  kernelBytes: Buffer;
   /** The build timestamp: SOURCE_DATE_EPOCH or the newest entry of the sets. */
   timestamp: number;
   /** The file system's seed, which the other formats' identifiers derive from too. */
@@ -62,6 +64,7 @@ export async function writeDiskImage(input: DiskImageInput): Promise<DiskImage> 
   let fsStats!: Ufs2Stats;
   let entryCount = 0;
   let kernelConfig!: KernelConfig;
+  let kernelBytes!: Buffer;
   const fsOptions = {
     sizeBytes: layout.fsSize,
     volumeLabel: 'rootfs',
@@ -132,6 +135,7 @@ export async function writeDiskImage(input: DiskImageInput): Promise<DiskImage> 
       await bootArea();
 
       kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
+      kernelBytes = Buffer.concat(captured.get('boot/kernel/kernel')!);
       // The writer reads the timestamp in finish(); fbxen's own files are dated by it too.
       fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;
       const made = { uid: 0, gid: 0, mtime: fsOptions.timestamp, flags: 0 };
@@ -162,7 +166,7 @@ export async function writeDiskImage(input: DiskImageInput): Promise<DiskImage> 
   } finally {
     await fh.close();
   }
-  return { fsStats, entryCount, kernelConfig, timestamp: fsOptions.timestamp, seed: fsOptions.seed };
+  return { fsStats, entryCount, kernelConfig, kernelBytes, timestamp: fsOptions.timestamp, seed: fsOptions.seed };
 }
 
 /**

@@ -4,6 +4,7 @@
  * without FreeBSD's elfdump (see shared/design/freebsd-generic-config.md §2).
  */
 import { InputError } from '../errors.js';
+import { parseConfigText } from '../kernel/kern-conf.js';
 
 export interface KernelConfig {
   /** 'kern_conf' when the section was found; 'strings' when inferred from driver strings. */
@@ -76,21 +77,5 @@ export function readKernelConfig(kernel: Buffer, where = '/boot/kernel/kernel'):
   return { source: 'kern_conf', elfClass, elfMachine, ...parseConfigText(text), text };
 }
 
-/** Parses config(8)'s dynamic form ("options\tNAME", "device\tNAME") and, leniently, file-based text. */
-export function parseConfigText(text: string): Pick<KernelConfig, 'ident' | 'machine' | 'options' | 'devices' | 'xenhvm' | 'xenpci'> {
-  const options: string[] = [];
-  const devices: string[] = [];
-  let ident: string | undefined;
-  let machine: string | undefined;
-  for (const rawLine of text.split('\n')) {
-    const line = rawLine.replace(/#.*/, '').trim();
-    const m = /^(options|device|devices|ident|machine)\s+(.+)$/.exec(line);
-    if (!m) continue;
-    const values = m[2]!.split(/[\s,]+/).filter(Boolean);
-    if (m[1] === 'ident') ident = values[0];
-    else if (m[1] === 'machine') machine = values[0];
-    else if (m[1] === 'options') options.push(...values.map((v) => v.split('=')[0]!));
-    else devices.push(...values);
-  }
-  return { ident, machine, options, devices, xenhvm: options.includes('XENHVM'), xenpci: devices.includes('xenpci') };
-}
+/** The parser lives with the kernel inspection (core/kernel), which boot --kernel uses too. */
+export { parseConfigText } from '../kernel/kern-conf.js';

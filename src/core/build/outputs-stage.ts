@@ -16,6 +16,7 @@ import type { DiskImage } from './filesystem-stage.js';
 import { OUTPUT_FORMATS } from './formats.js';
 import { SECTOR, type GptPartition } from './gpt.js';
 import type { DiskLayout } from './layout.js';
+import type { PvhKernelRecord } from './pvh-kernel.js';
 import type { ResolvedSets } from './sets.js';
 import { translateIoError } from './io-errors.js';
 
@@ -110,11 +111,12 @@ export interface RecordInput {
   layout: DiskLayout;
   image: DiskImage;
   outputs: BuildOutput[];
+  pvhKernel: PvhKernelRecord;
   durationsMs: Record<string, number>;
 }
 
 /** build.json's content. */
-export function makeRecord({ req, deps, release, sets, layout, image, outputs, durationsMs }: RecordInput): BuildRecord {
+export function makeRecord({ req, deps, release, sets, layout, image, outputs, pvhKernel, durationsMs }: RecordInput): BuildRecord {
   const { kernelConfig } = image;
   return {
     schema: 'fbxen-build/1',
@@ -137,6 +139,7 @@ export function makeRecord({ req, deps, release, sets, layout, image, outputs, d
       xenpci: kernelConfig.xenpci,
       xenOptions: [...kernelConfig.options.filter((o) => /XEN/i.test(o)).map((o) => `options ${o}`), ...kernelConfig.devices.filter((d) => /^xen/.test(d)).map((d) => `device ${d}`)],
     },
+    pvhKernel,
     partitions: layout.partitions.map((p: GptPartition, i) => ({ index: i + 1, label: p.label, type: p.type, guid: p.guid, firstLba: p.firstLba, lastLba: p.lastLba, bytes: (p.lastLba - p.firstLba + 1) * SECTOR })),
     diskGuid: layout.diskGuid,
     filesystem: { ...image.fsStats, label: 'rootfs' },

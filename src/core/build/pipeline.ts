@@ -18,6 +18,7 @@ import { WrittenExtents } from './extents.js';
 import { writeDiskImage } from './filesystem-stage.js';
 import { planLayout, type DiskLayout } from './layout.js';
 import { commitOutputs, makeRecord, prepareOutDir, writeFormats } from './outputs-stage.js';
+import { stagePvhKernel } from './pvh-kernel.js';
 import { checkRelease, releaseOf } from './release-checks.js';
 import { resolveSets, type ResolvedSets } from './sets.js';
 import { StaleCacheEntryError } from './set-cache.js';
@@ -127,7 +128,10 @@ async function buildImage(req: BuildRequest, deps: BuildDeps): Promise<BuildResu
 
   const { outputs, finals } = await writeFormats({ req, deps, timed, outDir, layout, image, rawTmp, rawFinal, written, rawHash, pending });
 
-  const record = makeRecord({ req, deps, release, sets, layout, image, outputs, durationsMs: { ...durations, total: Date.now() - t0 } });
+  // Beside the image, for boot --type pvh: Xen takes a PVH guest's kernel from the dom0.
+  const pvhKernel = await stagePvhKernel(image.kernelBytes, outDir, req.name, pending);
+  if (pvhKernel.final) finals.push(pvhKernel.final);
+  const record = makeRecord({ req, deps, release, sets, layout, image, outputs, pvhKernel: pvhKernel.record, durationsMs: { ...durations, total: Date.now() - t0 } });
   await commitOutputs(outDir, record, finals, { keepRaw: req.formats.includes('raw'), rawTmp, pending });
   await rm(scratchDir, { recursive: true, force: true });
   return { record, outDir };

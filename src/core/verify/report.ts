@@ -4,7 +4,7 @@
  */
 import { allProbes } from '../../probes/index.js';
 import { guestFacts, xenGuestEvidence } from '../../probes/facts.js';
-import type { Verdict } from '../../probes/types.js';
+import type { NetHostKnowledge, ProbeContext, Verdict } from '../../probes/types.js';
 import type { Bundle } from './bundle.js';
 import { xmlText } from '../util/xml.js';
 
@@ -24,9 +24,9 @@ export interface Report {
   results: ProbeResult[];
 }
 
-export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined; cdAttached?: string | undefined } = {}): Report {
+export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined; cdAttached?: string | undefined; net?: NetHostKnowledge | undefined; bootType?: ProbeContext['bootType'] } = {}): Report {
   const facts = guestFacts(bundle);
-  const ctx = { before: opts.before, cdAttached: opts.cdAttached };
+  const ctx = { before: opts.before, cdAttached: opts.cdAttached, net: opts.net, bootType: opts.bootType };
   const results: ProbeResult[] = [];
   for (const probe of allProbes) {
     if (opts.only && !opts.only.includes(probe.id)) continue;

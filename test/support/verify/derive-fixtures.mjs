@@ -244,7 +244,7 @@ function writeBundle(dir, b) {
   for (const [name, text] of b.sections) writeFileSync(join(dir, 'sections', `${name}.out`), text);
 }
 
-const ALL_PASS = { 'xen-guest': 'pass', 'generic-xenhvm': 'pass', 'vector-callback': 'pass', 'pv-timer': 'pass', 'pv-ipi': 'pass', 'blkfront-flush': 'pass', cdrom: 'pass', migration: 'skip' };
+const ALL_PASS = { 'xen-guest': 'pass', 'generic-xenhvm': 'pass', 'vector-callback': 'pass', 'pv-timer': 'pass', 'pv-ipi': 'pass', 'blkfront-flush': 'pass', cdrom: 'pass', netfront: 'inconclusive', migration: 'skip' };
 
 const real111 = readFileSync(join(root, 'fixtures/freebsd/11.1-xl-xen4.8-hvm-dmesg-boot.txt'), 'utf8')
   .split('\n')
@@ -303,7 +303,7 @@ const CASES = {
   ],
   'kvm-not-xen-derived': [
     { release: '14.1-RELEASE', vmGuest: 'kvm', xenhvm: false, timer: 'LAPIC', disks: [] },
-    { 'xen-guest': 'fail', 'generic-xenhvm': 'fail', 'vector-callback': 'skip', 'pv-timer': 'skip', 'pv-ipi': 'skip', 'blkfront-flush': 'skip', cdrom: 'skip', migration: 'skip' },
+    { 'xen-guest': 'fail', 'generic-xenhvm': 'fail', 'vector-callback': 'skip', 'pv-timer': 'skip', 'pv-ipi': 'skip', 'blkfront-flush': 'skip', cdrom: 'skip', netfront: 'skip', migration: 'skip' },
     'a KVM guest: not Xen at all',
     { 'xen-guest': 'kern.vm_guest: kvm' },
   ],
@@ -333,7 +333,7 @@ for (const [name, [opts, expect, what, evidence]] of Object.entries(CASES)) {
 {
   const dir = join(outRoot, 'minimal-uname-only-derived');
   writeBundle(dir, minimal());
-  const verdicts = { 'xen-guest': 'inconclusive', 'generic-xenhvm': 'inconclusive', 'vector-callback': 'inconclusive', 'pv-timer': 'inconclusive', 'pv-ipi': 'inconclusive', 'blkfront-flush': 'inconclusive', cdrom: 'inconclusive', migration: 'skip' };
+  const verdicts = { 'xen-guest': 'inconclusive', 'generic-xenhvm': 'inconclusive', 'vector-callback': 'inconclusive', 'pv-timer': 'inconclusive', 'pv-ipi': 'inconclusive', 'blkfront-flush': 'inconclusive', cdrom: 'inconclusive', netfront: 'inconclusive', migration: 'skip' };
   writeFileSync(join(dir, 'expect.json'), `${JSON.stringify({ description: 'only uname ran (sysctl missing): no verdict possible', verdicts, evidence: {} }, null, 2)}\n`);
   written.push('minimal-uname-only-derived');
 }

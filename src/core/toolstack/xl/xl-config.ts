@@ -82,7 +82,109 @@ export const CdromSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('empty') }),
 ]);
 
+/**
+ * The PVH kernel command line. FreeBSD's PVH entry (sys/x86/xen/pv.c, xen_pvh_parse_preload_data) gives
+ * start_info's cmdline to boot_parse_cmdline_delim (sys/kern/subr_boot.c): strsep on "," (12.x-13.x) or
+ * ", \t\n" (14.0+, c4a4011c), empty tokens skipped, "-..." read as boot flags, otherwise split at the first
+ * "=" into a kenv entry (a bare KEY becomes KEY=1). There is no quoting or escape, so fbxen joins KEY=VALUE
+ * with "," and refuses anything either splitter would cut or misread. See docs/pvh.md §2.
+ */
+export const PVH_CMDLINE_MAX = 2048; // libxenguest sets no limit; the whole kenv must fit one static page
+export const KENV_NAME_MAX = 128; // KENV_MNAMELEN: init_dynamic_kenv drops longer entries
+export const KENV_VALUE_MAX = 128; // KENV_MVALLEN
+/** The PVHv2 entry note came with f2577f25 (head r336474, 2018-07-19); 12.0-RELEASE is the first release. */
+export const PVH_FIRST_RELEASE = '12.0-RELEASE';
+const PVH_FIRST_MAJOR = 12;
+/** What the root file system is mounted from: fbxen's fstab names the root by its GPT label too. */
+export const PVH_ROOT_MOUNTFROM = 'ufs:/dev/gpt/rootfs';
+const KENV_KEY_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
+const KENV_KEY_CHAR = /^[A-Za-z0-9_.-]$/;
+const KENV_VALUE_PATTERN = /^[\x21-\x7e]*$/;
+const KENV_VALUE_BAD = /[,"'\\]/;
+
+/** Problems with one KEY=VALUE for a PVH cmdline, empty when FreeBSD would read exactly that entry. */
+export function kenvEntryProblems(key: string, value: string): string[] {
+  const problems: string[] = [];
+  const shown = JSON.stringify(key);
+  if (key === '') problems.push('an empty key');
+  else if (key.startsWith('-')) problems.push(`key ${shown} starts with "-": FreeBSD reads it as boot flags, not a kenv entry`);
+  else if (!KENV_KEY_PATTERN.test(key)) {
+    const bad = describeBadCharacter(key, KENV_KEY_CHAR);
+    problems.push(`key ${shown} is not allowed${bad ? ` (${bad})` : ''}; use A-Z a-z 0-9 _ . -`);
+  }
+  if (key.length > KENV_NAME_MAX) problems.push(`key ${shown.slice(0, 40)}... is ${key.length} characters; FreeBSD keeps kenv names up to ${KENV_NAME_MAX}`);
+  const badValue = [...value].find((ch) => !KENV_VALUE_PATTERN.test(ch) || KENV_VALUE_BAD.test(ch));
+  if (badValue !== undefined) {
+    const why =
+      badValue === ','
+        ? 'a comma: FreeBSD splits the PVH cmdline on commas and has no escape'
+        : badValue === ' ' || badValue === '\t' || badValue === '\n'
+          ? `${describeBadCharacter(badValue, /^$/)}: FreeBSD 14.0+ splits the PVH cmdline on blanks too`
+          : `${describeBadCharacter(badValue, /^$/)}`;
+    problems.push(`value of ${shown} holds ${why}`);
+  }
+  if (value.length > KENV_VALUE_MAX) problems.push(`value of ${shown} is ${value.length} characters; FreeBSD keeps kenv values up to ${KENV_VALUE_MAX}`);
+  return problems;
+}
+
+/** Every reason FreeBSD would not read `entries` back exactly from their comma-joined form. */
+export function pvhCmdlineProblems(entries: readonly (readonly [string, string])[]): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const [key, value] of entries) {
+    problems.push(...kenvEntryProblems(key, value));
+    // The static kenv keeps both and getenv finds the first: say which one instead of guessing.
+    if (seen.has(key)) problems.push(`key ${JSON.stringify(key)} is given twice`);
+    seen.add(key);
+  }
+  const length = entries.reduce((n, [k, v], i) => n + k.length + 1 + v.length + (i > 0 ? 1 : 0), 0);
+  if (length > PVH_CMDLINE_MAX) problems.push(`the cmdline is ${length} bytes; fbxen allows ${PVH_CMDLINE_MAX} (FreeBSD's PVH kenv is one 4 KiB page, acpi.rsdp included)`);
+  return problems;
+}
+
+/** KEY=VALUE entries joined for xl's cmdline=; throws ConfigError naming every entry FreeBSD would misread. */
+export function encodePvhCmdline(entries: readonly (readonly [string, string])[]): string {
+  const problems = pvhCmdlineProblems(entries);
+  if (problems.length > 0) {
+    throw new ConfigError('the PVH kernel environment cannot be passed on the kernel command line', problems, {
+      hint: 'give KEY=VALUE with a key of A-Z a-z 0-9 _ . - and a value of printable ASCII without commas, blanks, quotes or backslashes',
+    });
+  }
+  return entries.map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+/** One `--kernel-env KEY=VALUE`, split at the first "=" as FreeBSD's boot_parse_arg does. */
+export function parseKernelEnvArg(arg: string): [string, string] {
+  const eq = arg.indexOf('=');
+  if (eq <= 0) {
+    throw new ConfigError(`--kernel-env ${JSON.stringify(arg.slice(0, 80))} is not KEY=VALUE`, [], {
+      hint: 'give a kernel environment entry such as --kernel-env boot_verbose=YES (a bare KEY would become KEY=1 in the kernel: write KEY=1)',
+    });
+  }
+  return [arg.slice(0, eq), arg.slice(eq + 1)];
+}
+
+/**
+ * The kernel environment of a PVH boot: fbxen's root file system first, then the user's entries in their
+ * order; a user's vfs.root.mountfrom takes the place of fbxen's instead of being a second one.
+ */
+export function pvhKernelEnv(user: readonly (readonly [string, string])[]): [string, string][] {
+  const own = user.find(([k]) => k === 'vfs.root.mountfrom');
+  return [own ? [own[0], own[1]] : ['vfs.root.mountfrom', PVH_ROOT_MOUNTFROM], ...user.filter((e) => e !== own).map(([k, v]): [string, string] => [k, v])];
+}
+
+export const PvhBootSchema = z.object({
+  /** The FreeBSD ELF kernel on the dom0, entered by Xen at its XEN_ELFNOTE_PHYS32_ENTRY. */
+  kernel: XlPathSchema,
+  /** The kernel environment, in order; vfs.root.mountfrom is required (no loader will find the root). */
+  kernelEnv: z.array(z.tuple([z.string(), z.string()])),
+});
+export type PvhBoot = z.infer<typeof PvhBootSchema>;
+
 export const XlGuestSpecSchema = z.object({
+  /** hvm (the default) or pvh: no device model, the kernel entered directly by Xen (Xen 4.10+). */
+  type: z.enum(['hvm', 'pvh']).optional(),
+  pvh: PvhBootSchema.optional(),
   name: DomainNameSchema,
   uuid: UuidSchema,
   mac: MacSchema,
@@ -93,6 +195,22 @@ export const XlGuestSpecSchema = z.object({
   image: z.object({ path: XlPathSchema, format: z.enum(['raw', 'qcow2']) }),
   cdrom: CdromSchema,
   bridge: BridgeSchema,
+}).superRefine((spec, ctx) => {
+  if (spec.type !== 'pvh') {
+    if (spec.pvh) ctx.addIssue({ code: 'custom', path: ['pvh'], message: 'kernel and kernel environment are for type pvh only (an HVM guest boots through its own loader)' });
+    return;
+  }
+  if (!spec.pvh) ctx.addIssue({ code: 'custom', path: ['pvh'], message: 'type pvh needs the kernel to boot (Xen enters it directly, there is no firmware)' });
+  // sys/i386 has no xen-locore.S: no i386 kernel carries the PVH entry note.
+  if (spec.arch === 'i386') ctx.addIssue({ code: 'custom', path: ['arch'], message: 'FreeBSD/i386 cannot boot PVH (no XEN_ELFNOTE_PHYS32_ENTRY in any i386 kernel); use type hvm' });
+  const major = /^(\d+)\./.exec(spec.release ?? '')?.[1];
+  if (major !== undefined && Number(major) < PVH_FIRST_MAJOR) ctx.addIssue({ code: 'custom', path: ['release'], message: `FreeBSD ${spec.release} cannot boot PVH: ${PVH_FIRST_RELEASE} amd64 is the first release with the PVH entry point; use type hvm` });
+  if (spec.cdrom.kind === 'empty') ctx.addIssue({ code: 'custom', path: ['cdrom'], message: 'an empty CD drive has no PVH meaning (no emulated IDE; blkfront refuses cdrom vbds)' });
+  if (!spec.pvh) return;
+  for (const message of pvhCmdlineProblems(spec.pvh.kernelEnv)) ctx.addIssue({ code: 'custom', path: ['pvh', 'kernelEnv'], message });
+  if (!spec.pvh.kernelEnv.some(([k]) => k === 'vfs.root.mountfrom')) {
+    ctx.addIssue({ code: 'custom', path: ['pvh', 'kernelEnv'], message: `vfs.root.mountfrom is missing: no loader runs under PVH, so the kernel would stop at the mountroot prompt (fbxen's root is ${PVH_ROOT_MOUNTFROM})` });
+  }
 });
 export type XlGuestSpec = z.infer<typeof XlGuestSpecSchema>;
 
@@ -139,6 +257,12 @@ function decimal(n: number): string {
 /** The disk specs, `target=` always last: it takes the rest of the spec, commas included. */
 export function diskSpecs(spec: XlGuestSpec): string[] {
   const disks = [`format=${spec.image.format}, vdev=xvda, access=rw, target=${spec.image.path}`];
+  // PVH: blkfront drops devtype=cdrom vbds (xbd_probe), so the ISO is a read-only PV disk, xbd1 in the guest.
+  if (spec.type === 'pvh') {
+    if (spec.cdrom.kind !== 'iso') throw new Error('internal: a PVH spec without the fbxen ISO passed validation');
+    disks.push(`format=raw, vdev=xvdb, access=ro, devtype=disk, target=${spec.cdrom.path}`);
+    return disks;
+  }
   if (spec.cdrom.kind === 'iso') disks.push(`format=raw, vdev=hdc, access=ro, devtype=cdrom, target=${spec.cdrom.path}`);
   else disks.push('vdev=hdc, access=ro, devtype=cdrom');
   return disks;
@@ -152,6 +276,7 @@ export function vifSpec(spec: XlGuestSpec): string {
 export function renderXlConfig(input: XlGuestSpec): string {
   const spec = validateXlGuestSpec(input);
   const what = [spec.release ? `FreeBSD ${spec.release}` : 'FreeBSD', spec.arch].filter(Boolean).join(' ');
+  if (spec.type === 'pvh') return renderPvh(spec, what);
   const lines = [
     `# Generated by fbxen: ${what} HVM guest with Xen PV drivers (xbd disk, xn NIC).`,
     '# The fbxen CD (or an empty drive) is the emulated IDE CD hdc; the serial console is a pty that',
@@ -175,6 +300,37 @@ export function renderXlConfig(input: XlGuestSpec): string {
     'nographic = 1',
     'on_poweroff = "destroy"',
     // A reboot would come back as a new domid that fbxen never learned about: end the domain instead.
+    'on_reboot = "destroy"',
+    'on_crash = "preserve"',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * PVH: no device model, so none of the HVM-only keys (serial, boot, vnc, xen_platform_pci, ...: xl parses
+ * them only for type hvm). Xen enters the kernel's PVH entry point; the kernel environment the loader would
+ * have set comes from cmdline= alone (never ramdisk=: FreeBSD reads module 0 as loader metadata and crashes).
+ */
+function renderPvh(spec: XlGuestSpec, what: string): string {
+  const pvh = spec.pvh!;
+  const lines = [
+    `# Generated by fbxen: ${what} PVH guest (no device model; Xen enters the kernel directly).`,
+    '# The kernel environment is the cmdline; the fbxen CD is a read-only PV disk (xbd1, found by its',
+    '# label iso9660/FBXEN); the console is the Xen PV console xc0, which `xl create -c` attaches to.',
+    `name = ${quote(spec.name)}`,
+    `uuid = ${quote(spec.uuid)}`,
+    'type = "pvh"',
+    `kernel = ${quote(pvh.kernel)}`,
+    `cmdline = ${quote(encodePvhCmdline(pvh.kernelEnv))}`,
+    `memory = ${decimal(spec.memoryMiB)}`,
+    `maxmem = ${decimal(spec.memoryMiB)}`,
+    `vcpus = ${decimal(spec.vcpus)}`,
+    `maxvcpus = ${decimal(spec.vcpus)}`,
+    'disk = [',
+    ...diskSpecs(spec).map((d) => `    ${quote(d)},`),
+    ']',
+    `vif = [ ${quote(vifSpec(spec))} ]`,
+    'on_poweroff = "destroy"',
     'on_reboot = "destroy"',
     'on_crash = "preserve"',
   ];

@@ -1,0 +1,144 @@
+/**
+ * --host lab's target and `lab down`'s stop, against a stand-in process: a node process whose command
+ * line carries the lab's `file:SERIAL` argument as QEMU's does (so isLabProcess knows it), and a state
+ * file that points at it. No QEMU, no VM: the integration test (lab.integration.test.ts) runs the real one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EnvironmentError } from '../../src/core/errors.js';
+import { createExecaRunner } from '../../src/core/exec/runner.js';
+import { silentProgress } from '../../src/core/progress.js';
+import { labDown, labStatus, resolveLabTarget, sshArgs } from '../../src/core/lab/index.js';
+import { writeLabState, type LabStateT } from '../../src/core/lab/state.js';
+import { isLabProcess, knownHostsLine } from '../../src/core/lab/target.js';
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** A process that looks like the lab's QEMU; `ignoreTerm` makes it outlive SIGTERM (then down must SIGKILL). */
+function standIn(serialLog: string, ignoreTerm = false): Promise<ChildProcess> {
+  const code = `${ignoreTerm ? "process.on('SIGTERM', () => {});" : ''} setInterval(() => {}, 1000); console.log('up');`;
+  const child = spawn(process.execPath, ['-e', code, '--', '-serial', `file:${serialLog}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  children.push(child);
+  return new Promise((resolve) => child.stdout!.once('data', () => resolve(child)));
+}
+
+function labDir(): { dir: string; state: LabStateT } {
+  const dir = mkdtempSync(join(tmpdir(), 'lab-target-'));
+  const state: LabStateT = {
+    version: 1,
+    pid: 0,
+    port: 1,
+    accel: 'tcg',
+    dir,
+    imageKey: 'b'.repeat(64),
+    identityFile: join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'id_ed25519'),
+    knownHostsFile: join(dir, 'known_hosts'),
+    serialLog: join(dir, 'serial.log'),
+    startedAt: new Date(Date.now() - 5000).toISOString(),
+    readyAt: new Date().toISOString(),
+  };
+  mkdirSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb'), { recursive: true });
+  writeFileSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'dom0.img'), 'image');
+  return { dir, state };
+}
+
+const deps = () => ({ runner: createExecaRunner(), progress: silentProgress, env: process.env, cwd: process.cwd() });
+
+describe('--host lab: the ssh target', () => {
+  it('is root@127.0.0.1 on the lab port, with its key and known_hosts, strict', async () => {
+    const { dir, state } = labDir();
+    const child = await standIn(state.serialLog);
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid!, port: 40123 });
+    expect(await resolveLabTarget({ dir })).toEqual({ user: 'root', host: '127.0.0.1', port: 40123, identityFile: state.identityFile, knownHostsFile: state.knownHostsFile, strictHostKeyChecking: true });
+  });
+
+  it('says no lab runs when there is no state file', async () => {
+    const { dir } = labDir();
+    await expect(resolveLabTarget({ dir })).rejects.toThrow(EnvironmentError);
+    await expect(resolveLabTarget({ dir })).rejects.toThrow(`no lab runs in ${dir}`);
+  });
+
+  it('says the lab is not running when its pid is another process (not the lab QEMU)', async () => {
+    const { dir, state } = labDir();
+    const other = await standIn(join(dir, 'another-lab.log'));
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: other.pid! });
+    await expect(resolveLabTarget({ dir })).rejects.toThrow(/is not running/);
+    expect(await isLabProcess({ pid: other.pid!, serialLog: join(dir, 'another-lab.log') })).toBe(true);
+  });
+
+  it('says the lab is still coming up before xl info answered', async () => {
+    const { dir, state } = labDir();
+    const child = await standIn(state.serialLog);
+    const { readyAt: _ready, ...notReady } = state;
+    await writeLabState(join(dir, 'state.json'), { ...notReady, pid: child.pid! });
+    await expect(resolveLabTarget({ dir })).rejects.toThrow(/still coming up/);
+  });
+
+  it('ssh arguments: no user config, only the lab key, the pinned known_hosts, strict', () => {
+    const a = sshArgs({ user: 'root', host: '127.0.0.1', port: 40123, identityFile: '/l/id', knownHostsFile: '/l/kh', strictHostKeyChecking: true });
+    expect(a.join(' ')).toBe(
+      '-F none -i /l/id -o IdentitiesOnly=yes -o UserKnownHostsFile=/l/kh -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes -p 40123 root@127.0.0.1',
+    );
+  });
+
+  it('known_hosts pins the host key for [127.0.0.1]:PORT, and refuses a key that is not ed25519', () => {
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8/abcdefghijklmnopqrstuvwxyz0123456789AB fbxen-lab-host';
+    expect(knownHostsLine(40123, key)).toBe('[127.0.0.1]:40123 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8/abcdefghijklmnopqrstuvwxyz0123456789AB\n');
+    expect(() => knownHostsLine(1, 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ')).toThrow(/host key/);
+    expect(() => knownHostsLine(1, '')).toThrow(/host key/);
+    expect(() => knownHostsLine(1, 'ssh-ed25519 AAAA\n[evil]:22 ssh-ed25519 AAAA')).toThrow(/host key/);
+  });
+});
+
+describe('lab down', () => {
+  it('stops the lab process (dom0 unreachable: SIGTERM), removes the state, keeps the image', async () => {
+    const { dir, state } = labDir();
+    const child = await standIn(state.serialLog);
+    const exited = new Promise((r) => child.once('exit', r));
+    // port 1: nothing listens, so the graceful poweroff over ssh fails at once and SIGTERM follows.
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid! });
+    const r = await labDown({ dir, purge: false }, deps());
+    await exited;
+    expect(r.stopped).toBe('stopped (SIGTERM)');
+    expect(existsSync(join(dir, 'state.json'))).toBe(false);
+    expect(existsSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'dom0.img'))).toBe(true);
+    expect((await labStatus({ dir }, deps())).running).toBe(false);
+  });
+
+  it('kills a process that ignores SIGTERM, and --purge removes the image', async () => {
+    const { dir, state } = labDir();
+    const child = await standIn(state.serialLog, true);
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid! });
+    const r = await labDown({ dir, purge: true }, deps());
+    expect(r.stopped).toBe('killed (SIGKILL)');
+    expect(child.signalCode ?? (await new Promise((res) => child.once('exit', (_c, s) => res(s))))).toBe('SIGKILL');
+    expect(existsSync(join(dir, 'images'))).toBe(false);
+  });
+
+  it('never signals a pid that is not this lab (a reused pid): the state is cleared, the process lives', async () => {
+    const { dir, state } = labDir();
+    const other = await standIn(join(dir, 'unrelated.log'));
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: other.pid! });
+    const r = await labDown({ dir, purge: false }, deps());
+    expect(r.stopped).toBe('not running');
+    expect(other.exitCode).toBeNull();
+    expect(other.signalCode).toBeNull();
+    expect(existsSync(join(dir, 'state.json'))).toBe(false);
+  });
+
+  it('clears an unreadable state file with a warning and stops nothing', async () => {
+    const { dir } = labDir();
+    writeFileSync(join(dir, 'state.json'), '{"pid": 1');
+    const warnings: string[] = [];
+    const r = await labDown({ dir, purge: false }, { ...deps(), progress: { ...silentProgress, warn: (m: string) => warnings.push(m) } });
+    expect(r.stopped).toBe('no lab was running');
+    expect(warnings.join('\n')).toMatch(/not JSON.*no process was stopped/s);
+    expect(existsSync(join(dir, 'state.json'))).toBe(false);
+  });
+});
