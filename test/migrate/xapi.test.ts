@@ -85,6 +85,20 @@ describe('XapiDriver migration with the XAPI simulator (SIMULATION)', () => {
     expect(p.sim.calls.filter((m) => m === 'VM.pool_migrate')).toHaveLength(2);
   });
 
+  it('two hosts with the same name label: the route names them apart, and the migration goes to the other one', async () => {
+    const p = await pool();
+    await p.start();
+    const hosts = (await p.c.call('host.get_all')) as string[];
+    for (const h of hosts) await p.c.call('host.set_name_label', h, 'xcp');
+    const driver = xapi(p.c);
+    const route = await driver.migrationRoute('fbxen-mig', 'live', undefined);
+    expect(route.origin).not.toBe(route.destination);
+    await driver.migrate(VM, route.destination, 5000);
+    expect(await p.c.call('VM.get_resident_on', p.vm)).toBe(hosts[1]);
+    await driver.migrate(VM, route.origin, 5000);
+    expect(await p.c.call('VM.get_resident_on', p.vm)).toBe(hosts[0]);
+  });
+
   it('disks on a local SR: an error that asks for --dest-sr (not a skip); with --dest-sr VM.migrate_send moves them', async () => {
     const p = await pool('Local storage');
     await p.start();

@@ -249,6 +249,8 @@ export class XapiDriver implements Toolstack {
   private async refOf(domain: DomainRef): Promise<string> {
     const known = this.mine.get(domain.id);
     if (known) return known.ref;
+    // migrate-test's DomainRefs come from locate(), whose id is the VM's ref
+    if (domain.id.startsWith('OpaqueRef:')) return domain.id;
     if (!domain.uuid) return this.migration(domain.name).vmRef();
     return str(await (await this.session()).call('VM.get_by_uuid', domain.uuid));
   }

@@ -66,10 +66,26 @@ export class VmMigration {
     return hosts;
   }
 
-  /** A host of the route (a name label, or a ref) as a ref. */
+  /** The route's names → host refs (name labels need not be unique in a pool). */
+  private readonly routeHosts = new Map<string, string>();
+
+  /** A host of the route (its route name, a ref, or a unique name label) as a ref. */
   hostRef(host: string): string | undefined {
+    if (this.routeHosts.has(host)) return this.routeHosts.get(host);
     if (this.hostNames.has(host)) return host;
-    return [...this.hostNames].find(([, name]) => name === host)?.[0];
+    const named = [...this.hostNames].filter(([, name]) => name === host);
+    return named.length === 1 ? named[0]![0] : undefined;
+  }
+
+  /** Names for the route's two hosts: their labels, with the uuid when the labels are the same. */
+  private nameRoute(hosts: Record<string, z.infer<typeof HostRecord>>, home: string, dest: string): MigrationRoute {
+    const label = (ref: string) => hosts[ref]?.name_label ?? ref;
+    const same = home !== dest && label(home) === label(dest);
+    const name = (ref: string) => (same ? `${label(ref)} (${hosts[ref]?.uuid ?? ref})` : label(ref));
+    this.routeHosts.clear();
+    this.routeHosts.set(name(home), home);
+    this.routeHosts.set(name(dest), dest);
+    return { origin: name(home), destination: name(dest) };
   }
 
   /**
@@ -124,7 +140,7 @@ export class VmMigration {
       if (!sr) throw stop(`storage not shared: ${unshared.join(', ')}; VM.pool_migrate needs a shared SR`, 'give --dest-sr SR (a shared SR) for VM.migrate_send with storage motion');
       this.destSrRef = sr[0];
     }
-    return { origin: homeName, destination: this.hostNames.get(this.dest) ?? this.dest };
+    return this.nameRoute(hosts, vm.resident_on, this.dest);
   }
 
   /** Where the VM is now; undefined when it is gone. */
