@@ -8,9 +8,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
-import { openConsoleListener, type ConsoleListener } from '../../src/core/toolstack/xapi/console.js';
+import { openConsoleListener, parseSerialTarget, serialTarget, type ConsoleListener } from '../../src/core/toolstack/xapi/console.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { limitMarker } from '../../src/core/run/console-log.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
@@ -180,5 +181,28 @@ describe('the XAPI console listener for migrate-test (one listener for boot and 
 
   it('refuses a listener with nowhere to put the console', async () => {
     await expect(openConsoleListener({ advertiseHost: '127.0.0.1', peers: 'any' })).rejects.toThrow(/neither a log file nor a reader/);
+  });
+});
+
+describe('platform:hvm_serial targets (properties)', () => {
+  it('what the listener advertises parses back to its host and port, whatever the address', () => {
+    const host = fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain());
+    fc.assert(
+      fc.property(host, fc.integer({ min: 1, max: 65535 }), fc.constantFrom('', ',nodelay', ',server=off'), (h, port, opts) => {
+        expect(parseSerialTarget(`${serialTarget(h, port)}${opts}`)).toEqual({ host: h, port });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('anything else is no target: never a port out of range, never a throw', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 600 }), (v) => {
+        const t = parseSerialTarget(v);
+        if (t) expect(t.port >= 1 && t.port <= 65535 && v.startsWith('tcp:')).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    for (const v of ['', 'pty', 'tcp:host', 'tcp:host:0', 'tcp:host:65536', 'tcp:host:123456', 'udp:1.2.3.4:5', 'tcp::5', 'tcp:[::1:5', `tcp:${'a'.repeat(300)}:5`]) expect(parseSerialTarget(v)).toBeUndefined();
   });
 });

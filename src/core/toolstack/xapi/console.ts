@@ -68,6 +68,24 @@ export interface ConsoleListenerOptions {
   maxBytes?: number | undefined;
 }
 
+/** The platform:hvm_serial value that makes QEMU connect to HOST:PORT (IPv6 in brackets). */
+export function serialTarget(host: string, port: number): string {
+  return `tcp:${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * The host and port of a platform:hvm_serial value "tcp:HOST:PORT[,options]" (HOST an IPv6 address in
+ * brackets), or undefined for anything else (no tcp console, a port out of range). The value is the
+ * pool's: only its head is read.
+ */
+export function parseSerialTarget(value: string): { host: string; port: number } | undefined {
+  const m = /^tcp:(\[[0-9A-Fa-f:.]{2,45}\]|[^:\[\],\s]{1,253}):(\d{1,5})(?![\d])/.exec(value.slice(0, 400));
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
 /** Connections from pool hosts that may wait for the one writing (a migration has one new QEMU). */
 const MAX_WAITING = 4;
 const LOOKUP_TIMEOUT_MS = 5000;
@@ -258,9 +276,8 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     });
   }
   const port = (server.address() as AddressInfo).port;
-  const host = o.advertiseHost.includes(':') && !o.advertiseHost.startsWith('[') ? `[${o.advertiseHost}]` : o.advertiseHost;
   return {
-    target: `tcp:${host}:${port}`,
+    target: serialTarget(o.advertiseHost, port),
     port,
     address: (server.address() as AddressInfo).address,
     connections: () => count,

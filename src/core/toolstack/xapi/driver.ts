@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../../util/atomic.js';
 import { NAME_PATTERN } from '../../util/names.js';
 import { MigrationError, type Checkpoint, type ConsoleAttachment, type CreateOptions, type Created, type DomainLocation, type DomainRef, type DomainState, type GuestSpec, type HostFacts, type MigrateMode, type MigrationOutcome, type MigrationRoute, type PlanStep, type Staged, type StageRequest, type Toolstack, type ToolstackCapabilities } from '../types.js';
 import { str, type Api } from './api.js';
-import { consoleAttachment, openConsoleListener, type ConsoleListener } from './console.js';
+import { consoleAttachment, openConsoleListener, parseSerialTarget, type ConsoleListener } from './console.js';
 import { redact } from './credentials.js';
 import { CreatedObjects } from './created.js';
 import { XapiError } from './errors.js';
@@ -299,10 +299,10 @@ export class XapiDriver implements Toolstack {
     if (open) return open.attachment;
     const c = await this.session();
     const platform = (await c.call('VM.get_platform', await this.refOf(domain))) as Record<string, unknown>;
-    const m = /^tcp:([^:]+|\[[^\]]+\]):(\d+)/.exec(String(platform?.['hvm_serial'] ?? ''));
-    if (!m) return undefined; // no tcp console: the ssh channel is the way in
+    const target = parseSerialTarget(String(platform?.['hvm_serial'] ?? ''));
+    if (!target) return undefined; // no tcp console: the ssh channel is the way in
     // The hardened listener of fbxen boot: only the pool's hosts, one connection read at a time.
-    const listener = await openConsoleListener({ sink, advertiseHost: m[1]!.replace(/^\[|\]$/g, ''), listenHost: this.listenHost(), port: Number(m[2]), pool: this.client, env: this.o.env });
+    const listener = await openConsoleListener({ sink, advertiseHost: target.host, listenHost: this.listenHost(), port: target.port, pool: this.client, env: this.o.env });
     return this.attachment(domain, listener);
   }
 
