@@ -73,7 +73,7 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
   it('declares what XAPI can do, and refuses PVH and qcow2 before contacting anything', () => {
     const d = new XapiDriver({ env: {}, signal: new AbortController().signal });
     expect(d.capabilities).toMatchObject({ saveRestore: true, liveMigrate: true, pvh: false, remote: true, consoleAfterMigrate: 'reconnects', checkpoint: 'toolstack' });
-    expect(() => d.prepare(guest({ type: 'pvh' }))).toThrow(/HVM only/);
+    expect(() => d.prepare(guest({ type: 'pvh' }))).toThrow(/HVM only: a PVH VM needs .*domain_type 'pvh'.*\/var\/lib\/xcp\/guest\//);
     expect(() => d.prepare(guest({ image: { path: 'x.qcow2', format: 'qcow2', size: 1, virtualSize: 1 } }))).toThrow(/qcow2, which XenServer does not import/);
     expect(() => d.prepare(guest({ name: '../x' }))).toThrow(/VM name "\.\.\/x" is not allowed/);
   });

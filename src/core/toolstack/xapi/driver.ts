@@ -137,7 +137,12 @@ export class XapiDriver implements Toolstack {
     if (!NAME_PATTERN.test(guest.name)) {
       throw new InputError(`VM name ${JSON.stringify(guest.name)} is not allowed`, { hint: 'use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit (it also names the run directory)' });
     }
-    if (guest.type === 'pvh') throw new InputError('XAPI boots this guest as HVM only: PVH needs --toolstack xl', { hint: 'drop --type pvh, or use --toolstack xl' });
+    if (guest.type === 'pvh') {
+      // docs/xapi.md, "PVH": a pvh VM needs a kernel already under /var/lib/xcp/guest/ in dom0, which the XenAPI cannot write.
+      throw new InputError("fbxen boots XAPI guests as HVM only: a PVH VM needs a pool whose xapi knows domain_type 'pvh' and its kernel already under /var/lib/xcp/guest/ on the host, which the XenAPI cannot put there", {
+        hint: 'drop --type pvh for XAPI, or boot PVH with --toolstack xl',
+      });
+    }
     if (guest.image.format === 'qcow2') throw new InputError(`${guest.image.path} is qcow2, which XenServer does not import`, { hint: 'build a .vhd, .xva or raw image (fbxen build --format vhd)' });
     if (guest.image.format !== 'xva' && guest.image.virtualSize % (2 * 1024 * 1024) !== 0) {
       this.o.warn?.(`the disk is ${guest.image.virtualSize} bytes; XenServer rounds VDIs up to 2 MiB, so the backup GPT will not sit on the last sector (build with a size that is a multiple of 2 MiB)`);
