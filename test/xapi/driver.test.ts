@@ -102,6 +102,7 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
     expect(ourVms(sim)).toHaveLength(0);
     expect(sim.db.VDI.size).toBe(0);
     expect(await driver.state(created.domain)).toBeUndefined();
+    expect(await driver.state({ name: 'never-there', id: 'never-there', host: '' })).toBeUndefined(); // by name: no such VM
     await driver.destroy(created.domain); // gone already: destroyed
   });
 

@@ -232,6 +232,7 @@ export class XapiDriver implements Toolstack {
         // The session directly: cleanup also runs once the run is interrupted.
         const failures = await created.remove(session);
         this.pending = undefined;
+        for (const [uuid, m] of this.mine) if (m.created === created) this.mine.delete(uuid);
         for (const f of failures) (options.log ?? this.o.log)?.(`# cleanup failed: ${f}`);
         throw err;
       }
@@ -243,7 +244,6 @@ export class XapiDriver implements Toolstack {
     this.listeners.set(domain.id, { listener, attachment });
     return attachment;
   }
-
 
   /** Where the console listener binds: the option, FBXEN_XAPI_CONSOLE_LISTEN, else the listener's choice. */
   private listenHost(): string | undefined {
@@ -293,7 +293,8 @@ export class XapiDriver implements Toolstack {
       const c = await this.session();
       return vmState(str(await c.call('VM.get_power_state', await this.refOf(domain))));
     } catch (err) {
-      if (err instanceof XapiError && (err.code === 'HANDLE_INVALID' || err.code === 'UUID_INVALID')) return undefined;
+      // Gone: its ref or uuid no longer valid, or no VM of that name any more.
+      if ((err instanceof XapiError && (err.code === 'HANDLE_INVALID' || err.code === 'UUID_INVALID')) || err instanceof MigrationError) return undefined;
       throw err;
     }
   }
@@ -380,7 +381,6 @@ export class XapiDriver implements Toolstack {
     this.planner ??= new XapiPlan({ ...this.o, user: this.settings?.creds.user, run: this.run });
     return (await this.planner.lines(step)).map((l) => this.redact(l));
   }
-
 
   mapError(err: unknown, action: string): FbxenError {
     if (err instanceof FbxenError) return err;
