@@ -6,11 +6,13 @@
  * stay in the run directory. The toolstack is a Toolstack (src/core/toolstack/types.ts): XlDriver here.
  */
 import { access, constants } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { EnvironmentError, FbxenError, InterruptedError, TimeoutError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import type { CoreDeps } from '../deps.js';
 import { defaultCollectorPath, makeFbxenCd } from '../iso/fbxen-cd.js';
-import { createRunArtifacts, transcribingRunner, writeRunRecord, type RunRecord } from '../run/artifacts.js';
+import { DEFAULT_REMOTE_ROOT, parseHostUrl, SshSession } from '../exec/ssh.js';
+import { createRunArtifacts, newRunId, transcribingRunner, writeRunRecord, type RunRecord } from '../run/artifacts.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { Created, DomainRef, GuestSpec, Staged, Toolstack } from '../toolstack/types.js';
 import { XlDriver } from '../toolstack/xl/xl-driver.js';
@@ -32,21 +34,35 @@ export interface BootDeps extends CoreDeps {
   pollMs?: number;
 }
 
-/** The xl driver of a run, on `runner` (the transcribing one for a run, the plain one for a plan). */
-export function xlToolstack(deps: BootDeps): (runner: Runner) => Toolstack {
-  return (runner) => new XlDriver({ runner, env: deps.env, sysClassNet: deps.sysClassNet, pollMs: deps.pollMs, info: (line) => deps.progress.info(line) });
+/**
+ * The xl driver of a run, on `runner` (the transcribing one for a run, the plain one for a plan): on this
+ * dom0, or on the one `host` names, over one ssh connection (the run's files in FBXEN_REMOTE_ROOT/<run>
+ * there, default /var/lib/fbxen/runs). The URL is checked here, before anything runs.
+ */
+export function xlToolstack(deps: BootDeps, host?: BootRequest['host']): (runner: Runner, run: string) => Toolstack {
+  const target = parseHostUrl(host?.url);
+  const base = { env: deps.env, sysClassNet: deps.sysClassNet, pollMs: deps.pollMs, info: (line: string) => deps.progress.info(line) };
+  if (target.kind === 'local') return (runner) => new XlDriver({ runner, ...base });
+  const root = deps.env.FBXEN_REMOTE_ROOT || DEFAULT_REMOTE_ROOT;
+  const file = (f: string | undefined) => (f === undefined ? undefined : resolve(deps.cwd, f));
+  return (runner, run) => {
+    const session = new SshSession(target, { knownHosts: file(host?.knownHosts), identity: file(host?.identity), remoteRoot: root }, { runner, env: deps.env });
+    return new XlDriver({ runner, ...base, remote: { session, root, run } });
+  };
 }
 
 /** `fbxen config xl`: the config boot would write, from the same request, nothing run. */
 export async function renderBootConfig(req: BootRequest, deps: Pick<BootDeps, 'cwd' | 'now' | 'env' | 'runner' | 'progress'>): Promise<{ prepared: PreparedBoot; config: string }> {
-  const ts = xlToolstack(deps as BootDeps)(deps.runner);
+  const ts = xlToolstack(deps as BootDeps, req.host)(deps.runner, req.runId ?? 'config');
   const prepared = await prepareBoot(req, ts, deps);
   return { prepared, config: `${(await ts.plan({ step: 'config', guest: prepared.guest })).join('\n')}\n` };
 }
 
 /** Boots with the toolstack `makeToolstack` gives; see the file comment. */
-export async function bootOn(makeToolstack: (runner: Runner) => Toolstack, req: BootRequest, deps: BootDeps): Promise<BootResult> {
-  const planner = makeToolstack(deps.runner);
+export async function bootOn(makeToolstack: (runner: Runner, run: string) => Toolstack, request: BootRequest, deps: BootDeps): Promise<BootResult> {
+  // The run id first: a remote driver names the run's directory on the host after it.
+  const req = { ...request, runId: request.runId ?? newRunId(deps.now?.() ?? new Date()) };
+  const planner = makeToolstack(deps.runner, req.runId);
   const p = await prepareBoot(req, planner, deps);
   const a = p.artifacts;
   const name = p.guest.name;
@@ -57,7 +73,7 @@ export async function bootOn(makeToolstack: (runner: Runner) => Toolstack, req: 
   const logLimit = consoleLogLimit(deps.env);
   await createRunArtifacts({ root: a.root, name: a.name, run: p.run, cwd: deps.cwd, configFile: planner.configFile });
   const runner = transcribingRunner(deps.runner, a.transcriptLog);
-  const ts = makeToolstack(runner);
+  const ts = makeToolstack(runner, p.run);
   const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null };
   await writeRunRecord(a, record);
 
@@ -196,5 +212,5 @@ export async function boot(req: BootRequest, deps: BootDeps): Promise<BootResult
       { cwd: deps.cwd, ...(deps.now ? { now: deps.now } : {}) },
     );
   }
-  return bootOn(xlToolstack(deps), req, deps);
+  return bootOn(xlToolstack(deps, req.host), req, deps);
 }

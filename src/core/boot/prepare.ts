@@ -22,6 +22,8 @@ export interface BootRequest extends BootRequestBase {
   bridge?: string | undefined;
   /** Seconds a clean shutdown may take before the domain is destroyed. */
   graceSec?: number | undefined;
+  /** xl on another dom0: --host ssh://USER@HOST[:PORT] and how to trust and log in to it (unset: this machine) */
+  host?: { url: string; knownHosts?: string | undefined; identity?: string | undefined } | undefined;
   /** --toolstack xapi: the pool's network and SR, and how to trust it (the URL and credentials come from FBXEN_XAPI_*) */
   xapi?: { network?: string | undefined; sr?: string | undefined; caFile?: string | undefined; insecure: boolean; insecureHttp?: boolean | undefined } | undefined;
 }

@@ -14,6 +14,8 @@ export interface XlOptions {
   env?: Record<string, string | undefined> | undefined;
   /** 'localhost' (default): this dom0; else a dom0 reached from it with `ssh root@HOST` (as `xl migrate HOST` does). */
   host?: string | undefined;
+  /** How a command is shown in a plan when the Runner carries it elsewhere (the ssh line); default as typed. */
+  show?: ((file: string, args: readonly string[]) => string) | undefined;
 }
 
 /** The command that runs `xl ARGS` on `host`: directly, or through ssh as root, as xl migrate reaches its peer. */
@@ -58,7 +60,8 @@ export class XlCommands {
   }
 
   command(args: readonly string[]): string {
-    return formatCommand(...this.argv(args));
+    const [file, argv] = this.argv(args);
+    return this.options.show ? this.options.show(file, argv) : formatCommand(file, argv);
   }
 
   /** Any xl command, its failure returned (allowFailure) or thrown as CommandFailedError. */

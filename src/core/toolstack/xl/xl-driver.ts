@@ -4,7 +4,7 @@
  * xl-preflight.ts, consoles in xl-console.ts, migration in xl-migrate.ts, --dry-run lines in xl-plan.ts.
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ConfigError, FbxenError, TimeoutError, ToolstackError } from '../../errors.js';
 import { CommandFailedError, type Runner } from '../../exec/runner.js';
@@ -16,7 +16,8 @@ import { macForName, renderXlConfig, uuidForName, validateXlGuestSpec, type XlGu
 import { attachment, XlConsoles } from './xl-console.js';
 import { stateOf, XlMigration, type XlPeers } from './xl-migrate.js';
 import { xlPlan } from './xl-plan.js';
-import { xlPreflight } from './xl-preflight.js';
+import { localFiles, remoteFiles, xlPreflight } from './xl-preflight.js';
+import { RemoteRunDir, type XlRemote } from './xl-remote.js';
 
 export interface XlDriverOptions {
   runner: Runner;
@@ -32,6 +33,11 @@ export interface XlDriverOptions {
   pollMs?: number | undefined;
   /** a note for the user (progress.info) */
   info?: ((line: string) => void) | undefined;
+  /**
+   * xl on another dom0: every xl command runs through `session.runner()` (not `runner`), the image, CD
+   * and xl.cfg are copied into `<root>/<run>/` there and that directory is removed at the end.
+   */
+  remote?: { session: XlRemote; root: string; run: string } | undefined;
 }
 
 const CREATE_TIMEOUT_MS = 120_000;
@@ -39,16 +45,7 @@ const CREATE_TIMEOUT_MS = 120_000;
 export class XlDriver implements Toolstack {
   readonly name = 'xl' as const;
   readonly configFile = 'xl.cfg';
-  readonly capabilities: ToolstackCapabilities = {
-    saveRestore: true,
-    liveMigrate: true,
-    migrateToHost: true,
-    pvh: false,
-    cdAsIso: true,
-    remote: false,
-    consoleAfterMigrate: 'reattach',
-    checkpoint: 'file',
-  };
+  readonly capabilities: ToolstackCapabilities;
   readonly xl: XlCommands;
   private readonly consoles: XlConsoles;
   private readonly peers: XlPeers;
@@ -56,8 +53,16 @@ export class XlDriver implements Toolstack {
   /** where the domain of migrate-test was last seen (its locate looks there first) */
   private at = 'localhost';
 
+  /** the run's directory on a remote dom0 */
+  private readonly runDir: RemoteRunDir | undefined;
+
   constructor(private readonly o: XlDriverOptions) {
-    this.xl = new XlCommands(o.runner, { xl: o.xl, env: o.env });
+    const remote = o.remote;
+    this.capabilities = { saveRestore: true, liveMigrate: true, migrateToHost: true, pvh: false, cdAsIso: true, remote: remote !== undefined, consoleAfterMigrate: 'reattach', checkpoint: 'file' };
+    this.runDir = remote ? new RemoteRunDir(remote.session, remote.root, remote.run) : undefined;
+    this.xl = remote
+      ? new XlCommands(remote.session.runner(), { xl: o.xl, env: o.env, show: (file, args) => remote.session.plan.run(file, args) })
+      : new XlCommands(o.runner, { xl: o.xl, env: o.env });
     this.consoles = new XlConsoles(this.xl);
     this.peers = { to: 'localhost', backTo: o.backTo ?? hostname() };
     this.migration = new XlMigration(this.xl, this.consoles, this.peers);
@@ -85,18 +90,34 @@ export class XlDriver implements Toolstack {
     return { ...guest, uuid: s.uuid, mac: s.mac, network: s.bridge };
   }
 
-  async facts(): Promise<HostFacts> {
-    const i = await this.xl.info();
-    return { host: this.xl.host === 'localhost' ? i.host : this.xl.host, xenVersion: i.xen_version, freeMemoryMiB: i.free_memory, detail: { nr_cpus: i.nr_cpus, total_memory: i.total_memory } };
+  /** Connects to a remote dom0 (once); nothing locally. */
+  private async ready(): Promise<void> {
+    await this.o.remote?.session.open();
   }
 
-  preflight(guest: GuestSpec): Promise<HostFacts> {
+  /** The guest as it is seen on the dom0: its files in the run's directory there. */
+  private onHost(guest: GuestSpec): GuestSpec {
+    const d = this.runDir;
+    if (!d) return guest;
+    return { ...guest, image: { ...guest.image, path: d.pathOf(guest.image.path) }, cdrom: guest.cdrom.kind === 'iso' ? { kind: 'iso', path: d.pathOf(guest.cdrom.path) } : guest.cdrom };
+  }
+
+  async facts(): Promise<HostFacts> {
+    await this.ready();
+    const i = await this.xl.info();
+    return { host: this.o.remote ? this.o.remote.session.label : i.host, xenVersion: i.xen_version, freeMemoryMiB: i.free_memory, detail: { nr_cpus: i.nr_cpus, total_memory: i.total_memory } };
+  }
+
+  async preflight(guest: GuestSpec): Promise<HostFacts> {
+    await this.ready();
     const env = this.o.env ?? {};
-    return xlPreflight(this.xl, this.spec(guest), { xlConf: env.FBXEN_XL_CONF ?? '/etc/xen/xl.conf', sysClassNet: this.o.sysClassNet ?? env.FBXEN_SYS_CLASS_NET ?? '/sys/class/net' }, this.o.info ?? (() => undefined));
+    const files = this.o.remote ? remoteFiles(this.xl.runner) : localFiles;
+    return xlPreflight(this.xl, this.spec(this.onHost(guest)), { xlConf: env.FBXEN_XL_CONF ?? '/etc/xen/xl.conf', sysClassNet: this.o.sysClassNet ?? env.FBXEN_SYS_CLASS_NET ?? '/sys/class/net' }, this.o.info ?? (() => undefined), files);
   }
 
   async stage(files: StageRequest): Promise<Staged> {
-    // This dom0 reads fbxen's files where they are.
+    // This dom0 reads fbxen's files where they are; a remote one gets copies in the run's directory.
+    if (this.runDir) return this.runDir.stage(files);
     return { ...files, remove: async () => undefined };
   }
 
@@ -110,7 +131,9 @@ export class XlDriver implements Toolstack {
     const config = renderXlConfig(spec);
     const configPath = join(options.runDir, this.configFile);
     await writeFileAtomic(configPath, config);
-    const client = this.xl.createWithConsole(configPath);
+    // A remote dom0 reads the copy in the run's directory there.
+    const hostConfig = this.runDir ? await this.runDir.put(configPath) : configPath;
+    const client = this.xl.createWithConsole(hostConfig);
     const domain: DomainRef = { name: spec.name, id: '', host: this.xl.host, uuid: spec.uuid };
     const console = attachment(client, domain, options.console);
     let createFailed: unknown;
@@ -162,6 +185,7 @@ export class XlDriver implements Toolstack {
   }
 
   async find(name: string, uuid?: string): Promise<DomainRef | undefined> {
+    await this.ready();
     const id = await this.xl.domid(name);
     if (id === undefined) return undefined;
     if (uuid !== undefined) {
@@ -173,6 +197,7 @@ export class XlDriver implements Toolstack {
   }
 
   async locate(name: string): Promise<DomainLocation | undefined> {
+    await this.ready();
     return this.migration.locate(name, this.at);
   }
 
@@ -210,6 +235,7 @@ export class XlDriver implements Toolstack {
 
   async migrationRoute(domain: string, mode: MigrateMode, to: string | undefined): Promise<MigrationRoute> {
     this.peers.to = to ?? 'localhost';
+    await this.ready();
     return this.migration.route(domain, mode);
   }
 
@@ -220,7 +246,15 @@ export class XlDriver implements Toolstack {
   }
 
   plan(step: PlanStep): string[] {
-    return xlPlan(this.xl, step, { spec: (g) => this.spec(g), backTo: this.peers.backTo });
+    const d = this.runDir;
+    const lines = xlPlan(this.xl, step, { spec: (g) => this.spec(this.onHost(g)), backTo: this.peers.backTo, configPath: (runDir) => (d ? d.pathOf(this.configFile) : join(runDir, this.configFile)) });
+    if (!d) return lines;
+    // The connection is opened before the first command: the preflight's.
+    if (step.step === 'preflight') return [...this.o.remote!.session.plan.open(), ...lines];
+    if (step.step === 'stage') return d.planStage(step.files);
+    if (step.step === 'create') return [`${this.o.remote!.session.plan.put(join(step.runDir, this.configFile), posix.join(d.root, d.run))}`, ...lines];
+    if (step.step === 'stop') return [...lines, ...d.planEnd()];
+    return lines;
   }
 
   mapError(err: unknown, action: string): FbxenError {
@@ -231,5 +265,6 @@ export class XlDriver implements Toolstack {
 
   async close(): Promise<void> {
     await this.consoles.close();
+    await this.o.remote?.session.close();
   }
 }

@@ -1,5 +1,4 @@
 /** The xl driver's --dry-run lines: the exact commands, in order, with what each waits for. */
-import { join } from 'node:path';
 import { formatCommand } from '../../exec/runner.js';
 import type { GuestSpec, PlanStep } from '../types.js';
 import { checkpointFile } from './xl-migrate.js';
@@ -12,6 +11,8 @@ export interface XlPlanContext {
   spec: (guest: GuestSpec) => XlGuestSpec;
   /** the name the peer dom0 uses to migrate back here */
   backTo: string;
+  /** where xl reads the config of a run directory */
+  configPath: (runDir: string) => string;
 }
 
 export function xlPlan(xl: XlCommands, step: PlanStep, ctx: XlPlanContext): string[] {
@@ -35,7 +36,7 @@ export function xlPlan(xl: XlCommands, step: PlanStep, ctx: XlPlanContext): stri
     case 'create': {
       const s = spec(step);
       return [
-        `${cmd(['create', '-c', join(step.runDir, 'xl.cfg')])}   (created paused, console attached, then unpaused; console → ${step.consoleLog})`,
+        `${cmd(['create', '-c', ctx.configPath(step.runDir)])}   (created paused, console attached, then unpaused; console → ${step.consoleLog})`,
         `${cmd(['domid', s.name])}, then ${cmd(['list', '-l', 'DOMID'])}   (the domid this run created, confirmed by uuid ${s.uuid})`,
       ];
     }
