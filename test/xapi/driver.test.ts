@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { GuestSpec } from '../../src/core/toolstack/types.js';
+import { CreatedObjects } from '../../src/core/toolstack/xapi/created.js';
 import { XapiDriver } from '../../src/core/toolstack/xapi/driver.js';
+import { XapiError } from '../../src/core/toolstack/xapi/errors.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fbxen-xapi-driver-'));
@@ -139,25 +141,38 @@ describe('XapiDriver as a Toolstack (simulator)', () => {
   });
 });
 
-describe('XapiDriver cleanup after Ctrl-C (simulator, tasks delayed 300 ms)', () => {
-  it("destroy of the VM a create has not yet returned removes its disks too, even once the run is interrupted", async () => {
-    const sim = await new XapiSim({ password: 'pw', guestConsole: () => 'login: \n', taskDelayMs: 300 }).start();
+describe('XapiDriver cleanup after Ctrl-C (simulator)', () => {
+  it('destroy of the VM a create has not yet returned removes its disks too, even once the run is interrupted', async () => {
+    const sim = await new XapiSim({ password: 'pw', guestConsole: () => 'login: \n' }).start();
     closeAfter.push(() => sim.stop());
     const ac = new AbortController();
-    const driver = new XapiDriver({ env: { FBXEN_XAPI_URL: sim.url, FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'pw' }, signal: ac.signal, insecureHttp: true, consoleHost: '127.0.0.1', clientOptions: { pollIntervalMs: 10 }, timeoutMs: 10_000 });
+    // create is held at its start step: the VM and its uploaded disk exist, create has not returned
+    let parked!: () => void;
+    const atStart = new Promise<void>((r) => (parked = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const step = async <T,>(title: string, fn: () => Promise<T>): Promise<T> => {
+      if (title.startsWith('Start ')) {
+        parked();
+        await released;
+      }
+      return fn();
+    };
+    const driver = new XapiDriver({ env: { FBXEN_XAPI_URL: sim.url, FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'pw' }, signal: ac.signal, insecureHttp: true, consoleHost: '127.0.0.1', clientOptions: { pollIntervalMs: 10 }, timeoutMs: 10_000, step });
     closeAfter.push(() => driver.close());
     await driver.stage({ image: raw }, 'run-drv-int');
     mkdirSync(join(dir, 'run-drv-int'), { recursive: true });
     const creating = driver.create(guest(), { runDir: join(dir, 'run-drv-int'), console: collector(), signal: ac.signal }).catch((e: unknown) => e);
-    // VM.start is a task that takes 300 ms: the VM and its uploaded disk exist, create has not returned
-    await until('VM.start', () => sim.calls.includes('Async.VM.start'));
+    await atStart;
     ac.abort(new Error('SIGINT'));
     const found = await driver.find('fbsd-drv');
     expect(found).toBeDefined();
     await driver.destroy(found!);
     expect(ourVms(sim)).toHaveLength(0);
     expect(sim.db.VDI.size).toBe(0); // the uploaded disk went with the VM, before close()
-    await creating;
+    release();
+    expect(String(await creating)).toMatch(/SIGINT/); // create stops at its next call, and its own cleanup finds nothing left
+    expect(sim.calls).not.toContain('Async.VM.start');
   });
 });
 
@@ -179,5 +194,25 @@ describe("XapiDriver.attachConsole (migrate-test's console)", () => {
     await new Promise<void>((ok, fail) => (s.once('connect', ok), s.once('error', fail)));
     s.end('hello\n');
     await until('hello', () => sink.text() === 'hello\n');
+  });
+});
+
+describe('CreatedObjects (what a run made)', () => {
+  it('a VM another cleanup already removed counts as removed, and stays known as this run\'s', async () => {
+    const calls: string[] = [];
+    const api = {
+      call: async (method: string) => {
+        calls.push(method);
+        if (method === 'VM.get_power_state') throw new XapiError('HANDLE_INVALID', ['VM', 'OpaqueRef:vm'], method);
+        return '';
+      },
+    };
+    const c = new CreatedObjects();
+    c.vm = 'OpaqueRef:vm';
+    c.vdis.push('OpaqueRef:disk');
+    expect(await c.remove(api)).toEqual([]);
+    expect(calls).toEqual(['VM.get_power_state', 'VDI.destroy']);
+    expect(c.owns('OpaqueRef:vm')).toBe(true);
+    expect(c.owns('OpaqueRef:other')).toBe(false);
   });
 });

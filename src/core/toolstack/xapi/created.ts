@@ -18,6 +18,13 @@ export class CreatedObjects {
   imported = false;
 
   private queue: Promise<unknown> = Promise.resolve();
+  /** VMs this run created that a removal already took (a second cleanup must not count them as foreign). */
+  private readonly removed = new Set<string>();
+
+  /** REF is (or was, before a removal took it) the VM this run created. */
+  owns(ref: string): boolean {
+    return this.vm === ref || this.removed.has(ref);
+  }
 
   /**
    * Removes what is recorded now. Calls are serialised: a SIGINT cleanup and the failure path may both
@@ -40,10 +47,17 @@ export class CreatedObjects {
     };
     const vm = this.vm;
     this.vm = undefined;
+    if (vm) this.removed.add(vm);
     if (vm) {
       const importedDisks: string[] = [];
       await attempt(`remove VM ${vm}`, async () => {
-        const state = str(await api.call('VM.get_power_state', vm));
+        let state: string;
+        try {
+          state = str(await api.call('VM.get_power_state', vm));
+        } catch (err) {
+          if (err instanceof XapiError && err.code === 'HANDLE_INVALID') return; // already gone
+          throw err;
+        }
         if (state !== 'Halted') {
           try {
             await api.call('VM.hard_shutdown', vm);

@@ -335,7 +335,7 @@ export class XapiDriver implements Toolstack {
           throw err;
         });
         if (!ref) return;
-        if (this.pending?.vm === ref) {
+        if (this.pending?.owns(ref)) {
           // The VM of a create that has not returned (Ctrl-C meanwhile): its VDIs go with it.
           created = this.pending;
         } else {
