@@ -3,11 +3,12 @@
  * XapiDriver loaded only for --toolstack xapi), the guest channel, and the --dry-run plan.
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
+import { DEFAULT_REMOTE_ROOT, parseHostUrl, SshSession } from '../exec/ssh.js';
 import type { MigrateMode, Toolstack } from '../toolstack/types.js';
 import { XlDriver } from '../toolstack/xl/xl-driver.js';
 import type { ConsoleCapture } from './capture.js';
@@ -25,15 +26,25 @@ export function checkRequest(req: MigrateTestRequest): void {
     throw new UsageError(`--to ${req.to}: the console of a domain on another host cannot be read from here`, { hint: 'add --evidence ssh --ssh root@GUEST' });
   }
   if (req.toolstack === 'xapi' && req.mode === 'save-restore' && req.to) throw new UsageError('--to has no meaning with --mode save-restore', { hint: 'drop --to' });
+  if (req.toolstack === 'xapi' && req.host) throw new UsageError('--host is the dom0 of --toolstack xl', { hint: 'XAPI reaches its pool through FBXEN_XAPI_URL: drop --host' });
 }
 
 /**
  * The driver of the run. A dry run builds it too: XAPI checks the credentials, the http rule and the CA
  * file for the plan as for the run, and contacts nothing.
  */
-export async function makeToolstack(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner): Promise<Toolstack> {
+export async function makeToolstack(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner, run: string): Promise<Toolstack> {
   if (deps.toolstack) return deps.toolstack;
-  if (req.toolstack === 'xl') return new XlDriver({ runner, env: deps.env, backTo: req.backTo ?? hostname() });
+  if (req.toolstack === 'xl') {
+    const base = { runner, env: deps.env, backTo: req.backTo ?? hostname() };
+    const target = parseHostUrl(req.host?.url);
+    if (target.kind === 'local') return new XlDriver(base);
+    // The source dom0 over one ssh connection; save-restore's checkpoints go into FBXEN_REMOTE_ROOT/migrate-<run> there.
+    const root = deps.env.FBXEN_REMOTE_ROOT || DEFAULT_REMOTE_ROOT;
+    const file = (f: string | undefined) => (f === undefined ? undefined : resolve(deps.cwd, f));
+    const session = new SshSession(target, { knownHosts: file(req.host?.knownHosts), identity: file(req.host?.identity), remoteRoot: root }, { runner, env: deps.env });
+    return new XlDriver({ ...base, remote: { session, root, run: `migrate-${run}` } });
+  }
   // Loaded only for --toolstack xapi (a literal path, so tsc checks it).
   const { XapiDriver } = await import('../toolstack/xapi/driver.js');
   const driver = await XapiDriver.open({

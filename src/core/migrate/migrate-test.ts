@@ -55,14 +55,14 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   const hbMax = heartbeatMaxSeconds(req);
 
   if (req.dryRun) {
-    const ts = await makeToolstack(req, deps, deps.runner);
+    const ts = await makeToolstack(req, deps, deps.runner, run);
     const channel = makeChannel(req, deps, deps.runner, { write: () => undefined }, new ConsoleCapture(undefined));
     return { exitCode: 0, planText: await renderMigratePlan(req, run, dir, ts, channel) };
   }
 
   await mkdir(dir, { recursive: true });
   const runner = transcribingRunner(deps.runner, join(dir, 'transcript.log'));
-  const ts = await makeToolstack(req, deps, runner);
+  const ts = await makeToolstack(req, deps, runner, run);
   const capture = new ConsoleCapture(join(dir, 'console.log'), deps.now);
   const follower = new ConsoleFollower(ts, req.domain, capture);
   const channel = makeChannel(req, deps, runner, follower, capture);

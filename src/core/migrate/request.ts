@@ -30,6 +30,8 @@ export interface MigrateTestRequest {
   backTo?: string | undefined;
   /** seconds of heartbeat before and after each migration (default 2) */
   rollSeconds?: number | undefined;
+  /** xl: the source dom0, ssh://USER@HOST[:PORT], and how to trust and log in to it (unset: this machine) */
+  host?: { url: string; knownHosts?: string | undefined; identity?: string | undefined } | undefined;
   /** --toolstack xapi: how to trust the pool (the URL and credentials come from FBXEN_XAPI_*) */
   xapi?: { caFile?: string | undefined; insecure: boolean; insecureHttp: boolean } | undefined;
 }

@@ -65,7 +65,8 @@ export class XlDriver implements Toolstack {
       : new XlCommands(o.runner, { xl: o.xl, env: o.env });
     this.consoles = new XlConsoles(this.xl);
     this.peers = { to: 'localhost', backTo: o.backTo ?? hostname() };
-    this.migration = new XlMigration(this.xl, this.consoles, this.peers);
+    const runner = this.xl.runner;
+    this.migration = new XlMigration(this.xl, this.consoles, this.peers, remote ? async (file) => void (await runner.run('rm', ['-f', '--', file], { allowFailure: true, timeoutMs: 60_000 })) : undefined);
   }
 
   /** The xl.cfg values of a guest, validated (uuid and mac from the name when unset). */
@@ -223,7 +224,9 @@ export class XlDriver implements Toolstack {
   }
 
   async save(domain: DomainRef, dir: string, iteration: number, timeoutMs: number): Promise<Checkpoint> {
-    const { ms: _ms, ...cp } = await this.migration.save(domain, dir, iteration, timeoutMs);
+    // On a remote dom0 xl writes the checkpoint into the run's directory there.
+    const where = this.runDir ? await this.runDir.made() : dir;
+    const { ms: _ms, ...cp } = await this.migration.save(domain, where, iteration, timeoutMs);
     return cp;
   }
 
@@ -250,7 +253,8 @@ export class XlDriver implements Toolstack {
     const lines = xlPlan(this.xl, step, { spec: (g) => this.spec(this.onHost(g)), backTo: this.peers.backTo, configPath: (runDir) => (d ? d.pathOf(this.configFile) : join(runDir, this.configFile)) });
     if (!d) return lines;
     // The connection is opened before the first command: the preflight's.
-    if (step.step === 'preflight') return [...this.o.remote!.session.plan.open(), ...lines];
+    if (step.step === 'preflight' || step.step === 'migrate-preflight') return [...this.o.remote!.session.plan.open(), ...lines];
+    if (step.step === 'migrate' && step.mode === 'save-restore') return xlPlan(this.xl, { ...step, checkpointDir: posix.join(d.root, d.run) }, { spec: (g) => this.spec(g), backTo: this.peers.backTo, configPath: () => '' });
     if (step.step === 'stage') return d.planStage(step.files);
     if (step.step === 'create') return [`${this.o.remote!.session.plan.put(join(step.runDir, this.configFile), posix.join(d.root, d.run))}`, ...lines];
     if (step.step === 'stop') return [...lines, ...d.planEnd()];
@@ -265,6 +269,7 @@ export class XlDriver implements Toolstack {
 
   async close(): Promise<void> {
     await this.consoles.close();
+    await this.runDir?.cleanup().catch(() => undefined);
     await this.o.remote?.session.close();
   }
 }

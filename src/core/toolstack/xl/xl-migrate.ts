@@ -70,6 +70,8 @@ export class XlMigration {
     private readonly xl: XlCommands,
     private readonly consoles: XlConsoles,
     private readonly peers: XlPeers,
+    /** removes a restored checkpoint where xl wrote it (this machine, or the remote dom0) */
+    private readonly removeFile: (file: string) => Promise<void> = (file) => rm(file, { force: true }),
   ) {}
 
   private get remote(): boolean {
@@ -206,7 +208,7 @@ export class XlMigration {
   async restore(checkpoint: Checkpoint, timeoutMs: number): Promise<{ domain: DomainRef; ms: number; where: DomainLocation | undefined }> {
     const file = checkpoint.file!;
     const ms = await this.step(checkpoint.domain.name, 'restore', this.xl.argv(['restore', file]), timeoutMs, file);
-    await rm(file, { force: true });
+    await this.removeFile(file);
     const where = await this.locate(checkpoint.domain.name);
     return { domain: { name: checkpoint.domain.name, id: where?.id ?? '-', host: where?.host ?? 'localhost' }, ms, where };
   }

@@ -65,11 +65,23 @@ export class RemoteRunDir {
     };
   }
 
-  /** A file of the run (xl.cfg) copied next to the staged ones; the directory is made when missing. */
-  async put(localFile: string): Promise<string> {
+  /** The run's directory on the dom0, made on first use (migrate-test's checkpoints go there). */
+  async made(): Promise<string> {
     await this.remote.open();
     this.dir ??= await this.remote.mkdirRunDir(this.run);
-    return (await this.remote.put(localFile, this.dir)).remotePath;
+    return this.dir;
+  }
+
+  /** A file of the run (xl.cfg) copied next to the staged ones; the directory is made when missing. */
+  async put(localFile: string): Promise<string> {
+    return (await this.remote.put(localFile, await this.made())).remotePath;
+  }
+
+  /** Removes the directory if this run made it and nothing removed it yet. */
+  async cleanup(): Promise<void> {
+    if (this.dir === undefined) return;
+    this.dir = undefined;
+    await this.remote.removeRunDir(this.run);
   }
 
   planStage(files: StageRequest): string[] {
