@@ -13,7 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
 import { openConsoleListener, parseSerialTarget, serialTarget, type ConsoleListener } from '../../src/core/toolstack/xapi/console.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { limitMarker } from '../../src/core/run/console-log.js';
+import { ConsoleLogFile, limitMarker } from '../../src/core/run/console-log.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fbxen-xapi-console-'));
@@ -204,5 +204,23 @@ describe('platform:hvm_serial targets (properties)', () => {
       { numRuns: 2000 },
     );
     for (const v of ['', 'pty', 'tcp:host', 'tcp:host:0', 'tcp:host:65536', 'tcp:host:123456', 'udp:1.2.3.4:5', 'tcp::5', 'tcp:[::1:5', `tcp:${'a'.repeat(300)}:5`]) expect(parseSerialTarget(v)).toBeUndefined();
+  });
+});
+
+describe("the XAPI console listener into a flow's console log (sink)", () => {
+  it('stops reading when the given ConsoleLogFile reaches its limit, and leaves the file for its owner to end', async () => {
+    const path = logPath();
+    const file = new ConsoleLogFile(path, 4096);
+    const l = await listen({ sink: file, advertiseHost: '127.0.0.1', peers: 'any' });
+    const s = await connectFrom('127.0.0.1', l.port);
+    s.on('error', () => undefined);
+    const line = `${'w'.repeat(1023)}\n`;
+    for (let i = 0; i < 1024 && !s.destroyed; i++) s.write(line); // 1 MiB offered
+    await closedBy(s);
+    expect(l.stopped()).toMatch(/console log limit of 4 KiB/);
+    await l.close();
+    expect(file.writableEnded).toBe(false); // the flow ends its own log
+    await new Promise<void>((r) => file.end(r));
+    expect(statSync(path).size).toBe(4096 + Buffer.byteLength(limitMarker(4096)));
   });
 });
