@@ -43,7 +43,7 @@ beforeAll(() => {
   oldKernel = readFileSync(buildKernel(work, 'old', ['NO_PVH', '-DVERSION="1104000"']));
 });
 
-describe.skipIf(!haveToolchain)('imageKernel', () => {
+describe.skipIf(!haveToolchain)('imageKernel (skipped without gcc and ld, which make the test kernels)', () => {
   it('finds the kept kernel, checks it and says what it is', async () => {
     const image = outDir();
     const k = await imageKernel(image);
