@@ -215,14 +215,20 @@ export class SshSession {
         this.mustBeOpen();
         const argv = [file, ...args];
         const remote = opts.input !== undefined ? directCommand(argv) : lifelineCommand(argv);
-        const r = await this.local.run('ssh', this.clientArgs(remote), {
-          ...(opts.input !== undefined ? { input: opts.input } : {}),
-          ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.onStderrLine ? { onStderrLine: opts.onStderrLine } : {}),
-          env: this.env,
-          allowFailure: true,
-        });
+        const r = await this.local
+          .run('ssh', this.clientArgs(remote), {
+            ...(opts.input !== undefined ? { input: opts.input } : {}),
+            ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.onStderrLine ? { onStderrLine: opts.onStderrLine } : {}),
+            env: this.env,
+            allowFailure: true,
+          })
+          .catch((err: unknown) => {
+            // The local ssh was killed; the lifeline ends the remote command. Name that one, not ssh.
+            if (err instanceof TimeoutError) throw new TimeoutError(`${this.describe(argv)} did not finish within ${opts.timeoutMs} ms`, { hint: err.hint, cause: err });
+            throw err;
+          });
         const result = this.remoteResult(argv, r);
         if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandFailedError(result);
         return result;
@@ -259,7 +265,11 @@ export class SshSession {
         hint: `check that ${this.target.host} is up and reachable; the command may or may not have run there`,
       });
     }
-    return { ...r, command: `${formatCommand(argv[0]!, argv.slice(1))} (on ${this.label})` };
+    return { ...r, command: this.describe(argv) };
+  }
+
+  private describe(argv: readonly string[]): string {
+    return `${formatCommand(argv[0]!, argv.slice(1))} (on ${this.label})`;
   }
 
   private mustBeOpen(): void {
