@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
-import { createExecaRunner } from '../../src/core/exec/runner.js';
+import { createExecaRunner, formatCommand, type Runner } from '../../src/core/exec/runner.js';
 import { SshSession, parseHostUrl, type SshTarget } from '../../src/core/exec/ssh.js';
 import { REPO } from '../support/samples.js';
 import { makeSparseFile } from '../support/sparse.js';
@@ -338,6 +338,28 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
   });
 
+  it('an interrupted put leaves nothing on the host, not even its temporary directory', async () => {
+    const s = await opened();
+    try {
+      // 256 MiB of data: long enough (a second or more here) to interrupt once the copy has begun.
+      const local = makeSparseFile(join(work, 'busy.raw'), 512 << 20, [[0, Buffer.alloc(256 << 20, 7)]]);
+      const dir = await s.mkdirRunDir('run-put-3');
+      const ac = new AbortController();
+      const putting = s.put(local, dir, { signal: ac.signal }).then(
+        () => 'finished',
+        (e: unknown) => e,
+      );
+      expect(await until(() => readdirSync(dir).some((n) => n.startsWith('.fbxen-put-')), 30_000)).toBe(true);
+      ac.abort();
+      const err = await putting;
+      expect((err as Error).name).toBe('AbortError');
+      expect(await until(() => readdirSync(dir).length === 0, 30_000)).toBe(true);
+      await s.removeRunDir('run-put-3');
+    } finally {
+      await s.close();
+    }
+  });
+
   it('when fbxen dies (SIGKILL), the master and the remote commands end too', async () => {
     // A real process has to die, so it runs the built module (npm test builds first).
     const built = join(REPO, 'dist/core/exec/ssh.js');
@@ -365,6 +387,33 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     child.kill('SIGKILL');
     expect(await until(() => !alive(remote), 30_000)).toBe(true);
     expect(await until(() => !alive(master), 30_000)).toBe(true);
+  });
+
+  it('the plan for --dry-run is the commands a run executes, in order', async () => {
+    const executed: string[] = [];
+    const real = createExecaRunner();
+    const recording: Runner = {
+      run: (file, args, opts) => (executed.push(formatCommand(file, args)), real.run(file, args, opts)),
+      stream: (file, args, opts) => (executed.push(formatCommand(file, args)), real.stream(file, args, opts)),
+    };
+    const s = new SshSession(target(), { knownHosts: sshd.knownHosts, identity: sshd.identity, remoteRoot: join(work, 'runs') }, { runner: recording });
+    await s.open();
+    const local = makeSparseFile(join(work, 'plan.raw'), 1 << 20, [[4096, Buffer.from('x')]]);
+    const dir = join(work, 'runs', 'run-plan-1');
+    const planned = [s.plan.open()[1]!, s.plan.mkdirRunDir('run-plan-1'), ...s.plan.put(local, dir).split(' | '), s.plan.run('xl', ['list']), s.plan.run('xl', ['console', '-t', 'serial', 'dom'], { readsStdin: true }), s.plan.removeRunDir('run-plan-1'), s.plan.close()[0]!];
+    try {
+      await s.mkdirRunDir('run-plan-1');
+      await s.put(local, dir);
+      await s.runner().run('xl', ['list']);
+      const con = s.runner().stream('xl', ['console', '-t', 'serial', 'dom'], { stdin: 'pipe' });
+      con.stdin!.end();
+      await con.done.catch(() => undefined);
+      await s.removeRunDir('run-plan-1');
+    } finally {
+      await s.close();
+    }
+    // The master's marker is random per session; the plan shows NONCE.
+    expect(executed.map((l) => l.replace(/fbxen-ssh-ready-[a-z0-9]+/, 'fbxen-ssh-ready-NONCE'))).toEqual(planned);
   });
 
   it('close() leaves no master process and no control socket', async () => {

@@ -106,6 +106,8 @@ export class SshSession {
       '-o', 'ForwardX11=no',
       '-o', 'ClearAllForwardings=yes',
       '-o', 'RequestTTY=no',
+      // fbxen reads known_hosts, never writes it (OpenSSH would add the host's other keys by default).
+      '-o', 'UpdateHostKeys=no',
       '-o', `ControlPath=${this.controlPath()}`,
     ];
   }
