@@ -22,10 +22,22 @@ export const LabUpOptions = z
   })
   .strict();
 
+/** Every key the lab commands read from the config file's `lab:` section. */
+const LAB_KEYS = ['dir', 'accel', 'port', 'memory', 'cpus', 'timeout'];
+
+/**
+ * The `lab:` section for one lab command: the keys it takes, and any key no lab command knows (so that
+ * a typo is still reported). `accel: tcg` in the file must not make `lab status` refuse to run.
+ */
+export function labSection(ctx: CommandContext, takes: readonly string[]): Record<string, unknown> {
+  const camel = (k: string) => k.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+  return Object.fromEntries(Object.entries(ctx.configSection('lab')).filter(([k]) => takes.includes(camel(k)) || !LAB_KEYS.includes(camel(k))));
+}
+
 const deps = (ctx: CommandContext): LabDeps => ({ runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, env: ctx.env, cwd: ctx.cwd });
 
 export async function labUpAction(ctx: CommandContext, command: Command): Promise<void> {
-  const o = resolveRequest(LabUpOptions, 'lab up', ctx.configSection('lab'), explicitFlags(command), [], 'lab');
+  const o = resolveRequest(LabUpOptions, 'lab up', labSection(ctx, LAB_KEYS), explicitFlags(command), [], 'lab');
   const r = await labUp({ dir: o.dir, accel: o.accel, port: o.port, memoryMiB: o.memory, cpus: o.cpus, timeoutSec: o.timeout }, deps(ctx));
   const lines = [
     `lab up in ${r.state.dir}: Xen ${r.xl.xenVersion ?? '?'} (${r.xl.virtCaps ?? '?'}), ${r.state.accel} (${r.accelWhy})`,
@@ -51,13 +63,13 @@ export function renderStatus(s: LabStatus): string {
 }
 
 export async function labStatusAction(ctx: CommandContext, command: Command): Promise<void> {
-  const o = resolveRequest(z.object({ dir }).strict(), 'lab status', ctx.configSection('lab'), explicitFlags(command), [], 'lab');
+  const o = resolveRequest(z.object({ dir }).strict(), 'lab status', labSection(ctx, ['dir']), explicitFlags(command), [], 'lab');
   const s = await labStatus({ dir: o.dir }, deps(ctx));
   ctx.result(renderStatus(s), s);
 }
 
 export async function labSshAction(ctx: CommandContext, command: Command, remote: readonly string[]): Promise<void> {
-  const o = resolveRequest(z.object({ dir }).strict(), 'lab ssh', ctx.configSection('lab'), explicitFlags(command), [], 'lab');
+  const o = resolveRequest(z.object({ dir }).strict(), 'lab ssh', labSection(ctx, ['dir']), explicitFlags(command), [], 'lab');
   const code = await labSsh({ dir: o.dir, command: remote }, deps(ctx));
   if (code !== 0) throw new SshExit(code);
 }
@@ -74,7 +86,7 @@ class SshExit extends FbxenError {
 }
 
 export async function labDownAction(ctx: CommandContext, command: Command): Promise<void> {
-  const o = resolveRequest(z.object({ dir, purge: z.boolean().default(false) }).strict(), 'lab down', ctx.configSection('lab'), explicitFlags(command), [], 'lab');
+  const o = resolveRequest(z.object({ dir, purge: z.boolean().default(false) }).strict(), 'lab down', labSection(ctx, ['dir']), explicitFlags(command), [], 'lab');
   const r = await labDown({ dir: o.dir, purge: o.purge }, deps(ctx));
   ctx.result(`lab in ${r.dir}: ${r.stopped}${r.purged ? '; cached image removed' : '; cached image kept (--purge removes it)'}\n`, r);
 }

@@ -10,7 +10,7 @@ import { ConfigError } from './errors.js';
 const ConfigFile = z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullable();
 export type ConfigSections = Record<string, Record<string, unknown>>;
 /** The sections a config file may have: the commands that read one. */
-const SECTIONS = ['build', 'boot', 'verify', 'migrate-test'];
+const SECTIONS = ['build', 'boot', 'verify', 'migrate-test', 'lab'];
 const EXAMPLE = 'example:\nbuild:\n  release: 14.3-RELEASE\n  arch: amd64';
 
 /** Parses YAML text (templates/files.yaml and the config file); errors name the file. */

@@ -37,7 +37,7 @@ describe('the config file is checked before it is used', () => {
   it('a file that is no map of sections says so', () => {
     const r = fbxen(['--config', config('list.yaml', '- 1\n- 2\n'), 'build', '--dist', 'x'], { cwd: dir });
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain('must map command names (build, boot, verify, migrate-test) to option maps');
+    expect(r.stderr).toContain('must map command names (build, boot, verify, migrate-test, lab) to option maps');
     expect(r.stderr).not.toMatch(/Invalid input|expected record/);
   });
 

@@ -2,14 +2,16 @@
  * The ssh transport against a real sshd on 127.0.0.1 (test/support/sshd.ts): one master per session,
  * strict host keys, hostile arguments, console-like streams, sparse copies, run directories, cleanup.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EnvironmentError } from '../../src/core/errors.js';
-import { createExecaRunner } from '../../src/core/exec/runner.js';
+import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
+import { createExecaRunner, formatCommand, type Runner } from '../../src/core/exec/runner.js';
 import { SshSession, parseHostUrl, type SshTarget } from '../../src/core/exec/ssh.js';
+import { REPO } from '../support/samples.js';
 import { makeSparseFile } from '../support/sparse.js';
 import { makeKey, sshdMissing, startSshd, type TestSshd } from '../support/sshd.js';
 
@@ -95,6 +97,8 @@ function sha256(path: string): Promise<string> {
 
 describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('connects once and runs commands over the master, labelled with the host', async () => {
+    const logins = () => sshd.log().match(/Accepted publickey for root/g)?.length ?? 0;
+    const before = logins();
     const s = await opened();
     try {
       const r = await s.runner().run('echo', ['hello']);
@@ -103,8 +107,8 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
       const failed = await s.runner().run('sh', ['-c', 'echo oops >&2; exit 3'], { allowFailure: true });
       expect(failed.exitCode).toBe(3);
       await expect(s.runner().run('sh', ['-c', 'echo oops >&2; exit 3'])).rejects.toThrow(/sh -c .* \(on ssh:\/\/root@127\.0\.0\.1:\d+\) exited with status 3:\noops/);
-      // One TCP connection for all of it: sshd logged one accepted key.
-      expect(sshd.log().match(/Accepted publickey for root/g)?.length).toBe(1);
+      // One TCP connection for all of it: sshd logged one more accepted key.
+      expect(logins() - before).toBe(1);
     } finally {
       await s.close();
     }
@@ -139,6 +143,30 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
       const r = await s.runner().run('xl', ['info']);
       expect(r.stdout).toMatch(/^xen_version\s*:/m);
       expect(readFileSync(join(xlState, 'calls.log'), 'utf8')).toMatch(/"argv":\["info"\]/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('copies a config, creates a domain with the fake xl and holds its console until stdin closes', async () => {
+    const s = await opened();
+    try {
+      writeFileSync(join(xlState, 'guest.txt'), 'FreeBSD/amd64 (fbxen) xc0\n@hang\n');
+      const local = join(work, 'fbxen-ssh-dom.cfg');
+      writeFileSync(local, 'name = "fbxen-ssh-dom"\nmemory = 256\nvcpus = 1\n');
+      const dir = await s.mkdirRunDir('run-xl-1');
+      const { remotePath } = await s.put(local, dir);
+      const xl = s.runner();
+      const con = xl.stream('xl', ['create', '-c', remotePath], { stdin: 'pipe' });
+      let out = '';
+      con.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await until(() => out.includes('FreeBSD/amd64 (fbxen) xc0'), 30_000)).toBe(true);
+      expect((await xl.run('xl', ['list', 'fbxen-ssh-dom'])).stdout).toMatch(/^fbxen-ssh-dom\s+\d+/m);
+      con.stdin!.end();
+      expect((await con.done).exitCode).toBe(0);
+      await xl.run('xl', ['destroy', 'fbxen-ssh-dom']);
+      expect((await xl.run('xl', ['list', 'fbxen-ssh-dom'], { allowFailure: true })).exitCode).not.toBe(0);
+      await s.removeRunDir('run-xl-1');
     } finally {
       await s.close();
     }
@@ -228,6 +256,23 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
   });
 
+  it('a run() past its timeout is a TimeoutError naming the remote command, which ends', async () => {
+    const s = await opened();
+    const pidFile = join(work, 'remote-timeout.pid');
+    try {
+      const err = await s
+        .runner()
+        .run('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 300`], { timeoutMs: 10_000 })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TimeoutError);
+      expect((err as Error).message).toMatch(/^sh -c .*sleep 300' \(on ssh:\/\/root@127\.0\.0\.1:\d+\) did not finish within 10000 ms$/);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      expect(await until(() => !alive(pid), 30_000)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('creates and removes the run directory (mode 0700, never twice)', async () => {
     const s = await opened();
     try {
@@ -295,18 +340,96 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
   });
 
+  it('an interrupted put leaves nothing on the host, not even its temporary directory', async () => {
+    const s = await opened();
+    try {
+      // 256 MiB of data: long enough (a second or more here) to interrupt once the copy has begun.
+      const local = makeSparseFile(join(work, 'busy.raw'), 512 << 20, [[0, Buffer.alloc(256 << 20, 7)]]);
+      const dir = await s.mkdirRunDir('run-put-3');
+      const ac = new AbortController();
+      const putting = s.put(local, dir, { signal: ac.signal }).then(
+        () => 'finished',
+        (e: unknown) => e,
+      );
+      expect(await until(() => readdirSync(dir).some((n) => n.startsWith('.fbxen-put-')), 30_000)).toBe(true);
+      ac.abort();
+      const err = await putting;
+      expect((err as Error).name).toBe('AbortError');
+      expect(await until(() => readdirSync(dir).length === 0, 30_000)).toBe(true);
+      await s.removeRunDir('run-put-3');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('when fbxen dies (SIGKILL), the master and the remote commands end too', async () => {
+    // A real process has to die, so it runs the built module (npm test builds first).
+    const built = join(REPO, 'dist/core/exec/ssh.js');
+    const stale = () => !existsSync(built) || statSync(built).mtimeMs < Math.max(...['ssh.ts', 'ssh-remote.ts', 'ssh-target.ts', 'runner.ts'].map((f) => statSync(join(REPO, 'src/core/exec', f)).mtimeMs));
+    // tsc emits even when another module of the tree has a type error: what counts is a fresh ssh.js.
+    if (stale()) spawnSync('scripts/build.sh', { cwd: REPO, stdio: 'inherit' });
+    expect(stale(), 'dist/core/exec/ssh.js is older than its sources: run npm run build').toBe(false);
+    const pidFile = join(work, 'remote-killed.pid');
+    const script = `
+      const { SshSession, parseHostUrl } = await import(${JSON.stringify(built)});
+      const { createExecaRunner } = await import(${JSON.stringify(join(REPO, 'dist/core/exec/runner.js'))});
+      const s = new SshSession(parseHostUrl(${JSON.stringify(sshd.url)}), { knownHosts: ${JSON.stringify(sshd.knownHosts)}, identity: ${JSON.stringify(sshd.identity)} }, { runner: createExecaRunner() });
+      await s.open();
+      s.runner().stream('sh', ['-c', 'echo $$ > ${pidFile}; exec sleep 300']);
+      console.log('master ' + (await s.masterPid()));
+      setInterval(() => undefined, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    expect(await until(() => /master \d+/.test(out) && existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 60_000)).toBe(true);
+    const master = Number(/master (\d+)/.exec(out)![1]);
+    const remote = Number(readFileSync(pidFile, 'utf8'));
+    expect(alive(master) && alive(remote)).toBe(true);
+    child.kill('SIGKILL');
+    expect(await until(() => !alive(remote), 30_000)).toBe(true);
+    expect(await until(() => !alive(master), 30_000)).toBe(true);
+  });
+
+  it('the plan for --dry-run is the commands a run executes, in order', async () => {
+    const executed: string[] = [];
+    const real = createExecaRunner();
+    const recording: Runner = {
+      run: (file, args, opts) => (executed.push(formatCommand(file, args)), real.run(file, args, opts)),
+      stream: (file, args, opts) => (executed.push(formatCommand(file, args)), real.stream(file, args, opts)),
+    };
+    const s = new SshSession(target(), { knownHosts: sshd.knownHosts, identity: sshd.identity, remoteRoot: join(work, 'runs') }, { runner: recording });
+    await s.open();
+    const local = makeSparseFile(join(work, 'plan.raw'), 1 << 20, [[4096, Buffer.from('x')]]);
+    const dir = join(work, 'runs', 'run-plan-1');
+    const planned = [s.plan.open()[1]!, s.plan.mkdirRunDir('run-plan-1'), ...s.plan.put(local, dir).split(' | '), s.plan.run('xl', ['list']), s.plan.run('xl', ['console', '-t', 'serial', 'dom'], { readsStdin: true }), s.plan.removeRunDir('run-plan-1'), s.plan.close()[0]!];
+    try {
+      await s.mkdirRunDir('run-plan-1');
+      await s.put(local, dir);
+      await s.runner().run('xl', ['list']);
+      const con = s.runner().stream('xl', ['console', '-t', 'serial', 'dom'], { stdin: 'pipe' });
+      con.stdin!.end();
+      await con.done.catch(() => undefined);
+      await s.removeRunDir('run-plan-1');
+    } finally {
+      await s.close();
+    }
+    // The master's marker is random per session; the plan shows NONCE.
+    expect(executed.map((l) => l.replace(/fbxen-ssh-ready-[a-z0-9]+/, 'fbxen-ssh-ready-NONCE'))).toEqual(planned);
+  });
+
   it('close() leaves no master process and no control socket', async () => {
     const s = await opened();
     const pid = await s.masterPid();
+    const socket = s.controlSocket!;
     expect(pid).toBeGreaterThan(0);
     expect(alive(pid!)).toBe(true);
-    const controlDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith('fbxen-ssh-'));
-    expect(controlDirs().length).toBeGreaterThan(0);
+    expect(statSync(socket).isSocket()).toBe(true);
+    expect(statSync(dirname(socket)).mode & 0o777).toBe(0o700);
     await s.close();
     expect(await until(() => !alive(pid!), 15_000)).toBe(true);
+    expect(existsSync(dirname(socket))).toBe(false);
     expect(await s.masterPid()).toBeUndefined();
     await expect(s.runner().run('true', [])).rejects.toThrow(/is not open/);
-    // No other session of this file is open now (the tests run one after the other).
-    expect(controlDirs()).toEqual([]);
   });
 });

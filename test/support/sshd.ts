@@ -111,8 +111,6 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
         'PrintLastLog no',
         'AcceptEnv LANG LC_*',
         `SetEnv ${setEnv.join(' ')}`,
-        'MaxSessions 50',
-        'MaxStartups 50',
         'LogLevel VERBOSE',
         ...(SFTP_SERVER ? [`Subsystem sftp ${SFTP_SERVER}`] : []),
         '',

@@ -50,7 +50,8 @@ export function directCommand(argv: readonly string[]): string {
  */
 export const RECEIVE_SCRIPT =
   'set -eu; d=$1; n=$2; t="$d/.fbxen-put-$$"; ' +
-  `trap 'rm -rf -- "$t"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; ` +
+  // No single quotes in the script: it is itself sent single-quoted, and the plan stays readable.
+  'clean() { rm -rf -- "$t"; }; trap clean EXIT; trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; ' +
   'mkdir -m 0700 -- "$t"; tar -x -f - -C "$t"; ' +
   '[ -f "$t/$n" ] || { echo "fbxen: the copy of $n did not arrive whole" >&2; exit 1; }; ' +
   'mv -f -- "$t/$n" "$d/$n"';

@@ -8,15 +8,15 @@
  * mkdirRunDir()/removeRunDir() manage the run's remote directory; `plan` gives the same command
  * lines for --dry-run. How a remote command ends when fbxen goes away: ssh-remote.ts.
  */
-import { mkdtempSync, rmSync, statSync, accessSync, constants as fsConstants } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
-import { PassThrough, type Writable } from 'node:stream';
 import { EnvironmentError, InputError, TimeoutError, UsageError } from '../errors.js';
 import { NAME_PATTERN, NAME_RULE } from '../util/names.js';
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from './runner.js';
+import { makeControlDir, openError, waitForMarker } from './ssh-open.js';
+import { localFileSize, pipeCounted, tarArgs } from './ssh-put.js';
 import { directCommand, lifelineCommand, MKDIR_RUN_SCRIPT, RECEIVE_SCRIPT, REMOVE_RUN_SCRIPT, scriptCommand } from './ssh-remote.js';
-import { formatHostUrl, knownHostsName, type SshTarget } from './ssh-target.js';
+import { formatHostUrl, type SshTarget } from './ssh-target.js';
 
 export { formatHostUrl, parseHostUrl, type HostTarget, type SshTarget } from './ssh-target.js';
 
@@ -50,7 +50,6 @@ const KEEP_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SSH_AUTH_SOCK']);
  * does not say it: a remote command may exit 255, and xl migrate's own ssh prints "ssh: ..." lines.
  */
 const SSH_OWN_ERROR = /^(mux_client_|muxclient: |Control socket |ControlSocket |Connection to \S+ closed|client_loop: |Timeout, server \S+ not responding|Host key verification failed|kex_exchange_identification)/m;
-const READY_BOUND = 64 * 1024;
 const CONTROL_PLACEHOLDER = '$TMPDIR/fbxen-ssh-XXXXXX/m';
 
 export interface PutResult {
@@ -83,6 +82,11 @@ export class SshSession {
     this.remoteRoot = checkRemoteRoot(options.remoteRoot ?? DEFAULT_REMOTE_ROOT);
   }
 
+  /** The master's control socket while the session is open (for a tool that should share the connection). */
+  get controlSocket(): string | undefined {
+    return this.master && this.controlDir ? join(this.controlDir, 'm') : undefined;
+  }
+
   private controlPath(): string {
     return this.controlDir ? join(this.controlDir, 'm') : CONTROL_PLACEHOLDER;
   }
@@ -102,6 +106,8 @@ export class SshSession {
       '-o', 'ForwardX11=no',
       '-o', 'ClearAllForwardings=yes',
       '-o', 'RequestTTY=no',
+      // fbxen reads known_hosts, never writes it (OpenSSH would add the host's other keys by default).
+      '-o', 'UpdateHostKeys=no',
       '-o', `ControlPath=${this.controlPath()}`,
     ];
   }
@@ -127,18 +133,12 @@ export class SshSession {
     return this.clientArgs(scriptCommand(RECEIVE_SCRIPT, [remoteDir, name]));
   }
 
-  private tarArgs(localFile: string): string[] {
-    // --sparse: holes found with SEEK_DATA/SEEK_HOLE (zeros read only where the file system cannot
-    // say); pax format keeps sizes past 8 GiB and GNU.sparse maps. Owners as numbers: the host's names differ.
-    return ['--create', '--file=-', '--sparse', '--format=posix', '--numeric-owner', '--directory', dirname(localFile), '--', basename(localFile)];
-  }
-
   /** The command lines of each step, as --dry-run shows them (the control directory is made by open()). */
   readonly plan = {
     open: (): string[] => [`mkdir -m 0700 ${this.controlDir ?? dirname(CONTROL_PLACEHOLDER)}`, formatCommand('ssh', this.masterArgs('NONCE'))],
     run: (file: string, args: readonly string[], how: { readsStdin?: boolean } = {}): string =>
       formatCommand('ssh', this.clientArgs(how.readsStdin ? directCommand([file, ...args]) : lifelineCommand([file, ...args]))),
-    put: (localFile: string, remoteDir: string): string => `${formatCommand('tar', this.tarArgs(localFile))} | ${formatCommand('ssh', this.receiveArgs(remoteDir, basename(localFile)))}`,
+    put: (localFile: string, remoteDir: string): string => `${formatCommand('tar', tarArgs(localFile))} | ${formatCommand('ssh', this.receiveArgs(remoteDir, basename(localFile)))}`,
     mkdirRunDir: (run: string): string => formatCommand('ssh', this.clientArgs(scriptCommand(MKDIR_RUN_SCRIPT, [this.remoteRoot, checkRun(run)]))),
     removeRunDir: (run: string): string => formatCommand('ssh', this.clientArgs(scriptCommand(REMOVE_RUN_SCRIPT, [this.remoteRoot, checkRun(run)]))),
     close: (): string[] => [formatCommand('ssh', this.controlArgs('exit')), `rm -r ${this.controlDir ?? dirname(CONTROL_PLACEHOLDER)}`],
@@ -166,7 +166,7 @@ export class SshSession {
       master.kill();
       master.stdin?.destroy();
       this.removeControlDir();
-      if (err instanceof CommandFailedError) throw this.openError(err.result.stderr, err);
+      if (err instanceof CommandFailedError) throw openError(this.target, this.options, err.result.stderr, err);
       if (err instanceof TimeoutError) {
         throw new TimeoutError(`ssh to ${this.label} did not connect and log in within ${timeoutMs / 1000} s`, { hint: `check that ${this.target.host} answers on port ${this.target.port} (sshd running, no firewall dropping packets)` });
       }
@@ -181,28 +181,6 @@ export class SshSession {
     this.master = master;
   }
 
-  private openError(stderr: string, cause: unknown): EnvironmentError {
-    const { host, port } = this.target;
-    const kh = this.options.knownHosts ?? '~/.ssh/known_hosts';
-    const name = knownHostsName(this.target);
-    const detail = stderr.trim().split('\n').filter((l) => l && !/^@+$|^@\s/.test(l)).slice(-3).join('; ');
-    const say = (what: string, hint: string) => new EnvironmentError(`ssh to ${this.label}: ${what}${detail ? ` (ssh: ${detail})` : ''}`, { hint, cause });
-    const pin = `pin it once: ssh-keyscan -p ${port} ${host} >> ${kh}, check its fingerprint (ssh-keygen -lf ${kh}) against the host's own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub, run on ${host}'s console), then run again${this.options.knownHosts ? '' : ' (or keep the keys in a file of their own and pass --known-hosts FILE)'}`;
-    if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/.test(stderr)) {
-      return say(`the host key differs from the one pinned in ${kh}`, `if ${host} was reinstalled, drop the old key with ssh-keygen -R '${name}' -f ${kh} and ${pin}; if not, someone may be in the middle of the connection: do not go on`);
-    }
-    if (/No \S+ host key is known for|Host key verification failed/.test(stderr)) {
-      return say(`its host key is not in ${kh} (strict host key checking)`, pin);
-    }
-    if (/Permission denied \(|Too many authentication failures/.test(stderr)) {
-      return say(`${this.target.user} was refused${this.options.identity ? ` with the key ${this.options.identity}` : ''}`, `pass --identity FILE, a private key whose FILE.pub is in ~${this.target.user}/.ssh/authorized_keys on ${host} (for root, sshd_config needs PermitRootLogin prohibit-password); BatchMode is on, so no password or passphrase is asked: load a key with a passphrase into ssh-agent`);
-    }
-    if (/Connection refused/.test(stderr)) return say(`connection refused on port ${port}`, `start sshd on ${host}, or give its port: ssh://${this.target.user}@${host}:PORT`);
-    if (/timed out|Connection timed out|Operation timed out/.test(stderr)) return say(`no answer on port ${port}`, `check the address, the route and firewalls between here and ${host}`);
-    if (/Could not resolve hostname|Name or service not known/.test(stderr)) return say(`${host} does not resolve`, 'check the name, or give an address');
-    return say('the connection failed', 'run ssh -v with the same options to see why');
-  }
-
   /** A Runner whose commands run on the host, over the master. Their environment is the host's. */
   runner(): Runner {
     return {
@@ -210,14 +188,20 @@ export class SshSession {
         this.mustBeOpen();
         const argv = [file, ...args];
         const remote = opts.input !== undefined ? directCommand(argv) : lifelineCommand(argv);
-        const r = await this.local.run('ssh', this.clientArgs(remote), {
-          ...(opts.input !== undefined ? { input: opts.input } : {}),
-          ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.onStderrLine ? { onStderrLine: opts.onStderrLine } : {}),
-          env: this.env,
-          allowFailure: true,
-        });
+        const r = await this.local
+          .run('ssh', this.clientArgs(remote), {
+            ...(opts.input !== undefined ? { input: opts.input } : {}),
+            ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.onStderrLine ? { onStderrLine: opts.onStderrLine } : {}),
+            env: this.env,
+            allowFailure: true,
+          })
+          .catch((err: unknown) => {
+            // The local ssh was killed; the lifeline ends the remote command. Name that one, not ssh.
+            if (err instanceof TimeoutError) throw new TimeoutError(`${this.describe(argv)} did not finish within ${opts.timeoutMs} ms`, { hint: err.hint, cause: err });
+            throw err;
+          });
         const result = this.remoteResult(argv, r);
         if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandFailedError(result);
         return result;
@@ -254,7 +238,11 @@ export class SshSession {
         hint: `check that ${this.target.host} is up and reachable; the command may or may not have run there`,
       });
     }
-    return { ...r, command: `${formatCommand(argv[0]!, argv.slice(1))} (on ${this.label})` };
+    return { ...r, command: this.describe(argv) };
+  }
+
+  private describe(argv: readonly string[]): string {
+    return `${formatCommand(argv[0]!, argv.slice(1))} (on ${this.label})`;
   }
 
   private mustBeOpen(): void {
@@ -294,43 +282,18 @@ export class SshSession {
     const where = `${this.label}:${remotePath}`;
     if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/.test(name)) throw new InputError(`cannot copy ${localFile} to ${this.label}: its name must be of A-Z a-z 0-9 . _ + - (it is also the name on the host)`, { hint: 'rename the file' });
     if (!posix.isAbsolute(remoteDir)) throw new UsageError(`the remote directory ${remoteDir} is not an absolute path`, { hint: 'this is a bug in the caller: use the path mkdirRunDir() returned' });
-    let size: number;
-    try {
-      const st = statSync(localFile);
-      if (!st.isFile()) throw new Error('not a regular file');
-      size = st.size;
-    } catch (err) {
-      throw new InputError(`cannot copy ${localFile} to ${where}: ${(err as Error).message}`, { hint: 'give an existing regular file', cause: err });
-    }
+    const size = localFileSize(localFile, where);
     const started = Date.now();
-    const tar = this.local.stream('tar', this.tarArgs(localFile), opts.signal ? { signal: opts.signal } : {});
+    const tar = this.local.stream('tar', tarArgs(localFile), opts.signal ? { signal: opts.signal } : {});
     const ssh = this.local.stream('ssh', this.receiveArgs(remoteDir, name), { stdin: 'pipe', env: this.env, ...(opts.signal ? { signal: opts.signal } : {}) });
-    let bytesSent = 0;
-    const counter = new PassThrough();
-    counter.on('data', (chunk: Buffer) => (bytesSent += chunk.length));
-    tar.stdout.pipe(counter).pipe(ssh.stdin as Writable);
-    (ssh.stdin as Writable).on('error', () => undefined);
-    // A failure of either side ends the other: a dead ssh must not leave tar blocked, nor the reverse.
-    const settled = await Promise.allSettled([
-      tar.done.catch((err: unknown) => {
-        ssh.kill();
-        throw err;
-      }),
-      ssh.done.catch((err: unknown) => {
-        tar.kill();
-        throw err;
-      }),
-    ]);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) {
-      const reason = failed.reason as unknown;
-      if ((reason as { name?: string })?.name === 'AbortError') throw reason;
+    const bytesSent = await pipeCounted(tar, ssh).catch((reason: unknown) => {
+      if (opts.signal?.aborted) throw Object.assign(new Error('cancelled'), { name: 'AbortError', cause: opts.signal.reason });
       const stderr = reason instanceof CommandFailedError ? reason.result.stderr : String(reason);
       throw new EnvironmentError(`copying ${localFile} to ${where} failed: ${lastLines(stderr) || 'no message'}`, {
         hint: `check the free space in ${remoteDir} on ${this.target.host} (df) and that tar is installed there; nothing was left under ${name}`,
         cause: reason,
       });
-    }
+    });
     return { remotePath, bytesSent, size, durationMs: Date.now() - started };
   }
 
@@ -377,44 +340,11 @@ function checkRemoteRoot(root: string): string {
   return norm;
 }
 
-/**
- * A private (0700, mkdtemp) directory for the control socket. A socket path holds at most 108 bytes
- * and ssh adds a 17-byte suffix while binding: a long TMPDIR falls back to /tmp.
- */
-function makeControlDir(): string {
-  const base = tmpdir();
-  return mkdtempSync(join(base.length + 32 <= 90 ? base : '/tmp', 'fbxen-ssh-'));
-}
-
 function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join('; ');
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** Resolves when `marker` arrives on stdout; rejects when the process ends first or the time is up. */
-function waitForMarker(proc: StreamingProcess, marker: string, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => finish(new TimeoutError(`no ${marker} within ${timeoutMs} ms`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      // Keep a tail as long as the marker; a login script that prints without end is cut off.
-      seen = (seen + chunk.toString('latin1')).slice(-(marker.length + READY_BOUND));
-      if (seen.includes(marker)) finish();
-    };
-    function finish(err?: unknown) {
-      clearTimeout(timer);
-      proc.stdout.off('data', onData);
-      if (err) reject(err);
-      else resolve();
-    }
-    proc.stdout.on('data', onData);
-    proc.done.then(
-      (r) => finish(new CommandFailedError({ ...r, exitCode: r.exitCode }, 'the ssh master ended before logging in')),
-      (err: unknown) => finish(err),
-    );
-  });
 }
 

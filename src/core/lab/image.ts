@@ -107,7 +107,7 @@ export async function ensureImage(
   await checkSpace(deps.env.TMPDIR || tmpdir(), BUILD_TMP_BYTES, 'TMPDIR');
 
   const started = Date.now();
-  const manifest = await deps.progress.step(`build the dom0 image ${key.slice(0, 16)} (mmdebstrap bookworm, about 2 minutes)`, (handle) =>
+  const manifest = await deps.progress.step(`build the dom0 image ${key.slice(0, 16)} (mmdebstrap bookworm: 1.5 minutes on an idle 2-core machine, up to 6 loaded)`, (handle) =>
     withAtomicOutput(image.dir, async (tmp) => {
       await mkdir(tmp);
       await deps.runner.run('sh', [join(labScriptsDir(), 'build-image.sh'), tmp, labScriptsDir(), inputs.suite, inputs.packages.join(','), inputs.mirror], {

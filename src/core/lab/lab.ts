@@ -14,7 +14,7 @@ import { ensureImage, imageInputs, missingTools, readManifest } from './image.js
 import { defaultLabDir, labPaths, type LabPaths } from './paths.js';
 import { chooseAccel, checkQemuPath, qemuArgs, type Accel } from './qemu.js';
 import { readLabState, readTail, writeLabState, type LabStateT } from './state.js';
-import { isLabProcess, knownHostsLine, sshArgs, targetOf, type LabSshTarget } from './target.js';
+import { isLabProcess, knownHostsLine, resolveLabTarget, sshArgs, targetOf, type LabSshTarget } from './target.js';
 import { parseXlInfo, summarizeXlInfo, type XlInfoSummary } from './xl-info.js';
 
 export interface LabDeps {
@@ -114,6 +114,15 @@ async function waitGone(pid: number, serialLog: string, ms: number): Promise<boo
   return !(await isLabProcess({ pid, serialLog }));
 }
 
+/** A process that exits between the check and the signal is what was wanted. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 /** Stops the lab's QEMU: dom0 powers off (Xen then powers the VM off), else SIGTERM, else SIGKILL. */
 async function stopQemu(state: Pick<LabStateT, 'pid' | 'serialLog'> & Partial<LabStateT>, deps: LabDeps, graceful: boolean): Promise<string> {
   if (!(await isLabProcess(state))) return 'not running';
@@ -123,9 +132,9 @@ async function stopQemu(state: Pick<LabStateT, 'pid' | 'serialLog'> & Partial<La
       .catch(() => undefined);
     if (await waitGone(state.pid, state.serialLog, 20_000)) return 'powered off';
   }
-  process.kill(state.pid, 'SIGTERM');
+  signal(state.pid, 'SIGTERM');
   if (await waitGone(state.pid, state.serialLog, 10_000)) return 'stopped (SIGTERM)';
-  process.kill(state.pid, 'SIGKILL');
+  signal(state.pid, 'SIGKILL');
   if (await waitGone(state.pid, state.serialLog, 5_000)) return 'killed (SIGKILL)';
   throw new EnvironmentError(`QEMU (pid ${state.pid}) survived SIGKILL`, { hint: `check it with ps -p ${state.pid}` });
 }
@@ -255,7 +264,6 @@ export async function labStatus(req: { dir?: string | undefined }, deps: LabDeps
 
 /** `fbxen lab ssh [-- CMD]`: ssh with the terminal attached; resolves with ssh's exit status. */
 export async function labSsh(req: { dir?: string | undefined; command: readonly string[] }, deps: LabDeps): Promise<number> {
-  const { resolveLabTarget } = await import('./target.js');
   const target = await resolveLabTarget({ dir: pathsOf(req.dir, deps).dir, env: deps.env });
   const args = [...sshArgs(target, { batch: false }), ...(req.command.length ? ['--', ...req.command] : [])];
   return new Promise((resolve, reject) => {
