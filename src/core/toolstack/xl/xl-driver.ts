@@ -269,7 +269,8 @@ export class XlDriver implements Toolstack {
 
   async close(): Promise<void> {
     await this.consoles.close();
-    await this.runDir?.cleanup().catch(() => undefined);
+    // What stays on the host is said, not hidden; the session still closes.
+    await this.runDir?.cleanup().catch((err: unknown) => this.o.info?.(`the run's directory on ${this.o.remote?.session.label} was not removed: ${err instanceof Error ? err.message : String(err)}`));
     await this.o.remote?.session.close();
   }
 }
