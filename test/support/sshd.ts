@@ -36,6 +36,8 @@ export interface TestSshd {
   knownHosts: string;
   /** The server's log so far (sshd -e writes it to stderr). */
   log(): string;
+  /** Ends every connection's processes (as a host that goes away), keeping the listener. */
+  dropConnections(): void;
   stop(): Promise<void>;
 }
 
@@ -150,6 +152,15 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
       identity,
       knownHosts,
       log: () => log,
+      dropConnections() {
+        for (const p of childrenOf(pid)) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      },
       async stop() {
         // Session processes outlive the listener: end them first (all are this server's descendants).
         for (const p of descendants(pid).reverse()) {
