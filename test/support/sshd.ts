@@ -144,6 +144,9 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
     const knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, `[127.0.0.1]:${port} ${pubKey}\n`);
     const pid = child.pid!;
+    // A worker that dies without afterAll must not leave the server running.
+    const onExit = () => child.kill('SIGTERM');
+    process.once('exit', onExit);
     return {
       host: '127.0.0.1',
       port,
@@ -170,6 +173,7 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
             // already gone
           }
         }
+        process.off('exit', onExit);
         if (child.exitCode === null && child.signalCode === null) {
           const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');

@@ -343,8 +343,8 @@ function checkRun(run: string): string {
 }
 
 function checkRemoteRoot(root: string): string {
-  const norm = posix.normalize(root);
-  if (!posix.isAbsolute(root) || norm !== root.replace(/\/+$/, '') || norm === '/' || /[\0\n]/.test(root)) {
+  const norm = root.replace(/(.)\/+$/, '$1');
+  if (!posix.isAbsolute(norm) || posix.normalize(norm) !== norm || norm === '/' || /[\0\n]/.test(norm)) {
     throw new InputError(`the remote runs directory ${JSON.stringify(root)} must be an absolute path below / without . or .. parts`, { hint: `for instance ${DEFAULT_REMOTE_ROOT}` });
   }
   return norm;
