@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
 import { createExecaRunner, formatCommand, type Runner } from '../../src/core/exec/runner.js';
@@ -268,6 +269,48 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
       expect((err as Error).message).toMatch(/^sh -c .*sleep 300' \(on ssh:\/\/root@127\.0\.0\.1:\d+\) did not finish within 10000 ms$/);
       const pid = Number(readFileSync(pidFile, 'utf8'));
       expect(await until(() => !alive(pid), 30_000)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a connection lost under a running command is an environment error naming the host', async () => {
+    // A session of its own: dropping connections must not hit another test's.
+    const s = await opened();
+    try {
+      const running = s.runner().run('sleep', ['60']).catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 1000));
+      sshd.dropConnections();
+      const err = await within(running, 60_000);
+      expect(err).toBeInstanceOf(EnvironmentError);
+      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sleep 60`));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a remote command killed by a signal is its own failure (ssh says 255), not a lost connection', async () => {
+    const s = await opened();
+    try {
+      // With input the command reads ssh's stdin directly (no wrapper), so its death by signal reaches ssh.
+      const r = await s.runner().run('sh', ['-c', 'kill -KILL $$'], { input: '', allowFailure: true });
+      expect(r.exitCode).toBe(255);
+      expect(r.command).toMatch(/^sh -c 'kill -KILL \$\$' \(on ssh:/);
+      expect((await s.runner().run('echo', ['still connected'])).stdout).toBe('still connected\n');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('stream with a Readable as stdin hands it to the remote command, then EOF', async () => {
+    const s = await opened();
+    try {
+      const p = s.runner().stream('cat', [], { stdin: Readable.from([Buffer.from('first '), Buffer.from('second')]) });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect((await p.done).exitCode).toBe(0);
+      expect(out).toBe('first second');
+      expect(p.stdin).toBeNull();
     } finally {
       await s.close();
     }

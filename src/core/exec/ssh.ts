@@ -50,6 +50,8 @@ const KEEP_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SSH_AUTH_SOCK']);
  * does not say it: a remote command may exit 255, and xl migrate's own ssh prints "ssh: ..." lines.
  */
 const SSH_OWN_ERROR = /^(mux_client_|muxclient: |Control socket |ControlSocket |Connection to \S+ closed|client_loop: |Timeout, server \S+ not responding|Host key verification failed|kex_exchange_identification)/m;
+/** How long a status 255 waits for the master to show whether the connection is gone (it exits at once then). */
+const MASTER_EXIT_WAIT_MS = 3000;
 const CONTROL_PLACEHOLDER = '$TMPDIR/fbxen-ssh-XXXXXX/m';
 
 export interface PutResult {
@@ -68,6 +70,7 @@ export class SshSession {
   private controlDir: string | undefined;
   private master: StreamingProcess | undefined;
   private masterEnded = false;
+  private masterGone: Promise<void> = Promise.resolve();
 
   constructor(
     readonly target: SshTarget,
@@ -174,9 +177,9 @@ export class SshSession {
     }
     // Nothing more comes on the master's stdout; keep it drained all the same.
     master.stdout.resume();
-    master.done.then(
-      () => (this.masterEnded = true),
-      () => (this.masterEnded = true),
+    this.masterGone = master.done.then(
+      () => void (this.masterEnded = true),
+      () => void (this.masterEnded = true),
     );
     this.master = master;
   }
@@ -202,7 +205,7 @@ export class SshSession {
             if (err instanceof TimeoutError) throw new TimeoutError(`${this.describe(argv)} did not finish within ${opts.timeoutMs} ms`, { hint: err.hint, cause: err });
             throw err;
           });
-        const result = this.remoteResult(argv, r);
+        const result = await this.remoteResult(argv, r);
         if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandFailedError(result);
         return result;
       },
@@ -220,9 +223,9 @@ export class SshSession {
         if (opts.stdin !== undefined && typeof opts.stdin !== 'string' && proc.stdin) opts.stdin.pipe(proc.stdin);
         const done = proc.done.then(
           (r) => this.remoteResult(argv, r),
-          (err: unknown) => {
+          async (err: unknown) => {
             if (!(err instanceof CommandFailedError)) throw err;
-            throw new CommandFailedError(this.remoteResult(argv, err.result));
+            throw new CommandFailedError(await this.remoteResult(argv, err.result));
           },
         );
         done.catch(() => undefined);
@@ -231,10 +234,17 @@ export class SshSession {
     };
   }
 
-  /** The result as the remote command's; a failure of ssh itself (status 255 and ssh's words) is an EnvironmentError. */
-  private remoteResult(argv: readonly string[], r: RunResult): RunResult {
+  /**
+   * The result as the remote command's; a failure of ssh itself is an EnvironmentError. ssh exits 255
+   * both for a lost connection (often without a word: the master closed the channel) and for a remote
+   * command killed by a signal; the master tells them apart, as it exits when the connection is lost.
+   */
+  private async remoteResult(argv: readonly string[], r: RunResult): Promise<RunResult> {
+    if (r.exitCode === 255 && !this.masterEnded && !SSH_OWN_ERROR.test(r.stderr)) {
+      await Promise.race([this.masterGone, sleep(MASTER_EXIT_WAIT_MS)]);
+    }
     if (r.exitCode === 255 && (this.masterEnded || SSH_OWN_ERROR.test(r.stderr))) {
-      throw new EnvironmentError(`the connection to ${this.label} failed while running ${formatCommand(argv[0]!, argv.slice(1))}: ${r.stderr.trim().split('\n').slice(-2).join('; ')}`, {
+      throw new EnvironmentError(`the connection to ${this.label} failed while running ${formatCommand(argv[0]!, argv.slice(1))}${r.stderr.trim() ? `: ${lastLines(r.stderr)}` : ''}`, {
         hint: `check that ${this.target.host} is up and reachable; the command may or may not have run there`,
       });
     }
@@ -333,8 +343,8 @@ function checkRun(run: string): string {
 }
 
 function checkRemoteRoot(root: string): string {
-  const norm = posix.normalize(root);
-  if (!posix.isAbsolute(root) || norm !== root.replace(/\/+$/, '') || norm === '/' || /[\0\n]/.test(root)) {
+  const norm = root.replace(/(.)\/+$/, '$1');
+  if (!posix.isAbsolute(norm) || posix.normalize(norm) !== norm || norm === '/' || /[\0\n]/.test(norm)) {
     throw new InputError(`the remote runs directory ${JSON.stringify(root)} must be an absolute path below / without . or .. parts`, { hint: `for instance ${DEFAULT_REMOTE_ROOT}` });
   }
   return norm;
