@@ -10,6 +10,7 @@ import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
 import { CheckFailedError, EvidenceIncompleteError } from '../core/errors.js';
 import { BOOT_EXCLUSIVE, BootOptions, commonBootRequest, toXlBootRequest, type BootOptionsT } from './boot-options.js';
 import type { CommandContext } from './context.js';
+import { labHost } from './lab-host.js';
 import { explicitFlags, resolveRequest } from './options.js';
 
 export { BootOptions, type BootOptionsT };
@@ -25,6 +26,7 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
       ? // unset name: the flow names it from build.json or the file, as for xl
         { ...commonBootRequest(o), toolstack: 'xapi', name: o.name, xapi: { network: o.network, sr: o.sr, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } }
       : toXlBootRequest(o);
+  if (req.host !== undefined) req.host = await labHost(ctx, req.host);
   return boot(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd });
 }
 

@@ -10,6 +10,7 @@ import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
 import { migrateTest, renderMigrateJson, renderMigrateText, type MigrateTestRequest } from '../core/migrate/index.js';
 import { NAME_PATTERN, NAME_RULE } from '../core/util/names.js';
 import type { CommandContext } from './context.js';
+import { labHost } from './lab-host.js';
 import { explicitFlags, resolveRequest } from './options.js';
 
 const name = z.string().regex(NAME_PATTERN, NAME_RULE);
@@ -86,6 +87,7 @@ export function toMigrateRequest(o: MigrateTestOptionsT): MigrateTestRequest {
 export async function migrateTestAction(ctx: CommandContext, command: Command): Promise<void> {
   const o = resolveRequest(MigrateTestOptions, 'migrate-test', ctx.configSection('migrate-test'), explicitFlags(command));
   const req = toMigrateRequest(o);
+  if (req.host !== undefined) req.host = await labHost(ctx, req.host, { knownHosts: '--known-hosts', identity: '--host-identity' });
   const out = await migrateTest(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd });
   if (out.planText !== undefined) {
     ctx.result(out.planText, { dryRun: true, plan: out.planText });
