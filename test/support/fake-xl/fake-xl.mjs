@@ -13,7 +13,7 @@
  * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
  * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
  * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, totalMemoryMiB, xenCommandline,
- * createFails: { stderr }, foreignDomainAppears }.
+ * createFails: { stderr }, foreignDomainAppears, runnable (running domains listed `------`, as real xl does) }.
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
  * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
@@ -225,7 +225,8 @@ switch (cmd) {
       process.stdout.write(`${JSON.stringify(sel.map((d) => ({ domid: d.domid, config: d.config })), null, 4)}\n`);
     } else {
       const row = (name, id, mem, vcpus, state) => `${name.padEnd(40)}${String(id).padStart(5)}${String(mem).padStart(6)}${String(vcpus).padStart(6)}     ${state}${'0.0'.padStart(10)}`;
-      const stateStr = (s) => ({ r: 'r-----', b: '-b----', p: '--p---', s: '---s--', c: '----c-' })[s] ?? '------';
+      // scenario.runnable: a running domain listed as the real xl lists one waiting for a CPU (no flag).
+      const stateStr = (s) => (s === 'r' && scenario.runnable ? '------' : ({ r: 'r-----', b: '-b----', p: '--p---', s: '---s--', c: '----c-' })[s] ?? '------');
       const lines = ['Name                                        ID   Mem VCPUs\tState\tTime(s)'];
       if (!positional.length) lines.push(row('Domain-0', 0, 2048, 4, 'r-----'));
       for (const d of sel) lines.push(row(d.name, d.domid, d.memoryMiB, d.vcpus, stateStr(d.state)));

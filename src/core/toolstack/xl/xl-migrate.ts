@@ -50,6 +50,8 @@ export function stateOf(flags: string): DomainLocation['state'] {
   if (flags.includes('s')) return 'suspended';
   if (flags.includes('p')) return 'paused';
   if (flags.includes('r') || flags.includes('b')) return 'running';
+  // No flag at all: runnable, waiting for a CPU (the real xl shows a busy host's guests so, docs/lab.md).
+  if (/^-+$/.test(flags)) return 'running';
   return 'unknown';
 }
 
