@@ -1,0 +1,72 @@
+/**
+ * Real-xl test C: a live migration that fails on the REAL xl (Debian's Xen 4.17 in the lab VM). The
+ * receiving `xl migrate-receive` is killed halfway through `xl migrate` to localhost; fbxen's xl driver
+ * reports a MigrationError (exit 5 as docs/migrate-test.md says) with xl's own words, and the source
+ * domain is kept, running, where it was. Enabled by FBXEN_LAB_TESTS=1; skipped with the reason otherwise.
+ */
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MigrationError, type DomainRef } from '../../src/core/toolstack/types.js';
+import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
+import { fbxen } from '../support/cli.js';
+import { sampleDist, tmpDir } from '../support/samples.js';
+import { enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+
+let startedHere = false;
+let work = '';
+let image = '';
+
+beforeAll(async () => {
+  if (!enabled) return;
+  ({ startedHere } = await ensureLab());
+  work = tmpDir('real-xl-fail');
+  const out = join(work, 'out');
+  const b = fbxen(['build', '--dist', sampleDist(), '--arch', 'amd64', '--out', out, '--cache-dir', join(work, 'cache'), '--disk-size', '256M', '--swap', '0', '--format', 'raw', '--name', 'real'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
+  if (b.code !== 0) throw new Error(`fbxen build failed: ${b.stderr}`);
+  image = join(out, 'real.raw');
+}, 1_200_000);
+
+afterEach(stopChildren, 300_000);
+
+afterAll(async () => {
+  if (!enabled) return;
+  await labSh('for d in $(xl list | awk \'/^fbxen-real-c/{print $1}\'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-c /var/lib/fbxen/lab-tests-c');
+  if (startedHere) labDown();
+}, 300_000);
+
+describe(`real xl in the lab: a failed migration${SKIP}`, () => {
+  it.skipIf(!enabled)('the receiving side killed mid-migration: MigrationError (exit 5) with xl\'s words, the source kept running', async () => {
+    await keptDomain(work, image, 'fbxen-real-c', '/var/lib/fbxen/lab-tests-c');
+    const before = (await xlList()).get('fbxen-real-c');
+    expect(stateOf(before?.state ?? '')).toBe('running');
+    const { driver } = await labDriver('real-c');
+    try {
+      await driver.migrationRoute('fbxen-real-c', 'live', 'localhost');
+      const ref: DomainRef = { name: 'fbxen-real-c', id: before!.id, host: 'localhost' };
+      const migrating = driver.migrate(ref, 'localhost', 900_000).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      // The receiver: `sh -c "xl migrate-receive"` run by the sender, and its child, Debian's real xl
+      // (/usr/lib/xen-4.17/bin/xl migrate-receive, behind the /usr/sbin/xl wrapper): kill that one once it has begun.
+      const pid = await waitFor('xl migrate-receive in the lab', async () => {
+        const r = await labSh("pgrep -f 'bin/xl migrate-receive$' | head -n 1");
+        return /^\d+$/.test(r.stdout.trim()) ? r.stdout.trim() : undefined;
+      }, 300_000, migrating);
+      await new Promise((r) => setTimeout(r, 5000));
+      expect((await labSh(`kill -KILL ${pid}`)).code).toBe(0);
+      const err = await migrating;
+      expect(err).toBeInstanceOf(MigrationError);
+      const e = err as MigrationError;
+      expect(e.exitCode).toBe(5);
+      process.stderr.write(`real xl, receiver killed: ${e.message}\n`);
+      expect(e.message).toMatch(/^migrate of fbxen-real-c failed \(exit \d+\)/);
+      expect(e.where).toMatchObject({ host: 'localhost', name: 'fbxen-real-c', state: 'running' });
+      const after = await xlList();
+      expect(stateOf(after.get('fbxen-real-c')?.state ?? '')).toBe('running');
+      process.stderr.write(`real xl, domains after the failed migration: ${JSON.stringify([...after])}\n`);
+    } finally {
+      await driver.close();
+    }
+  }, 1_500_000);
+});

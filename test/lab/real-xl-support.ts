@@ -1,0 +1,134 @@
+/**
+ * Shared by the real-xl tests (test/lab/real-xl-*.test.ts): the lab they run on (the one
+ * scripts/lab-test.sh started in FBXEN_LAB_DIR, or one they start and stop themselves), commands in its
+ * dom0, fbxen run as a child process (so a test can interrupt it), and fbxen's xl driver over the lab's
+ * ssh connection. These tests meet the REAL xl of Debian's Xen 4.17, not the fake one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
+import { SshSession } from '../../src/core/exec/ssh.js';
+import { resolveLabTarget, sessionTarget } from '../../src/core/lab/target.js';
+import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
+import { CLI, ensureBuilt, fbxen, type CliResult } from '../support/cli.js';
+
+export const enabled = process.env.FBXEN_LAB_TESTS === '1';
+export const SKIP = enabled ? '' : ' (skipped: set FBXEN_LAB_TESTS=1 to run, as scripts/lab-test.sh does: a real Xen under QEMU, minutes of emulation)';
+export const labDir = process.env.FBXEN_LAB_DIR || join(homedir(), '.cache', 'fbxen', 'lab-test');
+
+/** The lab is up (started here when none ran: then `startedHere`, and the caller takes it down). */
+export async function ensureLab(): Promise<{ startedHere: boolean }> {
+  try {
+    await resolveLabTarget({ dir: labDir });
+    return { startedHere: false };
+  } catch {
+    fbxen(['lab', 'down', '--dir', labDir]);
+    const up = fbxen(['lab', 'up', '--dir', labDir, '--timeout', '900']);
+    if (up.code !== 0) throw new Error(`fbxen lab up failed (exit ${up.code}):\n${up.stderr.slice(-3000)}`);
+    return { startedHere: true };
+  }
+}
+
+export function labDown(): void {
+  fbxen(['lab', 'down', '--dir', labDir]);
+}
+
+/** fbxen.yaml naming the lab directory (and `boot: host: lab` with `bootHost`), in `dir`. */
+export function labConfig(dir: string, bootHost = false): string {
+  const file = join(dir, bootHost ? 'fbxen-boot-lab.yaml' : 'fbxen.yaml');
+  writeFileSync(file, `lab:\n  dir: ${labDir}\n${bootHost ? 'boot:\n  host: lab\n' : ''}`);
+  return file;
+}
+
+export interface Running {
+  child: ChildProcess;
+  stderr(): string;
+  done: Promise<CliResult>;
+}
+
+const children = new Set<Running>();
+
+/**
+ * A test that failed half-way leaves its fbxen running: SIGINT it (fbxen then destroys its domain and
+ * removes its directory in the dom0, as a user's Ctrl-C does) and wait for it, so that the next test
+ * does not share the lab's two CPUs with it. For afterEach.
+ */
+export async function stopChildren(): Promise<void> {
+  for (const r of [...children]) {
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGINT');
+    await r.done;
+  }
+}
+
+/** fbxen as a child process: its output collected, its end awaited, a signal sent when the test says. */
+export function fbxenChild(args: string[]): Running {
+  ensureBuilt();
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const running: Running = { child, stderr: () => stderr, done };
+  children.add(running);
+  void done.then(() => children.delete(running));
+  return running;
+}
+
+/** A shell command in the lab's dom0 (through `fbxen lab ssh`, so the lab's own pinned connection). */
+export async function labSh(command: string): Promise<CliResult> {
+  return fbxenChild(['lab', 'ssh', '--dir', labDir, '--', command]).done;
+}
+
+/** The xl list rows of the dom0: name → { id, state }. */
+export async function xlList(): Promise<Map<string, { id: string; state: string }>> {
+  const r = await labSh('xl list');
+  if (r.code !== 0) throw new Error(`xl list failed in the lab: ${r.stderr}`);
+  const rows = new Map<string, { id: string; state: string }>();
+  for (const line of r.stdout.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 5) rows.set(f[0]!, { id: f[1]!, state: f[4]! });
+  }
+  return rows;
+}
+
+/** Polls `check` every 3 s until it answers, `deadlineMs` passes (then throws, naming `what`), or `stop` resolves. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, deadlineMs: number, stop?: Promise<unknown>): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  let stopped = false;
+  void stop?.then(() => (stopped = true));
+  while (Date.now() < end && !stopped) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  throw new Error(`${what}: not within ${Math.round(deadlineMs / 1000)} s${stopped ? ' (fbxen exited first)' : ''}`);
+}
+
+/** fbxen's xl driver on the lab's dom0 over one ssh connection, with every command it ran recorded. */
+export async function labDriver(run: string, root = '/var/lib/fbxen/runs'): Promise<{ driver: XlDriver; commands: CommandRecord[] }> {
+  const { target, options } = sessionTarget(await resolveLabTarget({ dir: labDir }));
+  const commands: CommandRecord[] = [];
+  const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
+  const session = new SshSession(target, { ...options, remoteRoot: root }, { runner, env: process.env });
+  return { driver: new XlDriver({ runner, backTo: 'localhost', remote: { session, root, run } }), commands };
+}
+
+/**
+ * A running HVM domain on the lab made from fbxen's own config (`fbxen config xl`, host from fbxen.yaml)
+ * on a 256 MiB disk in DIR of the dom0 whose boot sector only waits (sti; hlt; jmp back): it boots no OS,
+ * and need not, to be saved or migrated. A blank disk would not do: SeaBIOS finds no bootable device,
+ * reboots after 60 s, and on_reboot="destroy" takes the domain away in the middle of the test; nor would
+ * cli; hlt: Xen takes an HVM vCPU that halts with interrupts off down, and the domain with it.
+ */
+export async function keptDomain(work: string, image: string, name: string, dir: string): Promise<void> {
+  const cfg = labConfig(work, true);
+  const c = fbxen(['--config', cfg, 'config', 'xl', '--image', image, '--name', name, '--vcpus', '1', '--memory', '256', '--empty-cdrom']);
+  if (c.code !== 0) throw new Error(`fbxen config xl failed: ${c.stderr}`);
+  const xlcfg = c.stdout.replace(/target=\S*real\.raw/, `target=${dir}/blank.raw`);
+  if (!xlcfg.includes(`target=${dir}/blank.raw`)) throw new Error(`no disk target to replace in:\n${c.stdout}`);
+  const made = await labSh(`set -e; mkdir -p ${dir}; truncate -s 256M ${dir}/blank.raw; printf '\\373\\364\\353\\375' | dd of=${dir}/blank.raw conv=notrunc status=none; printf '\\125\\252' | dd of=${dir}/blank.raw bs=1 seek=510 conv=notrunc status=none; printf '%s' '${xlcfg.replace(/'/g, "'\\''")}' > ${dir}/${name}.cfg; xl create -q ${dir}/${name}.cfg`);
+  if (made.code !== 0) throw new Error(`xl create of ${name} failed in the lab: ${made.stderr}`);
+}
