@@ -18,7 +18,10 @@ down() { node dist/cli.js lab down --dir "$FBXEN_LAB_DIR" || true; }
 trap down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-FBXEN_LAB_TESTS=1 npx vitest run --project main --exclude 'test/lab/real-xl-*.test.ts' test/lab/
+# vitest's --exclude does not apply under this project's config: the files are listed instead.
+first=()
+for f in test/lab/*.test.ts; do case $f in */real-xl-*) ;; *) first+=("$f") ;; esac; done
+FBXEN_LAB_TESTS=1 npx vitest run --project main "${first[@]}"
 node dist/cli.js lab up --dir "$FBXEN_LAB_DIR" --timeout 900
 FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts
 echo "lab-test.sh: $(( $(date +%s) - started )) s after the build"

@@ -55,10 +55,13 @@ describe(`real xl in the lab: fbxen's HVM guest${SKIP}`, () => {
     const dom = await running('fbxen-real-a', boot.done);
 
     // What real xl made of fbxen's config, while the domain runs.
-    const blocks = await labSh('xl block-list fbxen-real-a');
-    expect(blocks.code).toBe(0);
-    const vdevs = blocks.stdout.split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
-    expect(vdevs.sort()).toEqual(['51712', '5632']); // xvda (blkback) and hdc (the CD)
+    // xvda (blkback) and hdc (the CD, QEMU's qdisk): the CD may be listed some seconds after the domain runs.
+    const vdevs = await waitFor('xvda and hdc in xl block-list', async () => {
+      const blocks = await labSh('xl block-list fbxen-real-a');
+      const v = blocks.stdout.split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]).filter(Boolean).sort();
+      return v.length >= 2 ? v : undefined;
+    }, 120_000, boot.done);
+    expect(vdevs).toEqual(['51712', '5632']);
     const dm = await labSh(`xenstore-read /local/domain/0/device-model/${dom.id}/state; xenstore-read /local/domain/0/backend/qdisk/${dom.id}/5632/params; xenstore-read /local/domain/0/backend/vbd/${dom.id}/51712/params; pgrep -f "[q]emu-system-i386 -xen-domid ${dom.id} " >/dev/null && echo dm-process; ls /var/lib/fbxen/runs/real-a`);
     // The CD is QEMU's (qdisk, params "aio:FILE"), the disk blkback's (params the file); the device model is up.
     expect(dm.stdout.split('\n')).toEqual(['running', 'aio:/var/lib/fbxen/runs/real-a/fbxen-cd.iso', '/var/lib/fbxen/runs/real-a/real.raw', 'dm-process', 'fbxen-cd.iso', 'real.raw', 'xl.cfg', '']);
