@@ -461,6 +461,22 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     expect(executed.map((l) => l.replace(/fbxen-ssh-ready-[a-z0-9]+/, 'fbxen-ssh-ready-NONCE'))).toEqual(planned);
   });
 
+  it('a TMPDIR ssh would misread (a space) puts the control socket under /tmp instead', async () => {
+    const saved = process.env.TMPDIR;
+    const spaced = join(work, 'tmp with space');
+    mkdirSync(spaced, { recursive: true });
+    process.env.TMPDIR = spaced;
+    let s: SshSession | undefined;
+    try {
+      s = await opened();
+      expect(s.controlSocket).toMatch(/^\/tmp\/fbxen-ssh-[^/]+\/m$/);
+      expect((await s.runner().run('echo', ['ok'])).stdout).toBe('ok\n');
+    } finally {
+      process.env.TMPDIR = saved;
+      await s?.close();
+    }
+  });
+
   it('close() leaves no master process and no control socket', async () => {
     const s = await opened();
     const pid = await s.masterPid();
