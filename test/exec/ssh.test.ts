@@ -278,12 +278,17 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     // A session of its own: dropping connections must not hit another test's.
     const s = await opened();
     try {
-      const running = s.runner().run('sleep', ['60']).catch((e: unknown) => e);
-      await new Promise((r) => setTimeout(r, 1000));
+      const pidFile = join(work, 'remote-lost.pid');
+      const running = s.runner().run('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 60`]).catch((e: unknown) => e);
+      // Only once the command runs over the master: earlier, a client would connect on its own.
+      expect(await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 30_000)).toBe(true);
       sshd.dropConnections();
       const err = await within(running, 60_000);
       expect(err).toBeInstanceOf(EnvironmentError);
-      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sleep 60`));
+      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sh -c`));
+      // Its session process was killed, not the command: end the orphaned sleep here.
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (alive(pid)) process.kill(pid, 'SIGTERM');
     } finally {
       await s.close();
     }
