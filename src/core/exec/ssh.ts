@@ -45,6 +45,12 @@ export interface SshDeps {
 export const DEFAULT_REMOTE_ROOT = '/var/lib/fbxen/runs';
 /** What ssh itself needs from the environment; nothing else reaches it (SendEnv LANG LC_* is Debian's default). */
 const KEEP_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SSH_AUTH_SOCK']);
+
+/** The environment an ssh child gets: KEEP_ENV (plus `extra`, e.g. TERM for an interactive shell), nothing else. */
+export function sshEnvironment(base: NodeJS.ProcessEnv, extra: readonly string[] = []): Record<string, string> {
+  const keep = new Set([...KEEP_ENV, ...extra]);
+  return Object.fromEntries(Object.entries(base).filter((e): e is [string, string] => keep.has(e[0]) && e[1] !== undefined));
+}
 /**
  * Lines the local ssh (not the remote command) writes when the connection failed. Status 255 alone
  * does not say it: a remote command may exit 255, and xl migrate's own ssh prints "ssh: ..." lines.
