@@ -3,8 +3,8 @@
  * take them: `boot`, and `config xl`, which renders the xl.cfg that boot would use.
  */
 import { z } from 'zod';
-import type { XlBootRequest } from '../core/boot/xl-boot.js';
-import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/boot/artifacts.js';
+import type { BootRequest } from '../core/boot/prepare.js';
+import { DEFAULT_ARTIFACTS_ROOT, RUN_ID_PATTERN } from '../core/run/artifacts.js';
 import { parseSize } from './options.js';
 
 const mebibytes = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -40,17 +40,30 @@ export const BootOptions = z
     caFile: z.string().min(1).optional(),
     insecure: z.boolean().default(false),
     insecureHttp: z.boolean().default(false),
+    /** xl on another dom0: ssh://USER@HOST[:PORT] (checked by the core's parser); unset or localhost: this machine */
+    host: z.string().min(1).optional(),
+    knownHosts: z.string().min(1).optional(),
+    identity: z.string().min(1).optional(),
   })
   .strict()
-  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
+  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] })
+  .refine((o) => o.toolstack !== 'xapi' || o.host === undefined, { message: '--host is the dom0 of --toolstack xl; XAPI reaches its pool through FBXEN_XAPI_URL', path: ['host'] })
+  .refine((o) => o.host !== undefined || (o.knownHosts === undefined && o.identity === undefined), { message: 'only with --host ssh://...', path: ['knownHosts'] });
 export type BootOptionsT = z.infer<typeof BootOptions>;
 
 /** A flag --iso drops a config `empty-cdrom:`, and the reverse. */
 export const BOOT_EXCLUSIVE = [[['iso'], ['emptyCdrom']]] as const;
 
 /** The xl request for these options (also what `fbxen config xl` renders). */
-export function toXlBootRequest(o: z.infer<typeof BootOptions>): XlBootRequest {
-  return { ...commonBootRequest(o), name: o.name, bridge: o.bridge, graceSec: o.grace };
+export function toXlBootRequest(o: z.infer<typeof BootOptions>): BootRequest {
+  return {
+    ...commonBootRequest(o),
+    toolstack: 'xl',
+    name: o.name,
+    bridge: o.bridge,
+    graceSec: o.grace,
+    ...(o.host !== undefined ? { host: { url: o.host, knownHosts: o.knownHosts, identity: o.identity } } : {}),
+  };
 }
 
 /** What every toolstack's boot request says the same way. */

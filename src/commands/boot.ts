@@ -1,13 +1,13 @@
 /**
- * fbxen boot: flags (over the config file's `boot:` section) → one boot request → bootWithXl, or the
- * XenServer driver for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
+ * fbxen boot: flags (over the config file's `boot:` section) → one boot request → the boot flow
+ * (core/boot/boot.ts), or the XenServer flow for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
  * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
 import type { Command } from 'commander';
-import { bootWithXl } from '../core/boot/xl-boot.js';
+import { boot, type BootRequest } from '../core/boot/boot.js';
 import type { BootResult } from '../core/boot/types.js';
-import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
-import { CheckFailedError, EnvironmentError, EvidenceIncompleteError } from '../core/errors.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
+import { CheckFailedError, EvidenceIncompleteError } from '../core/errors.js';
 import { BOOT_EXCLUSIVE, BootOptions, commonBootRequest, toXlBootRequest, type BootOptionsT } from './boot-options.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, resolveRequest } from './options.js';
@@ -15,31 +15,17 @@ import { explicitFlags, resolveRequest } from './options.js';
 export { BootOptions, type BootOptionsT };
 
 export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<BootResult> {
-  if (o.toolstack === 'xapi') {
-    // Loaded on demand (a literal path, so tsc checks the call): xl users never load XAPI code.
-    const xapi = await import('../core/boot/xapi-boot.js').catch((err: unknown) => {
-      throw new EnvironmentError(`the XenServer driver is not available in this build: ${(err as Error).message}`, { hint: 'use --toolstack xl, or install a complete fbxen' });
-    });
-    return xapi.bootWithXapi(
-      {
-        ...commonBootRequest(o),
-        name: o.name, // unset: the driver names it from build.json or the file, as xl does
-        network: o.network,
-        sr: o.sr,
-        caFile: o.caFile,
-        insecure: o.insecure,
-        insecureHttp: o.insecureHttp,
-      },
-      { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env },
-    );
+  if (o.toolstack !== 'xapi') {
+    for (const flag of ['network', 'sr', 'caFile', 'insecure', 'insecureHttp'] as const) {
+      if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
+    }
   }
-  for (const flag of ['network', 'sr', 'caFile', 'insecure', 'insecureHttp'] as const) {
-    if (o[flag]) ctx.progress.warn(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --toolstack xapi; ignored`);
-  }
-  return bootWithXl(
-    toXlBootRequest(o),
-    { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd },
-  );
+  const req: BootRequest =
+    o.toolstack === 'xapi'
+      ? // unset name: the flow names it from build.json or the file, as for xl
+        { ...commonBootRequest(o), toolstack: 'xapi', name: o.name, xapi: { network: o.network, sr: o.sr, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } }
+      : toXlBootRequest(o);
+  return boot(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd });
 }
 
 export async function bootAction(ctx: CommandContext, command: Command): Promise<void> {

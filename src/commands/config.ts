@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import type { z } from 'zod';
-import { prepareXlBoot } from '../core/boot/xl-boot.js';
+import { renderBootConfig } from '../core/boot/boot.js';
 import { BOOT_EXCLUSIVE, BootOptions, toXlBootRequest } from './boot-options.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, resolveRequest } from './options.js';
@@ -14,9 +14,9 @@ const ConfigXlOptions = BootOptions;
 
 export async function configXlAction(ctx: CommandContext, command: Command): Promise<void> {
   const o: z.infer<typeof ConfigXlOptions> = resolveRequest(ConfigXlOptions, 'config xl', ctx.configSection('boot'), explicitFlags(command), BOOT_EXCLUSIVE, 'boot');
-  const prepared = await prepareXlBoot(
+  const { prepared, config } = await renderBootConfig(
     { ...toXlBootRequest(o), dryRun: true, verify: false, runId: o.runId ?? 'config' },
-    { cwd: ctx.cwd },
+    { cwd: ctx.cwd, env: ctx.env, runner: ctx.runner, progress: ctx.progress },
   );
-  ctx.result(prepared.config, { name: prepared.spec.name, uuid: prepared.spec.uuid, mac: prepared.spec.mac, image: prepared.image.path, format: prepared.image.format, config: prepared.config });
+  ctx.result(config, { name: prepared.guest.name, uuid: prepared.guest.uuid, mac: prepared.guest.mac, image: prepared.image.path, format: prepared.image.format, config });
 }

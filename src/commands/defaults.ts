@@ -8,7 +8,7 @@ export const DEFAULT_MIRROR = 'https://download.freebsd.org';
 export const FORMAT_NAMES: readonly string[] = ['raw', 'qcow2', 'vhd', 'xva'];
 /** core/build/xz-decoder.ts XZ_DECODERS */
 export const XZ_DECODERS: readonly string[] = ['auto', '7zz', 'xz'];
-/** core/boot/artifacts.ts DEFAULT_ARTIFACTS_ROOT */
+/** core/run/artifacts.ts DEFAULT_ARTIFACTS_ROOT */
 export const DEFAULT_ARTIFACTS_ROOT = 'fbxen-runs';
 /** probes/index.ts probeIds */
 export const PROBE_IDS: readonly string[] = ['xen-guest', 'generic-xenhvm', 'vector-callback', 'pv-timer', 'pv-ipi', 'blkfront-flush', 'cdrom', 'netfront', 'migration'];

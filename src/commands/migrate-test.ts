@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { DEFAULT_ARTIFACTS_ROOT } from '../core/boot/artifacts.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../core/run/artifacts.js';
 import { migrateTest, renderMigrateJson, renderMigrateText, type MigrateTestRequest } from '../core/migrate/index.js';
 import { NAME_PATTERN, NAME_RULE } from '../core/util/names.js';
 import type { CommandContext } from './context.js';
@@ -41,6 +41,10 @@ export const MigrateTestOptions = z
     caFile: z.string().min(1).optional(),
     insecure: z.boolean().default(false),
     insecureHttp: z.boolean().default(false),
+    /** xl: the source dom0, ssh://USER@HOST[:PORT] (checked by the core's parser) */
+    host: z.string().min(1).optional(),
+    knownHosts: z.string().min(1).optional(),
+    hostIdentity: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -49,6 +53,8 @@ export const MigrateTestOptions = z
     if (o.port !== undefined && !o.ssh) ctx.addIssue({ code: 'custom', path: ['port'], message: 'only with --ssh' });
     if (o.toolstack === 'xl' && (o.destSr || o.caFile || o.insecure)) ctx.addIssue({ code: 'custom', path: [o.destSr ? 'destSr' : o.caFile ? 'caFile' : 'insecure'], message: 'only with --toolstack xapi' });
     if (o.mode === 'save-restore' && o.to !== undefined && o.to !== 'localhost') ctx.addIssue({ code: 'custom', path: ['to'], message: 'save-restore stays on this host: drop --to' });
+    if (o.host !== undefined && o.toolstack === 'xapi') ctx.addIssue({ code: 'custom', path: ['host'], message: 'only with --toolstack xl (XAPI reaches its pool through FBXEN_XAPI_URL)' });
+    if (o.host === undefined && (o.knownHosts !== undefined || o.hostIdentity !== undefined)) ctx.addIssue({ code: 'custom', path: [o.knownHosts !== undefined ? 'knownHosts' : 'hostIdentity'], message: 'only with --host ssh://...' });
   });
 export type MigrateTestOptionsT = z.infer<typeof MigrateTestOptions>;
 
@@ -73,6 +79,7 @@ export function toMigrateRequest(o: MigrateTestOptionsT): MigrateTestRequest {
     destSr: o.destSr,
     backTo: o.backTo,
     xapi: o.toolstack === 'xapi' ? { caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } : undefined,
+    host: o.host !== undefined ? { url: o.host, knownHosts: o.knownHosts, identity: o.hostIdentity } : undefined,
   };
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createRunArtifacts, latestRun, newRunId, RUN_ID_PATTERN, transcribingRunner } from '../../src/core/boot/artifacts.js';
+import { createRunArtifacts, latestRun, newRunId, RUN_ID_PATTERN, transcribingRunner } from '../../src/core/run/artifacts.js';
 import { defaultDomainName, inspectImage } from '../../src/core/boot/image.js';
 import { waitForFrame } from '../../src/core/boot/wait-for-frame.js';
 import { EvidenceIncompleteError, InputError, InterruptedError, TimeoutError, ToolstackError } from '../../src/core/errors.js';
@@ -111,7 +111,7 @@ describe('waitForFrame', () => {
 
 describe('autoballoon (xl.conf(5))', () => {
   it('is on for "on", off for "off", and for "auto" (the default) on unless dom0_mem is fixed', async () => {
-    const { autoballoonEnabled } = await import('../../src/core/boot/xl-boot.js');
+    const { autoballoonEnabled } = await import('../../src/core/toolstack/xl/xl-preflight.js');
     const conf = join(work, 'xl.conf');
     writeFileSync(conf, '# xl.conf\nautoballoon="off"\n');
     expect(await autoballoonEnabled(conf, '')).toBe(false);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import * as defaults from '../../src/commands/defaults.js';
-import { DEFAULT_ARTIFACTS_ROOT } from '../../src/core/boot/artifacts.js';
+import { DEFAULT_ARTIFACTS_ROOT } from '../../src/core/run/artifacts.js';
 import { FORMAT_NAMES } from '../../src/core/build/formats.js';
 import { DEFAULT_MIRROR } from '../../src/core/build/sets.js';
 import { XZ_DECODERS } from '../../src/core/build/xz-decoder.js';

@@ -1,5 +1,5 @@
 /**
- * The xl migration driver with the real execa runner against the process-level fake xl
+ * The xl driver's migration (XlDriver: locate, migrate, save, restore, console) with the real execa runner against the process-level fake xl
  * (test/support/fake-xl, a SIMULATION): the commands it runs, the new domid after a migration or a
  * save + restore, the console reattached to the new domid.
  */
@@ -7,10 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
-import { ConsoleCapture, MigrationError, MigrationTimeoutError, XlMigrationDriver } from '../../src/core/migrate/index.js';
+import { ConsoleCapture, MigrationError, MigrationTimeoutError } from '../../src/core/migrate/index.js';
+import type { DomainLocation, DomainRef } from '../../src/core/toolstack/types.js';
 import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
+import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 
 const FAKE = join(import.meta.dirname, '../support/fake-xl');
 
@@ -27,22 +30,27 @@ function host(guest: string) {
   return { state, env, runner, commands };
 }
 
+const sink = (write: (chunk: Buffer) => void) => new Writable({ write: (chunk: Buffer, _e, cb) => (write(chunk), cb()) });
+const ref = (where: DomainLocation | undefined): DomainRef => ({ name: where!.name, id: where!.id, host: where!.host });
+const driverFor = (h: ReturnType<typeof host>) => new XlDriver({ runner: h.runner, env: h.env, backTo: 'here' });
+
 async function until(pred: () => boolean): Promise<void> {
   for (let i = 0; i < 300 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
-describe('XlMigrationDriver with the fake xl (SIMULATION) and the real runner', () => {
+describe('XlDriver migration with the fake xl (SIMULATION) and the real runner', () => {
   it('live to localhost: xl migrate -s "" DOMID "xl migrate-receive"; a new domid; the console follows it', async () => {
     const h = host('console line of the guest\n@hang\n');
-    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
+    const driver = driverFor(h);
     const capture = new ConsoleCapture(undefined);
-    expect(await driver.locate()).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
-    await driver.attachConsole(capture);
+    const where = await driver.locate('fbxen-g');
+    expect(where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    await driver.attachConsole(ref(where), sink((c) => capture.write(c)));
     await until(() => capture.lines.length >= 1);
-    const out = await driver.migrate(1, 'live', 30_000);
+    const out = await driver.migrate(ref(where), 'localhost', 30_000, sink(capture.source()));
     expect(out.where).toEqual({ host: 'localhost', id: '2', name: 'fbxen-g', state: 'running' });
     expect(out.toolstackMs).toBeGreaterThan(0);
-    await driver.attachConsole(capture);
+    await driver.attachConsole(ref(out.where), sink((c) => capture.write(c)));
     await until(() => capture.lines.length >= 2);
     expect(capture.lines.map((l) => l.text)).toEqual(['console line of the guest', 'console line of the guest']);
     expect(h.commands.map((c) => c.command)).toContain("xl migrate -s '' 1 'xl migrate-receive'");
@@ -53,17 +61,18 @@ describe('XlMigrationDriver with the fake xl (SIMULATION) and the real runner', 
 
   it('save-restore: the checkpoint file, a new domid, the file removed once restored', async () => {
     const h = host('@hang\n');
-    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
-    const out = await driver.migrate(1, 'save-restore', 30_000);
-    expect(out.where).toMatchObject({ id: '2', state: 'running' });
+    const driver = driverFor(h);
+    const checkpoint = await driver.save(ref(await driver.locate('fbxen-g')), h.state, 1, 30_000);
+    expect(await driver.restore(checkpoint, 30_000)).toMatchObject({ id: '2', host: 'localhost' });
+    expect(await driver.locate('fbxen-g')).toMatchObject({ id: '2', state: 'running' });
     expect(h.commands.map((c) => c.command.replace(h.state, 'DIR'))).toEqual(expect.arrayContaining(['xl save 1 DIR/checkpoint-1.xlsave', 'xl restore DIR/checkpoint-1.xlsave']));
     expect(existsSync(join(h.state, 'checkpoint-1.xlsave'))).toBe(false);
   });
 
   it('a domain that is not there: migrate says where it is (nowhere) and runs no migration', async () => {
     const h = host('@hang\n');
-    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'other', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
-    await expect(driver.migrate(1, 'live', 30_000)).rejects.toThrow(/domain other is gone before the migration: nowhere/);
+    const driver = driverFor(h);
+    await expect(driver.migrate({ name: 'other', id: '1', host: 'localhost' }, 'localhost', 30_000)).rejects.toThrow(/domain other is gone before the migration: nowhere/);
     expect(h.commands.some((c) => c.command.startsWith('xl migrate'))).toBe(false);
   });
 });
@@ -72,21 +81,22 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
   it('preflight reads `xl help`; a migration that fails half-way leaves the domain running at the sender', async () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateFailsOn: [1] }));
-    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
-    expect(await driver.preflight('live')).toBeUndefined();
-    const err = (await driver.migrate(1, 'live', 30_000).catch((e: unknown) => e)) as MigrationError;
+    const driver = driverFor(h);
+    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost' });
+    const at = ref(await driver.locate('fbxen-g'));
+    const err = (await driver.migrate(at, 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
     expect(err).toBeInstanceOf(MigrationError);
     expect(err.message).toMatch(/Migration failed, resuming at sender\./);
     expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
     // The next one works and gives a new domid.
-    expect((await driver.migrate(2, 'live', 30_000)).where).toMatchObject({ id: '2', state: 'running' });
+    expect((await driver.migrate(at, 'localhost', 30_000)).where).toMatchObject({ id: '2', state: 'running' });
   });
 
   it('a migration that hangs is stopped at the step timeout; the report names both halves; nothing destroyed', async () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateHangsOn: [1] }));
-    const driver = new XlMigrationDriver({ runner: h.runner, domain: 'fbxen-g', to: 'localhost', backTo: 'here', checkpointDir: h.state, env: h.env });
-    const err = (await driver.migrate(1, 'live', 1500).catch((e: unknown) => e)) as MigrationTimeoutError;
+    const driver = driverFor(h);
+    const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 1500).catch((e: unknown) => e)) as MigrationTimeoutError;
     expect(err).toBeInstanceOf(MigrationTimeoutError);
     expect(err.exitCode).toBe(6);
     expect(err.where).toMatchObject({ name: 'fbxen-g--migratedaway', state: 'suspended', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });

@@ -3,7 +3,7 @@ import { parseStringPromise } from 'xml2js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_REASON_CHARS, migrateExitCode, oneLine, renderDowntimeSvg, renderMigrateJunit, renderMigrateText, summarize, type IterationResult, type MigrateReport } from '../../src/core/migrate/index.js';
-import { toolstackReason } from '../../src/core/migrate/xl-driver.js';
+import { toolstackReason } from '../../src/core/toolstack/xl/xl-migrate.js';
 
 function it_(name: string, verdict: IterationResult['verdict'], downtimeMs: number | null, extra: Partial<IterationResult> = {}): IterationResult {
   return {

@@ -1,18 +1,21 @@
 /**
- * The XAPI migration driver against the XAPI simulator (test/support/xapi-sim, a SIMULATION): preflight
+ * The XAPI driver's migration (the Toolstack interface migrate-test asks) against the XAPI simulator (test/support/xapi-sim, a SIMULATION): preflight
  * (shared storage, another host), VM.pool_migrate there and back with the console reconnecting,
  * VM.migrate_send with --dest-sr, a migration that fails half-way, one that hangs (the task is
  * cancelled), and the whole loop with a guest-channel double.
  */
-import { createServer, type AddressInfo } from 'node:net';
+import net, { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/core/errors.js';
-import { ConsoleCapture, formatBeat, formatInfo, migrateTest, MigrationError, MigrationTimeoutError, XapiMigrationDriver, type GuestChannel } from '../../src/core/migrate/index.js';
+import { ConsoleCapture, formatBeat, formatInfo, migrateTest, MigrationError, MigrationTimeoutError, type GuestChannel } from '../../src/core/migrate/index.js';
+import { sinkOf } from '../../src/core/migrate/migrate-setup.js';
+import type { DomainRef } from '../../src/core/toolstack/types.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
+import { XapiDriver } from '../../src/core/toolstack/xapi/driver.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { XapiSim, type SimOptions } from '../support/xapi-sim/sim.js';
 import { advanced, fixturePair } from '../support/migrate/bundles.js';
@@ -48,58 +51,81 @@ async function pool(srName = 'NFS storage', opts: SimOptions = {}) {
   return { sim, c, vm, vdi, port, start: () => c.callAsync('VM.start', [vm, false, false], 5000) };
 }
 
+/** The XAPI driver on the test's session (not logged out by close). */
+function xapi(c: Pick<XapiClient, 'call' | 'callAsync'> | { call: (m: string) => Promise<unknown>; callAsync: () => Promise<unknown> }, o: { to?: string; destSr?: string; listenHost?: string } = {}) {
+  const d = XapiDriver.withSession(c as Pick<XapiClient, 'call' | 'callAsync'>, { env: {}, signal: new AbortController().signal, destSr: o.destSr, listenHost: o.listenHost });
+  open.push(d);
+  return d;
+}
+const VM: DomainRef = { name: 'fbxen-mig', id: 'fbxen-mig', host: '' };
+const skipOf = async (d: XapiDriver, mode: 'live' | 'save-restore', to?: string) => (await d.migrationRoute('fbxen-mig', mode, to)).skip;
+
 async function waitFor(pred: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
-describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
+describe('XapiDriver migration with the XAPI simulator (SIMULATION)', () => {
   it('VM.pool_migrate to the other host and back; the console listener on hvm_serial sees each new QEMU', async () => {
     const p = await pool();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
-    open.push(driver);
+    const driver = xapi(p.c, { listenHost: '127.0.0.1' });
     const capture = new ConsoleCapture(undefined);
     // Not running is not "migration does not apply": the job cannot be done, and the run says so (exit 4).
-    await expect(driver.preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: 'VM fbxen-mig is Halted, not Running' });
-    await driver.attachConsole(capture);
+    await expect(driver.migrationRoute('fbxen-mig', 'live', undefined)).rejects.toMatchObject({ exitCode: ExitCode.environment, message: 'VM fbxen-mig is Halted, not Running' });
+    await driver.attachConsole(VM, sinkOf((d) => capture.write(d)));
     await p.start();
-    expect(await driver.preflight('live')).toBeUndefined();
-    expect(await driver.locate()).toMatchObject({ host: 'xcp-host-1', state: 'running', name: 'fbxen-mig' });
-    const one = await driver.migrate(1, 'live', 5000);
+    const route = await driver.migrationRoute('fbxen-mig', 'live', undefined);
+    expect(route).toEqual({ origin: 'xcp-host-1', destination: 'xcp-host-2' });
+    expect(await driver.locate('fbxen-mig')).toMatchObject({ host: 'xcp-host-1', state: 'running', name: 'fbxen-mig' });
+    const one = await driver.migrate(VM, route.destination, 5000);
     expect(one.where).toMatchObject({ host: 'xcp-host-2', state: 'running' });
-    const two = await driver.migrate(2, 'live', 5000);
+    const two = await driver.migrate(VM, route.origin, 5000);
     expect(two.where).toMatchObject({ host: 'xcp-host-1' });
     await waitFor(() => capture.lines.length >= 3);
     expect(capture.lines.map((l) => l.text.replace(/OpaqueRef:\S+/, 'HOST'))).toEqual(['FreeBSD console on HOST', 'FreeBSD console on HOST', 'FreeBSD console on HOST']);
     expect(p.sim.calls.filter((m) => m === 'VM.pool_migrate')).toHaveLength(2);
   });
 
+  it('two hosts with the same name label: the route names them apart, and the migration goes to the other one', async () => {
+    const p = await pool();
+    await p.start();
+    const hosts = (await p.c.call('host.get_all')) as string[];
+    for (const h of hosts) await p.c.call('host.set_name_label', h, 'xcp');
+    const driver = xapi(p.c);
+    const route = await driver.migrationRoute('fbxen-mig', 'live', undefined);
+    expect(route.origin).not.toBe(route.destination);
+    await driver.migrate(VM, route.destination, 5000);
+    expect(await p.c.call('VM.get_resident_on', p.vm)).toBe(hosts[1]);
+    await driver.migrate(VM, route.origin, 5000);
+    expect(await p.c.call('VM.get_resident_on', p.vm)).toBe(hosts[0]);
+  });
+
   it('disks on a local SR: an error that asks for --dest-sr (not a skip); with --dest-sr VM.migrate_send moves them', async () => {
     const p = await pool('Local storage');
     await p.start();
-    const plain = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
-    await expect(plain.preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/storage not shared: Local storage \(disk 0\); VM.pool_migrate needs a shared SR/) });
-    const motion = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', destSr: 'NFS storage' });
-    expect(await motion.preflight('live')).toBeUndefined();
-    await motion.migrate(1, 'live', 5000);
+    await expect(skipOf(xapi(p.c), 'live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/storage not shared: Local storage \(disk 0\); VM.pool_migrate needs a shared SR/) });
+    const motion = xapi(p.c, { destSr: 'NFS storage' });
+    const route = await motion.migrationRoute('fbxen-mig', 'live', undefined);
+    expect(route.skip).toBeUndefined();
+    await motion.migrate(VM, route.destination, 5000);
     expect(p.sim.calls).toContain('VM.migrate_send');
     expect(p.sim.calls).toContain('host.migrate_receive');
     const srs = (await p.c.call('SR.get_all_records')) as Record<string, Record<string, unknown>>;
     expect(srs[String(await p.c.call('VDI.get_SR', p.vdi))]!['name_label']).toBe('NFS storage');
-    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', to: 'nonesuch' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no other host named nonesuch/) });
-    await expect(new XapiMigrationDriver({ client: p.c, domain: 'ghost' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no VM named ghost/) });
-    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', destSr: 'nonesuch' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no SR named nonesuch/) });
+    await expect(skipOf(xapi(p.c), 'live', 'nonesuch')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no other host named nonesuch/) });
+    await expect(xapi(p.c).migrationRoute('ghost', 'live', undefined)).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no VM named ghost/) });
+    await expect(skipOf(xapi(p.c, { destSr: 'nonesuch' }), 'live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/no SR named nonesuch/) });
   });
 
   it('preflight stops (exit 4, not a skip) when XAPI does not allow the operation now, or the destination is in maintenance', async () => {
     const p = await pool();
     await p.start();
     await p.c.call('VM.set_allowed_operations', p.vm, ['hard_shutdown', 'clean_shutdown']);
-    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/XAPI does not allow pool_migrate .*PV drivers/) });
+    await expect(skipOf(xapi(p.c), 'live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/XAPI does not allow pool_migrate .*PV drivers/) });
     await p.c.call('VM.set_allowed_operations', p.vm, ['pool_migrate', 'suspend']);
     const hosts = (await p.c.call('host.get_all')) as string[];
     await p.c.call('host.set_enabled', hosts[1]!, false);
-    await expect(new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/xcp-host-2 is disabled/) });
-    expect(await new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' }).preflight('save-restore')).toBeUndefined();
+    await expect(skipOf(xapi(p.c), 'live')).rejects.toMatchObject({ exitCode: ExitCode.environment, message: expect.stringMatching(/xcp-host-2 is disabled/) });
+    expect(await skipOf(xapi(p.c), 'save-restore')).toBeUndefined();
   });
 
   it('a pool of one host is the one skip of a live run: there is provably nowhere to migrate to', async () => {
@@ -108,17 +134,17 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
       'VM.get_record': { name_label: 'fbxen-mig', power_state: 'Running', resident_on: 'OpaqueRef:h1', VBDs: [], allowed_operations: ['pool_migrate', 'suspend'] },
       'host.get_all_records': { 'OpaqueRef:h1': { name_label: 'xcp-host-1', uuid: 'u1', address: '192.0.2.1', enabled: true } },
     };
-    const client = { call: async (m: string) => records[m], callAsync: async () => undefined } as unknown as ConstructorParameters<typeof XapiMigrationDriver>[0]['client'];
-    expect(await new XapiMigrationDriver({ client, domain: 'fbxen-mig' }).preflight('live')).toBe('the pool has one host: nowhere to migrate to');
+    const client = { call: async (m: string) => records[m], callAsync: async () => undefined };
+    expect(await skipOf(xapi(client), 'live')).toBe('the pool has one host: nowhere to migrate to');
   });
 
   it('a migration that fails half-way says where the VM is (still running at the source)', async () => {
     const p = await pool();
     await p.start();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
-    await driver.preflight('live');
+    const driver = xapi(p.c);
+    const route = await driver.migrationRoute('fbxen-mig', 'live', undefined);
     p.sim.failOn('VM.pool_migrate', 'VM_INCOMPATIBLE_WITH_THIS_HOST', ['vm', 'host', 'CPU features differ']);
-    const err = (await driver.migrate(1, 'live', 5000).catch((e: unknown) => e)) as MigrationError;
+    const err = (await driver.migrate(VM, route.destination, 5000).catch((e: unknown) => e)) as MigrationError;
     expect(err).toBeInstanceOf(MigrationError);
     expect(err.exitCode).toBe(ExitCode.toolstack);
     expect(err.message).toMatch(/VM_INCOMPATIBLE_WITH_THIS_HOST.*the VM is now: fbxen-mig \(OpaqueRef:\S+\) running on xcp-host-1/s);
@@ -128,9 +154,9 @@ describe('XapiMigrationDriver with the XAPI simulator (SIMULATION)', () => {
   it('a migration that hangs: the task is cancelled at the timeout, the VM is reported where it is', async () => {
     const p = await pool('NFS storage', { taskDelayMs: 1000 });
     await p.start();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
-    await driver.preflight('live');
-    const err = (await driver.migrate(1, 'live', 200).catch((e: unknown) => e)) as MigrationTimeoutError;
+    const driver = xapi(p.c);
+    const route = await driver.migrationRoute('fbxen-mig', 'live', undefined);
+    const err = (await driver.migrate(VM, route.destination, 200).catch((e: unknown) => e)) as MigrationTimeoutError;
     expect(err).toBeInstanceOf(MigrationTimeoutError);
     expect(err.exitCode).toBe(ExitCode.timeout);
     expect(p.sim.calls).toContain('task.cancel');
@@ -186,9 +212,9 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     const p = await pool();
     await p.start();
     const channel = channelDouble();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
-    const migrate = driver.migrate.bind(driver);
-    driver.migrate = async (...a) => {
+    const toolstack = XapiDriver.withSession(p.c, { env: {}, signal: new AbortController().signal, listenHost: '127.0.0.1' });
+    const migrate = toolstack.migrate.bind(toolstack);
+    toolstack.migrate = async (...a) => {
       const r = await migrate(...a);
       channel.migrating();
       return r;
@@ -196,7 +222,7 @@ describe('migrate-test over XAPI (simulator + guest channel double)', () => {
     p.sim.failOn('VM.pool_migrate', 'INTERNAL_ERROR', ['xenopsd: migration aborted'], 3);
     const out = await migrateTest(
       { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 4, mode: 'live', load: 'none', keepGoing: false, evidence: 'ssh', ssh: { target: 'root@guest', hostKeyChecking: 'strict' }, stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x1', dryRun: false, rollSeconds: 1 },
-      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, channel: () => channel, pollMs: 5 },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', toolstack, channel: () => channel, pollMs: 5 },
     );
     const r = out.report!;
     expect(r.iterations.map((i) => i.verdict)).toEqual(['pass', 'pass', 'error']);
@@ -216,11 +242,11 @@ describe('XAPI console that fbxen cannot read', () => {
     const p = await pool();
     await p.c.call('VM.remove_from_platform', p.vm, 'hvm_serial');
     await p.start();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig' });
-    expect(await driver.attachConsole(new ConsoleCapture(undefined))).toBe(false);
+    expect(await xapi(p.c).attachConsole(VM, sinkOf(() => undefined))).toBeUndefined();
+    const toolstack = XapiDriver.withSession(p.c, { env: {}, signal: new AbortController().signal });
     const out = await migrateTest(
       { toolstack: 'xapi', domain: 'fbxen-mig', iterations: 1, mode: 'live', load: 'none', keepGoing: false, evidence: 'console', stepTimeoutSec: 5, artifactsRoot: mkdtempSync(join(tmpdir(), 'fbxen-mx-')), runId: 'x2', dryRun: false },
-      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', driver, pollMs: 5 },
+      { runner: { run: () => Promise.reject(new Error('no commands')), stream: () => { throw new Error('no commands'); } }, progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: {}, cwd: '/', toolstack, pollMs: 5 },
     );
     expect(out.error?.exitCode).toBe(ExitCode.environment);
     expect(out.error?.hint).toMatch(/hvm_serial=tcp/);
@@ -229,17 +255,36 @@ describe('XAPI console that fbxen cannot read', () => {
   });
 });
 
+describe('the console listener of migrate-test over XAPI', () => {
+  it("takes only the pool's hosts: a stranger's bytes never reach the capture (it took any peer, bound to 0.0.0.0)", async () => {
+    const p = await pool();
+    const capture = new ConsoleCapture(undefined);
+    expect(await xapi(p.c).attachConsole(VM, sinkOf((d) => capture.write(d)))).toBeDefined();
+    const stranger = net.connect({ port: p.port, host: '127.0.0.1', localAddress: '127.0.0.9' });
+    stranger.on('error', () => undefined);
+    stranger.write('FBXEN1 BEGIN forged\n');
+    // refused at once (closed unread), or read into the capture as before
+    await waitFor(() => stranger.destroyed || capture.allText().includes('forged'));
+    await p.start();
+    await waitFor(() => capture.lines.length >= 1);
+    expect(capture.allText()).not.toContain('forged');
+    expect(capture.lines.map((l) => l.text.replace(/OpaqueRef:\S+/, 'HOST'))).toEqual(['FreeBSD console on HOST']);
+    stranger.destroy();
+  });
+});
+
 describe('XAPI save-restore (simulator: VM.suspend, VM.resume)', () => {
   it('suspends and resumes the VM; the console reconnects', async () => {
     const p = await pool();
-    const driver = new XapiMigrationDriver({ client: p.c, domain: 'fbxen-mig', listenHost: '127.0.0.1' });
-    open.push(driver);
+    const driver = xapi(p.c, { listenHost: '127.0.0.1' });
     const capture = new ConsoleCapture(undefined);
-    await driver.attachConsole(capture);
+    await driver.attachConsole(VM, sinkOf((d) => capture.write(d)));
     await p.start();
-    expect(await driver.preflight('save-restore')).toBeUndefined();
-    const out = await driver.migrate(1, 'save-restore', 5000);
-    expect(out.where).toMatchObject({ state: 'running', host: 'xcp-host-1' });
+    expect(await skipOf(driver, 'save-restore')).toBeUndefined();
+    const saved = await driver.save(VM, '', 1, 5000);
+    expect(await driver.locate('fbxen-mig')).toMatchObject({ state: 'suspended' });
+    expect(await driver.restore(saved, 5000)).toMatchObject({ name: 'fbxen-mig', host: 'xcp-host-1' });
+    expect(await driver.locate('fbxen-mig')).toMatchObject({ state: 'running', host: 'xcp-host-1' });
     expect(p.sim.calls).toEqual(expect.arrayContaining(['VM.suspend', 'VM.resume']));
     await waitFor(() => capture.lines.length >= 2);
     expect(capture.lines).toHaveLength(2);

@@ -8,11 +8,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { XapiClient } from '../../src/core/toolstack/xapi/client.js';
-import { openConsoleListener, type ConsoleListener } from '../../src/core/toolstack/xapi/console.js';
+import { openConsoleListener, parseSerialTarget, serialTarget, type ConsoleListener } from '../../src/core/toolstack/xapi/console.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { limitMarker } from '../../src/core/run/console-log.js';
+import { ConsoleLogFile, limitMarker } from '../../src/core/run/console-log.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fbxen-xapi-console-'));
@@ -145,5 +146,81 @@ describe('the XAPI console listener', () => {
     await closedBy(await connectFrom('127.0.0.1', only.port));
     expect(only.refused()).toBe(1);
     await expect(openConsoleListener({ logPath: logPath(), advertiseHost: '127.0.0.1', env: { FBXEN_XAPI_CONSOLE_PEERS: 'pool-host-1' } })).rejects.toThrow(ConfigError);
+  });
+});
+
+describe('the XAPI console listener for migrate-test (one listener for boot and migrate)', () => {
+  it('hands each chunk of the connection being read to onData, and types into that connection', async () => {
+    const chunks: string[] = [];
+    const l = await listen({ onData: (d) => chunks.push(d.toString('latin1')), advertiseHost: '127.0.0.1', peers: ['127.0.0.1', '127.0.0.2'] });
+    expect(l.write('lost\n')).toBe(false); // nobody connected: nothing to type into
+    const a = await connectFrom('127.0.0.1', l.port);
+    let typed = '';
+    a.on('data', (d: Buffer) => (typed += d.toString('latin1')));
+    a.write('login: ');
+    await until('the prompt', () => chunks.join('') === 'login: ');
+    expect(l.write('root\n')).toBe(true);
+    await until('what fbxen typed', () => typed === 'root\n');
+    // a second console waits, unread and untyped-into, until the first closes
+    const b = await connectFrom('127.0.0.2', l.port);
+    let typedB = '';
+    b.on('data', (d: Buffer) => (typedB += d.toString('latin1')));
+    await until('the second connection', () => l.connections() === 2);
+    b.write('B1\n');
+    l.write('to-a\n');
+    await until('to-a', () => typed.endsWith('to-a\n'));
+    expect(chunks.join('')).toBe('login: ');
+    await endAndWait(a);
+    await until('B1', () => chunks.join('').endsWith('B1\n'));
+    // the first console's unfinished line was ended before the second's start
+    expect(chunks.join('')).toBe('login: \nB1\n');
+    l.write('to-b\n');
+    await until('to-b', () => typedB === 'to-b\n');
+    b.destroy();
+  });
+
+  it('refuses a listener with nowhere to put the console', async () => {
+    await expect(openConsoleListener({ advertiseHost: '127.0.0.1', peers: 'any' })).rejects.toThrow(/neither a log file nor a reader/);
+  });
+});
+
+describe('platform:hvm_serial targets (properties)', () => {
+  it('what the listener advertises parses back to its host and port, whatever the address', () => {
+    const host = fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain());
+    fc.assert(
+      fc.property(host, fc.integer({ min: 1, max: 65535 }), fc.constantFrom('', ',nodelay', ',server=off'), (h, port, opts) => {
+        expect(parseSerialTarget(`${serialTarget(h, port)}${opts}`)).toEqual({ host: h, port });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('anything else is no target: never a port out of range, never a throw', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 600 }), (v) => {
+        const t = parseSerialTarget(v);
+        if (t) expect(t.port >= 1 && t.port <= 65535 && v.startsWith('tcp:')).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    for (const v of ['', 'pty', 'tcp:host', 'tcp:host:0', 'tcp:host:65536', 'tcp:host:123456', 'udp:1.2.3.4:5', 'tcp::5', 'tcp:[::1:5', `tcp:${'a'.repeat(300)}:5`]) expect(parseSerialTarget(v)).toBeUndefined();
+  });
+});
+
+describe("the XAPI console listener into a flow's console log (sink)", () => {
+  it('stops reading when the given ConsoleLogFile reaches its limit, and leaves the file for its owner to end', async () => {
+    const path = logPath();
+    const file = new ConsoleLogFile(path, 4096);
+    const l = await listen({ sink: file, advertiseHost: '127.0.0.1', peers: 'any' });
+    const s = await connectFrom('127.0.0.1', l.port);
+    s.on('error', () => undefined);
+    const line = `${'w'.repeat(1023)}\n`;
+    for (let i = 0; i < 1024 && !s.destroyed; i++) s.write(line); // 1 MiB offered
+    await closedBy(s);
+    expect(l.stopped()).toMatch(/console log limit of 4 KiB/);
+    await l.close();
+    expect(file.writableEnded).toBe(false); // the flow ends its own log
+    await new Promise<void>((r) => file.end(r));
+    expect(statSync(path).size).toBe(4096 + Buffer.byteLength(limitMarker(4096)));
   });
 });

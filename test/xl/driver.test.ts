@@ -12,7 +12,7 @@ import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { EnvironmentError, ToolstackError } from '../../src/core/errors.js';
 import { parseXlHostInfo, parseXlInfo, parseXlList, parseXlListLong } from '../../src/core/toolstack/xl/parse.js';
 import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
-import { XlToolstack } from '../../src/core/toolstack/xl/xl-toolstack.js';
+import { XlCommands } from '../../src/core/toolstack/xl/xl-commands.js';
 import { xlDryRun } from '../support/xl-preload/real-xl.js';
 
 const FAKE = join(import.meta.dirname, '../support/fake-xl');
@@ -22,7 +22,7 @@ function fakeHost(scenario: Record<string, unknown> = {}) {
   writeFileSync(join(state, 'scenario.json'), JSON.stringify(scenario));
   const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
   const xl = (...args: string[]) => spawnSync('xl', args, { env, encoding: 'utf8' });
-  return { state, env, xl, driver: new XlToolstack(createExecaRunner(), { env }) };
+  return { state, env, xl, driver: new XlCommands(createExecaRunner(), { env }) };
 }
 
 function cfgFile(dir: string, name: string): string {

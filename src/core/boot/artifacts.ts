@@ -1,11 +1,9 @@
 /**
- * A boot's run directory: everything of core/run (paths, run.json, transcript, `latest`), plus the step
- * only a boot takes, verifying the collected bundle into report.json and report.junit.xml.
+ * The step only a boot takes in its run directory (core/run/artifacts.ts has the rest: paths, run.json,
+ * transcript, `latest`): verifying the collected bundle into report.json and report.junit.xml.
  */
 import { writeFileAtomic } from '../util/atomic.js';
 import type { Bundle, Report } from '../verify/index.js';
-
-export * from '../run/artifacts.js';
 
 /** Runs the probes on a collected bundle and writes report.json and report.junit.xml into the run. */
 export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: string; reportJunit: string }, frameRun?: string): Promise<Report> {

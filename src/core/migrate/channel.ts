@@ -11,7 +11,7 @@ import { ConsoleFrameReader, type ConsoleExtraction } from '../verify/console-fr
 import type { Progress } from '../progress.js';
 import { ConsoleCapture } from './capture.js';
 import type { StampedLine } from './heartbeat.js';
-import type { GuestChannel, GuestLoad, MigrationDriver } from './types.js';
+import type { GuestChannel, GuestLoad } from './types.js';
 import { sleep } from '../util/sleep.js';
 
 export const GUEST_COLLECTOR = '/usr/local/libexec/fbxen-collect';
@@ -80,8 +80,13 @@ export async function waitForCapturedFrame(capture: ConsoleCapture, run: string,
   });
 }
 
+/** Typing into the guest's serial console: the console attachment the flow holds now. */
+export interface ConsoleKeyboard {
+  write(text: string): void;
+}
+
 export interface ConsoleChannelOptions {
-  driver: MigrationDriver;
+  keyboard: ConsoleKeyboard;
   capture: ConsoleCapture;
   collectorPath?: string | undefined;
   heartbeatPath?: string | undefined;
@@ -100,7 +105,7 @@ export function consoleChannel(o: ConsoleChannelOptions): GuestChannel {
   const collector = o.collectorPath ?? GUEST_COLLECTOR;
   const heartbeat = o.heartbeatPath ?? GUEST_HEARTBEAT;
   let hbFrom = 0;
-  const type = (line: string) => o.driver.writeConsole(`${line}\n`);
+  const type = (line: string) => o.keyboard.write(`${line}\n`);
   return {
     kind: 'console',
     async prepare() {

@@ -3,7 +3,5 @@ export { migrateTest, renderMigratePlan, type MigrateTestRequest, type MigrateTe
 export { renderMigrateText, renderMigrateJson, renderMigrateJunit, renderDowntimeSvg, migrateExitCode, oneLine, MAX_REASON_CHARS, summarize, type MigrateReport, type IterationResult, type IterationVerdict } from './report.js';
 export { parseHeartbeat, estimateDowntime, formatBeat, formatInfo, formatDiskRound, beatCheck, type Beat, type DowntimeEstimate, type StampedLine } from './heartbeat.js';
 export { ConsoleCapture } from './capture.js';
-export { consoleChannel, sshChannel, GUEST_COLLECTOR, GUEST_HEARTBEAT, type SshTarget } from './channel.js';
-export { XlMigrationDriver } from './xl-driver.js';
-export { XapiMigrationDriver } from './xapi-driver.js';
-export { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type MigrationDriver, type GuestChannel, type MigrateMode, type GuestLoad } from './types.js';
+export { consoleChannel, sshChannel, GUEST_COLLECTOR, GUEST_HEARTBEAT, type ConsoleKeyboard, type SshTarget } from './channel.js';
+export { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel, type MigrateMode, type GuestLoad } from './types.js';

@@ -5,170 +5,26 @@
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
  * migration is reported with where the domain is.
  */
-import { constants } from 'node:fs';
-import { access, appendFile, mkdir } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { appendFile, mkdir } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { newRunId, transcribingRunner } from '../run/artifacts.js';
-import { CheckFailedError, EnvironmentError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError, UsageError } from '../errors.js';
-import type { Runner } from '../exec/runner.js';
-import type { Progress } from '../progress.js';
+import { CheckFailedError, EnvironmentError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
+import type { ConsoleAttachment, DomainRef, MigrationOutcome, MigrationRoute, Toolstack } from '../toolstack/types.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import type { CleanupStack } from '../util/cleanup.js';
 import { packBundle, runProbes, type Bundle } from '../verify/index.js';
-import type { XapiClient } from '../toolstack/xapi/client.js';
 import { ConsoleCapture } from './capture.js';
-import { consoleChannel, sshChannel, type SshTarget } from './channel.js';
+import type { ConsoleKeyboard } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
+import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
 import { migrateExitCode, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
-import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel, type GuestLoad, type MigrateMode, type MigrationDriver } from './types.js';
-import { XapiMigrationDriver } from './xapi-driver.js';
-import { XlMigrationDriver } from './xl-driver.js';
-import type { CoreDeps } from '../deps.js';
+import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 import { sleep } from '../util/sleep.js';
+import type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest } from './request.js';
 
-export interface MigrateTestRequest {
-  toolstack: 'xl' | 'xapi';
-  domain: string;
-  /** xl: 'localhost' or a host; xapi: a pool host (default: another one) */
-  to?: string | undefined;
-  iterations: number;
-  mode: MigrateMode;
-  load: GuestLoad;
-  keepGoing: boolean;
-  evidence: 'console' | 'ssh';
-  ssh?: SshTarget | undefined;
-  /** seconds each migration, collection and heartbeat wait may take */
-  stepTimeoutSec: number;
-  artifactsRoot: string;
-  runId?: string | undefined;
-  junit?: string | undefined;
-  dryRun: boolean;
-  guestCollector?: string | undefined;
-  guestHeartbeat?: string | undefined;
-  destSr?: string | undefined;
-  backTo?: string | undefined;
-  /** seconds of heartbeat before and after each migration (default 2) */
-  rollSeconds?: number | undefined;
-  /** --toolstack xapi: how to trust the pool (the URL and credentials come from FBXEN_XAPI_*) */
-  xapi?: { caFile?: string | undefined; insecure: boolean; insecureHttp: boolean } | undefined;
-}
+export { renderMigratePlan };
+export type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest };
 
-export interface MigrateTestDeps extends CoreDeps {
-  now?: () => number;
-  pollMs?: number;
-  /** test seams: a driver or channel double, the XAPI connection */
-  driver?: MigrationDriver;
-  channel?: (driver: MigrationDriver, capture: ConsoleCapture) => GuestChannel;
-  connectXapi?: () => Promise<XapiClient>;
-  /** console settle time before typing (ms) */
-  settleMs?: number;
-}
-
-export interface MigrateTestOutcome {
-  report?: MigrateReport;
-  exitCode: 0 | 1 | 2;
-  /** thrown by the command after it printed the report (exit code 1, 2, 5, 6...) */
-  error?: FbxenError;
-  planText?: string;
-}
-
-const HOST_COLLECTOR = fileURLToPath(new URL('../../../guest/fbxen-collect', import.meta.url));
-const HOST_HEARTBEAT = fileURLToPath(new URL('../../../guest/fbxen-heartbeat', import.meta.url));
-
-
-/** Throws a request that cannot work, before anything runs. */
-function checkRequest(req: MigrateTestRequest): void {
-  if (req.evidence === 'ssh' && !req.ssh) throw new UsageError('--evidence ssh needs --ssh user@host', { hint: 'give --ssh root@GUEST, or --evidence console' });
-  if (req.toolstack === 'xl' && req.mode === 'live' && (req.to ?? 'localhost') !== 'localhost' && req.evidence === 'console') {
-    throw new UsageError(`--to ${req.to}: the console of a domain on another host cannot be read from here`, { hint: 'add --evidence ssh --ssh root@GUEST' });
-  }
-  if (req.toolstack === 'xapi' && req.mode === 'save-restore' && req.to) throw new UsageError('--to has no meaning with --mode save-restore', { hint: 'drop --to' });
-}
-
-async function makeDriver(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner, dir: string, dry: boolean): Promise<MigrationDriver> {
-  if (deps.driver) return deps.driver;
-  if (req.toolstack === 'xl') {
-    return new XlMigrationDriver({ runner, domain: req.domain, to: req.to ?? 'localhost', backTo: req.backTo ?? hostname(), checkpointDir: dir, env: deps.env });
-  }
-  const planOnly = { call: async () => Promise.reject(new Error('dry run')), callAsync: async () => Promise.reject(new Error('dry run')) } as unknown as XapiClient;
-  // A plan never promises what the run refuses: the credentials, the http rule and the CA file are checked for it too.
-  if (dry) await xapiCredentials(req, deps);
-  const client = dry ? planOnly : await (deps.connectXapi ?? (() => connectXapi(req, deps)))();
-  return new XapiMigrationDriver({ client, domain: req.domain, to: req.to, destSr: req.destSr });
-}
-
-/** The credentials from FBXEN_XAPI_*, as the run and its --dry-run plan both check them. Loaded only for --toolstack xapi. */
-async function xapiCredentials(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<{ url: string; user: string; password: string }> {
-  const { isPlainHttp, loadXapiCredentials, plainHttpWarning } = await import('../toolstack/xapi/credentials.js');
-  const creds = await loadXapiCredentials(deps.env, { insecureHttp: req.xapi?.insecureHttp ?? false });
-  if (isPlainHttp(creds.url)) deps.progress.warn(plainHttpWarning(creds.url));
-  else if (req.xapi?.caFile) {
-    await access(resolve(deps.cwd, req.xapi.caFile), constants.R_OK).catch(() => {
-      throw new EnvironmentError(`the CA file ${req.xapi!.caFile} cannot be read`, { hint: 'pass a PEM file with the pool certificate or its CA with --ca-file' });
-    });
-  }
-  return creds;
-}
-
-/** A logged-in XAPI session from FBXEN_XAPI_*, logged out at cleanup. The client is loaded only for --toolstack xapi. */
-async function connectXapi(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<XapiClient> {
-  const { XapiClient } = await import('../toolstack/xapi/client.js');
-  const creds = await xapiCredentials(req, deps);
-  const client = await XapiClient.connect({ url: creds.url, user: creds.user, password: creds.password, caFile: req.xapi?.caFile, insecure: req.xapi?.insecure ?? false, signal: deps.signal });
-  deps.cleanup.push('log out of XAPI', () => client.logout());
-  return client;
-}
-
-function makeChannel(req: MigrateTestRequest, deps: MigrateTestDeps, runner: Runner, driver: MigrationDriver, capture: ConsoleCapture): GuestChannel {
-  if (deps.channel) return deps.channel(driver, capture);
-  if (req.evidence === 'ssh') {
-    return sshChannel({ ssh: req.ssh!, runner, progress: deps.progress, cwd: deps.cwd, signal: deps.signal, collectorScript: req.guestCollector ?? HOST_COLLECTOR, heartbeatScript: req.guestHeartbeat ?? HOST_HEARTBEAT, ...(deps.now ? { now: deps.now } : {}) });
-  }
-  return consoleChannel({ driver, capture, collectorPath: req.guestCollector, heartbeatPath: req.guestHeartbeat, signal: deps.signal, pollMs: deps.pollMs, settleMs: deps.settleMs });
-}
-
-const iterName = (i: number) => `migrate/${i}`;
-
-export function renderMigratePlan(req: MigrateTestRequest, run: string, dir: string, driver: MigrationDriver, channel: GuestChannel): string {
-  const roll = req.rollSeconds ?? 2;
-  const hbMax = req.stepTimeoutSec * 3 + roll * 2 + 60;
-  const lines = [
-    `# fbxen migrate-test --dry-run: nothing was contacted or run`,
-    `run        ${run}`,
-    `domain     ${req.domain} (${req.toolstack})`,
-    `mode       ${req.mode}${req.mode === 'live' ? `, to ${req.to ?? (req.toolstack === 'xl' ? 'localhost' : 'another pool host')}` : ''}`,
-    `iterations ${req.iterations}${req.keepGoing ? ' (--keep-going)' : ' (stop at the first failure)'}`,
-    `load       ${req.load}`,
-    `evidence   ${req.evidence}`,
-    `timeouts   ${req.stepTimeoutSec} s per migration, collection and heartbeat wait`,
-    `safety     fbxen never destroys the domain; after a failure or timeout it reports where the domain is`,
-    `artifacts  ${dir}/`,
-    '',
-    '## preflight (a skip, exit 0, only where migration provably does not apply; anything else that stops here is an error)',
-    ...driver.planPreflight(req.mode).map((s) => `- ${s}`),
-    `- attach the serial console → ${join(dir, 'console.log')} (every line stamped on arrival)`,
-    `- ${channel.planCollect(run, 'pre-migrate')}`,
-    '- the guest runs on Xen (probes xen-guest, generic-xenhvm on the pre-migrate bundle): a probe that fails skips; one that cannot tell stops (exit 2)',
-    '',
-  ];
-  for (let i = 1; i <= req.iterations; i++) {
-    const hbRun = `${run}-hb${i}`;
-    lines.push(`## ${iterName(i)}`);
-    lines.push(...channel.planHeartbeat(hbRun, req.load, hbMax).slice(0, 1).map((s) => `- ${s}`));
-    lines.push(`- wait up to ${req.stepTimeoutSec} s for ${roll} s of heartbeat`);
-    lines.push(...driver.planIteration(i, req.mode).map((s) => `- ${s}`));
-    if (driver.toolstack === 'xl') lines.push(`- reattach the serial console to the new domid${(req.to ?? 'localhost') !== 'localhost' && req.mode === 'live' ? ' (when the domain is on this host)' : ''}`);
-    lines.push(`- wait up to ${req.stepTimeoutSec} s for ${roll} s of heartbeat after the gap`);
-    lines.push(...channel.planHeartbeat(hbRun, req.load, hbMax).slice(1).map((s) => `- ${s}`));
-    lines.push(`- ${channel.planCollect(run, `post-migrate-${i}`)}`);
-    lines.push(`- probes on post-migrate-${i} against ${i === 1 ? 'pre-migrate' : `post-migrate-${i - 1}`}; downtime = largest heartbeat gap → ${join(dir, `heartbeat-${i}.log`)}`);
-    lines.push('');
-  }
-  lines.push('## report', `- ${join(dir, 'report.json')}, ${join(dir, 'report.junit.xml')}${req.junit ? `, ${req.junit}` : ''}, ${join(dir, 'downtime.svg')}`, '');
-  return lines.join('\n');
-}
 
 /**
  * Waits for `seconds` of heartbeat (guest wall clock) among the beats that arrived at or after
@@ -196,20 +52,20 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   // The clock the console capture stamps lines with.
   const now = deps.now ?? Date.now;
   // The heartbeat stops by itself if fbxen never tells it to (fbxen killed, host gone).
-  const hbMax = req.stepTimeoutSec * 3 + roll * 2 + 60;
+  const hbMax = heartbeatMaxSeconds(req);
 
   if (req.dryRun) {
-    const capture = new ConsoleCapture(undefined);
-    const driver = await makeDriver(req, deps, deps.runner, dir, true);
-    const channel = makeChannel(req, deps, deps.runner, driver, capture);
-    return { exitCode: 0, planText: renderMigratePlan(req, run, dir, driver, channel) };
+    const ts = await makeToolstack(req, deps, deps.runner, run);
+    const channel = makeChannel(req, deps, deps.runner, { write: () => undefined }, new ConsoleCapture(undefined));
+    return { exitCode: 0, planText: await renderMigratePlan(req, run, dir, ts, channel) };
   }
 
   await mkdir(dir, { recursive: true });
   const runner = transcribingRunner(deps.runner, join(dir, 'transcript.log'));
-  const driver = await makeDriver(req, deps, runner, dir, false);
+  const ts = await makeToolstack(req, deps, runner, run);
   const capture = new ConsoleCapture(join(dir, 'console.log'), deps.now);
-  const channel = makeChannel(req, deps, runner, driver, capture);
+  const follower = new ConsoleFollower(ts, req.domain, capture);
+  const channel = makeChannel(req, deps, runner, follower, capture);
   const { progress, signal } = deps;
   const iterations: IterationResult[] = [];
   let skipReason: string | null = null;
@@ -219,7 +75,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   let running: string | undefined;
   const forget = deps.cleanup.push('close the migrate-test console and heartbeat', async () => {
     await channel.close();
-    await driver.close();
+    await follower.close();
+    await ts.close();
     await capture.close();
   });
 
@@ -241,14 +98,15 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   });
 
   try {
-    skipReason = (await progress.step('Preflight: toolstack, domain, destination', () => driver.preflight(req.mode))) ?? null;
+    const route = await progress.step('Preflight: toolstack, domain, destination', () => ts.migrationRoute(req.domain, req.mode, req.to));
+    skipReason = route.skip ?? null;
     let before: Bundle | undefined;
     if (skipReason === null) {
-      const attached = await progress.step('Attach the console', () => driver.attachConsole(capture));
+      const attached = await progress.step('Attach the console', () => follower.follow());
       if (!attached && req.evidence === 'console') {
         throw new EnvironmentError(`the serial console of ${req.domain} cannot be read from here`, {
           hint:
-            req.toolstack === 'xapi'
+            ts.capabilities.consoleAfterMigrate === 'reconnects'
               ? 'the VM needs platform:hvm_serial=tcp:<this host>:<port> (fbxen boot --toolstack xapi --keep with FBXEN_XAPI_CONSOLE_PORT fixed), or use --evidence ssh --ssh root@GUEST'
               : 'the domain is not on this host: use --evidence ssh --ssh root@GUEST',
         });
@@ -284,7 +142,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       });
       const seqBefore = parseHeartbeat(channel.heartbeatLines(), hbRun).beats.at(-1)?.seq ?? 0;
       try {
-        const done = await progress.step(`${name}: ${req.mode === 'live' ? 'migrate' : 'save and restore'}`, () => driver.migrate(i, req.mode, stepMs));
+        const done = await progress.step(`${name}: ${req.mode === 'live' ? 'migrate' : 'save and restore'}`, () => migrateOnce(ts, req, route, i, stepMs, capture, dir));
         result.toolstackMs = done.toolstackMs;
         where = done.where;
         result.where = done.where ?? null;
@@ -293,7 +151,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         if (err instanceof MigrationError || err instanceof MigrationTimeoutError) {
           where = err.where;
           result.where = err.where ?? null;
-        } else where = await driver.locate().catch(() => where);
+        } else where = await ts.locate(req.domain).catch(() => where);
         result.reason = oneLine(err instanceof Error ? err.message : String(err));
         firstError ??= err instanceof FbxenError ? err : new ToolstackError(String(err));
         await channel.stopHeartbeat(hbRun).catch(() => undefined);
@@ -309,7 +167,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         break;
       }
       const migratedAt = now();
-      await driver.attachConsole(capture);
+      await follower.follow();
       const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
       running = undefined;
@@ -331,7 +189,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         await writeFileAtomic(join(dir, `post-migrate-${i}.tar.gz`), await packBundle(after));
       } catch (err) {
         if (!(err instanceof TimeoutError || err instanceof EvidenceIncompleteError || err instanceof ToolstackError)) throw err;
-        where = await driver.locate().catch(() => where);
+        where = await ts.locate(req.domain).catch(() => where);
         result.where = where ?? null;
         const heartbeatWas = seqBefore > 0;
         if (heartbeatWas && !post.ok && err instanceof TimeoutError && where?.state === 'running') {
@@ -378,10 +236,11 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     // A heartbeat left running (Ctrl-C, an error) is told to stop; it also stops by itself (--max-seconds).
     const hb = running;
     if (hb) await Promise.race([channel.stopHeartbeat(hb).catch(() => undefined), sleep(5000)]);
-    where = (await driver.locate().catch(() => undefined)) ?? where;
+    where = (await ts.locate(req.domain).catch(() => undefined)) ?? where;
     forget();
     await channel.close().catch(() => undefined);
-    await driver.close().catch(() => undefined);
+    await follower.close().catch(() => undefined);
+    await ts.close().catch(() => undefined);
     await capture.close();
   }
 
@@ -402,4 +261,60 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   } else if (r.status === 'error') error = firstError ?? new ToolstackError('a migration failed');
   else if (r.status === 'inconclusive') error = firstError ?? new EvidenceIncompleteError('the evidence after the migration allowed no verdict', { hint: `read ${dir}/console.log` });
   return { report: r, exitCode: error instanceof InterruptedError ? 2 : exitCode, ...(error ? { error } : {}) };
+}
+
+/** A DomainRef for where the domain is; a MigrationError when it is nowhere fbxen can act on it. */
+function refAt(name: string, where: DomainLocation | undefined): DomainRef {
+  if (!where || where.id === '-') throw new MigrationError(`domain ${name} is gone before the migration: ${describeLocation(where)}`, where, { hint: 'check the toolstack\'s domain list and the console log' });
+  return { name, id: where.id, host: where.host };
+}
+
+/**
+ * Iteration i: a live migration to the route's destination (odd) or back to its origin (even), or a save
+ * and a restore. The toolstack says where the domain is after a failure (MigrationError.where).
+ */
+async function migrateOnce(ts: Toolstack, req: MigrateTestRequest, route: MigrationRoute, i: number, stepMs: number, capture: ConsoleCapture, dir: string): Promise<MigrationOutcome> {
+  const domain = refAt(req.domain, await ts.locate(req.domain));
+  if (req.mode === 'live') return ts.migrate(domain, i % 2 === 1 ? route.destination : route.origin, stepMs, sinkOf(capture.source()));
+  const started = Date.now();
+  const checkpoint = await ts.save(domain, dir, i, stepMs);
+  await ts.restore(checkpoint, stepMs);
+  const toolstackMs = Date.now() - started;
+  return { toolstackMs, where: await ts.locate(req.domain) };
+}
+
+/** The serial console of the domain wherever it runs now, into the capture: attached after the preflight and after each migration; typing goes to it. */
+class ConsoleFollower implements ConsoleKeyboard {
+  private attachment: ConsoleAttachment | undefined;
+  private readonly sink: Writable;
+
+  constructor(
+    private readonly ts: Toolstack,
+    private readonly name: string,
+    capture: ConsoleCapture,
+  ) {
+    this.sink = sinkOf((chunk) => capture.write(chunk));
+  }
+
+  /** false when the console cannot be read from here (the domain on another host, no tcp serial, gone). */
+  async follow(): Promise<boolean> {
+    const where = await this.ts.locate(this.name);
+    const next = where && where.name === this.name && where.id !== '-' ? await this.ts.attachConsole({ name: this.name, id: where.id, host: where.host }, this.sink) : undefined;
+    if (next !== this.attachment) {
+      const old = this.attachment;
+      this.attachment = next;
+      void old?.detach();
+    }
+    return next !== undefined;
+  }
+
+  write(text: string): void {
+    this.attachment?.write(text);
+  }
+
+  async close(): Promise<void> {
+    const a = this.attachment;
+    this.attachment = undefined;
+    await a?.detach();
+  }
 }

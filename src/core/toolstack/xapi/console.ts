@@ -9,12 +9,17 @@
  * listener"): only the pool's hosts may connect (their addresses from XAPI), one connection writes at a
  * time (a second one waits, unread, until the first closes: nothing interleaves), and the log is bounded
  * (its head, then a marker line; core/run/console-log.ts).
+ *
+ * One listener serves fbxen boot (into console.log) and migrate-test (each chunk to its console capture,
+ * and typing into the guest: `write` goes to the connection being read).
  */
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { ConfigError, EnvironmentError } from '../../errors.js';
 import { ConsoleLogFile, consoleLogLimit } from '../../run/console-log.js';
+import type { ConsoleAttachment, DomainRef } from '../types.js';
 
 export interface ConsoleListener {
   /** The hvm_serial value: "tcp:<host>:<port>" (IPv6 hosts in brackets). */
@@ -28,6 +33,8 @@ export interface ConsoleListener {
   refused(): number;
   /** Why the log stopped growing (its limit, a write error; said of the guest), or undefined. */
   stopped(): string | undefined;
+  /** Types TEXT into the connection being read; false when none is (nobody connected yet). */
+  write(text: string): boolean;
   close(): Promise<void>;
 }
 
@@ -38,7 +45,12 @@ export interface PoolView {
 }
 
 export interface ConsoleListenerOptions {
-  logPath: string;
+  /** The console log (bounded); at least one of logPath, sink and onData. */
+  logPath?: string | undefined;
+  /** Where the bytes go instead of logPath (piped, with backpressure): a flow's ConsoleLogFile ends reading when it stops. */
+  sink?: Writable | undefined;
+  /** Each chunk of the connection being read, in order (migrate-test's capture keeps its own log). */
+  onData?: ((chunk: Buffer) => void) | undefined;
   /** The address the pool hosts reach this host on. */
   advertiseHost: string;
   /** Default: advertiseHost when it is an address of this host, else every address. */
@@ -54,6 +66,24 @@ export interface ConsoleListenerOptions {
   env?: NodeJS.ProcessEnv | undefined;
   /** Bytes of log kept (default: FBXEN_CONSOLE_LOG_LIMIT or 256 MiB). */
   maxBytes?: number | undefined;
+}
+
+/** The platform:hvm_serial value that makes QEMU connect to HOST:PORT (IPv6 in brackets). */
+export function serialTarget(host: string, port: number): string {
+  return `tcp:${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * The host and port of a platform:hvm_serial value "tcp:HOST:PORT[,options]" (HOST an IPv6 address in
+ * brackets), or undefined for anything else (no tcp console, a port out of range). The value is the
+ * pool's: only its head is read.
+ */
+export function parseSerialTarget(value: string): { host: string; port: number } | undefined {
+  const m = /^tcp:(\[[0-9A-Fa-f:.]{2,45}\]|[^:\[\],\s]{1,253}):(\d{1,5})(?![\d])/.exec(value.slice(0, 400));
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 /** Connections from pool hosts that may wait for the one writing (a migration has one new QEMU). */
@@ -125,6 +155,7 @@ export async function poolPeerAddresses(pool: PoolView): Promise<string[]> {
 }
 
 export async function openConsoleListener(o: ConsoleListenerOptions): Promise<ConsoleListener> {
+  if (!o.logPath && !o.sink && !o.onData) throw new EnvironmentError('the XAPI console listener has neither a log file nor a reader', { hint: 'this is a bug in fbxen' });
   const maxBytes = o.maxBytes ?? consoleLogLimit(o.env ?? {});
   let allowed: Set<string> | undefined;
   const fixed = o.peers ?? peersFromEnv(o.env);
@@ -144,23 +175,46 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
   let lastByte = 0x0a;
   let count = 0;
   let refusedCount = 0;
-  const log = new ConsoleLogFile(o.logPath, maxBytes, () => {
-    // Nothing more is kept: a flood costs no more bandwidth, and no new connection is read.
-    for (const s of sockets) s.destroy();
-  });
+  const log = o.logPath
+    ? new ConsoleLogFile(o.logPath, maxBytes, () => {
+        // Nothing more is kept: a flood costs no more bandwidth, and no new connection is read.
+        for (const s of sockets) s.destroy();
+      })
+    : undefined;
+  const onData = o.onData;
+  const given = o.sink;
+  // Without a log file the reader is the sink; with both, the reader taps the connection being read.
+  const sink: Writable =
+    log ??
+    given ??
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        onData!(chunk);
+        done();
+      },
+    });
+  const limited = log ?? (given instanceof ConsoleLogFile ? given : undefined);
+  const stopped = () => limited?.stopped;
 
   const next = () => {
-    if (active || log.stopped !== undefined) return;
+    if (active || stopped() !== undefined) return;
     const s = waiting.shift();
     if (!s) return;
     active = s;
     // Two consoles never share a line: the previous one's unfinished line is ended first.
-    if (lastByte !== 0x0a) log.write('\n');
+    const tap = onData !== undefined && (log !== undefined || given !== undefined);
+    if (lastByte !== 0x0a) {
+      sink.write('\n');
+      if (tap) onData!(Buffer.from('\n'));
+    }
     lastByte = 0x0a;
     s.on('data', (d: Buffer) => {
       if (d.length) lastByte = d[d.length - 1]!;
+      if (tap) onData!(d);
+      // A sink that stopped keeping (its limit) ends reading, as the listener's own log does.
+      if (!log && stopped() !== undefined) for (const x of sockets) x.destroy();
     });
-    s.pipe(log, { end: false });
+    s.pipe(sink, { end: false });
     s.resume();
   };
 
@@ -176,7 +230,7 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     sock.on('error', () => undefined);
     const peer = normalizeAddress(sock.remoteAddress ?? '');
     if (allowed && !allowed.has(peer)) return refuse(sock, remote, `not one of the pool's hosts (${[...allowed].join(', ')}; FBXEN_XAPI_CONSOLE_PEERS)`);
-    if (log.stopped !== undefined) return refuse(sock, remote, `the console log stopped: the guest ${log.stopped}`);
+    if (stopped() !== undefined) return refuse(sock, remote, `the console log stopped: the guest ${stopped()}`);
     if (waiting.length >= MAX_WAITING) return refuse(sock, remote, `${MAX_WAITING} connections already wait for the console`);
     count++;
     sockets.add(sock);
@@ -186,7 +240,7 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       const i = waiting.indexOf(sock);
       if (i >= 0) waiting.splice(i, 1);
       if (active === sock) {
-        sock.unpipe(log);
+        sock.unpipe(sink);
         active = undefined;
         next();
       }
@@ -216,24 +270,45 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       await listen(listenHost);
     }
   } catch (err) {
-    await new Promise<void>((r) => log.end(r));
+    if (!given) await new Promise<void>((r) => sink.end(r));
     throw new EnvironmentError(`cannot listen for the guest console on ${listenHost}:${o.port ?? 0}: ${(err as Error).message}`, {
       hint: 'set FBXEN_XAPI_CONSOLE_PORT to a free port the pool hosts can reach (FBXEN_XAPI_CONSOLE_LISTEN picks the address)',
     });
   }
   const port = (server.address() as AddressInfo).port;
-  const host = o.advertiseHost.includes(':') && !o.advertiseHost.startsWith('[') ? `[${o.advertiseHost}]` : o.advertiseHost;
   return {
-    target: `tcp:${host}:${port}`,
+    target: serialTarget(o.advertiseHost, port),
     port,
     address: (server.address() as AddressInfo).address,
     connections: () => count,
     refused: () => refusedCount,
-    stopped: () => log.stopped,
+    stopped,
+    write: (text) => {
+      if (!active || active.destroyed) return false;
+      active.write(text);
+      return true;
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
-      await new Promise<void>((r) => log.end(r));
+      // A sink given by the caller is the caller's to end.
+      if (!given) await new Promise<void>((r) => sink.end(r));
     },
+  };
+}
+
+/** A listener as the Toolstack interface hands a console out: typing into it, and detach (closing it). */
+export function consoleAttachment(domain: DomainRef, listener: ConsoleListener, onDetach: () => void): ConsoleAttachment {
+  let ended!: () => void;
+  const done = new Promise<void>((r) => (ended = r));
+  return {
+    domain,
+    write: (text) => void listener.write(text),
+    detach: async () => {
+      onDetach();
+      await listener.close();
+      ended();
+    },
+    done,
   };
 }

@@ -1,6 +1,8 @@
 /**
- * The xl driver: every `xl` command fbxen runs, through the Runner. It maps xl's failures to errors that
- * say what to do. Kept small and stateless so boot, verify and migrate-test can share it.
+ * Every `xl` command the xl driver runs, through the Runner it is given (local, or one that runs over
+ * ssh). It maps xl's failures to errors that say what to do. Stateless: XlDriver (xl-driver.ts) holds the
+ * state. `host` names a dom0 that the dom0 fbxen drives reaches as root over ssh (xl migrate's own
+ * transport): the one place that builds that ssh command line is `xlArgv`.
  */
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from '../../exec/runner.js';
 import { EnvironmentError, ToolstackError } from '../../errors.js';
@@ -8,35 +10,63 @@ import { parseXlHostInfo, parseXlList, parseXlListLong, type XlDomainDetail, typ
 
 export interface XlOptions {
   /** The xl binary (default `xl`, found on PATH). */
-  xl?: string;
-  env?: Record<string, string | undefined>;
-  signal?: AbortSignal;
+  xl?: string | undefined;
+  env?: Record<string, string | undefined> | undefined;
+  /** 'localhost' (default): this dom0; else a dom0 reached from it with `ssh root@HOST` (as `xl migrate HOST` does). */
+  host?: string | undefined;
+  /** How a command is shown in a plan when the Runner carries it elsewhere (the ssh line); default as typed. */
+  show?: ((file: string, args: readonly string[]) => string) | undefined;
+}
+
+/** The command that runs `xl ARGS` on `host`: directly, or through ssh as root, as xl migrate reaches its peer. */
+export function xlArgv(xl: string, host: string, args: readonly string[]): [string, string[]] {
+  return host === 'localhost' ? [xl, [...args]] : ['ssh', ['-o', 'BatchMode=yes', '--', `root@${host}`, xl, ...args]];
 }
 
 /** A console being captured: the xenconsole output stream, and how to detach it. */
-export interface ConsoleAttachment {
+export interface XlConsoleClient {
   stdout: NodeJS.ReadableStream;
   /** Resolves when the console client (or `xl create -c`) exits. */
   done: Promise<RunResult>;
+  /** Types into the guest's serial console. */
+  write(text: string): void;
   /** Detaches by closing the client's stdin: xenconsole exits on EOF of its input. */
   detach(): void;
 }
 
-export class XlToolstack {
+export class XlCommands {
   readonly xl: string;
+  readonly host: string;
   constructor(
-    private readonly runner: Runner,
+    readonly runner: Runner,
     private readonly options: XlOptions = {},
   ) {
     this.xl = options.xl ?? 'xl';
+    this.host = options.host ?? 'localhost';
+  }
+
+  /** The same xl on another dom0 (reached over ssh from this one). */
+  on(host: string): XlCommands {
+    return host === this.host ? this : new XlCommands(this.runner, { ...this.options, host });
+  }
+
+  argv(args: readonly string[]): [string, string[]] {
+    return xlArgv(this.xl, this.host, args);
+  }
+
+  /** The environment option of a Runner call (the caller's additions for xl). */
+  envOption(): { env?: Record<string, string | undefined> } {
+    return this.options.env ? { env: this.options.env } : {};
   }
 
   command(args: readonly string[]): string {
-    return formatCommand(this.xl, args);
+    const [file, argv] = this.argv(args);
+    return this.options.show ? this.options.show(file, argv) : formatCommand(file, argv);
   }
 
-  private run(args: readonly string[], extra: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
-    return this.runner.run(this.xl, args, {
+  /** Any xl command, its failure returned (allowFailure) or thrown as CommandFailedError. */
+  run(args: readonly string[], extra: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+    return this.runner.run(...this.argv(args), {
       ...(this.options.env ? { env: this.options.env } : {}),
       ...(extra.timeoutMs ? { timeoutMs: extra.timeoutMs } : {}),
       allowFailure: extra.allowFailure ?? false,
@@ -86,18 +116,18 @@ export class XlToolstack {
    * it is attached, and only then unpauses, so the capture holds the guest's output from the first byte.
    * xenconsole exits when its stdin reaches EOF, so stdin is a pipe held open until detach().
    */
-  createWithConsole(configPath: string): ConsoleAttachment {
+  createWithConsole(configPath: string): XlConsoleClient {
     return this.attach(['create', '-c', configPath]);
   }
 
   /** `xl console -t serial DOMID`: reattaching later (after a migration or restore). */
-  console(domid: number): ConsoleAttachment {
+  console(domid: number): XlConsoleClient {
     return this.attach(['console', '-t', 'serial', String(domid)]);
   }
 
-  private attach(args: string[]): ConsoleAttachment {
+  private attach(args: string[]): XlConsoleClient {
     // stdin must be a pipe we hold open (xenconsole exits at EOF on stdin): ask for 'pipe', keep the writable end.
-    const proc: StreamingProcess = this.runner.stream(this.xl, args, {
+    const proc: StreamingProcess = this.runner.stream(...this.argv(args), {
       ...(this.options.env ? { env: this.options.env } : {}),
       stdin: 'pipe',
     });
@@ -105,6 +135,9 @@ export class XlToolstack {
     return {
       stdout: proc.stdout,
       done: proc.done,
+      write: (text) => {
+        proc.stdin?.write(text);
+      },
       detach: () => {
         proc.stdin?.end();
       },
@@ -114,7 +147,7 @@ export class XlToolstack {
   /** Asks the guest to power off and waits up to graceMs; returns whether it went. */
   async shutdown(domid: number, graceMs: number): Promise<boolean> {
     const r = await this.runner
-      .run(this.xl, ['shutdown', '-w', String(domid)], {
+      .run(...this.argv(['shutdown', '-w', String(domid)]), {
         ...(this.options.env ? { env: this.options.env } : {}),
         timeoutMs: graceMs,
         allowFailure: true,
@@ -135,7 +168,7 @@ export class XlToolstack {
     await this.run(['unpause', String(domid)], { timeoutMs: 30_000 });
   }
 
-  /** For migrate-test: `xl save DOMID FILE` (the domain stops), `xl restore FILE` (a new domid). */
+  /** `xl save DOMID FILE` (the domain stops), `xl restore FILE` (a new domid). */
   async save(domid: number, file: string): Promise<void> {
     await this.run(['save', String(domid), file]);
   }
@@ -144,7 +177,7 @@ export class XlToolstack {
     await this.run(['restore', file]);
   }
 
-  /** For migrate-test: localhost migration without ssh (`-s ''` runs the receiver command directly). */
+  /** Localhost migration without ssh (`-s ''` runs the receiver command directly). */
   async migrateLocal(domid: number): Promise<void> {
     await this.run(['migrate', '-s', '', String(domid), 'xl migrate-receive']);
   }

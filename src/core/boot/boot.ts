@@ -1,0 +1,216 @@
+/**
+ * `fbxen boot`, whatever the toolstack: validate → artifacts → preflight → fbxen CD → stage the files on
+ * the host → create with the serial console captured to console.log from the first byte → wait for the
+ * collector's frame → (verify) → shut down, or keep. Whatever goes wrong (a failure, Ctrl-C, SIGTERM),
+ * the domain this run created is destroyed (never another), and the config, console log and transcript
+ * stay in the run directory. The toolstack is a Toolstack (src/core/toolstack/types.ts): XlDriver here.
+ */
+import { access, constants } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { EnvironmentError, FbxenError, InterruptedError, TimeoutError } from '../errors.js';
+import type { Runner } from '../exec/runner.js';
+import type { CoreDeps } from '../deps.js';
+import { defaultCollectorPath, makeFbxenCd } from '../iso/fbxen-cd.js';
+import { DEFAULT_REMOTE_ROOT, parseHostUrl, SshSession } from '../exec/ssh.js';
+import { createRunArtifacts, newRunId, transcribingRunner, writeRunRecord, type RunRecord } from '../run/artifacts.js';
+import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
+import type { Created, DomainRef, GuestSpec, Staged, Toolstack } from '../toolstack/types.js';
+import { XlDriver } from '../toolstack/xl/xl-driver.js';
+import { throttle } from '../util/throttle.js';
+import { verifyIntoArtifacts } from './artifacts.js';
+import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
+import type { BootResult, RunOutcome } from './types.js';
+import { waitForFrame } from './wait-for-frame.js';
+
+export type { BootRequest };
+
+export interface BootDeps extends CoreDeps {
+  /** Default: guest/fbxen-collect in the package. */
+  collectorPath?: string;
+  /** Where bridges are looked up (default /sys/class/net; FBXEN_SYS_CLASS_NET overrides for containers). */
+  sysClassNet?: string;
+  /** The CD dates and the run id (default: now). */
+  now?: () => Date;
+  pollMs?: number;
+}
+
+/**
+ * The xl driver of a run, on `runner` (the transcribing one for a run, the plain one for a plan): on this
+ * dom0, or on the one `host` names, over one ssh connection (the run's files in FBXEN_REMOTE_ROOT/<run>
+ * there, default /var/lib/fbxen/runs). The URL is checked here, before anything runs.
+ */
+export function xlToolstack(deps: BootDeps, host?: BootRequest['host']): (runner: Runner, run: string) => Toolstack {
+  const target = parseHostUrl(host?.url);
+  const base = { env: deps.env, sysClassNet: deps.sysClassNet, pollMs: deps.pollMs, info: (line: string) => deps.progress.info(line) };
+  if (target.kind === 'local') return (runner) => new XlDriver({ runner, ...base });
+  const root = deps.env.FBXEN_REMOTE_ROOT || DEFAULT_REMOTE_ROOT;
+  const file = (f: string | undefined) => (f === undefined ? undefined : resolve(deps.cwd, f));
+  return (runner, run) => {
+    const session = new SshSession(target, { knownHosts: file(host?.knownHosts), identity: file(host?.identity), remoteRoot: root }, { runner, env: deps.env });
+    return new XlDriver({ runner, ...base, remote: { session, root, run } });
+  };
+}
+
+/** `fbxen config xl`: the config boot would write, from the same request, nothing run. */
+export async function renderBootConfig(req: BootRequest, deps: Pick<BootDeps, 'cwd' | 'now' | 'env' | 'runner' | 'progress'>): Promise<{ prepared: PreparedBoot; config: string }> {
+  const ts = xlToolstack(deps as BootDeps, req.host)(deps.runner, req.runId ?? 'config');
+  const prepared = await prepareBoot(req, ts, deps);
+  return { prepared, config: `${(await ts.plan({ step: 'config', guest: prepared.guest })).join('\n')}\n` };
+}
+
+/** Boots with the toolstack `makeToolstack` gives; see the file comment. */
+export async function bootOn(makeToolstack: (runner: Runner, run: string) => Toolstack, request: BootRequest, deps: BootDeps): Promise<BootResult> {
+  // The run id first: a remote driver names the run's directory on the host after it.
+  const req = { ...request, runId: request.runId ?? newRunId(deps.now?.() ?? new Date()) };
+  const planner = makeToolstack(deps.runner, req.runId);
+  const p = await prepareBoot(req, planner, deps);
+  const a = p.artifacts;
+  const name = p.guest.name;
+  const base = { run: p.run, name, toolstack: planner.name, artifactsDir: a.dir, consoleLog: a.consoleLog };
+  if (req.dryRun) return { ...base, domain: { id: '', kept: false }, planText: await renderBootPlan(p, req, planner) };
+
+  const { progress, signal } = deps;
+  const logLimit = consoleLogLimit(deps.env);
+  await createRunArtifacts({ root: a.root, name: a.name, run: p.run, cwd: deps.cwd, configFile: planner.configFile });
+  const runner = transcribingRunner(deps.runner, a.transcriptLog);
+  const ts = makeToolstack(runner, p.run);
+  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null };
+  await writeRunRecord(a, record);
+
+  let domain: DomainRef | undefined;
+  let created: Created | undefined;
+  let consoleFile: ConsoleLogFile | undefined;
+  let staged: Staged | undefined;
+  let forgetDestroy: (() => void) | undefined;
+
+  // Only the domain of this run: the one create reported, else the one with this run's name and uuid.
+  const destroyOurs = async () => {
+    const d = domain ?? (await ts.find(name, p.guest.uuid).catch(() => undefined));
+    if (d) await ts.destroy(d);
+    await created?.console.detach();
+  };
+
+  try {
+    await progress.step(`Preflight: ${ts.name}, network, memory, name`, async () => {
+      await access(p.image.path, constants.R_OK).catch((err: unknown) => {
+        throw new EnvironmentError(`image ${p.image.path} is not readable: ${(err as Error).message}`, { hint: 'run fbxen as root on the dom0, or fix the file permissions' });
+      });
+      await ts.preflight(p.guest);
+    });
+
+    if (p.cd.kind === 'fbxen') {
+      const cdPath = p.cd.path;
+      await progress.step('Make the fbxen CD', () =>
+        makeFbxenCd({ runId: p.run, phase: 'boot', collectorPath: deps.collectorPath ?? defaultCollectorPath(), outPath: cdPath, timestamp: Math.floor((deps.now?.() ?? new Date()).getTime() / 1000) }, runner),
+      );
+    }
+
+    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}) };
+    staged = ts.capabilities.remote ? await progress.step('Copy the image and the CD to the host', () => ts.stage(files, p.run)) : await ts.stage(files, p.run);
+    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom };
+
+    await progress.step(`Create ${name} with its console captured`, async (handle) => {
+      // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
+      consoleFile = new ConsoleLogFile(a.consoleLog, logLimit);
+      // Registered before the domain is known: a signal now must still find and destroy what we created.
+      forgetDestroy = deps.cleanup.push(`destroy domain ${name}`, destroyOurs);
+      created = await ts.create(guest, { runDir: a.dir, console: consoleFile, signal, onDomain: (d) => (domain = d) });
+      domain = created.domain;
+      handle.output(`${ts.name === 'xl' ? 'domid' : 'VM'} ${domain.id}`);
+      record.domid = domain.id;
+      await writeRunRecord(a, record);
+    });
+    const ours = domain!;
+    // Why the guest can no longer write a frame, asked of the toolstack at most every 2 s.
+    const guestState = throttle(2000, async () => {
+      const s = await ts.state(ours);
+      return s === undefined ? 'went away' : s === 'crashed' ? 'crashed (kept for inspection until fbxen destroys it)' : s === 'halted' ? 'halted' : undefined;
+    });
+
+    const frame = await progress.step(`Wait for the collector (up to ${req.timeoutSec} s)`, (handle) =>
+      waitForFrame(a.consoleLog, p.expectRun, req.timeoutSec * 1000, signal, {
+        phase: 'boot',
+        ...(deps.pollMs ? { pollMs: deps.pollMs } : {}),
+        onStatus: (line) => handle.output(line),
+        // The console log stopped (its limit, a write error): the frame can no longer arrive, so the wait ends now.
+        guestGone: async () => consoleFile?.stopped ?? guestState(),
+      }),
+    );
+
+    let report: BootResult['report'];
+    let outcome: RunOutcome = 'collected';
+    if (req.verify) {
+      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run));
+      outcome = 'verified';
+    }
+
+    if (req.keep) {
+      forgetDestroy?.();
+      await created!.console.detach();
+      outcome = req.verify ? outcome : 'kept';
+      progress.info(created!.keepHint);
+    } else {
+      await progress.step(`Shut down ${name}`, async () => {
+        const clean = await ts.shutdown(ours, (req.graceSec ?? 60) * 1000);
+        if (!clean || (await ts.find(name)) !== undefined) await ts.destroy(ours);
+        forgetDestroy?.();
+        await created!.console.detach();
+      });
+    }
+    await closeConsole(created, consoleFile);
+    await staged.remove();
+    await ts.close();
+    record.finished = new Date().toISOString();
+    record.outcome = outcome;
+    await writeRunRecord(a, record);
+    return { ...base, domain: { id: ours.id, kept: req.keep }, ...(report ? { report } : {}) };
+  } catch (raw) {
+    const err = signal.aborted && signal.reason instanceof InterruptedError ? signal.reason : raw;
+    const failures: string[] = [];
+    if (forgetDestroy) {
+      forgetDestroy();
+      await destroyOurs().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
+    }
+    await closeConsole(created, consoleFile);
+    await staged?.remove().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
+    await ts.close().catch(() => undefined);
+    record.finished = new Date().toISOString();
+    record.outcome = err instanceof InterruptedError ? 'interrupted' : err instanceof TimeoutError ? 'timeout' : 'failed';
+    await writeRunRecord(a, record).catch(() => undefined);
+    for (const f of failures) progress.warn(`could not destroy domain ${name}: ${f}`);
+    progress.warn(`kept for inspection: ${a.configPath}, ${a.consoleLog}, ${a.transcriptLog}`);
+    if (err instanceof FbxenError) throw withLogsHint(err, a.dir);
+    throw raw;
+  }
+
+}
+
+async function closeConsole(created: Created | undefined, file: ConsoleLogFile | undefined): Promise<void> {
+  await created?.console.detach();
+  if (file && !file.closed) await new Promise<void>((resolve) => file.end(() => resolve()));
+}
+
+/** The error as thrown, with where the run's config and logs are added to its hint (also seen with --quiet). */
+function withLogsHint(err: FbxenError, dir: string): FbxenError {
+  const where = `config, console log and transcript: ${dir}/`;
+  if (!err.hint?.includes(where)) Object.defineProperty(err, 'hint', { value: err.hint ? `${err.hint}\n${where}` : where });
+  return err;
+}
+
+/**
+ * `fbxen boot` for a request. xl runs the flow above; XAPI runs xapi-boot.ts, the same steps around
+ * XapiDriver through the same interface, with its own plan layout (a call list) and run.json fields.
+ */
+export async function boot(req: BootRequest, deps: BootDeps): Promise<BootResult> {
+  if (req.toolstack === 'xapi') {
+    // Loaded on demand (a literal path, so tsc checks the call): xl users never load XAPI code.
+    const xapi = await import('./xapi-boot.js');
+    const x = req.xapi ?? { insecure: false };
+    return xapi.runXapiBoot(
+      { ...req, network: x.network, sr: x.sr, caFile: x.caFile, insecure: x.insecure, insecureHttp: x.insecureHttp },
+      { runner: deps.runner, progress: deps.progress, signal: deps.signal, cleanup: deps.cleanup, env: deps.env },
+      { cwd: deps.cwd, ...(deps.now ? { now: deps.now } : {}) },
+    );
+  }
+  return bootOn(xlToolstack(deps, req.host), req, deps);
+}
