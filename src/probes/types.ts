@@ -43,7 +43,7 @@ export interface ProbeContext {
   net?: NetHostKnowledge | undefined;
 }
 
-/** The host's side of the network evidence, from fbxen's run record (docs/netfront-design.md §6.3). */
+/** The host's side of the network evidence, from fbxen's run record (docs/netfront-design.md §6.4). */
 export interface NetHostKnowledge {
   /** why the host knows (the run record it was read from) */
   source: string;

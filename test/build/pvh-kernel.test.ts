@@ -54,7 +54,7 @@ function build(dist: string, name: string) {
   return { ...r, out };
 }
 
-describe.skipIf(!haveToolchain)('stagePvhKernel', () => {
+describe.skipIf(!haveToolchain)('stagePvhKernel (skipped without gcc and ld, which make the test kernels)', () => {
   const work = tmpDir('pvh-stage');
   it('writes a PVH-capable kernel under a temporary name and records what it is', async () => {
     const bytes = readFileSync(buildKernel(work, 'k'));
@@ -85,7 +85,7 @@ describe.skipIf(!haveToolchain)('stagePvhKernel', () => {
   });
 });
 
-describe.skipIf(!haveToolchain)('fbxen build keeps the PVH kernel beside the image', () => {
+describe.skipIf(!haveToolchain)('fbxen build keeps the PVH kernel beside the image (skipped without gcc and ld)', () => {
   let pvh: ReturnType<typeof build>;
   let kernel: Buffer;
   beforeAll(() => {

@@ -43,7 +43,7 @@ async function refusal(p: Promise<unknown>): Promise<InputError> {
   return e as InputError;
 }
 
-describe.skipIf(!haveToolchain)('inspectKernel on ELF files built by gcc and ld', () => {
+describe.skipIf(!haveToolchain)('inspectKernel on ELF files built by gcc and ld (skipped without them)', () => {
   it('a 14.x-like amd64 kernel: arch, ident, options, versions and the PVH entry', async () => {
     const f = await inspectKernel(k.pvh!);
     expect(f).toMatchObject({ arch: 'amd64', elfClass: 64, ident: 'GENERIC', freebsdVersion: 1403000, pvhEntry: 0x2a0030 });
@@ -117,7 +117,7 @@ describe.skipIf(!haveToolchain)('inspectKernel on ELF files built by gcc and ld'
   });
 });
 
-describe.skipIf(!haveToolchain)('hostile kernels: bounded reads, clear errors', () => {
+describe.skipIf(!haveToolchain)('hostile kernels: bounded reads, clear errors (skipped without gcc and ld, which make the base kernel)', () => {
   /** Runs inspectKernelWith over a buffer, counting the bytes read. */
   async function inspectCounting(bytes: Buffer, size = bytes.length): Promise<{ result: unknown; read: number }> {
     let read = 0;

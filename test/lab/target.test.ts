@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EnvironmentError } from '../../src/core/errors.js';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
-import { labDown, labStatus, resolveLabTarget, sshArgs } from '../../src/core/lab/index.js';
+import { labDown, labStatus, resolveLabTarget, sessionTarget, sshArgs } from '../../src/core/lab/index.js';
 import { writeLabState, type LabStateT } from '../../src/core/lab/state.js';
 import { isLabProcess, knownHostsLine } from '../../src/core/lab/target.js';
 
@@ -56,6 +56,14 @@ describe('--host lab: the ssh target', () => {
     const child = await standIn(state.serialLog);
     await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid!, port: 40123 });
     expect(await resolveLabTarget({ dir })).toEqual({ user: 'root', host: '127.0.0.1', port: 40123, identityFile: state.identityFile, knownHostsFile: state.knownHostsFile, strictHostKeyChecking: true });
+  });
+
+  it("is the ssh transport's target with the lab's key and known_hosts (the name lab up pinned)", async () => {
+    const { knownHostsName } = await import('../../src/core/exec/ssh-target.js');
+    const t = { user: 'root', host: '127.0.0.1', port: 40123, identityFile: '/l/id', knownHostsFile: '/l/kh', strictHostKeyChecking: true } as const;
+    const s = sessionTarget(t);
+    expect(s).toEqual({ target: { kind: 'ssh', user: 'root', host: '127.0.0.1', port: 40123 }, options: { knownHosts: '/l/kh', identity: '/l/id' } });
+    expect(knownHostsLine(40123, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8/abcdefghijklmnopqrstuvwxyz0123456789AB').split(' ')[0]).toBe(knownHostsName(s.target));
   });
 
   it('says no lab runs when there is no state file', async () => {

@@ -224,7 +224,7 @@ describe('netfront round trip: the collector under dash, a STUB nc (test/probes/
       expect(rt).toContain(`config host=127.0.0.1 up=${l.upPort} down=${l.downPort} bytes=262144`);
       expect(rt).toMatch(/^up-status 0$/m);
       expect(rt).toMatch(/^down-bytes 262144$/m);
-      expect(b.meta.collector).toBe('fbxen-collect 1.2.0');
+      expect(b.meta.collector).toBe('fbxen-collect 1.3.0');
       const r = netfront(b, known(l));
       expect(r.verdict).toBe('pass');
       expect(r.evidence.join('\n')).toContain('round trip through xn0 to 127.0.0.1: byte for byte both ways');

@@ -281,6 +281,28 @@ describe('the PVH cmdline encoder against FreeBSD\'s splitter (properties)', () 
   });
 });
 
+describe('hostile kernel environments give bounded errors', () => {
+  it('a 1 MiB key or value is quoted by its first 40 characters; 10,000 bad entries list 20 problems and a count', () => {
+    let err: unknown;
+    try {
+      encodePvhCmdline([['k'.repeat(1 << 20), 'v,'.repeat(1 << 19)]]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message.length).toBeLessThan(2000);
+    expect((err as Error).message).toContain(`key "${'k'.repeat(40)}"... is 1048576 characters`);
+    let many: unknown;
+    try {
+      encodePvhCmdline(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 'a,b'] as [string, string]));
+    } catch (e) {
+      many = e;
+    }
+    expect((many as ConfigError).issues).toHaveLength(21);
+    expect((many as ConfigError).issues.at(-1)).toMatch(/^and 99\d\d more problems$/);
+  });
+});
+
 describe('--kernel-env and the kernel environment of a PVH boot', () => {
   it('splits KEY=VALUE at the first "=", as FreeBSD does', () => {
     expect(parseKernelEnvArg('boot_verbose=YES')).toEqual(['boot_verbose', 'YES']);

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { inspectKernelBytes, kernelRecord, pvhRefusal } from '../kernel/inspect.js';
-import { temporarySibling } from '../util/atomic.js';
+import { syncFile, temporarySibling } from '../util/atomic.js';
 
 export type PvhKernelRecord =
   | {
@@ -48,6 +48,8 @@ export async function stagePvhKernel(bytes: Buffer, outDir: string, name: string
   const tmp = temporarySibling(final);
   pending.push(tmp);
   await writeFile(tmp, bytes, { mode: 0o444 });
+  // On disk before it is renamed into place, as every other output (outputs-stage.ts).
+  await syncFile(tmp);
   const r = kernelRecord(facts);
   return {
     record: {

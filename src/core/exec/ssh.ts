@@ -83,6 +83,11 @@ export class SshSession {
     this.remoteRoot = checkRemoteRoot(options.remoteRoot ?? DEFAULT_REMOTE_ROOT);
   }
 
+  /** The master's control socket while the session is open (for a tool that should share the connection). */
+  get controlSocket(): string | undefined {
+    return this.master && this.controlDir ? join(this.controlDir, 'm') : undefined;
+  }
+
   private controlPath(): string {
     return this.controlDir ? join(this.controlDir, 'm') : CONTROL_PLACEHOLDER;
   }

@@ -4,6 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { EnvironmentError } from '../errors.js';
+import type { SshOptions } from '../exec/ssh.js';
+import { knownHostsName, type SshTarget } from '../exec/ssh-target.js';
 import { defaultLabDir, labPaths } from './paths.js';
 import { readLabState, type LabStateT } from './state.js';
 
@@ -15,6 +17,14 @@ export interface LabSshTarget {
   knownHostsFile: string;
   /** Always true: the host key was pinned at image build, so the first connection is already strict. */
   strictHostKeyChecking: true;
+}
+
+/**
+ * The lab target in the ssh transport's terms (core/exec/ssh.ts): where SshSession connects and the
+ * key and known_hosts it must use. knownHostsName of the target is the name lab up pinned.
+ */
+export function sessionTarget(t: LabSshTarget): { target: SshTarget; options: Required<Pick<SshOptions, 'knownHosts' | 'identity'>> } {
+  return { target: { kind: 'ssh', user: t.user, host: t.host, port: t.port }, options: { knownHosts: t.knownHostsFile, identity: t.identityFile } };
 }
 
 export function targetOf(state: LabStateT): LabSshTarget {
@@ -47,7 +57,7 @@ export function knownHostsLine(port: number, hostKeyPub: string): string {
   if (!type || !key || !/^ssh-ed25519$/.test(type) || !/^[A-Za-z0-9+/=]{20,200}$/.test(key)) {
     throw new EnvironmentError('the lab image has no valid ssh host key (ssh_host_ed25519_key.pub)', { hint: 'rebuild the image: fbxen lab down --purge, then fbxen lab up' });
   }
-  return `[127.0.0.1]:${port} ${type} ${key}\n`;
+  return `${knownHostsName({ kind: 'ssh', user: 'root', host: '127.0.0.1', port })} ${type} ${key}\n`;
 }
 
 /** Whether the lab's QEMU still runs: the pid is alive, not a zombie, and its command line is this lab's. */

@@ -97,6 +97,7 @@ export const PVH_FIRST_RELEASE = '12.0-RELEASE';
 const PVH_FIRST_MAJOR = 12;
 /** What the root file system is mounted from: fbxen's fstab names the root by its GPT label too. */
 export const PVH_ROOT_MOUNTFROM = 'ufs:/dev/gpt/rootfs';
+const MAX_LISTED_PROBLEMS = 20;
 const KENV_KEY_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
 const KENV_KEY_CHAR = /^[A-Za-z0-9_.-]$/;
 const KENV_VALUE_PATTERN = /^[\x21-\x7e]*$/;
@@ -105,14 +106,15 @@ const KENV_VALUE_BAD = /[,"'\\]/;
 /** Problems with one KEY=VALUE for a PVH cmdline, empty when FreeBSD would read exactly that entry. */
 export function kenvEntryProblems(key: string, value: string): string[] {
   const problems: string[] = [];
-  const shown = JSON.stringify(key);
+  // Messages quote at most 40 characters of what was given: a hostile value must not become the error.
+  const shown = key.length > 40 ? `${JSON.stringify(key.slice(0, 40))}...` : JSON.stringify(key);
   if (key === '') problems.push('an empty key');
   else if (key.startsWith('-')) problems.push(`key ${shown} starts with "-": FreeBSD reads it as boot flags, not a kenv entry`);
   else if (!KENV_KEY_PATTERN.test(key)) {
     const bad = describeBadCharacter(key, KENV_KEY_CHAR);
     problems.push(`key ${shown} is not allowed${bad ? ` (${bad})` : ''}; use A-Z a-z 0-9 _ . -`);
   }
-  if (key.length > KENV_NAME_MAX) problems.push(`key ${shown.slice(0, 40)}... is ${key.length} characters; FreeBSD keeps kenv names up to ${KENV_NAME_MAX}`);
+  if (key.length > KENV_NAME_MAX) problems.push(`key ${shown} is ${key.length} characters; FreeBSD keeps kenv names up to ${KENV_NAME_MAX}`);
   const badValue = [...value].find((ch) => !KENV_VALUE_PATTERN.test(ch) || KENV_VALUE_BAD.test(ch));
   if (badValue !== undefined) {
     const why =
@@ -134,11 +136,13 @@ export function pvhCmdlineProblems(entries: readonly (readonly [string, string])
   for (const [key, value] of entries) {
     problems.push(...kenvEntryProblems(key, value));
     // The static kenv keeps both and getenv finds the first: say which one instead of guessing.
-    if (seen.has(key)) problems.push(`key ${JSON.stringify(key)} is given twice`);
+    if (seen.has(key)) problems.push(`key ${key.length > 40 ? `${JSON.stringify(key.slice(0, 40))}...` : JSON.stringify(key)} is given twice`);
     seen.add(key);
   }
   const length = entries.reduce((n, [k, v], i) => n + k.length + 1 + v.length + (i > 0 ? 1 : 0), 0);
   if (length > PVH_CMDLINE_MAX) problems.push(`the cmdline is ${length} bytes; fbxen allows ${PVH_CMDLINE_MAX} (FreeBSD's PVH kenv is one 4 KiB page, acpi.rsdp included)`);
+  // One line per problem, but not thousands of them.
+  if (problems.length > MAX_LISTED_PROBLEMS) problems.splice(MAX_LISTED_PROBLEMS, problems.length, `and ${problems.length - MAX_LISTED_PROBLEMS} more problems`);
   return problems;
 }
 
