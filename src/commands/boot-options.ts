@@ -40,9 +40,14 @@ export const BootOptions = z
     caFile: z.string().min(1).optional(),
     insecure: z.boolean().default(false),
     insecureHttp: z.boolean().default(false),
+    type: z.enum(['hvm', 'pvh']).default('hvm'),
+    kernel: z.string().min(1).optional(),
+    kernelEnv: z.array(z.string()).max(256).optional(),
   })
   .strict()
-  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] });
+  .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] })
+  // An HVM guest is started by its own loader from the image: a kernel given here would be silently unused.
+  .refine((o) => o.type === 'pvh' || (o.kernel === undefined && o.kernelEnv === undefined), { message: 'only a PVH guest boots a given kernel (HVM starts the image\'s loader); add --type pvh', path: ['kernel'] });
 export type BootOptionsT = z.infer<typeof BootOptions>;
 
 /** A flag --iso drops a config `empty-cdrom:`, and the reverse. */
@@ -67,5 +72,8 @@ export function commonBootRequest(o: z.infer<typeof BootOptions>) {
     dryRun: o.dryRun,
     verify: o.verify,
     artifactsRoot: o.artifacts,
+    type: o.type,
+    kernel: o.kernel,
+    kernelEnv: o.kernelEnv,
   };
 }

@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { ConfigError, FbxenError, TimeoutError, ToolstackError } from '../../errors.js';
+import { FbxenError, TimeoutError, ToolstackError } from '../../errors.js';
 import { CommandFailedError, type Runner } from '../../exec/runner.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { sleep } from '../../util/sleep.js';
@@ -36,6 +36,15 @@ export interface XlDriverOptions {
 
 const CREATE_TIMEOUT_MS = 120_000;
 
+/** A PVH cmdline back into its KEY=VALUE entries (at the first "=", as FreeBSD's boot_parse_arg). */
+function kernelEnvOf(cmdline: string | undefined): [string, string][] {
+  if (!cmdline) return [];
+  return cmdline.split(',').map((t): [string, string] => {
+    const eq = t.indexOf('=');
+    return eq < 0 ? [t, ''] : [t.slice(0, eq), t.slice(eq + 1)];
+  });
+}
+
 export class XlDriver implements Toolstack {
   readonly name = 'xl' as const;
   readonly configFile = 'xl.cfg';
@@ -43,7 +52,7 @@ export class XlDriver implements Toolstack {
     saveRestore: true,
     liveMigrate: true,
     migrateToHost: true,
-    pvh: false,
+    pvh: true,
     cdAsIso: true,
     remote: false,
     consoleAfterMigrate: 'reattach',
@@ -65,8 +74,10 @@ export class XlDriver implements Toolstack {
 
   /** The xl.cfg values of a guest, validated (uuid and mac from the name when unset). */
   spec(guest: GuestSpec): XlGuestSpec {
-    if (guest.type === 'pvh' && !this.capabilities.pvh) throw new ConfigError('this fbxen cannot create PVH guests with xl yet', [], { hint: 'boot the guest as HVM (the default)' });
     return validateXlGuestSpec({
+      type: guest.type,
+      // The flow encoded the kernel environment (FreeBSD's rules: no comma in a value), so splitting is exact.
+      ...(guest.type === 'pvh' ? { pvh: { kernel: guest.kernel, kernelEnv: kernelEnvOf(guest.cmdline) } } : {}),
       name: guest.name,
       uuid: guest.uuid ?? uuidForName(guest.name),
       mac: guest.mac ?? macForName(guest.name),
