@@ -9,7 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
+import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { macForName, PVH_ROOT_MOUNTFROM, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { buildXlHelpers, xlDryRun } from '../support/xl-preload/real-xl.js';
 
@@ -113,5 +116,30 @@ describe('what only a running xl shows (fake xl, SIMULATION)', () => {
     const pv = h.xl('console', '-t', 'pv', '1');
     expect(pv.status).toBe(0);
     expect(pv.stdout).toContain('xc0 says hello');
+  });
+});
+
+describe('XlDriver on a PVH domain of the fake xl (SIMULATION), with the real runner', () => {
+  it('migrationRoute reads the type; the console is attached with -t pv before and after a live migration', async () => {
+    const h = fakeHost();
+    writeFileSync(join(h.state, 'guest.txt'), 'xc0 line\n@hang\n');
+    const kernel = join(work, 'kernel3');
+    writeFileSync(kernel, 'ELF stand-in');
+    expect(h.xl('create', '-q', cfg(pvhConfig(kernel))).status).toBe(0);
+    const commands: CommandRecord[] = [];
+    const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: h.state };
+    const driver = new XlDriver({ runner: createExecaRunner({ onCommand: (r) => commands.push(r) }), env, backTo: 'here' });
+    expect(await driver.migrationRoute('fbxen-pvh', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost', guestType: 'pvh' });
+    let text = '';
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => ((text += c.toString()), cb()) });
+    const where = (await driver.locate('fbxen-pvh'))!;
+    await driver.attachConsole({ name: where.name, id: where.id, host: where.host }, sink);
+    const out = await driver.migrate({ name: where.name, id: where.id, host: where.host }, 'localhost', 30_000);
+    await driver.attachConsole({ name: out.where!.name, id: out.where!.id, host: out.where!.host }, sink);
+    for (let i = 0; i < 300 && (text.match(/xc0 line/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await driver.close();
+    expect((text.match(/xc0 line/g) ?? []).length).toBe(2);
+    const consoles = commands.map((c) => c.command).filter((c) => c.startsWith('xl console'));
+    expect(consoles).toEqual(['xl console -t pv 1', 'xl console -t pv 2']);
   });
 });

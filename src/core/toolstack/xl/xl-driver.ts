@@ -118,6 +118,7 @@ export class XlDriver implements Toolstack {
    */
   async create(guest: GuestSpec, options: CreateOptions): Promise<Created> {
     const spec = this.spec(guest);
+    if (spec.type === 'pvh') this.consoles.consoleType = 'pv';
     const config = renderXlConfig(spec);
     const configPath = join(options.runDir, this.configFile);
     await writeFileAtomic(configPath, config);
@@ -221,7 +222,13 @@ export class XlDriver implements Toolstack {
 
   async migrationRoute(domain: string, mode: MigrateMode, to: string | undefined): Promise<MigrationRoute> {
     this.peers.to = to ?? 'localhost';
-    return this.migration.route(domain, mode);
+    const route = await this.migration.route(domain, mode);
+    if (route.skip) return route;
+    // The type decides the console to attach (PVH: the PV console) and what the probes expect.
+    const type = (await this.xl.listLong(domain).catch(() => []))[0]?.config.c_info.type;
+    const guestType = type === 'hvm' || type === 'pvh' ? type : undefined;
+    if (type === 'pvh' || type === 'pv') this.consoles.consoleType = 'pv';
+    return guestType ? { ...route, guestType } : route;
   }
 
   async migrate(domain: DomainRef, host: string, timeoutMs: number, console?: Writable): Promise<MigrationOutcome> {
