@@ -101,6 +101,11 @@ describe.skipIf(!haveToolchain)('boot --type pvh through the fake xl (skipped wi
     expect(comma.code).toBe(3);
     expect(comma.stderr).toContain('a comma: FreeBSD splits the PVH cmdline on commas');
 
+    // No emulated IDE under PVH: an empty CD drive means nothing (blkfront drops cdrom vbds).
+    const empty = await fbxen([...base, '--type', 'pvh', '--empty-cdrom'], h);
+    expect(empty.code).toBe(3);
+    expect(empty.stderr).toContain('an empty CD drive has no PVH meaning');
+
     // No build.json kernel: the image was built before fbxen kept kernels.
     writeFileSync(join(build.image, '..', 'build.json'), JSON.stringify({ name: 'x' }));
     const none = await fbxen([...base, '--type', 'pvh'], h);
