@@ -42,7 +42,8 @@ export const BootOptions = z
     insecureHttp: z.boolean().default(false),
     type: z.enum(['hvm', 'pvh']).default('hvm'),
     kernel: z.string().min(1).optional(),
-    kernelEnv: z.array(z.string()).max(256).optional(),
+    // repeatable on the command line; in fbxen.yaml a list, or one KEY=VALUE
+    kernelEnv: z.union([z.string().transform((v) => [v]), z.array(z.string()).max(256)]).optional(),
   })
   .strict()
   .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] })

@@ -122,6 +122,25 @@ describe.skipIf(!haveToolchain)('boot --type pvh through the fake xl (skipped wi
     expect(xapi.stderr).toContain('fbxen boots XAPI guests as HVM only');
   });
 
+  it("fbxen.yaml's boot: section takes type, kernel and kernel-env (a list or one entry); flags win", async () => {
+    const h = makeHost();
+    const build = makePvhBuild(h);
+    const mine = userKernel(h, 'yaml-kernel', ['-DIDENT="FROMYAML"']);
+    const cfg = join(h.dir, 'fbxen.yaml');
+    writeFileSync(cfg, `boot:\n  image: ${build.image}\n  type: pvh\n  kernel: ${mine}\n  kernel-env:\n    - boot_verbose=YES\n    - kern.hz=100\n  artifacts: ${h.artifacts}\n`);
+    const r = await fbxen(['--config', cfg, 'config', 'xl', '--run-id', 'y1'], h);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('cmdline = "vfs.root.mountfrom=ufs:/dev/gpt/rootfs,boot_verbose=YES,kern.hz=100"\n');
+    writeFileSync(cfg, `boot:\n  image: ${build.image}\n  type: pvh\n  kernel-env: boot_single=YES\n  artifacts: ${h.artifacts}\n`);
+    const one = await fbxen(['--config', cfg, 'config', 'xl', '--run-id', 'y2'], h);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain('cmdline = "vfs.root.mountfrom=ufs:/dev/gpt/rootfs,boot_single=YES"\n');
+    const hvm = await fbxen(['--config', cfg, 'config', 'xl', '--type', 'hvm', '--run-id', 'y3'], h);
+    expect(hvm.code).toBe(2); // the flag's hvm against the file's kernel-env: a usage error
+    expect(hvm.stderr).toContain('add --type pvh');
+  });
+
   it('Ctrl-C while the PVH guest boots destroys the domain; the run keeps xl.cfg and the kernel copy', async () => {
     const h = makeHost();
     const build = makePvhBuild(h);
