@@ -5,6 +5,7 @@
  * give the derived PVH bundle knowing the boot type, Ctrl-C, the refusals, and the --dry-run plan (golden).
  * The kernels are made by gcc + ld (skipped without them, saying so).
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -139,6 +140,23 @@ describe.skipIf(!haveToolchain)('boot --type pvh through the fake xl (skipped wi
     const hvm = await fbxen(['--config', cfg, 'config', 'xl', '--type', 'hvm', '--run-id', 'y3'], h);
     expect(hvm.code).toBe(2); // the flag's hvm against the file's kernel-env: a usage error
     expect(hvm.stderr).toContain('add --type pvh');
+  });
+
+  it('a FIFO given as the kernel, or lying as build.json, is refused at once (an open would wait for a writer)', { timeout: 30_000 }, async () => {
+    const h = makeHost();
+    const build = makePvhBuild(h);
+    const fifo = join(h.dir, 'kernel.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const base = ['boot', '--dry-run', '--type', 'pvh', '--image', build.image, '--artifacts', h.artifacts, '--run-id', 'f1'];
+    const asKernel = await fbxen([...base, '--kernel', fifo], h);
+    expect(asKernel.code).toBe(3);
+    expect(asKernel.stderr).toContain(`the kernel ${fifo} is not a regular file`);
+    const buildJson = join(build.image, '..', 'build.json');
+    execFileSync('rm', [buildJson]);
+    execFileSync('mkfifo', [buildJson]);
+    const asBuildJson = await fbxen(base, h);
+    expect(asBuildJson.code).toBe(3);
+    expect(asBuildJson.stderr).toContain(`${buildJson} is not a regular file`);
   });
 
   it('Ctrl-C while the PVH guest boots destroys the domain; the run keeps xl.cfg and the kernel copy', async () => {
