@@ -82,7 +82,7 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateFailsOn: [1] }));
     const driver = driverFor(h);
-    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost' });
+    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost', guestType: 'hvm' });
     const at = ref(await driver.locate('fbxen-g'));
     const err = (await driver.migrate(at, 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
     expect(err).toBeInstanceOf(MigrationError);

@@ -18,6 +18,7 @@ import type { Created, DomainRef, GuestSpec, Staged, Toolstack } from '../toolst
 import { XlDriver } from '../toolstack/xl/xl-driver.js';
 import { throttle } from '../util/throttle.js';
 import { verifyIntoArtifacts } from './artifacts.js';
+import { copyKernelIntoRun, kernelRunRecord } from './kernel-choice.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
 import type { BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
@@ -74,7 +75,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
   await createRunArtifacts({ root: a.root, name: a.name, run: p.run, cwd: deps.cwd, configFile: planner.configFile });
   const runner = transcribingRunner(deps.runner, a.transcriptLog);
   const ts = makeToolstack(runner, p.run);
-  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null };
+  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null, type: p.guest.type, ...(p.kernel ? { kernel: kernelRunRecord(p.kernel) } : {}) };
   await writeRunRecord(a, record);
 
   let domain: DomainRef | undefined;
@@ -105,9 +106,13 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       );
     }
 
-    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}) };
+    if (p.kernel) {
+      const k = p.kernel;
+      await progress.step('Copy the kernel into the run', () => copyKernelIntoRun(k));
+    }
+    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}) };
     staged = ts.capabilities.remote ? await progress.step('Copy the image and the CD to the host', () => ts.stage(files, p.run)) : await ts.stage(files, p.run);
-    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom };
+    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}) };
 
     await progress.step(`Create ${name} with its console captured`, async (handle) => {
       // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
@@ -140,7 +145,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run));
+      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run, { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` }));
       outcome = 'verified';
     }
 

@@ -76,7 +76,8 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
   const frameRun = cdKind === 'fbxen' ? run : null;
   const guest: GuestSpec = {
     name: req.name,
-    type: 'hvm',
+    // --type pvh reaches the driver, whose prepare refuses it with docs/xapi.md's reasons.
+    type: req.type ?? 'hvm',
     vcpus: req.vcpus,
     memoryMiB: req.memoryMiB,
     image: { path: info.path, format: info.format as 'xva' | 'vhd' | 'raw', size: info.size, virtualSize: info.virtualSize ?? info.size },

@@ -5,6 +5,7 @@
  * XEN_ELFNOTE_XEN_VERSION "xen-3.0" and, since f2577f25 (12.0-RELEASE), XEN_ELFNOTE_PHYS32_ENTRY, the
  * 32-bit physical address Xen starts a PVH guest at (docs/pvh.md §1). Reads are bounded (elf.ts).
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { InputError } from '../errors.js';
 import { EM_386, EM_X86_64, ElfError, readElf, readNotes, readSection, type ElfNote, type ReadAt } from './elf.js';
@@ -94,7 +95,8 @@ export async function inspectKernelWith(read: ReadAt, size: number, where: strin
 
 /** inspectKernel for a file on the host (boot --kernel FILE, or the kernel build wrote beside the image). */
 export async function inspectKernel(path: string): Promise<KernelFacts> {
-  const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+  // O_NONBLOCK: opening a FIFO given as the kernel would otherwise wait for a writer for ever.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
     throw new InputError(`cannot open the kernel ${path} (${err.code ?? err.message})`, { hint: 'give the path of a readable kernel file' });
   });
   try {

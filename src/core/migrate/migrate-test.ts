@@ -69,6 +69,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   const { progress, signal } = deps;
   const iterations: IterationResult[] = [];
   let skipReason: string | null = null;
+  // What the toolstack records of the guest (xl: c_info.type); the probes judge the guest against it.
+  let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
   let firstError: FbxenError | undefined;
   let where: DomainLocation | undefined;
   /** the heartbeat run the guest is executing now, if any */
@@ -100,6 +102,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   try {
     const route = await progress.step('Preflight: toolstack, domain, destination', () => ts.migrationRoute(req.domain, req.mode, req.to));
     skipReason = route.skip ?? null;
+    if (route.guestType) bootType = { type: route.guestType, source: `${ts.name}: the domain's type is ${route.guestType}` };
     let before: Bundle | undefined;
     if (skipReason === null) {
       const attached = await progress.step('Attach the console', () => follower.follow());
@@ -114,7 +117,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       await channel.prepare();
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
-      const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'] });
+      const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'], bootType });
       // A skip needs proof (a probe that fails on the guest's own evidence); a bundle that cannot tell is
       // no answer, and the run says so (exit 2) rather than passing for "does not apply".
       const no = support.results.find((r) => r.verdict === 'fail');
@@ -203,7 +206,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         if (!req.keepGoing || result.verdict === 'fail' || where?.state !== 'running') break;
         continue;
       }
-      const probeReport = runProbes(after, { before });
+      const probeReport = runProbes(after, { before, bootType });
       result.probes = probeReport.results;
       before = after;
       const failed = probeReport.results.filter((r) => r.verdict === 'fail');

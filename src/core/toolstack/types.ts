@@ -161,6 +161,8 @@ export interface MigrationRoute {
   origin: string;
   /** where odd iterations go; even iterations come back to origin ('localhost' to 'localhost' for a local migration) */
   destination: string;
+  /** the guest's type as the toolstack records it (xl list -l: c_info.type), when it could be read; the probes judge the guest against it */
+  guestType?: 'hvm' | 'pvh' | undefined;
 }
 
 export interface MigrationOutcome {

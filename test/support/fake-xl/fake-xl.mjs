@@ -17,9 +17,13 @@
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
  * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
+ * PVH (type = "pvh", Xen 4.10+): as xl 4.17's parser and libxl, a PVH config needs kernel= ("Neither
+ * kernel nor bootloader specified"), the kernel file must be readable at build time (xc_dom_kernel_file),
+ * `list -l` shows b_info.kernel/cmdline and no type.hvm, and the domain has only the PV console: `console
+ * -t serial` fails as xenconsole does when no serial tty is in xenstore (the real one waits 5 s first).
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const stateDir = process.env.FAKE_XL_STATE;
@@ -110,10 +114,21 @@ function diskFromSpec(spec) {
   else Object.assign(disk, { format: d.format ?? 'raw', readwrite: d.access === 'ro' || d.access === 'r' ? 0 : 1 });
   return disk;
 }
+/** xl's prefix match on type= (xl_parse.c): "pv" is tested before "pvh", so "p" or "pv" mean PV. */
+function domainType(cfg) {
+  const t = cfg.type;
+  if (t === undefined) return 'pv';
+  if (typeof t === 'string' && t !== '' && 'hvm'.startsWith(t)) return 'hvm';
+  if (typeof t === 'string' && t !== '' && 'pv'.startsWith(t)) return 'pv';
+  if (typeof t === 'string' && t !== '' && 'pvh'.startsWith(t)) return 'pvh';
+  die(`Invalid domain type ${t}.`);
+}
 function libxlConfig(cfg) {
+  const type = domainType(cfg);
+  const direct = type === 'hvm' ? {} : { kernel: cfg.kernel, ...(cfg.cmdline !== undefined ? { cmdline: cfg.cmdline } : {}), ...(cfg.ramdisk !== undefined ? { ramdisk: cfg.ramdisk } : {}) };
   return {
-    c_info: { type: cfg.type ?? 'pv', name: cfg.name, uuid: cfg.uuid },
-    b_info: { max_vcpus: cfg.maxvcpus ?? cfg.vcpus ?? 1, max_memkb: (cfg.maxmem ?? cfg.memory ?? 128) * 1024, target_memkb: (cfg.memory ?? 128) * 1024, 'type.hvm': { serial: cfg.serial } },
+    c_info: { type, name: cfg.name, uuid: cfg.uuid },
+    b_info: { max_vcpus: cfg.maxvcpus ?? cfg.vcpus ?? 1, max_memkb: (cfg.maxmem ?? cfg.memory ?? 128) * 1024, target_memkb: (cfg.memory ?? 128) * 1024, ...direct, ...(type === 'hvm' ? { 'type.hvm': { serial: cfg.serial } } : type === 'pvh' ? { 'type.pvh': {} } : {}) },
     disks: (cfg.disk ?? []).map(diskFromSpec),
     nics: (cfg.vif ?? []).map((v, devid) => {
       const o = Object.fromEntries(v.split(',').map((kv) => kv.trim().split('=')));
@@ -245,6 +260,17 @@ switch (cmd) {
     }
     const cfg = parseCfg(text);
     if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
+    const type = domainType(cfg);
+    if (type !== 'hvm' && !cfg.kernel && !cfg.bootloader) die('Neither kernel nor bootloader specified');
+    if (type !== 'hvm' && cfg.kernel) {
+      // libxl reads the kernel when it builds the domain (xc_dom_kernel_file); the domain is never made.
+      try {
+        closeSync(openSync(cfg.kernel, 'r'));
+      } catch (e) {
+        const why = e.code === 'ENOENT' ? 'No such file or directory' : e.code === 'EACCES' ? 'Permission denied' : e.message;
+        die(`xc: error: panic: xg_dom_core.c:207: failed to open file '${cfg.kernel}': ${why}: Internal error\nlibxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed: ${why}\nlibxl: error: libxl_create.c:1714:domcreate_rebuild_done: Domain 1:cannot (re-)build domain: -3`);
+      }
+    }
     if (scenario.foreignDomainAppears) {
       // Another tool creates a domain of the same name just before ours: xl then refuses ours, slowly.
       update((db) => {
@@ -273,6 +299,10 @@ switch (cmd) {
   case 'console': {
     notDom0();
     const d = find(load(), positional[0] ?? '') ?? unknownDomain(positional[0]);
+    const ti = args.indexOf('-t');
+    const consoleType = ti >= 0 ? args[ti + 1] : undefined;
+    // Only an HVM domain has a QEMU serial port (serial/0/tty in xenstore); PV and PVH have the PV console.
+    if (consoleType === 'serial' && (d.config?.c_info?.type ?? 'hvm') !== 'hvm') die('xenconsole: Could not read tty from store: No such file or directory');
     await consoleOf(d.domid);
     break;
   }
