@@ -18,6 +18,7 @@ const LAYERS = [
   { name: 'image libraries', path: '^src/core/(ufs2|formats|iso|kernel)/' },
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
   { name: 'run artifacts', path: '^src/core/run/' },
+  { name: 'network', path: '^src/core/net/' },
   { name: 'base', path: '^src/core/(exec/|[^/]+\\.ts$)' },
   { name: 'util', path: '^src/core/util/' },
 ];

@@ -4,14 +4,15 @@
  */
 import { writeFileAtomic } from '../util/atomic.js';
 import type { Bundle, Report } from '../verify/index.js';
+import type { NetHostKnowledge } from '../../probes/types.js';
 
 /** Runs the probes on a collected bundle and writes report.json and report.junit.xml into the run. */
-export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: string; reportJunit: string }, frameRun?: string): Promise<Report> {
+export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: string; reportJunit: string }, frameRun?: string, net?: NetHostKnowledge): Promise<Report> {
   // Loaded only when verifying, so booting does not depend on the probe code.
   const verify = await import('../verify/index.js');
   // The bundle inside must be this run's (a replayed old bundle is refused), and fbxen boot always attaches a CD drive.
   if (frameRun !== undefined) verify.checkBundleRun(bundle, { frameRun, what: `the console frame of run ${frameRun}` });
-  const report = verify.runProbes(bundle, { cdAttached: 'fbxen boot attached a CD drive to this domain' });
+  const report = verify.runProbes(bundle, { cdAttached: 'fbxen boot attached a CD drive to this domain', net });
   const junit = verify.renderJunit(report);
   await writeFileAtomic(paths.reportJson, `${JSON.stringify(verify.renderReportJson(report), null, 2)}\n`);
   await writeFileAtomic(paths.reportJunit, junit.endsWith('\n') ? junit : `${junit}\n`);

@@ -1,0 +1,32 @@
+/** Where boot's round trip listener may listen (src/core/net/arrange.ts): the bridge's own IPv4, loopback on request, a reason otherwise. */
+import { networkInterfaces } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/core/errors.js';
+import { arrangeRoundTrip, bridgeAddress, stopListener } from '../../src/core/net/arrange.js';
+
+const loName = Object.entries(networkInterfaces()).find(([, a]) => (a ?? []).some((x) => x.address === '127.0.0.1'))?.[0];
+
+describe('arrangeRoundTrip', () => {
+  it('a remote toolstack, no bridge, a bridge without IPv4: no listener, each with its reason', async () => {
+    expect(await arrangeRoundTrip({ bridge: 'xenbr0', remote: "xapi's host", env: {} })).toEqual({ arranged: false, reason: expect.stringMatching(/^the toolstack runs on xapi's host, not on this machine/) });
+    expect(await arrangeRoundTrip({ bridge: undefined, remote: undefined, env: {} })).toMatchObject({ arranged: false, reason: expect.stringMatching(/names no bridge/) });
+    const ifs = () => ({ xenbr0: [{ address: 'fe80::1', family: 'IPv6', internal: false, netmask: 'ffff::', mac: '00:00:00:00:00:00', cidr: null, scopeid: 2 }] }) as ReturnType<typeof networkInterfaces>;
+    expect(await arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: {}, interfaces: ifs })).toMatchObject({ arranged: false, reason: expect.stringMatching(/^the bridge xenbr0 has no IPv4 address on this host/) });
+    expect(bridgeAddress('nope', ifs())).toBeUndefined();
+  });
+
+  it.skipIf(loName === undefined)('the bridge\'s own IPv4 (loopback\'s interface playing the bridge): a listener there, checked to be on it; stopped within its bound', async () => {
+    const l = await arrangeRoundTrip({ bridge: loName!, remote: undefined, env: {}, payloadBytes: 4096 });
+    expect('close' in l && l.address).toBe('127.0.0.1');
+    await stopListener(l, 2000);
+  });
+
+  it('FBXEN_NET_LISTEN: loopback is taken (it reaches no guest on a real host: inconclusive there, never a pass); a wildcard, a name or an address off the bridge is refused naming the variable', async () => {
+    const l = await arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: { FBXEN_NET_LISTEN: '127.0.0.1' }, payloadBytes: 4096 });
+    expect('close' in l && l.runFiles().net).toMatch(/^host=127\.0\.0\.1\nup=\d+\ndown=\d+\nbytes=4096\n$/);
+    await stopListener(l);
+    await expect(arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: { FBXEN_NET_LISTEN: 'xenbr0' } })).rejects.toThrow(/FBXEN_NET_LISTEN="xenbr0" is not an IP address/);
+    await expect(arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: { FBXEN_NET_LISTEN: '0.0.0.0' } })).rejects.toBeInstanceOf(ConfigError);
+    await expect(arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: { FBXEN_NET_LISTEN: '192.0.2.77' } })).rejects.toThrow(/not an address of this host/);
+  });
+});
