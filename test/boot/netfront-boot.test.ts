@@ -9,8 +9,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { xapiNetKnowledge } from '../../src/core/boot/network-check.js';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
-import { domains, fbxen, makeHost, makeImage, type Host } from './harness.js';
+import { readBundle, runProbes } from '../../src/core/verify/index.js';
+import { domains, fbxen, makeHost, makeImage, REPO, type Host } from './harness.js';
 
 const FIXTURE = 'fixtures/probes/13.2-netfront-healthy-derived';
 
@@ -77,4 +79,14 @@ describe('boot --verify: the netfront round trip through the fake xl (SIMULATION
     expect(netfront!.evidence.join('\n')).toContain('the host: the bridge xenbr0 has no IPv4 address on this host');
     expect(existsSync(join(dir, 'net.json'))).toBe(false);
   }, 180_000);
+});
+
+describe('XAPI: what boot tells the netfront probe (xapiNetKnowledge)', () => {
+  it('no listener for a pool guest: inconclusive with both reasons (the guest found no files, the host says why), never a pass', async () => {
+    const b = await readBundle(join(REPO, FIXTURE));
+    b.sections.set('net-rt', 'not-arranged no /fbxen/net on the fbxen medium and no --net-dir (this run arranged no round trip)\n');
+    const r = runProbes(b, { net: xapiNetKnowledge('Lab network', 'fbxen boot run r (XAPI)') }).results.find((x) => x.id === 'netfront')!;
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.evidence[0]).toMatch(/the host: XAPI: the VIF is on the pool network Lab network, and fbxen, outside the pool, has no address there/);
+  });
 });

@@ -86,3 +86,16 @@ export async function readBootNet(dir: string): Promise<{ record: BootNetRecord;
   if (!bin || bin.length !== record.payloadBytes || createHash('sha256').update(bin).digest('hex') !== record.upSha256) return { reason: `${join(dir, RUN_NET_BIN)} is missing or is not the payload net.json names` };
   return { record, upPayload: bin };
 }
+
+/**
+ * XAPI: the VM's one VIF is on the chosen pool network (MAC chosen by xapi, so not known here). fbxen runs
+ * outside the pool and has no address on that network a pool guest is known to reach, so no listener is
+ * opened: netfront is inconclusive with this reason, never a pass (docs/netfront-design.md §6.7).
+ */
+export function xapiNetKnowledge(network: string | undefined, source: string): NetHostKnowledge {
+  return {
+    source,
+    vifs: [{ devid: 0 }],
+    roundTrip: { arranged: false, reason: `XAPI: the VIF is on the pool network ${network ?? '(the pool default)'}, and fbxen, outside the pool, has no address there the guest is known to reach (check the network from the lab, or with fbxen verify --ssh and --net-dir)` },
+  };
+}
