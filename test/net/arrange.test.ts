@@ -30,3 +30,36 @@ describe('arrangeRoundTrip', () => {
     await expect(arrangeRoundTrip({ bridge: 'xenbr0', remote: undefined, env: { FBXEN_NET_LISTEN: '192.0.2.77' } })).rejects.toThrow(/not an address of this host/);
   });
 });
+
+describe('listening again where a boot listened (migrate-test)', () => {
+  it('the same ports and upload payload; taken ports are an error; a tampered net.bin is refused with the reason', async () => {
+    const { startRoundTripListener } = await import('../../src/core/net/roundtrip.js');
+    const { readBootNet, RUN_NET_BIN } = await import('../../src/core/boot/network-check.js');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const a = await startRoundTripListener({ address: '127.0.0.1', payloadBytes: 5000 });
+    const again = await startRoundTripListener({ address: '127.0.0.1', ports: { up: a.upPort, down: a.downPort }, upPayload: a.upPayload }).catch((e: Error) => e);
+    expect(String(again)).toMatch(/EADDRINUSE/);
+    const rec = a.record();
+    await a.close();
+    const b = await startRoundTripListener({ address: '127.0.0.1', ports: { up: rec.upPort, down: rec.downPort }, upPayload: a.upPayload });
+    expect([b.upPort, b.downPort, b.record().upSha256, b.record().payloadBytes]).toEqual([rec.upPort, rec.downPort, rec.upSha256, 5000]);
+    await b.close();
+
+    const dir = mkdtempSync(join(tmpdir(), 'fbxen-bootnet-'));
+    try {
+      writeFileSync(join(dir, 'net.json'), JSON.stringify({ address: '127.0.0.1', upPort: rec.upPort, downPort: rec.downPort, payloadBytes: 5000, upSha256: rec.upSha256, vifs: [{ devid: 0 }] }));
+      writeFileSync(join(dir, RUN_NET_BIN), a.upPayload);
+      expect(await readBootNet(dir)).toMatchObject({ record: { upPort: rec.upPort } });
+      const changed = Buffer.from(a.upPayload);
+      changed[10] = changed[10]! ^ 1;
+      writeFileSync(join(dir, RUN_NET_BIN), changed);
+      expect(await readBootNet(dir)).toEqual({ reason: expect.stringMatching(/net\.bin is missing or is not the payload net\.json names$/) });
+      writeFileSync(join(dir, 'net.json'), '{"address": 1}');
+      expect(await readBootNet(dir)).toEqual({ reason: expect.stringMatching(/is not a round trip record$/) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
