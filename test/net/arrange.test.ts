@@ -63,3 +63,34 @@ describe('listening again where a boot listened (migrate-test)', () => {
     }
   });
 });
+
+describe('readBootNet on any net.json (property)', () => {
+  it('never throws; gives a reason, or a record whose ports are TCP ports and whose net.bin matches its sha256', async () => {
+    const fc = (await import('fast-check')).default;
+    const { readBootNet } = await import('../../src/core/boot/network-check.js');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { createHash } = await import('node:crypto');
+    const dir = mkdtempSync(join(tmpdir(), 'fbxen-bootnet-prop-'));
+    const bin = Buffer.from('payload');
+    const sha = createHash('sha256').update(bin).digest('hex');
+    writeFileSync(join(dir, 'net.bin'), bin);
+    const record = fc.record({ address: fc.oneof(fc.constant('127.0.0.1'), fc.string(), fc.integer()), upPort: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.string()), downPort: fc.integer({ min: 0, max: 65536 }), payloadBytes: fc.oneof(fc.constant(bin.length), fc.integer()), upSha256: fc.oneof(fc.constant(sha), fc.string()), vifs: fc.oneof(fc.constant([]), fc.anything(), fc.array(fc.anything())) }, { requiredKeys: [] });
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(record.map((r) => JSON.stringify(r)), fc.string(), fc.json()), async (text) => {
+          writeFileSync(join(dir, 'net.json'), text);
+          const got = await readBootNet(dir);
+          if ('reason' in got) return;
+          expect([got.record.upPort, got.record.downPort].every((p) => p > 0 && p < 65536)).toBe(true);
+          expect(got.upPayload.equals(bin)).toBe(true);
+          for (const v of got.record.vifs) expect(typeof v === 'object' && v !== null && (v.mac === undefined || typeof v.mac === 'string')).toBe(true);
+        }),
+        { numRuns: 300 },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -68,6 +68,12 @@ export function guestRanRoundTrip(sections: Map<string, string>): boolean {
 
 export type BootNetRecord = { address: string; upPort: number; downPort: number; payloadBytes: number; upSha256: string; vifs: NonNullable<NetHostKnowledge['vifs']> };
 
+const isVif = (v: unknown): boolean => {
+  if (typeof v !== 'object' || v === null) return false;
+  const x = v as Record<string, unknown>;
+  return (x.mac === undefined || typeof x.mac === 'string') && (x.devid === undefined || Number.isInteger(x.devid)) && (x.bridge === undefined || typeof x.bridge === 'string');
+};
+
 /** Reads a run's net.json and net.bin back (migrate-test); undefined with the reason when they are not usable. */
 export async function readBootNet(dir: string): Promise<{ record: BootNetRecord; upPayload: Buffer } | { reason: string }> {
   const jsonSize = (await stat(join(dir, RUN_NET_JSON)).catch(() => undefined))?.size;
@@ -79,7 +85,8 @@ export async function readBootNet(dir: string): Promise<{ record: BootNetRecord;
   } catch {
     return { reason: `${join(dir, RUN_NET_JSON)} is not JSON` };
   }
-  const ok = typeof record.address === 'string' && [record.upPort, record.downPort].every((p) => Number.isInteger(p) && p > 0 && p < 65536) && Number.isInteger(record.payloadBytes) && typeof record.upSha256 === 'string' && Array.isArray(record.vifs);
+  // any JSON may be there (null, a number, an array): only an object with every field is a record
+  const ok = typeof record === 'object' && record !== null && typeof record.address === 'string' && [record.upPort, record.downPort].every((p) => Number.isInteger(p) && p > 0 && p < 65536) && Number.isInteger(record.payloadBytes) && typeof record.upSha256 === 'string' && Array.isArray(record.vifs) && record.vifs.every(isVif);
   if (!ok) return { reason: `${join(dir, RUN_NET_JSON)} is not a round trip record` };
   const size = (await stat(join(dir, RUN_NET_BIN)).catch(() => undefined))?.size;
   const bin = size !== undefined && size <= MAX_PAYLOAD_BYTES ? await readFile(join(dir, RUN_NET_BIN)).catch(() => undefined) : undefined;
