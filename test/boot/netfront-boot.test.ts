@@ -70,6 +70,18 @@ describe('boot --verify: the netfront round trip through the fake xl (SIMULATION
     expect(r.code).toBe(1);
   }, 180_000);
 
+  it('a guest that never sends its frame (timeout, exit 6): the listener is closed all the same, its ports free again', async () => {
+    const h = makeHost();
+    h.env.FBXEN_NET_LISTEN = '127.0.0.1';
+    writeFileSync(join(h.state, 'guest.txt'), 'SeaBIOS (version 1.16.2-debian-1.16.2-1)\n@hang\n');
+    const r = await fbxen(['boot', '--image', makeImage(h, 'freebsd-13.2-RELEASE-amd64.raw'), '--name', 'fbxen-net-hang', '--artifacts', h.artifacts, '--run-id', 'run-net-hang', '--timeout', '2', '--verify'], h);
+    expect(r.code).toBe(6);
+    const net = JSON.parse(readFileSync(join(h.artifacts, 'fbxen-net-hang', 'run-net-hang', 'net.json'), 'utf8')) as { upPort: number; downPort: number };
+    expect(await portFree(net.upPort)).toBe(true);
+    expect(await portFree(net.downPort)).toBe(true);
+    expect(domains(h)).toEqual([]);
+  }, 60_000);
+
   it('no address on the bridge: no listener, no /fbxen/net on the CD; netfront inconclusive with the reason, never a pass', async () => {
     const h = makeHost();
     guest(h);
