@@ -19,6 +19,7 @@ const LAYERS = [
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
   { name: 'lab', path: '^src/core/lab/' },
   { name: 'run artifacts', path: '^src/core/run/' },
+  { name: 'network', path: '^src/core/net/' },
   { name: 'base', path: '^src/core/(exec/|[^/]+\\.ts$)' },
   { name: 'util', path: '^src/core/util/' },
 ];

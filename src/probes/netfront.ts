@@ -132,8 +132,9 @@ function roundTrip(f: NetFacts, host: NetHostKnowledge | undefined): { verdict: 
   if (!rt) {
     return { verdict: 'unknown', evidence: [f.present.has('net-rt') ? 'the net-rt section is unreadable: the traffic round trip is not shown' : 'no net-rt section (a collector before 1.2, or evidence collected by hand): the traffic round trip was not run'] };
   }
-  if (rt.notArranged.length) return { verdict: 'unknown', evidence: [`the round trip was not run: ${rt.notArranged.join('; ')}`] };
   const rec = host?.roundTrip;
+  // the host's reason says why the guest found no files (no bridge address, a remote host...)
+  if (rt.notArranged.length) return { verdict: 'unknown', evidence: [`the round trip was not run: ${rt.notArranged.join('; ')}${rec && 'arranged' in rec ? `; the host: ${(rec as RoundTripNotArranged).reason}` : ''}`] };
   if (!rec) return { verdict: 'unknown', evidence: ['the host\'s record of the round trip is missing (what its listener received is needed to check the bytes): verify through the run that started the listener'] };
   if ('arranged' in rec) return { verdict: 'unknown', evidence: [`the host could not arrange the round trip: ${(rec as RoundTripNotArranged).reason}`] };
   const r = rec as HostRoundTrip;

@@ -19,6 +19,7 @@ import { XlDriver } from '../toolstack/xl/xl-driver.js';
 import { throttle } from '../util/throttle.js';
 import { verifyIntoArtifacts } from './artifacts.js';
 import { copyKernelIntoRun, kernelRunRecord } from './kernel-choice.js';
+import { arrangeBootNetwork, guestRanRoundTrip, type BootNetwork } from './network-check.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
 import type { BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
@@ -83,6 +84,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
   let consoleFile: ConsoleLogFile | undefined;
   let staged: Staged | undefined;
   let forgetDestroy: (() => void) | undefined;
+  let net: BootNetwork | undefined;
 
   // Only the domain of this run: the one create reported, else the one with this run's name and uuid.
   const destroyOurs = async () => {
@@ -99,10 +101,13 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       await ts.preflight(p.guest);
     });
 
+    // the round trip's listener on the vif's bridge (network-check.ts), its files onto the CD
+    net = await arrangeBootNetwork(ts, p.guest, { fbxenCd: p.cd.kind === 'fbxen', env: deps.env, source: `fbxen boot run ${p.run} (${a.runJson})` });
+    await net.keep(a.dir);
     if (p.cd.kind === 'fbxen') {
       const cdPath = p.cd.path;
       await progress.step('Make the fbxen CD', () =>
-        makeFbxenCd({ runId: p.run, phase: 'boot', collectorPath: deps.collectorPath ?? defaultCollectorPath(), outPath: cdPath, timestamp: Math.floor((deps.now?.() ?? new Date()).getTime() / 1000) }, runner),
+        makeFbxenCd({ runId: p.run, phase: 'boot', collectorPath: deps.collectorPath ?? defaultCollectorPath(), outPath: cdPath, timestamp: Math.floor((deps.now?.() ?? new Date()).getTime() / 1000), extraFiles: net?.cdFiles }, runner),
       );
     }
 
@@ -145,7 +150,12 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run, { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` }));
+      report = await progress.step('Verify', async () =>
+        verifyIntoArtifacts(frame.bundle, a, frame.run, {
+          bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` },
+          net: await net!.knowledge(guestRanRoundTrip(frame.bundle.sections)),
+        }),
+      );
       outcome = 'verified';
     }
 
@@ -163,6 +173,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       });
     }
     await closeConsole(created, consoleFile);
+    await net.stop();
     await staged.remove();
     await ts.close();
     record.finished = new Date().toISOString();
@@ -177,6 +188,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       await destroyOurs().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     }
     await closeConsole(created, consoleFile);
+    await net?.stop();
     await staged?.remove().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     await ts.close().catch(() => undefined);
     record.finished = new Date().toISOString();

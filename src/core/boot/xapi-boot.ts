@@ -17,6 +17,7 @@ import { throttle } from '../util/throttle.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { BootRequestBase, BootResult, RunOutcome } from './types.js';
 import { verifyIntoArtifacts } from './artifacts.js';
+import { xapiNetKnowledge } from './network-check.js';
 import { createRunArtifacts, newRunId, runArtifactPaths, writeRunRecord, DEFAULT_ARTIFACTS_ROOT, type RunRecord } from '../run/artifacts.js';
 import { waitForFrame } from './wait-for-frame.js';
 import { defaultDomainName, inspectImage, requireImageFor } from './image.js';
@@ -185,7 +186,7 @@ export async function runXapiBoot(request: XapiBootRequest, deps: XapiBootDeps, 
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await deps.progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, artifacts, frame.run));
+      report = await deps.progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, artifacts, frame.run, { net: xapiNetKnowledge(req.network, `fbxen boot run ${run} (XAPI)`) }));
       outcome = 'verified';
     }
 

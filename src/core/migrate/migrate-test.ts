@@ -17,6 +17,7 @@ import { ConsoleCapture } from './capture.js';
 import type { ConsoleKeyboard } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
 import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
+import { openMigrationNetwork, type MigrationNetwork } from './network-check.js';
 import { migrateExitCode, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 import { sleep } from '../util/sleep.js';
@@ -75,6 +76,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   let where: DomainLocation | undefined;
   /** the heartbeat run the guest is executing now, if any */
   let running: string | undefined;
+  /** the round trip's listener, opened again where the boot's was (network-check.ts) */
+  let net: MigrationNetwork | undefined;
   const forget = deps.cleanup.push('close the migrate-test console and heartbeat', async () => {
     await channel.close();
     await follower.close();
@@ -115,6 +118,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         });
       }
       await channel.prepare();
+      net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
+      progress.info(net.describe());
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
       const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'], bootType });
@@ -170,6 +175,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         break;
       }
       const migratedAt = now();
+      // the listener stamps with the host's own clock (now() may be a test's virtual one)
+      const resumedAt = Date.now();
       await follower.follow();
       const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
@@ -206,8 +213,10 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         if (!req.keepGoing || result.verdict === 'fail' || where?.state !== 'running') break;
         continue;
       }
-      const probeReport = runProbes(after, { before, bootType });
+      const netNow = await net?.knowledge(after, resumedAt);
+      const probeReport = runProbes(after, { before, bootType, net: netNow });
       result.probes = probeReport.results;
+      if (net && netNow && before) result.network = net.check(before, after, netNow, resumedAt);
       before = after;
       const failed = probeReport.results.filter((r) => r.verdict === 'fail');
       const mig = probeReport.results.find((r) => r.id === 'migration');
@@ -218,6 +227,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       } else if (failed.length) {
         result.verdict = 'fail';
         result.reason = `probe ${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.evidence[0] ?? ''}`;
+      } else if (result.network?.verdict === 'fail') {
+        result.verdict = 'fail';
+        result.reason = `the network after the migration: ${result.network.reason}`;
       } else if (mig && mig.verdict !== 'pass') {
         result.verdict = 'inconclusive';
         result.reason = `migration probe ${mig.verdict}: ${mig.evidence[0] ?? ''}`;
@@ -241,6 +253,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     if (hb) await Promise.race([channel.stopHeartbeat(hb).catch(() => undefined), sleep(5000)]);
     where = (await ts.locate(req.domain).catch(() => undefined)) ?? where;
     forget();
+    await net?.stop();
     await channel.close().catch(() => undefined);
     await follower.close().catch(() => undefined);
     await ts.close().catch(() => undefined);

@@ -78,6 +78,10 @@ export interface RoundTripOptions {
   idleMs?: number;
   /** a connection still open after this long is ended and recorded as stalled (a guest dripping bytes) */
   connectionMs?: number;
+  /** listen again where an earlier run did (migrate-test: the guest's CD names these ports); default: random free ports */
+  ports?: { up: number; down: number } | undefined;
+  /** the upload payload an earlier run put on the guest's CD (its length is the payload size); default: fresh random bytes */
+  upPayload?: Buffer | undefined;
   /** injected for tests */
   random?: (n: number) => Buffer;
   now?: () => number;
@@ -118,10 +122,10 @@ function checkAddress(address: string, interfaceName: string | undefined): void 
   }
 }
 
-function listen(server: Server, address: string): Promise<number> {
+function listen(server: Server, address: string, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port: 0, host: address, exclusive: true }, () => {
+    server.listen({ port, host: address, exclusive: true }, () => {
       server.off('error', reject);
       const a = server.address();
       resolve(typeof a === 'object' && a ? a.port : 0);
@@ -132,7 +136,7 @@ function listen(server: Server, address: string): Promise<number> {
 /** Starts both listeners on `address` (random free ports) with fresh random payloads. */
 export async function startRoundTripListener(o: RoundTripOptions): Promise<RoundTripListener> {
   checkAddress(o.address, o.interfaceName);
-  const bytes = o.payloadBytes ?? DEFAULT_PAYLOAD_BYTES;
+  const bytes = o.upPayload?.length ?? o.payloadBytes ?? DEFAULT_PAYLOAD_BYTES;
   if (!Number.isInteger(bytes) || bytes < 1 || bytes > MAX_PAYLOAD_BYTES) {
     throw new ConfigError(`round trip payload of ${bytes} bytes: must be 1 to ${MAX_PAYLOAD_BYTES}`, [], { hint: 'use the default (1 MiB)' });
   }
@@ -140,7 +144,7 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
   const connectionMs = o.connectionMs ?? 120_000;
   const now = o.now ?? Date.now;
   const random = o.random ?? randomBytes;
-  const upPayload = random(bytes);
+  const upPayload = o.upPayload ?? random(bytes);
   const downPayload = random(bytes);
   const uploads: UploadAttempt[] = [];
   const downloads: DownloadAttempt[] = [];
@@ -228,10 +232,10 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
     s.on('close', () => finish('error', 'connection closed before the payload was written'));
   });
 
-  const upPort = await listen(upServer, o.address);
+  const upPort = await listen(upServer, o.address, o.ports?.up);
   let downPort: number;
   try {
-    downPort = await listen(downServer, o.address);
+    downPort = await listen(downServer, o.address, o.ports?.down);
   } catch (e) {
     upServer.close();
     throw e;

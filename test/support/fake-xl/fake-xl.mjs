@@ -12,6 +12,13 @@
  * The guest is a script ($FAKE_XL_STATE/guest.txt): text lines are written to the console as they are;
  * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
  * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
+ * `@collect FIXTURE_DIR` boots the guest's fbxen rc.d script (guest/rc.d/fbxen, then the collector from the
+ * domain's CD, both the real scripts under dash) against the FreeBSD stand-ins replaying that fixture bundle
+ * (test/support/verify/standins) with the STUB nc (test/probes/stubs/nc): the CD is the one in the domain's
+ * config, read with bsdtar; the fixture's xn0 MAC is replaced by the vif's; the frame goes to the console.
+ * So the guest takes part in the netfront round trip with the host's listener (loopback stands in for the
+ * bridge: the test sets FBXEN_NET_LISTEN=127.0.0.1). scenario.json `net: { corruptUp: OFFSET, dropDown: N }`
+ * makes the stub nc flip that byte of the upload / keep only N bytes of the download.
  * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, totalMemoryMiB, xenCommandline,
  * createFails: { stderr }, foreignDomainAppears }.
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
@@ -23,8 +30,10 @@
  * -t serial` fails as xenconsole does when no serial tty is in xenstore (the real one waits 5 s first).
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
-import { appendFileSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const stateDir = process.env.FAKE_XL_STATE;
 if (!stateDir) {
@@ -138,6 +147,50 @@ function libxlConfig(cfg) {
   };
 }
 
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** `@collect FIXTURE`: the guest's rc.d script and collector, real scripts under dash, against stand-ins (see the header). */
+async function collect(domid, fixture, alive) {
+  const dom = load().domains.find((d) => d.domid === domid);
+  if (!dom) return;
+  const dir = join(stateDir, `guest-${domid}-${Date.now()}`);
+  const cd = join(dir, 'cd');
+  const bundle = join(dir, 'bundle');
+  mkdirSync(cd, { recursive: true });
+  try {
+    const iso = (dom.config.disks ?? []).find((d) => d.is_cdrom && d.pdev_path)?.pdev_path;
+    if (iso) spawnSync('bsdtar', ['-xf', iso, '-C', cd, 'fbxen']);
+    cpSync(resolve(REPO, fixture), bundle, { recursive: true });
+    // the guest's xn0 has the MAC its vif was given
+    const mac = dom.config.nics?.[0]?.mac;
+    const sections = join(bundle, 'sections');
+    const old = /xn0: Ethernet address: (\S+)/.exec(existsSync(join(sections, 'dmesg-boot.out')) ? readFileSync(join(sections, 'dmesg-boot.out'), 'utf8') : '')?.[1];
+    if (mac && old) for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split(old).join(mac), 'latin1');
+    const rc = readFileSync(join(REPO, 'guest/rc.d/fbxen'), 'utf8').replace('. /etc/rc.subr', `. ${join(REPO, 'test/support/verify/standins/rc.subr')}`);
+    writeFileSync(join(dir, 'fbxen.rc'), rc);
+    const net = scenario.net ?? {};
+    const env = {
+      PATH: `${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}:${process.env.PATH}`,
+      HOME: dir,
+      FBXEN_STANDIN_BUNDLE: bundle,
+      FBXEN_STANDIN_STATE: dir,
+      FBXEN_STANDIN_CD: cd,
+      fbxen_enable: 'YES',
+      fbxen_collector: '/nonexistent/fbxen-collect',
+      ...(net.corruptUp !== undefined ? { FBXEN_STUB_NC_CORRUPT_UP: String(net.corruptUp) } : {}),
+      ...(net.dropDown !== undefined ? { FBXEN_STUB_NC_DROP_DOWN: String(net.dropDown) } : {}),
+    };
+    const child = spawn('dash', [join(dir, 'fbxen.rc'), 'start'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.on('data', (d) => process.stdout.write(d));
+    const ended = new Promise((r) => child.on('close', r));
+    while (alive() && child.exitCode === null && child.signalCode === null) await Promise.race([ended, sleep(100)]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await ended;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Plays the guest script to stdout until the domain goes away or stdin closes (xenconsole semantics). */
 async function consoleLoop(domid) {
   let stdinClosed = false;
@@ -153,6 +206,8 @@ async function consoleLoop(domid) {
     if (line.startsWith('@sleep ')) {
       const until = Date.now() + Number(line.slice(7));
       while (Date.now() < until && alive()) await sleep(20);
+    } else if (line.startsWith('@collect ')) {
+      await collect(domid, line.slice(9).trim(), alive);
     } else if (line === '@crash') {
       update((db) => {
         const d = db.domains.find((x) => x.domid === domid);
