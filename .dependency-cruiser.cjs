@@ -14,7 +14,7 @@ const LAYERS = [
   { name: 'flow boot', path: '^src/core/boot/' },
   { name: 'flow verify', path: '^src/core/verify/' },
   { name: 'probes', path: '^src/probes/' },
-  { name: 'flow build', path: '^src/core/build/' },
+  { name: 'flow build', path: '^src/core/imaging/' },
   { name: 'image libraries', path: '^src/core/(ufs2|formats|iso|kernel)/' },
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
   { name: 'lab', path: '^src/core/lab/' },

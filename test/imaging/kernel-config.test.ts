@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfigText, readKernelConfig } from '../../src/core/build/kernel-config.js';
+import { parseConfigText, readKernelConfig } from '../../src/core/imaging/kernel-config.js';
 import { sampleDist } from '../support/samples.js';
 
 /** The sample's kernel, straight out of kernel.txz (bsdtar extracts one member to stdout). */
