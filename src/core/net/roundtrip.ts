@@ -160,22 +160,29 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
   };
   const open = { up: new Set<Socket>(), down: new Set<Socket>() };
   const peerOf = (s: Socket) => `${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'}`;
+  /**
+   * Tracks the connection in `openSet` until the attempt's first outcome, which closes it and keeps
+   * the attempt; every later one (the close that follows the destroy) is ignored.
+   */
+  const settleOnce = <A extends { endedAt: number; outcome: string; detail: string }>(s: Socket, openSet: Set<Socket>, attempt: A, list: A[]) => {
+    openSet.add(s);
+    let done = false;
+    return (outcome: A['outcome'], detail: string) => {
+      if (done) return;
+      done = true;
+      attempt.endedAt = now();
+      attempt.outcome = outcome;
+      attempt.detail = detail;
+      openSet.delete(s);
+      s.destroy();
+      keep(list, attempt);
+    };
+  };
 
   const upServer = createServer((s) => {
     if (open.up.size >= MAX_OPEN_PER_PORT) return void s.destroy();
-    open.up.add(s);
     const a: UploadAttempt = { peer: peerOf(s), connectedAt: now(), firstByteAt: null, endedAt: 0, expectedBytes: bytes, receivedBytes: 0, firstDifference: null, outcome: 'error', detail: '' };
-    let done = false;
-    const finish = (outcome: UploadOutcome, detail: string) => {
-      if (done) return;
-      done = true;
-      a.endedAt = now();
-      a.outcome = outcome;
-      a.detail = detail;
-      open.up.delete(s);
-      s.destroy();
-      keep(uploads, a);
-    };
+    const finish = settleOnce(s, open.up, a, uploads);
     s.setTimeout(idleMs, () => finish('stalled', `no byte for ${idleMs} ms after ${a.receivedBytes} of ${bytes}`));
     const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms with ${a.receivedBytes} of ${bytes} bytes`), connectionMs);
     s.on('close', () => clearTimeout(limit));
@@ -206,19 +213,8 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
 
   const downServer = createServer((s) => {
     if (open.down.size >= MAX_OPEN_PER_PORT) return void s.destroy();
-    open.down.add(s);
     const d: DownloadAttempt = { peer: peerOf(s), connectedAt: now(), endedAt: 0, sentBytes: 0, outcome: 'error', detail: '' };
-    let done = false;
-    const finish = (outcome: DownloadAttempt['outcome'], detail: string) => {
-      if (done) return;
-      done = true;
-      d.endedAt = now();
-      d.outcome = outcome;
-      d.detail = detail;
-      open.down.delete(s);
-      s.destroy();
-      keep(downloads, d);
-    };
+    const finish = settleOnce(s, open.down, d, downloads);
     s.setTimeout(idleMs, () => finish('stalled', `the guest took nothing for ${idleMs} ms`));
     const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms`), connectionMs);
     s.on('close', () => clearTimeout(limit));
