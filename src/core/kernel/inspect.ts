@@ -8,8 +8,8 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { InputError } from '../errors.js';
-import { EM_386, EM_X86_64, ElfError, readElf, readNotes, readSection, type ElfNote, type ReadAt } from './elf.js';
-import { parseConfigText, type KernConf } from './kern-conf.js';
+import { bufferReadAt, EM_386, EM_X86_64, ElfError, readElf, readNotes, type ElfNote, type ReadAt } from './elf.js';
+import { parseConfigText, readKernConfText, type KernConf } from './kern-conf.js';
 
 /** Xen's public/elfnote.h. */
 export const XEN_ELFNOTE_XEN_VERSION = 5;
@@ -22,8 +22,6 @@ export const FIRST_PVH_RELEASE = '12.0-RELEASE';
 
 /** No FreeBSD kernel is near this (GENERIC amd64 is ~30 MiB); a larger file is refused before any read. */
 export const MAX_KERNEL_BYTES = 512 * 1024 * 1024;
-/** kern_conf is the config text (~10 KiB for GENERIC). */
-const MAX_KERN_CONF = 256 * 1024;
 
 export interface KernelFacts {
   path: string;
@@ -56,13 +54,8 @@ export async function inspectKernelWith(read: ReadAt, size: number, where: strin
   try {
     const elf = await readElf(read, size);
     const arch = elf.header.machine === EM_X86_64 ? 'amd64' : elf.header.machine === EM_386 ? 'i386' : 'other';
-    const confSection = elf.sections.find((s) => s.name === 'kern_conf');
-    let kernConf: KernConf | undefined;
-    if (confSection) {
-      const raw = await readSection(read, elf, confSection, MAX_KERN_CONF);
-      const nul = raw.indexOf(0);
-      kernConf = parseConfigText(raw.toString('latin1', 0, nul < 0 ? raw.length : nul));
-    }
+    const confText = await readKernConfText(read, elf);
+    const kernConf: KernConf | undefined = confText === undefined ? undefined : parseConfigText(confText);
     const xenNotes = (await readNotes(read, elf)).filter((n) => n.owner === 'Xen');
     const note = (type: number) => xenNotes.find((n) => n.type === type);
     const entry = note(XEN_ELFNOTE_PHYS32_ENTRY);
@@ -120,7 +113,7 @@ export async function inspectKernel(path: string): Promise<KernelFacts> {
 
 /** inspectKernel for bytes already in memory (build holds /boot/kernel/kernel while writing the image). */
 export function inspectKernelBytes(bytes: Buffer, where: string): Promise<KernelFacts> {
-  return inspectKernelWith(async (offset, length) => bytes.subarray(offset, offset + length), bytes.length, where);
+  return inspectKernelWith(bufferReadAt(bytes), bytes.length, where);
 }
 
 /**
