@@ -6,19 +6,14 @@
  */
 import { InputError } from '../errors.js';
 import { bufferReadAt, EM_386, EM_X86_64, ElfError, readElf } from '../kernel/elf.js';
-import { parseConfigText, readKernConfText } from '../kernel/kern-conf.js';
+import { parseConfigText, readKernConfText, type KernConf } from '../kernel/kern-conf.js';
 
-export interface KernelConfig {
+/** The parsed config (KernConf; empty lists from strings) and where it came from. */
+export interface KernelConfig extends KernConf {
   /** 'kern_conf' when the section was found; 'strings' when inferred from driver strings. */
   source: 'kern_conf' | 'strings';
   elfClass: 32 | 64;
   elfMachine: 'amd64' | 'i386' | 'other';
-  ident: string | undefined;
-  machine: string | undefined;
-  options: string[];
-  devices: string[];
-  xenhvm: boolean;
-  xenpci: boolean;
   text: string;
 }
 
