@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { encodeConsoleFrame, packBundle, readBundle } from '../../src/core/verify/index.js';
 import { buildKernel } from '../support/kernel/freebsd-like-kernel.js';
 import { REPO, type Host } from './harness.js';
@@ -37,7 +38,8 @@ export function makePvhBuild(host: Host, name = 'freebsd-14.3-RELEASE-amd64'): {
 }
 
 /** The console of a PVH guest: the kernel's lines from the start (Xen entered it directly), then the frame. */
-export async function writePvhGuest(host: Host, run: string, opts: { frame?: boolean; tail?: string[] } = {}): Promise<void> {
+/** `domain`: the vif's MAC fbxen derives from the name replaces the fixture's, as the real guest would show its own. */
+export async function writePvhGuest(host: Host, run: string, domain: string, opts: { frame?: boolean; tail?: string[] } = {}): Promise<void> {
   const lines = [
     '---<<BOOT>>---',
     'Copyright (c) 1992-2025 The FreeBSD Project.',
@@ -52,7 +54,9 @@ export async function writePvhGuest(host: Host, run: string, opts: { frame?: boo
   if (opts.frame !== false) {
     const fixture = await readBundle(PVH_FIXTURE);
     // The derived PVH bundle as this run's collector would send it (the CD's nonce, phase boot).
-    const bundle = { ...fixture, meta: { ...fixture.meta, run, phase: 'boot' } };
+    const mac = macForName(domain);
+    const sections = new Map([...fixture.sections].map(([k, v]) => [k, v.split('00:16:3e:5a:01:02').join(mac)]));
+    const bundle = { ...fixture, sections, meta: { ...fixture.meta, run, phase: 'boot' } };
     lines.push(...encodeConsoleFrame(await packBundle(bundle), run, 'boot').split('\n').filter(Boolean));
   }
   lines.push(...(opts.tail ?? ['fbxen-collect: done', '@sleep 50']));

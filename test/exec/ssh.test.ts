@@ -154,7 +154,7 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     try {
       writeFileSync(join(xlState, 'guest.txt'), 'FreeBSD/amd64 (fbxen) xc0\n@hang\n');
       const local = join(work, 'fbxen-ssh-dom.cfg');
-      writeFileSync(local, 'name = "fbxen-ssh-dom"\nmemory = 256\nvcpus = 1\n');
+      writeFileSync(local, 'name = "fbxen-ssh-dom"\ntype = "hvm"\nmemory = 256\nvcpus = 1\n'); // no type: xl takes PV, which needs a kernel
       const dir = await s.mkdirRunDir('run-xl-1');
       const { remotePath } = await s.put(local, dir);
       const xl = s.runner();

@@ -60,7 +60,7 @@ async function dom0(guest: string) {
 describe.skipIf(missing)(`migrate-test's xl driver on a dom0 over ssh${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('finds the domain, reads its console over ssh, migrates it (the console follows), saves and restores it there', async () => {
     const { root, driver, commands } = await dom0('console line of the guest\n@hang\n');
-    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost' });
+    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost', guestType: 'hvm' });
     const capture = new ConsoleCapture(undefined);
     const where = await driver.locate('fbxen-g');
     expect(where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
