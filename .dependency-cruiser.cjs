@@ -17,6 +17,7 @@ const LAYERS = [
   { name: 'flow build', path: '^src/core/build/' },
   { name: 'image libraries', path: '^src/core/(ufs2|formats|iso|kernel)/' },
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
+  { name: 'lab', path: '^src/core/lab/' },
   { name: 'run artifacts', path: '^src/core/run/' },
   { name: 'base', path: '^src/core/(exec/|[^/]+\\.ts$)' },
   { name: 'util', path: '^src/core/util/' },

@@ -60,4 +60,5 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 stage=$(mktemp -d)
 mount --bind "$root" "$stage"
 trap 'umount "$stage" 2>/dev/null; rmdir "$stage"' EXIT
-mke2fs -q -t ext4 -L fbxen-dom0 -d "$stage" "$out/dom0.img" 3G
+# 16G, sparse: the root holds the guest images the later phase copies in (about 1 GiB is the system).
+mke2fs -q -t ext4 -L fbxen-dom0 -d "$stage" "$out/dom0.img" 16G

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
 import { createExecaRunner, formatCommand, type Runner } from '../../src/core/exec/runner.js';
@@ -273,6 +274,53 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
   });
 
+  it('a connection lost under a running command is an environment error naming the host', async () => {
+    // A session of its own: dropping connections must not hit another test's.
+    const s = await opened();
+    try {
+      const pidFile = join(work, 'remote-lost.pid');
+      const running = s.runner().run('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 60`]).catch((e: unknown) => e);
+      // Only once the command runs over the master: earlier, a client would connect on its own.
+      expect(await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 30_000)).toBe(true);
+      sshd.dropConnections();
+      const err = await within(running, 60_000);
+      expect(err).toBeInstanceOf(EnvironmentError);
+      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sh -c`));
+      // Its session process was killed, not the command: end the orphaned sleep here.
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (alive(pid)) process.kill(pid, 'SIGTERM');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a remote command killed by a signal is its own failure (ssh says 255), not a lost connection', async () => {
+    const s = await opened();
+    try {
+      // With input the command reads ssh's stdin directly (no wrapper), so its death by signal reaches ssh.
+      const r = await s.runner().run('sh', ['-c', 'kill -KILL $$'], { input: '', allowFailure: true });
+      expect(r.exitCode).toBe(255);
+      expect(r.command).toMatch(/^sh -c 'kill -KILL \$\$' \(on ssh:/);
+      expect((await s.runner().run('echo', ['still connected'])).stdout).toBe('still connected\n');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('stream with a Readable as stdin hands it to the remote command, then EOF', async () => {
+    const s = await opened();
+    try {
+      const p = s.runner().stream('cat', [], { stdin: Readable.from([Buffer.from('first '), Buffer.from('second')]) });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect((await p.done).exitCode).toBe(0);
+      expect(out).toBe('first second');
+      expect(p.stdin).toBeNull();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('creates and removes the run directory (mode 0700, never twice)', async () => {
     const s = await opened();
     try {
@@ -416,6 +464,22 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
     // The master's marker is random per session; the plan shows NONCE.
     expect(executed.map((l) => l.replace(/fbxen-ssh-ready-[a-z0-9]+/, 'fbxen-ssh-ready-NONCE'))).toEqual(planned);
+  });
+
+  it('a TMPDIR ssh would misread (a space) puts the control socket under /tmp instead', async () => {
+    const saved = process.env.TMPDIR;
+    const spaced = join(work, 'tmp with space');
+    mkdirSync(spaced, { recursive: true });
+    process.env.TMPDIR = spaced;
+    let s: SshSession | undefined;
+    try {
+      s = await opened();
+      expect(s.controlSocket).toMatch(/^\/tmp\/fbxen-ssh-[^/]+\/m$/);
+      expect((await s.runner().run('echo', ['ok'])).stdout).toBe('ok\n');
+    } finally {
+      process.env.TMPDIR = saved;
+      await s?.close();
+    }
   });
 
   it('close() leaves no master process and no control socket', async () => {

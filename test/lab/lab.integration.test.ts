@@ -39,10 +39,10 @@ describe('the lab on a real Xen under QEMU', () => {
       const up = fbxen(['--json', 'lab', 'up', '--dir', dir, '--timeout', '900']);
       expect(up.stderr).not.toMatch(/error/);
       expect(up.code).toBe(0);
-      const started = JSON.parse(up.stdout) as { pid: number; port: number; bootSeconds: number; xl: { virtCaps: string } };
+      const started = JSON.parse(up.stdout) as { pid: number; port: number; bootSeconds: number; buildSeconds: number | null; xl: { virtCaps: string } };
       expect(started.xl.virtCaps).toMatch(/\bhvm\b/);
       expect(started.xl.virtCaps).toMatch(/\bhap\b/);
-      process.stderr.write(`lab: QEMU start to xl info ${started.bootSeconds} s\n`);
+      process.stderr.write(`lab: ${started.buildSeconds === null ? 'image cached' : `image built in ${started.buildSeconds} s`}, QEMU start to xl info ${started.bootSeconds} s\n`);
 
       const status = fbxen(['--json', 'lab', 'status', '--dir', dir]);
       expect(status.code).toBe(0);

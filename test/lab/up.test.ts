@@ -39,16 +39,23 @@ function deps() {
 }
 
 /** The runner passes only PATH from deps.env to QEMU; the stand-in's settings travel in process.env. */
+const PIDLOG = join(mkdtempSync(join(tmpdir(), 'fake-qemu-')), 'pids');
+
 async function withFakeEnv<T>(mode: string, run: () => Promise<T>): Promise<T> {
   process.env.FAKE_QEMU_MODE = mode;
   process.env.FAKE_NODE = process.execPath;
+  process.env.FAKE_QEMU_PIDLOG = PIDLOG;
   try {
     return await run();
   } finally {
     delete process.env.FAKE_QEMU_MODE;
     delete process.env.FAKE_NODE;
+    delete process.env.FAKE_QEMU_PIDLOG;
   }
 }
+
+/** The pid of the stand-in QEMU the last lab up started. */
+const lastStandIn = () => Number(readFileSync(PIDLOG, 'utf8').trim().split('\n').pop());
 
 async function failure(p: Promise<unknown>): Promise<Error & { hint?: string }> {
   try {
@@ -69,9 +76,11 @@ describe('lab up when dom0 does not come up', () => {
     expect(err.message).toContain('(XEN) stand-in dom0 never starts');
     expect(err.hint).toMatch(/--timeout/);
     expect(existsSync(paths.state)).toBe(false);
-    // The stand-in (its pid file stays: only a real QEMU removes its own) no longer runs.
-    const pid = Number(readFileSync(paths.pidFile, 'utf8').trim());
+    // The stand-in no longer runs, and its pid file is gone with the state.
+    const pid = lastStandIn();
     expect(pid).toBeGreaterThan(1);
+    expect(existsSync(paths.pidFile)).toBe(false);
+    expect(existsSync(paths.knownHosts)).toBe(false);
     expect(await isLabProcess({ pid, serialLog: paths.serialLog })).toBe(false);
   });
 
@@ -82,6 +91,7 @@ describe('lab up when dom0 does not come up', () => {
     expect(err.message).toMatch(/QEMU exited before dom0 came up/);
     expect(err.message).toContain('(XEN) Panic on CPU 0:');
     expect(existsSync(labPaths(dir).state)).toBe(false);
+    expect(existsSync(labPaths(dir).knownHosts)).toBe(false);
   });
 
   it("names a port QEMU could not forward as taken (QEMU's own hostfwd error)", async () => {
@@ -90,6 +100,9 @@ describe('lab up when dom0 does not come up', () => {
     expect(err).toBeInstanceOf(EnvironmentError);
     expect(err.message).toMatch(/port \d+ on 127\.0\.0\.1 is taken/);
     expect(err.hint).toMatch(/--port/);
+    // Nothing of the run that did not start stays behind.
+    const paths = labPaths(dir);
+    expect([paths.knownHosts, paths.pidFile, paths.state].filter((f) => existsSync(f))).toEqual([]);
   });
 });
 
@@ -104,7 +117,7 @@ describe('lab up interrupted', () => {
     expect(existsSync(paths.state)).toBe(true);
     abort.abort(new Error('interrupted'));
     await up;
-    const pid = Number(readFileSync(paths.pidFile, 'utf8').trim());
+    const pid = lastStandIn();
     expect(await isLabProcess({ pid, serialLog: paths.serialLog })).toBe(false);
     expect(existsSync(paths.state)).toBe(false);
   });

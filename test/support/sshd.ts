@@ -36,6 +36,8 @@ export interface TestSshd {
   knownHosts: string;
   /** The server's log so far (sshd -e writes it to stderr). */
   log(): string;
+  /** Ends every connection's processes (as a host that goes away), keeping the listener. */
+  dropConnections(): void;
   stop(): Promise<void>;
 }
 
@@ -142,6 +144,9 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
     const knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, `[127.0.0.1]:${port} ${pubKey}\n`);
     const pid = child.pid!;
+    // A worker that dies without afterAll must not leave the server running.
+    const onExit = () => child.kill('SIGTERM');
+    process.once('exit', onExit);
     return {
       host: '127.0.0.1',
       port,
@@ -150,6 +155,15 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
       identity,
       knownHosts,
       log: () => log,
+      dropConnections() {
+        for (const p of childrenOf(pid)) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      },
       async stop() {
         // Session processes outlive the listener: end them first (all are this server's descendants).
         for (const p of descendants(pid).reverse()) {
@@ -159,6 +173,7 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
             // already gone
           }
         }
+        process.off('exit', onExit);
         if (child.exitCode === null && child.signalCode === null) {
           const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');

@@ -9,7 +9,7 @@
  * lines for --dry-run. How a remote command ends when fbxen goes away: ssh-remote.ts.
  */
 import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
-import { basename, dirname, join, posix } from 'node:path';
+import { basename, dirname, join, posix, resolve } from 'node:path';
 import { EnvironmentError, InputError, TimeoutError, UsageError } from '../errors.js';
 import { NAME_PATTERN, NAME_RULE } from '../util/names.js';
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from './runner.js';
@@ -45,11 +45,19 @@ export interface SshDeps {
 export const DEFAULT_REMOTE_ROOT = '/var/lib/fbxen/runs';
 /** What ssh itself needs from the environment; nothing else reaches it (SendEnv LANG LC_* is Debian's default). */
 const KEEP_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SSH_AUTH_SOCK']);
+
+/** The environment an ssh child gets: KEEP_ENV (plus `extra`, e.g. TERM for an interactive shell), nothing else. */
+export function sshEnvironment(base: NodeJS.ProcessEnv, extra: readonly string[] = []): Record<string, string> {
+  const keep = new Set([...KEEP_ENV, ...extra]);
+  return Object.fromEntries(Object.entries(base).filter((e): e is [string, string] => keep.has(e[0]) && e[1] !== undefined));
+}
 /**
  * Lines the local ssh (not the remote command) writes when the connection failed. Status 255 alone
  * does not say it: a remote command may exit 255, and xl migrate's own ssh prints "ssh: ..." lines.
  */
 const SSH_OWN_ERROR = /^(mux_client_|muxclient: |Control socket |ControlSocket |Connection to \S+ closed|client_loop: |Timeout, server \S+ not responding|Host key verification failed|kex_exchange_identification)/m;
+/** How long a status 255 waits for the master to show whether the connection is gone (it exits at once then). */
+const MASTER_EXIT_WAIT_MS = 3000;
 const CONTROL_PLACEHOLDER = '$TMPDIR/fbxen-ssh-XXXXXX/m';
 
 export interface PutResult {
@@ -65,13 +73,15 @@ export class SshSession {
   private readonly local: Runner;
   private readonly env: Record<string, string | undefined>;
   private readonly remoteRoot: string;
+  private readonly options: SshOptions;
   private controlDir: string | undefined;
   private master: StreamingProcess | undefined;
   private masterEnded = false;
+  private masterGone: Promise<void> = Promise.resolve();
 
   constructor(
     readonly target: SshTarget,
-    private readonly options: SshOptions,
+    options: SshOptions,
     deps: SshDeps,
   ) {
     this.label = formatHostUrl(target);
@@ -80,6 +90,7 @@ export class SshSession {
     // Unset, not just absent: the local runner merges its own environment under these.
     this.env = Object.fromEntries(Object.keys(base).map((k) => [k, KEEP_ENV.has(k) ? base[k] : undefined]));
     this.remoteRoot = checkRemoteRoot(options.remoteRoot ?? DEFAULT_REMOTE_ROOT);
+    this.options = { ...options, knownHosts: sshPath('--known-hosts', options.knownHosts), identity: sshPath('--identity', options.identity) };
   }
 
   /** The master's control socket while the session is open (for a tool that should share the connection). */
@@ -174,9 +185,9 @@ export class SshSession {
     }
     // Nothing more comes on the master's stdout; keep it drained all the same.
     master.stdout.resume();
-    master.done.then(
-      () => (this.masterEnded = true),
-      () => (this.masterEnded = true),
+    this.masterGone = master.done.then(
+      () => void (this.masterEnded = true),
+      () => void (this.masterEnded = true),
     );
     this.master = master;
   }
@@ -202,7 +213,7 @@ export class SshSession {
             if (err instanceof TimeoutError) throw new TimeoutError(`${this.describe(argv)} did not finish within ${opts.timeoutMs} ms`, { hint: err.hint, cause: err });
             throw err;
           });
-        const result = this.remoteResult(argv, r);
+        const result = await this.remoteResult(argv, r);
         if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandFailedError(result);
         return result;
       },
@@ -220,9 +231,9 @@ export class SshSession {
         if (opts.stdin !== undefined && typeof opts.stdin !== 'string' && proc.stdin) opts.stdin.pipe(proc.stdin);
         const done = proc.done.then(
           (r) => this.remoteResult(argv, r),
-          (err: unknown) => {
+          async (err: unknown) => {
             if (!(err instanceof CommandFailedError)) throw err;
-            throw new CommandFailedError(this.remoteResult(argv, err.result));
+            throw new CommandFailedError(await this.remoteResult(argv, err.result));
           },
         );
         done.catch(() => undefined);
@@ -231,10 +242,17 @@ export class SshSession {
     };
   }
 
-  /** The result as the remote command's; a failure of ssh itself (status 255 and ssh's words) is an EnvironmentError. */
-  private remoteResult(argv: readonly string[], r: RunResult): RunResult {
+  /**
+   * The result as the remote command's; a failure of ssh itself is an EnvironmentError. ssh exits 255
+   * both for a lost connection (often without a word: the master closed the channel) and for a remote
+   * command killed by a signal; the master tells them apart, as it exits when the connection is lost.
+   */
+  private async remoteResult(argv: readonly string[], r: RunResult): Promise<RunResult> {
+    if (r.exitCode === 255 && !this.masterEnded && !SSH_OWN_ERROR.test(r.stderr)) {
+      await Promise.race([this.masterGone, sleep(MASTER_EXIT_WAIT_MS)]);
+    }
     if (r.exitCode === 255 && (this.masterEnded || SSH_OWN_ERROR.test(r.stderr))) {
-      throw new EnvironmentError(`the connection to ${this.label} failed while running ${formatCommand(argv[0]!, argv.slice(1))}: ${r.stderr.trim().split('\n').slice(-2).join('; ')}`, {
+      throw new EnvironmentError(`the connection to ${this.label} failed while running ${formatCommand(argv[0]!, argv.slice(1))}${r.stderr.trim() ? `: ${lastLines(r.stderr)}` : ''}`, {
         hint: `check that ${this.target.host} is up and reachable; the command may or may not have run there`,
       });
     }
@@ -332,9 +350,20 @@ function checkRun(run: string): string {
   return run;
 }
 
+/**
+ * A file path for an ssh option, made absolute. ssh splits UserKnownHostsFile at whitespace and expands
+ * % tokens and a leading ~ in file options: such a path would name other files than the one given.
+ */
+function sshPath(option: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const abs = resolve(path);
+  if (/[\s%"'\\]/.test(abs)) throw new InputError(`${option} ${JSON.stringify(path)}: ssh would not read that path as it is (it splits at spaces and expands %, quotes and \\)`, { hint: `copy or link the file to a path without spaces, %, quotes or backslashes` });
+  return abs;
+}
+
 function checkRemoteRoot(root: string): string {
-  const norm = posix.normalize(root);
-  if (!posix.isAbsolute(root) || norm !== root.replace(/\/+$/, '') || norm === '/' || /[\0\n]/.test(root)) {
+  const norm = root.replace(/(.)\/+$/, '$1');
+  if (!posix.isAbsolute(norm) || posix.normalize(norm) !== norm || norm === '/' || /[\0\n]/.test(norm)) {
     throw new InputError(`the remote runs directory ${JSON.stringify(root)} must be an absolute path below / without . or .. parts`, { hint: `for instance ${DEFAULT_REMOTE_ROOT}` });
   }
   return norm;

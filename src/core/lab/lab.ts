@@ -8,6 +8,7 @@ import { access, constants, mkdir, readdir, readFile, rm, writeFile } from 'node
 import { createServer } from 'node:net';
 import { EnvironmentError, TimeoutError, UsageError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
+import { sshEnvironment } from '../exec/ssh.js';
 import type { Progress } from '../progress.js';
 import { sleep } from '../util/sleep.js';
 import { ensureImage, imageInputs, missingTools, readManifest } from './image.js';
@@ -162,17 +163,25 @@ export async function labUp(req: LabUpRequest, deps: LabDeps): Promise<LabUpResu
 
   const args = qemuArgs({ accel, memoryMiB: req.memoryMiB, cpus: req.cpus, port, image: { disk: image.disk, xen: image.xen, kernel: image.kernel, initrd: image.initrd }, serialLog: paths.serialLog, pidFile: paths.pidFile });
   const startedAt = new Date();
-  const qemu = await deps.progress.step(`start QEMU (${accel}: ${why}), ssh on 127.0.0.1:${port}`, () =>
-    deps.runner.run('qemu-system-x86_64', args, { allowFailure: true, timeoutMs: 120_000, signal: deps.signal, env: toolEnv(deps) }),
-  );
-  if (qemu.exitCode !== 0) {
-    const err = qemu.stderr.trim().split('\n').slice(-5).join('\n');
-    if (/host ?forward|hostfwd/i.test(err)) throw new EnvironmentError(`port ${port} on 127.0.0.1 is taken (QEMU: ${err})`, { hint: 'give --port another port, or leave --port out' });
-    if (accel === 'kvm') throw new EnvironmentError(`QEMU could not start with KVM: ${err}`, { hint: 'use --accel tcg (emulation)' });
-    throw new EnvironmentError(`QEMU did not start: ${err}`, { hint: 'see the message above; scripts/lab-setup.sh installs what the lab needs' });
+  // A lab that did not start leaves none of its run files behind (the serial log stays: it says why).
+  const forget = () => Promise.all([rm(paths.knownHosts, { force: true }), rm(paths.pidFile, { force: true }), rm(paths.state, { force: true })]);
+  let pid: number;
+  try {
+    const qemu = await deps.progress.step(`start QEMU (${accel}: ${why}), ssh on 127.0.0.1:${port}`, () =>
+      deps.runner.run('qemu-system-x86_64', args, { allowFailure: true, timeoutMs: 120_000, signal: deps.signal, env: toolEnv(deps) }),
+    );
+    if (qemu.exitCode !== 0) {
+      const err = qemu.stderr.trim().split('\n').slice(-5).join('\n');
+      if (/host ?forward|hostfwd/i.test(err)) throw new EnvironmentError(`port ${port} on 127.0.0.1 is taken (QEMU: ${err})`, { hint: 'give --port another port, or leave --port out' });
+      if (accel === 'kvm') throw new EnvironmentError(`QEMU could not start with KVM: ${err}`, { hint: 'use --accel tcg (emulation)' });
+      throw new EnvironmentError(`QEMU did not start: ${err}`, { hint: 'see the message above; scripts/lab-setup.sh installs what the lab needs' });
+    }
+    pid = Number((await readFile(paths.pidFile, 'utf8').catch(() => '')).trim());
+    if (!Number.isSafeInteger(pid) || pid < 2) throw new EnvironmentError(`QEMU started but wrote no pid to ${paths.pidFile}`, { hint: 'check for a stray qemu-system-x86_64 process' });
+  } catch (err) {
+    await forget();
+    throw err;
   }
-  const pid = Number((await readFile(paths.pidFile, 'utf8').catch(() => '')).trim());
-  if (!Number.isSafeInteger(pid) || pid < 2) throw new EnvironmentError(`QEMU started but wrote no pid to ${paths.pidFile}`, { hint: 'check for a stray qemu-system-x86_64 process' });
   const state: LabStateT = { version: 1, pid, port, accel, dir: paths.dir, imageKey: key, identityFile: image.identity, knownHostsFile: paths.knownHosts, serialLog: paths.serialLog, startedAt: startedAt.toISOString() };
   await writeLabState(paths.state, state);
 
@@ -208,7 +217,7 @@ export async function labUp(req: LabUpRequest, deps: LabDeps): Promise<LabUpResu
     };
   } catch (err) {
     await stopQemu(state, deps, false).catch(() => undefined);
-    await rm(paths.state, { force: true });
+    await forget();
     throw err;
   }
 }
@@ -267,7 +276,7 @@ export async function labSsh(req: { dir?: string | undefined; command: readonly 
   const target = await resolveLabTarget({ dir: pathsOf(req.dir, deps).dir, env: deps.env });
   const args = [...sshArgs(target, { batch: false }), ...(req.command.length ? ['--', ...req.command] : [])];
   return new Promise((resolve, reject) => {
-    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal, env: { ...process.env, PATH: deps.env.PATH } });
+    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal, env: sshEnvironment({ ...process.env, PATH: deps.env.PATH }, ['TERM']) });
     child.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' ? new EnvironmentError('ssh was not found on PATH', { hint: 'install openssh-client' }) : err),
     );
