@@ -12,7 +12,7 @@ import { EnvironmentError, FbxenError, InterruptedError, TimeoutError } from '..
 import type { Runner } from '../exec/runner.js';
 import type { CoreDeps } from '../deps.js';
 import { defaultCollectorPath, makeFbxenCd } from '../iso/fbxen-cd.js';
-import { DEFAULT_REMOTE_ROOT, parseHostUrl, SshSession } from '../exec/ssh.js';
+import { DEFAULT_REMOTE_ROOT, formatHostUrl, parseHostUrl, SshSession } from '../exec/ssh.js';
 import { createRunArtifacts, newRunId, transcribingRunner, writeRunRecord, type RunRecord } from '../run/artifacts.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { Created, DomainRef, GuestSpec, Staged, Toolstack } from '../toolstack/types.js';
@@ -112,7 +112,9 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
       await access(p.image.path, constants.R_OK).catch((err: unknown) => {
         throw new EnvironmentError(`image ${p.image.path} is not readable: ${(err as Error).message}`, { hint: 'run fbxen as root on the dom0, or fix the file permissions' });
       });
-      await ts.preflight(p.guest);
+      const facts = await ts.preflight(p.guest);
+      // A remote dom0 by the URL fbxen reached it at: 'localhost' or its own name would read as this machine.
+      record.host = req.host?.url ? formatHostUrl(parseHostUrl(req.host.url)) : facts.host;
     });
 
     if (p.cd.kind === 'fbxen') {

@@ -39,6 +39,8 @@ export interface RunRecord {
   outcome: RunOutcome;
   /** The run id the collector's frame will carry: this run's (fbxen CD nonce), or null when the CD is not fbxen's (--iso, --empty-cdrom) and any run's newest frame counts. */
   frameRun?: string | null;
+  /** The host the guest ran on, as the preflight found it: a remote dom0 by its ssh URL, this dom0 by its name, XAPI's pool master. */
+  host?: string;
 }
 
 export interface RunArtifacts {
