@@ -35,6 +35,12 @@ export interface BootNetwork {
 
 /** The round trip for a boot: never throws for a host that cannot arrange it (that is a reason), only for a FBXEN_NET_LISTEN that may not be used. */
 export async function arrangeBootNetwork(ts: Toolstack, guest: GuestSpec, o: { fbxenCd: boolean; env: NodeJS.ProcessEnv; source: string; payloadBytes?: number | undefined }): Promise<BootNetwork> {
+  if (ts.name === 'xapi') {
+    // A pool network is no bridge of this machine (see xapiNetKnowledge): no listener, the reason instead.
+    const known = xapiNetKnowledge(guest.network, o.source);
+    const roundTrip = known.roundTrip as RoundTripNotArranged;
+    return { roundTrip, cdFiles: [], knowledge: async () => known, keep: async () => undefined, stop: async () => undefined };
+  }
   // The xl config gives one vif (devid 0) with the guest's MAC on its bridge; XAPI makes one VIF on the network, MAC chosen by xapi.
   const vifs = [{ devid: 0, ...(guest.mac !== undefined ? { mac: guest.mac } : {}), ...(guest.network !== undefined && !ts.capabilities.remote ? { bridge: guest.network } : {}) }];
   const roundTrip: RoundTripListener | RoundTripNotArranged = !o.fbxenCd

@@ -45,7 +45,7 @@ export interface PreparedBoot {
 export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: string; now?: (() => Date) | undefined }): Promise<PreparedBoot> {
   const image = await inspectImage(req.image, deps.cwd);
   requireImageFor(ts.name, image);
-  const name = req.name ?? defaultDomainName(image);
+  const name = req.name || defaultDomainName(image); // '' too: a name left empty in the config file
   const run = req.runId ?? newRunId(deps.now?.() ?? new Date());
   // An invalid name is refused by ts.prepare with the full explanation; keep the path harmless until then.
   const artifacts = runArtifactPaths({ root: req.artifactsRoot, name: NAME_PATTERN.test(name) ? name : 'invalid-name', run, cwd: deps.cwd, configFile: ts.configFile });
@@ -55,8 +55,10 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   else if (req.iso !== undefined) {
     const iso = resolve(deps.cwd, req.iso);
     const st = await stat(iso).catch(() => undefined);
-    if (!st?.isFile()) throw new InputError(`ISO ${iso} does not exist`, { hint: 'pass an existing ISO image with --iso, or leave it out to get the fbxen CD' });
-    cd = { kind: 'iso', path: iso };
+    // No such file: the name of an ISO the toolstack has (XAPI's ISO libraries), which it looks up at create.
+    if (!st?.isFile() && ts.capabilities.isoByName) cd = { kind: 'iso', path: req.iso };
+    else if (!st?.isFile()) throw new InputError(`ISO ${iso} does not exist`, { hint: 'pass an existing ISO image with --iso, or leave it out to get the fbxen CD' });
+    else cd = { kind: 'iso', path: iso };
   } else cd = { kind: 'fbxen', path: artifacts.cdPath };
 
   const arch = image.build?.arch === 'amd64' || image.build?.arch === 'i386' ? image.build.arch : undefined;
@@ -78,6 +80,9 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
     image: { path: image.path, format: image.format, size: image.size, virtualSize: image.virtualSize ?? image.size },
     cdrom: cd.kind === 'empty' ? { kind: 'empty' } : { kind: 'iso', path: cd.path },
     ...(req.bridge !== undefined ? { network: req.bridge } : {}),
+    // XAPI: the pool's network and SR by name or uuid (unset: the pool's defaults)
+    ...(req.xapi?.network !== undefined ? { network: req.xapi.network } : {}),
+    ...(req.xapi?.sr !== undefined ? { storage: req.xapi.sr } : {}),
   };
   let guest: GuestSpec;
   try {

@@ -18,7 +18,8 @@ import type { ConsoleKeyboard } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
 import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
 import { openMigrationNetwork, type MigrationNetwork } from './network-check.js';
-import { migrateExitCode, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
+import { migrateExitCode, nameDom0, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
+import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 import { sleep } from '../util/sleep.js';
 import type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest } from './request.js';
@@ -85,7 +86,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     await capture.close();
   });
 
-  const report = (): MigrateReport => ({
+  // The reports name a remote dom0 by its URL, not 'localhost' (the driver's name for the host it drives).
+  const dom0 = req.host?.url ? formatHostUrl(parseHostUrl(req.host.url)) : undefined;
+  const report = (): MigrateReport => nameDom0({
     run,
     toolstack: req.toolstack,
     domain: req.domain,
@@ -100,7 +103,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     summary: summarize(iterations),
     where: where ?? null,
     artifactsDir: dir,
-  });
+  }, dom0);
 
   try {
     const route = await progress.step('Preflight: toolstack, domain, destination', () => ts.migrationRoute(req.domain, req.mode, req.to));

@@ -270,3 +270,14 @@ export function renderDowntimeSvg(r: MigrateReport): string {
   parts.push(`  <text x="${left + plotW / 2}" y="${H - 12}" text-anchor="middle">iteration</text>`, '</svg>', '');
   return parts.join('\n');
 }
+
+/**
+ * The report with the dom0 fbxen drove named `dom0` (its ssh URL) where the driver calls it 'localhost':
+ * on a remote dom0, 'localhost' would read as the machine that ran fbxen. Unchanged without `dom0`.
+ */
+export function nameDom0(r: MigrateReport, dom0: string | undefined): MigrateReport {
+  if (dom0 === undefined || dom0 === 'localhost') return r;
+  const host = (h: string) => (h === 'localhost' ? dom0 : h);
+  const at = <T extends { host: string } | null>(l: T): T => (l ? { ...l, host: host(l.host) } : l);
+  return { ...r, to: host(r.to), where: at(r.where), iterations: r.iterations.map((i) => ({ ...i, where: at(i.where) })) };
+}

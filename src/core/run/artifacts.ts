@@ -43,6 +43,8 @@ export interface RunRecord {
   type?: 'hvm' | 'pvh' | undefined;
   /** PVH: the kernel booted (path in the run, where it came from, sha256, ident, __FreeBSD_version, cmdline). */
   kernel?: Record<string, unknown> | undefined;
+  /** The host the guest ran on, as the preflight found it: a remote dom0 by its ssh URL, this dom0 by its name, XAPI's pool master. */
+  host?: string;
 }
 
 export interface RunArtifacts {
