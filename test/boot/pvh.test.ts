@@ -123,7 +123,7 @@ describe.skipIf(!haveToolchain)('boot --type pvh through the fake xl (skipped wi
     const env = { ...h.env, FBXEN_XAPI_URL: 'https://xapi.invalid', FBXEN_XAPI_USER: 'root', FBXEN_XAPI_PASSWORD: 'secret' };
     const xapi = await fbxen([...base, '--toolstack', 'xapi', '--type', 'pvh', '--dry-run'], { ...h, env });
     expect(xapi.code).toBe(3);
-    expect(xapi.stderr).toContain('fbxen boots XAPI guests as HVM only');
+    expect(xapi.stderr).toContain('--toolstack xapi cannot create PVH guests'); // the flow asks the driver's capabilities first
   });
 
   it("fbxen.yaml's boot: section takes type, kernel and kernel-env (a list or one entry); flags win", async () => {

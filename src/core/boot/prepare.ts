@@ -66,7 +66,7 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   const type = req.type ?? 'hvm';
   let kernel: KernelChoice | undefined;
   if (type === 'pvh') {
-    if (!ts.capabilities.pvh) throw new InputError(`--toolstack ${ts.name} cannot create PVH guests`, { hint: 'boot PVH with --toolstack xl, or drop --type pvh' });
+    if (!ts.capabilities.pvh) throw new InputError(`--toolstack ${ts.name} cannot create PVH guests`, { hint: 'boot PVH with --toolstack xl, or drop --type pvh (docs/xapi.md, "PVH", says why XAPI cannot)' });
     kernel = await chooseKernel(req, image.path, artifacts.dir, deps.cwd);
   }
   const wanted: GuestSpec = {
