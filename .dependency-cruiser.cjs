@@ -14,10 +14,12 @@ const LAYERS = [
   { name: 'flow boot', path: '^src/core/boot/' },
   { name: 'flow verify', path: '^src/core/verify/' },
   { name: 'probes', path: '^src/probes/' },
-  { name: 'flow build', path: '^src/core/build/' },
+  { name: 'flow build', path: '^src/core/imaging/' },
   { name: 'image libraries', path: '^src/core/(ufs2|formats|iso|kernel)/' },
   { name: 'toolstack drivers', path: '^src/core/toolstack/' },
+  { name: 'lab', path: '^src/core/lab/' },
   { name: 'run artifacts', path: '^src/core/run/' },
+  { name: 'network', path: '^src/core/net/' },
   { name: 'base', path: '^src/core/(exec/|[^/]+\\.ts$)' },
   { name: 'util', path: '^src/core/util/' },
 ];

@@ -4,8 +4,8 @@
 // usage: node bench/ufs2-write.mjs OUT.img SET.tar [SET.tar ...]
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { readTar } from '../dist/core/build/tar.js';
-import { EntryGuard } from '../dist/core/build/entries.js';
+import { readTar } from '../dist/core/imaging/tar.js';
+import { EntryGuard } from '../dist/core/imaging/entries.js';
 import { createFileBlockTarget, createUfs2Writer, estimateUfs2Size } from '../dist/core/ufs2/index.js';
 
 const [out, ...tars] = process.argv.slice(2);

@@ -44,11 +44,17 @@ export const BootOptions = z
     host: z.string().min(1).optional(),
     knownHosts: z.string().min(1).optional(),
     identity: z.string().min(1).optional(),
+    type: z.enum(['hvm', 'pvh']).default('hvm'),
+    kernel: z.string().min(1).optional(),
+    // repeatable on the command line; in fbxen.yaml a list, or one KEY=VALUE
+    kernelEnv: z.union([z.string().transform((v) => [v]), z.array(z.string()).max(256)]).optional(),
   })
   .strict()
   .refine((o) => !(o.iso !== undefined && o.emptyCdrom), { message: '--iso and --empty-cdrom exclude each other', path: ['iso'] })
   .refine((o) => o.toolstack !== 'xapi' || o.host === undefined, { message: '--host is the dom0 of --toolstack xl; XAPI reaches its pool through FBXEN_XAPI_URL', path: ['host'] })
-  .refine((o) => o.host !== undefined || (o.knownHosts === undefined && o.identity === undefined), { message: 'only with --host ssh://...', path: ['knownHosts'] });
+  .refine((o) => o.host !== undefined || (o.knownHosts === undefined && o.identity === undefined), { message: 'only with --host ssh://...', path: ['knownHosts'] })
+  // An HVM guest is started by its own loader from the image: a kernel given here would be silently unused.
+  .refine((o) => o.type === 'pvh' || (o.kernel === undefined && o.kernelEnv === undefined), { message: 'only a PVH guest boots a given kernel (HVM starts the image\'s loader); add --type pvh', path: ['kernel'] });
 export type BootOptionsT = z.infer<typeof BootOptions>;
 
 /** A flag --iso drops a config `empty-cdrom:`, and the reverse. */
@@ -80,5 +86,8 @@ export function commonBootRequest(o: z.infer<typeof BootOptions>) {
     dryRun: o.dryRun,
     verify: o.verify,
     artifactsRoot: o.artifacts,
+    type: o.type,
+    kernel: o.kernel,
+    kernelEnv: o.kernelEnv,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * fbxen boot: flags (over the config file's `boot:` section) → one boot request → the boot flow
- * (core/boot/boot.ts), or the XenServer flow for --toolstack xapi. Prints where the run's artifacts are, the plan with --dry-run,
+ * (core/boot/boot.ts), with the xl or the XAPI driver. Prints where the run's artifacts are, the plan with --dry-run,
  * and the report with --verify. Loaded when the command runs (its options are registered in ./index.ts).
  */
 import type { Command } from 'commander';
@@ -24,7 +24,7 @@ export async function runBoot(o: BootOptionsT, ctx: CommandContext): Promise<Boo
   const req: BootRequest =
     o.toolstack === 'xapi'
       ? // unset name: the flow names it from build.json or the file, as for xl
-        { ...commonBootRequest(o), toolstack: 'xapi', name: o.name, xapi: { network: o.network, sr: o.sr, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } }
+        { ...commonBootRequest(o), toolstack: 'xapi', name: o.name, graceSec: o.grace, xapi: { network: o.network, sr: o.sr, caFile: o.caFile, insecure: o.insecure, insecureHttp: o.insecureHttp } }
       : toXlBootRequest(o);
   if (req.host !== undefined) req.host = await labHost(ctx, req.host);
   return boot(req, { runner: ctx.runner, progress: ctx.progress, signal: ctx.signal, cleanup: ctx.cleanup, env: ctx.env, cwd: ctx.cwd });

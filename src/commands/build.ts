@@ -4,10 +4,10 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { buildCommand, type BuildCommandRequest } from '../core/build/index.js';
-import { FORMAT_NAMES } from '../core/build/formats.js';
-import { DEFAULT_MIRROR } from '../core/build/sets.js';
-import { XZ_DECODERS } from '../core/build/xz-decoder.js';
+import { buildCommand, type BuildCommandRequest } from '../core/imaging/index.js';
+import { FORMAT_NAMES } from '../core/imaging/formats.js';
+import { DEFAULT_MIRROR } from '../core/imaging/sets.js';
+import { XZ_DECODERS } from '../core/imaging/xz-decoder.js';
 import { NAME_PATTERN } from '../core/util/names.js';
 import type { CommandContext } from './context.js';
 import { explicitFlags, parseSize, resolveRequest } from './options.js';

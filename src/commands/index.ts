@@ -53,7 +53,10 @@ function addGuestOptions(cmd: Command): Command {
     .option('--iso <file>', 'put this ISO in the CD drive instead of the fbxen CD')
     .option('--empty-cdrom', 'leave the CD drive empty (the image must carry the collector)')
     .option('--artifacts <dir>', `root of the run directories (default ./${DEFAULT_ARTIFACTS_ROOT})`)
-    .option('--run-id <id>', 'the run id (default: time and a random suffix)');
+    .option('--run-id <id>', 'the run id (default: time and a random suffix)')
+    .addOption(new Option('--type <type>', 'hvm, or pvh: Xen enters the kernel directly, no firmware or device model (default hvm)').choices(['hvm', 'pvh']))
+    .option('--kernel <file>', 'pvh: boot this FreeBSD kernel (e.g. from make buildkernel) with the image\'s userland (default: the kernel build kept beside the image)')
+    .option('--kernel-env <KEY=VALUE>', 'pvh: a kernel environment entry on the kernel command line (repeatable)', collect);
 }
 
 function registerBoot(program: Command, context: ContextFactory): void {

@@ -54,7 +54,7 @@ export interface GuestFacts {
 }
 
 /** Runs a parser; a parser bug or a zod rejection means "no evidence", never a crash. */
-function safe<T>(text: string | undefined, parse: (t: string) => T | undefined): T | undefined {
+export function safe<T>(text: string | undefined, parse: (t: string) => T | undefined): T | undefined {
   if (text === undefined) return undefined;
   try {
     return parse(text);

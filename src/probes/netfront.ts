@@ -5,7 +5,7 @@
  * Messages, sysctls and flags: docs/netfront-design.md (FreeBSD sys/dev/xen/netfront/netfront.c per release).
  */
 import type { DownloadAttempt, HostRoundTrip, RoundTripNotArranged, UploadAttempt } from '../core/net/roundtrip.js';
-import { completeBoot, guestFacts, xenGuestEvidence, type GuestFacts } from './facts.js';
+import { completeBoot, guestFacts, safe, xenGuestEvidence, type GuestFacts } from './facts.js';
 import {
   parseEmulatedNics,
   parseIfconfig,
@@ -17,20 +17,15 @@ import {
   type EmulatedNic,
   type Iface,
   type NetRt,
+  type XnMessages,
 } from './parsers/net.js';
 import { parseSysctl, type Sysctl } from './parsers/sysctl.js';
 import { defineProbe, fail, inconclusive, pass, skip, type Bundle, type NetHostKnowledge, type ProbeContext, type ProbeOutcome } from './types.js';
 
 export const NETFRONT_SECTIONS = ['sysctl', 'dmesg-boot', 'dmesg', 'ifconfig', 'net-sysctl', 'kenv-net', 'kldstat', 'net-rt'] as const;
 
-interface Xn {
-  unit: number;
-  node: string | null;
-  /** MAC from the attach messages */
-  mac: string | null;
-  features: string[] | null;
-  connects: number;
-  resets: number;
+/** What netfront printed about the unit (mac: from the attach messages), and what else the guest showed. */
+interface Xn extends XnMessages {
   state: string | null;
   peerPath: string | null;
   iface: Iface | undefined;
@@ -49,15 +44,6 @@ export interface NetFacts {
   rt: NetRt | undefined;
   present: Set<string>;
   status: Map<string, number>;
-}
-
-function safe<T>(text: string | undefined, parse: (t: string) => T | undefined): T | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 export function netFacts(bundle: Bundle): NetFacts {
@@ -132,8 +118,9 @@ function roundTrip(f: NetFacts, host: NetHostKnowledge | undefined): { verdict: 
   if (!rt) {
     return { verdict: 'unknown', evidence: [f.present.has('net-rt') ? 'the net-rt section is unreadable: the traffic round trip is not shown' : 'no net-rt section (a collector before 1.2, or evidence collected by hand): the traffic round trip was not run'] };
   }
-  if (rt.notArranged.length) return { verdict: 'unknown', evidence: [`the round trip was not run: ${rt.notArranged.join('; ')}`] };
   const rec = host?.roundTrip;
+  // the host's reason says why the guest found no files (no bridge address, a remote host...)
+  if (rt.notArranged.length) return { verdict: 'unknown', evidence: [`the round trip was not run: ${rt.notArranged.join('; ')}${rec && 'arranged' in rec ? `; the host: ${(rec as RoundTripNotArranged).reason}` : ''}`] };
   if (!rec) return { verdict: 'unknown', evidence: ['the host\'s record of the round trip is missing (what its listener received is needed to check the bytes): verify through the run that started the listener'] };
   if ('arranged' in rec) return { verdict: 'unknown', evidence: [`the host could not arrange the round trip: ${(rec as RoundTripNotArranged).reason}`] };
   const r = rec as HostRoundTrip;

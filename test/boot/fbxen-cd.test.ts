@@ -63,4 +63,18 @@ describe('fbxen CD', () => {
     await expect(makeFbxenCd({ runId: 'ok', collectorPath: join(work, 'nope'), outPath: out, timestamp: T }, runner)).rejects.toThrow(/collector .* is missing/);
     expect(existsSync(out)).toBe(false);
   });
+
+  it('carries the round trip\'s /fbxen/net and /fbxen/net.bin byte for byte (read back by bsdtar), 0444 like run; refuses a name that is not a plain file name or replaces run', async () => {
+    const outPath = join(work, 'net.iso');
+    const bin = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7919) & 0xff));
+    const net = 'host=192.168.122.1\nup=40001\ndown=40002\nbytes=70000\n';
+    await makeFbxenCd({ runId: 'run-net', phase: 'boot', collectorPath: collector, outPath, timestamp: T, extraFiles: [{ name: 'net', content: net }, { name: 'net.bin', content: bin }] }, runner);
+    expect(execFileSync('bsdtar', ['-xOf', outPath, 'fbxen/net'], { encoding: 'utf8' })).toBe(net);
+    expect(execFileSync('bsdtar', ['-xOf', outPath, 'fbxen/net.bin']).equals(bin)).toBe(true);
+    expect(execFileSync('xorriso', ['-indev', outPath, '-lsl', '/fbxen'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })).toMatch(/^-r--r--r--\s+1\s+0\s+0\s+70000 .* 'net.bin'$/m);
+    for (const name of ['../x', 'run', 'Net', 'a/b']) {
+      await expect(makeFbxenCd({ runId: 'ok', collectorPath: collector, outPath: join(work, 'bad-net.iso'), timestamp: T, extraFiles: [{ name, content: 'x' }] }, runner)).rejects.toThrow(/cannot be a file of the fbxen CD/);
+    }
+    expect(existsSync(join(work, 'bad-net.iso'))).toBe(false);
+  });
 });

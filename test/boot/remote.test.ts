@@ -29,7 +29,7 @@ async function remoteHost(): Promise<{ h: Host; sshd: TestSshd; remoteRoot: stri
 
 describe.skipIf(missing)(`boot --host ssh:// against a real sshd${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('copies, creates, captures the console, verifies, shuts down and removes the remote run directory', async () => {
-    const { h, remoteRoot, flags } = await remoteHost();
+    const { h, sshd, remoteRoot, flags } = await remoteHost();
     const image = makeImage(h, 'img.raw');
     await writeGuest(h, { run: 'run-r' });
     const r = await fbxen(['boot', ...flags, '--image', image, '--name', 'fbxen-remote', '--artifacts', h.artifacts, '--run-id', 'run-r', '--verify', '--timeout', '60'], h);
@@ -37,6 +37,8 @@ describe.skipIf(missing)(`boot --host ssh:// against a real sshd${missing ? ` (s
     expect(r.code).toBe(0);
     const dir = join(h.artifacts, 'fbxen-remote', 'run-r');
     expect(JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'))).toMatchObject({ run: 'run-r' });
+    // run.json names the dom0 the guest ran on by its ssh URL (the machine that ran fbxen is not it).
+    expect(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'))).toMatchObject({ host: sshd.url, outcome: 'verified' });
     expect(readFileSync(join(dir, 'console.log'), 'utf8').startsWith('SeaBIOS (version')).toBe(true); // from the first byte, over ssh
     // xl ran on the "dom0" with the copies in the run's directory there, and the config naming them.
     const hostDir = join(remoteRoot, 'run-r');

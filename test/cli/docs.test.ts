@@ -10,9 +10,9 @@ import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import * as defaults from '../../src/commands/defaults.js';
 import { DEFAULT_ARTIFACTS_ROOT } from '../../src/core/run/artifacts.js';
-import { FORMAT_NAMES } from '../../src/core/build/formats.js';
-import { DEFAULT_MIRROR } from '../../src/core/build/sets.js';
-import { XZ_DECODERS } from '../../src/core/build/xz-decoder.js';
+import { FORMAT_NAMES } from '../../src/core/imaging/formats.js';
+import { DEFAULT_MIRROR } from '../../src/core/imaging/sets.js';
+import { XZ_DECODERS } from '../../src/core/imaging/xz-decoder.js';
 import { probeIds } from '../../src/probes/index.js';
 import { createProgram } from '../../src/program.js';
 

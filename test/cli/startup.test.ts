@@ -32,7 +32,7 @@ describe('start-up loads only what the help needs', () => {
     expect(r.packages).toEqual(['commander']);
     // cli, program, the command registry and its defaults, errors, progress, cleanup, print-error
     expect(r.fbxen.length).toBeLessThanOrEqual(8);
-    expect(r.fbxen.filter((m) => m.startsWith('core/build') || m.startsWith('core/verify') || m.startsWith('probes/'))).toEqual([]);
+    expect(r.fbxen.filter((m) => m.startsWith('core/imaging') || m.startsWith('core/verify') || m.startsWith('probes/'))).toEqual([]);
   });
 
   it('a command that runs loads its flow (the count above is not the hook missing modules)', () => {

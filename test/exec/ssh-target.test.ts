@@ -156,6 +156,22 @@ describe('the remote runs directory', () => {
   });
 });
 
+describe('key and known_hosts paths', () => {
+  const noRunner: Runner = { run: () => Promise.reject(new Error('plan only')), stream: () => { throw new Error('plan only'); } };
+  const t: SshTarget = { kind: 'ssh', user: 'root', host: 'dom0', port: 22 };
+
+  it('refuses paths ssh would split or expand, naming the option', () => {
+    expect(() => new SshSession(t, { knownHosts: '/ci/my keys/known_hosts' }, { runner: noRunner })).toThrow(/--known-hosts "\/ci\/my keys\/known_hosts": ssh would not read that path as it is/);
+    expect(() => new SshSession(t, { identity: '/ci/id_%u' }, { runner: noRunner })).toThrow(/--identity "\/ci\/id_%u"/);
+  });
+
+  it('makes relative paths absolute', () => {
+    const line = new SshSession(t, { knownHosts: 'kh', identity: 'id' }, { runner: noRunner }).plan.open()[1]!;
+    expect(line).toContain(`UserKnownHostsFile=${process.cwd()}/kh`);
+    expect(line).toContain(`-i ${process.cwd()}/id `);
+  });
+});
+
 describe('remoteQuote', () => {
   it('property: the real sh reads any argument back unchanged, exactly once (300 runs)', () => {
     const arg = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 30 }), fc.constantFrom("'", "''", '$(id)', '`id`', '*', '\n', '\\', '"$HOME"', '-n', '', ' a  b '));

@@ -154,7 +154,7 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     try {
       writeFileSync(join(xlState, 'guest.txt'), 'FreeBSD/amd64 (fbxen) xc0\n@hang\n');
       const local = join(work, 'fbxen-ssh-dom.cfg');
-      writeFileSync(local, 'name = "fbxen-ssh-dom"\nmemory = 256\nvcpus = 1\n');
+      writeFileSync(local, 'name = "fbxen-ssh-dom"\ntype = "hvm"\nmemory = 256\nvcpus = 1\n'); // no type: xl takes PV, which needs a kernel
       const dir = await s.mkdirRunDir('run-xl-1');
       const { remotePath } = await s.put(local, dir);
       const xl = s.runner();
@@ -278,12 +278,17 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     // A session of its own: dropping connections must not hit another test's.
     const s = await opened();
     try {
-      const running = s.runner().run('sleep', ['60']).catch((e: unknown) => e);
-      await new Promise((r) => setTimeout(r, 1000));
+      const pidFile = join(work, 'remote-lost.pid');
+      const running = s.runner().run('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 60`]).catch((e: unknown) => e);
+      // Only once the command runs over the master: earlier, a client would connect on its own.
+      expect(await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 30_000)).toBe(true);
       sshd.dropConnections();
       const err = await within(running, 60_000);
       expect(err).toBeInstanceOf(EnvironmentError);
-      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sleep 60`));
+      expect((err as Error).message).toMatch(new RegExp(`^the connection to ${sshd.url.replace(/\./g, '\\.')} failed while running sh -c`));
+      // Its session process was killed, not the command: end the orphaned sleep here.
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (alive(pid)) process.kill(pid, 'SIGTERM');
     } finally {
       await s.close();
     }
@@ -459,6 +464,22 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
     // The master's marker is random per session; the plan shows NONCE.
     expect(executed.map((l) => l.replace(/fbxen-ssh-ready-[a-z0-9]+/, 'fbxen-ssh-ready-NONCE'))).toEqual(planned);
+  });
+
+  it('a TMPDIR ssh would misread (a space) puts the control socket under /tmp instead', async () => {
+    const saved = process.env.TMPDIR;
+    const spaced = join(work, 'tmp with space');
+    mkdirSync(spaced, { recursive: true });
+    process.env.TMPDIR = spaced;
+    let s: SshSession | undefined;
+    try {
+      s = await opened();
+      expect(s.controlSocket).toMatch(/^\/tmp\/fbxen-ssh-[^/]+\/m$/);
+      expect((await s.runner().run('echo', ['ok'])).stdout).toBe('ok\n');
+    } finally {
+      process.env.TMPDIR = saved;
+      await s?.close();
+    }
   });
 
   it('close() leaves no master process and no control socket', async () => {

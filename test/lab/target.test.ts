@@ -4,14 +4,14 @@
  * file that points at it. No QEMU, no VM: the integration test (lab.integration.test.ts) runs the real one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EnvironmentError } from '../../src/core/errors.js';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
-import { labDown, labStatus, resolveLabTarget, sessionTarget, sshArgs } from '../../src/core/lab/index.js';
+import { labDown, labSsh, labStatus, resolveLabTarget, sessionTarget, sshArgs } from '../../src/core/lab/index.js';
 import { writeLabState, type LabStateT } from '../../src/core/lab/state.js';
 import { isLabProcess, knownHostsLine } from '../../src/core/lab/target.js';
 
@@ -101,6 +101,32 @@ describe('--host lab: the ssh target', () => {
     expect(() => knownHostsLine(1, 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ')).toThrow(/host key/);
     expect(() => knownHostsLine(1, '')).toThrow(/host key/);
     expect(() => knownHostsLine(1, 'ssh-ed25519 AAAA\n[evil]:22 ssh-ed25519 AAAA')).toThrow(/host key/);
+  });
+});
+
+describe('lab ssh', () => {
+  it('gives ssh only what ssh needs from the environment (no secret of fbxen reaches it), and returns its status', async () => {
+    const { dir, state } = labDir();
+    const child = await standIn(state.serialLog);
+    await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid!, port: 40123 });
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    // A stand-in ssh (named as one): records its environment and arguments, exits 7.
+    writeFileSync(join(bin, 'ssh'), `#!/bin/sh\nenv > "${join(dir, 'ssh-env')}"\necho "$@" > "${join(dir, 'ssh-args')}"\nexit 7\n`, { mode: 0o755 });
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, FBXEN_XAPI_PASSWORD: 'hunter2', TERM: 'xterm' };
+    const saved = process.env.FBXEN_XAPI_PASSWORD;
+    process.env.FBXEN_XAPI_PASSWORD = 'hunter2';
+    try {
+      const status = await labSsh({ dir, command: ['xl', 'info'] }, { ...deps(), env, signal: new AbortController().signal } as never);
+      expect(status).toBe(7);
+    } finally {
+      if (saved === undefined) delete process.env.FBXEN_XAPI_PASSWORD;
+      else process.env.FBXEN_XAPI_PASSWORD = saved;
+    }
+    const seen = readFileSync(join(dir, 'ssh-env'), 'utf8');
+    expect(seen).not.toContain('hunter2');
+    expect(seen).toMatch(/^TERM=xterm$/m);
+    expect(readFileSync(join(dir, 'ssh-args'), 'utf8')).toMatch(/-p 40123 root@127\.0\.0\.1 -- xl info/);
   });
 });
 

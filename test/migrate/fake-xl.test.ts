@@ -82,7 +82,7 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateFailsOn: [1] }));
     const driver = driverFor(h);
-    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost' });
+    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost', guestType: 'hvm' });
     const at = ref(await driver.locate('fbxen-g'));
     const err = (await driver.migrate(at, 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
     expect(err).toBeInstanceOf(MigrationError);
@@ -96,7 +96,9 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateHangsOn: [1] }));
     const driver = driverFor(h);
-    const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 1500).catch((e: unknown) => e)) as MigrationTimeoutError;
+    // The step timeout must outlast the fake xl's start (a node process: seconds on a loaded 2-core machine)
+    // so that it has split the domain before it is stopped; 1.5 s did not, under load.
+    const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 10_000).catch((e: unknown) => e)) as MigrationTimeoutError;
     expect(err).toBeInstanceOf(MigrationTimeoutError);
     expect(err.exitCode).toBe(6);
     expect(err.where).toMatchObject({ name: 'fbxen-g--migratedaway', state: 'suspended', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });

@@ -6,14 +6,14 @@
  * directory. The --dry-run plan shows the ssh lines and contacts nothing.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
 import { parseHostUrl, SshSession, type SshTarget } from '../../src/core/exec/ssh.js';
-import { ConsoleCapture, migrateTest } from '../../src/core/migrate/index.js';
+import { ConsoleCapture, migrateTest, renderMigrateText } from '../../src/core/migrate/index.js';
 import { silentProgress } from '../../src/core/progress.js';
 import type { DomainLocation, DomainRef } from '../../src/core/toolstack/types.js';
 import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
@@ -60,7 +60,7 @@ async function dom0(guest: string) {
 describe.skipIf(missing)(`migrate-test's xl driver on a dom0 over ssh${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('finds the domain, reads its console over ssh, migrates it (the console follows), saves and restores it there', async () => {
     const { root, driver, commands } = await dom0('console line of the guest\n@hang\n');
-    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost' });
+    expect(await driver.migrationRoute('fbxen-g', 'live', 'localhost')).toEqual({ origin: 'localhost', destination: 'localhost', guestType: 'hvm' });
     const capture = new ConsoleCapture(undefined);
     const where = await driver.locate('fbxen-g');
     expect(where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
@@ -81,6 +81,23 @@ describe.skipIf(missing)(`migrate-test's xl driver on a dom0 over ssh${missing ?
     expect(commands.some((c) => /xl migrate -s/.test(c.command))).toBe(true);
     await driver.close();
     expect(existsSync(join(root, 'migrate-t1'))).toBe(false);
+  });
+
+  it('the report (text, JSON, JUnit) names the dom0 by its ssh URL, not localhost', async () => {
+    // The guest prints no frame: the run stops at the first bundle, and the report still says where the domain is.
+    const { state, sshd, root } = await dom0('@hang\n');
+    const out = await migrateTest(
+      { toolstack: 'xl', domain: 'fbxen-g', iterations: 1, mode: 'live', load: 'none', keepGoing: false, evidence: 'console', stepTimeoutSec: 2, artifactsRoot: join(state, 'runs'), runId: 'named-1', dryRun: false, host: { url: sshd.url, knownHosts: sshd.knownHosts, identity: sshd.identity } },
+      { runner: createExecaRunner(), progress: silentProgress, signal: new AbortController().signal, cleanup: new CleanupStack(), env: { ...process.env, FBXEN_REMOTE_ROOT: root }, cwd: state },
+    );
+    const url = sshd.url; // ssh://root@127.0.0.1:PORT
+    expect(out.report).toMatchObject({ to: url, where: { host: url, name: 'fbxen-g', state: 'running' } });
+    expect(renderMigrateText(out.report!)).toContain(`on ${url}`);
+    expect(renderMigrateText(out.report!)).not.toContain('localhost');
+    const dir = join(state, 'runs', 'fbxen-g', 'migrate-named-1');
+    expect(readFileSync(join(dir, 'report.json'), 'utf8')).toContain(url);
+    expect(readFileSync(join(dir, 'report.json'), 'utf8')).not.toContain('localhost');
+    expect(readFileSync(join(dir, 'report.junit.xml'), 'utf8')).not.toContain('localhost');
   });
 
   it('migrate-test --host --dry-run: the ssh master and xl through it, the checkpoints on the host; nothing contacted', async () => {

@@ -20,8 +20,11 @@
  *    true for PVH): freebsd-probes.md §2-3, the 12/14 layouts of test/support/verify/derive-fixtures.mjs.
  *  - disks: xvda = device/vbd/51712 and the fbxen CD as a read-only PV disk xvdb = device/vbd/51728 (no
  *    alias: 202-major vbds keep the xbd name), found by the rc.d script as /dev/iso9660/FBXEN (meta medium).
- *  - the sysctl section holds machdep.bootmethod and no dev.xenpci: the collector change proposed for issue
- *    16 (machdep.bootmethod added to SYSCTL_OIDS).
+ *  - the sysctl section holds machdep.bootmethod and no dev.xenpci: collector 1.3.0 (machdep.bootmethod
+ *    in SYSCTL_OIDS).
+ *  - the vif fbxen boot gives every guest: xn0 on xenbusb_front0 with its dev.xn.0 sysctls and the network
+ *    sections of collector 1.2.0, as the derived netfront fixture 13.2-netfront-healthy-derived has them
+ *    (sys/dev/xen/netfront/netfront.c: the same driver under HVM and PVH); no round trip arranged.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,7 +34,8 @@ const outRoot = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/pr
 
 const IPIS = { 12: ['r', 'itlb', 'ipg', 'irg', 'ic', 'b', 'st', 'sp', 'sth'], 14: ['r', 'itlb', 'b', 'st', 'sp', 'sw'] };
 
-const DEFAULTS = { release: '14.3-RELEASE', bootmethod: 'PVH', ncpu: 2, xen: '4.17', conftxt: true, vmstat: true, bootCut: false };
+const DEFAULTS = { release: '14.3-RELEASE', bootmethod: 'PVH', ncpu: 2, xen: '4.17', conftxt: true, vmstat: true, bootCut: false, vif: true };
+const MAC = '00:16:3e:5a:01:02';
 const major = (c) => Number(c.release.split('.')[0]);
 
 function dmesgBoot(c) {
@@ -67,6 +71,7 @@ function dmesgBoot(c) {
     'xbd1: 1MB <Virtual Block Device> at device/vbd/51728 on xenbusb_front0',
     'xbd1: features: flush, write_barrier',
     'xbd1: synchronize cache commands enabled.',
+    ...(c.vif ? ['xn0: <Virtual Network Interface> at device/vif/0 on xenbusb_front0', `xn0: Ethernet address: ${MAC}`, 'xn0: backend features: feature-sg feature-gso-tcp4'] : []),
     'Trying to mount root from ufs:/dev/gpt/rootfs []...',
   );
   return `${out.join('\n')}\n`;
@@ -99,7 +104,10 @@ function sysctl(c) {
   ];
   for (const u of [0, 1]) out.push(`dev.xbd.${u}.features: flush, write_barrier`, `dev.xbd.${u}.ring_pages: 1`, `dev.xbd.${u}.max_request_size: 40960`, `dev.xbd.${u}.%parent: xenbusb_front0`, `dev.xbd.${u}.%desc: Virtual Block Device`);
   out.push('dev.xbd.%parent: ', 'dev.xen_et.0.%parent: xenpv0', 'dev.xen_et.0.%desc: Xen PV Clock', 'dev.xen_et.%parent: ');
-  out.push("sysctl: unknown oid 'dev.xenpci'", 'dev.xenstore.0.%parent: xenpv0', 'dev.xenstore.0.%desc: XenStore', "sysctl: unknown oid 'dev.xn'");
+  out.push("sysctl: unknown oid 'dev.xenpci'", 'dev.xenstore.0.%parent: xenpv0', 'dev.xenstore.0.%desc: XenStore');
+  if (c.vif && !c.bootCut) {
+    out.push('dev.xn.0.xenstore_peer_path: /local/domain/0/backend/vif/5/0', 'dev.xn.0.xenbus_peer_domid: 0', 'dev.xn.0.xenbus_connection_state: Connected', 'dev.xn.0.xenbus_dev_type: vif', 'dev.xn.0.xenstore_path: device/vif/0', 'dev.xn.0.%parent: xenbusb_front0', 'dev.xn.0.%driver: xn', 'dev.xn.0.%desc: Virtual Network Interface');
+  } else out.push("sysctl: unknown oid 'dev.xn'");
   return `${out.join('\n')}\n`;
 }
 
@@ -145,13 +153,20 @@ function bundle(c, run, source) {
   add('cdrom', 'dd + mount -t cd9660 -o ro each cdN, cat /fbxen/run, umount', 'no cdN device in kern.disks\n', 1);
   add('flush', 'dd 4 MiB to /var/tmp, fsync, sync, kernel messages meanwhile', '4+0 records in\n4+0 records out\n4194304 bytes transferred in 0.052 secs (80659692 bytes/sec)\nwrite-status 0\nfsync-status 0\nsync-status 0\nkernel-messages-begin\nkernel-messages-end\n');
   add('cpuid-xen', 'cpucontrol -i 0x40000000/4 and 0x40000100/4 /dev/cpuctl0', 'cpuid level 0x40000000: 0x40000105 0x566e6558 0x65584d4d 0x4d4d566e\ncpuid level 0x40000004: 0x00000000 0x00000000 0x00000000 0x00000000\ncpuid level 0x40000100: 0x00000000 0x00000000 0x00000000 0x00000000\ncpuid level 0x40000104: 0x00000000 0x00000000 0x00000000 0x00000000\n');
+  if (c.vif && !c.bootCut) {
+    add('ifconfig', 'ifconfig -a', `xn0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500\n\toptions=503<RXCSUM,TXCSUM,TSO4,LRO>\n\tether ${MAC}\n\tinet 10.99.0.50 netmask 0xffffff00 broadcast 10.99.0.255\n\tmedia: Ethernet manual\n\tstatus: active\nlo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> metric 0 mtu 16384\n\tinet 127.0.0.1 netmask 0xff000000\n`);
+    add('net-sysctl', 'sysctl net.inet.ip.forwarding net.inet6.ip6.forwarding net.link.bridge dev.netmap (one OID at a time)', "net.inet.ip.forwarding: 0\nnet.inet6.ip6.forwarding: 0\nsysctl: unknown oid 'net.link.bridge'\ndev.netmap.admode: 0\n", 1);
+    add('kenv-net', 'kenv hw.xen.disable_pv_nics hw.xn.enable_lro hw.xn.num_queues dev.netmap.admode (one at a time)', 'kenv: unable to get hw.xen.disable_pv_nics\nkenv: unable to get hw.xn.enable_lro\nkenv: unable to get hw.xn.num_queues\nkenv: unable to get dev.netmap.admode\n', 1);
+    add('kldstat', 'kldstat -v', 'Id Refs Address                Size Name\n 1   20 0xffffffff80200000  1f3e2d8 kernel (/boot/kernel/kernel)\n');
+    add('net-rt', 'nc round trip with the host listener of /fbxen/net', 'not-arranged no /fbxen/net on the fbxen medium (this run arranged no round trip)\n');
+  }
   const meta = {
     bundle: 'fbxen-bundle/1',
     run,
     phase: 'boot',
     'run-source': 'cd',
     medium: '/dev/iso9660/FBXEN',
-    collector: 'fbxen-collect 1.2.0',
+    collector: 'fbxen-collect 1.3.0',
     started: '1765000100',
     finished: '1765000109',
     'fixture-source': source,

@@ -87,12 +87,14 @@ describe('collector → host analyser', () => {
   });
 
   it.concurrent('a hanging command is stopped after --section-timeout and the other sections still run', async () => {
-    const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), hang: ['camcontrol'] }, ['--tar', '--section-timeout', '1']);
+    // 5 s, not 1: the limit applies to every section, and on a loaded 2-core machine the stand-ins of
+    // vmstat and sysctl alone took over 1 s (pv-timer then came out inconclusive for a reason not tested here).
+    const run = await runCollector({ bundleDir: join(FIXTURES, '13.2-healthy-derived'), hang: ['camcontrol'] }, ['--tar', '--section-timeout', '5']);
     expect(run.code).toBe(0);
-    expect(run.ms).toBeLessThan(30_000); // 1 s limit + the usual ~3 s, with room for a loaded machine
+    expect(run.ms).toBeLessThan(60_000); // 5 s limit + the usual ~3 s, with room for a loaded machine
     const bundle = await bundleFromTarBytes(run.stdout, 'tar');
     expect(bundle.index.find((e) => e.name === 'camcontrol-devlist')?.status).toBe(124);
-    expect(bundle.sections.get('camcontrol-devlist')).toContain('stopped after 1s');
+    expect(bundle.sections.get('camcontrol-devlist')).toContain('stopped after 5s');
     expect(bundle.sections.get('flush')).toContain('write-status 0');
     expect(verdicts(bundle)['pv-timer']).toBe('pass');
   });

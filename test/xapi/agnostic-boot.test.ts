@@ -6,6 +6,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { bootOn, type BootRequest } from '../../src/core/boot/boot.js';
 import { InterruptedError } from '../../src/core/errors.js';
@@ -13,9 +14,10 @@ import type { Runner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { XapiDriver } from '../../src/core/toolstack/xapi/driver.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
-import { encodeConsoleFrame, packBundle } from '../../src/core/verify/index.js';
+import { encodeConsoleFrame, packBundle, readBundle } from '../../src/core/verify/index.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fbxen-xapi-agnostic-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
@@ -70,6 +72,22 @@ describe('XapiDriver under the agnostic boot flow (simulator)', () => {
     expect(sim.db.VDI.size).toBe(0);
     expect(sim.db.session.size).toBe(0);
     expect(sim.calls).toContain('Async.VM.clean_shutdown');
+  });
+
+  it('--verify: netfront is inconclusive with the XAPI reason (a pool network is no bridge here: no listener is opened)', async () => {
+    // The derived netfront fixture of a guest whose run arranged no round trip (DERIVED, fixtures/probes).
+    const fx = await readBundle(join(REPO, 'fixtures/probes/13.2-netfront-rt-not-arranged-derived'));
+    const baked = `Booting...\r\n${encodeConsoleFrame(await packBundle({ ...fx, meta: { ...fx.meta, run: 'run-ag-4', phase: 'boot' } }), 'run-ag-4', 'boot')}`;
+    const sim = await new XapiSim({ password: 'pw', guestConsole: () => baked }).start();
+    sims.push(sim);
+    const signal = new AbortController().signal;
+    const driver = driverFor(sim, signal);
+    // The fixture's other probes may say no (exit 1): the report is written either way.
+    await bootOn(() => driver, request({ runId: 'run-ag-4', verify: true, xapi: { network: 'Lab network' } } as Partial<BootRequest>), { runner: noRunner, progress: silentProgress, signal, cleanup: new CleanupStack(), env: env(sim), cwd: dir, pollMs: 20 }).catch(() => undefined);
+    const report = JSON.parse(readFileSync(join(dir, 'runs', 'fbsd-ag', 'run-ag-4', 'report.json'), 'utf8')) as { results: { id: string; verdict: string; evidence: string[] }[] };
+    const nf = report.results.find((r) => r.id === 'netfront')!;
+    expect(nf.verdict).toBe('inconclusive');
+    expect(nf.evidence.join('\n')).toMatch(/XAPI: the VIF is on the pool network Lab network/);
   });
 
   it('Ctrl-C while the guest boots: the VM and its disk go, the session is closed', async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { inspectImage } from '../../src/core/boot/image.js';
-import { runXapiBoot, type XapiBootRequest, type XapiBootInternals } from '../../src/core/boot/xapi-boot.js';
+import { boot as bootFlow, type BootDeps, type BootRequest } from '../../src/core/boot/boot.js';
 import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
 import { writeXva } from '../../src/core/formats/xva.js';
 import { writeDynamicVhd } from '../../src/core/formats/vhd.js';
@@ -57,6 +57,23 @@ function guestConsole({ record, sim }: { record: Record<string, unknown>; sim: X
     if (m && frames.has(m[1]!)) return frames.get(m[1]!)!;
   }
   return 'login: '; // no medium with a nonce: the collector cannot tag its run
+}
+
+/** The XAPI request as these tests write it: the pool's options beside the others. */
+type XapiBootRequest = Omit<BootRequest, 'toolstack' | 'xapi'> & { network?: string; sr?: string; caFile?: string; insecure: boolean; insecureHttp?: boolean };
+/** What the tests give besides BootDeps: the XAPI driver's console address and client timings, the CD maker, the poll. */
+interface XapiBootInternals {
+  cwd: string;
+  makeCd?: BootDeps['makeCd'];
+  consoleHost?: string;
+  clientOptions?: NonNullable<BootDeps['xapi']>['clientOptions'];
+  pollMs?: number;
+}
+
+/** `fbxen boot --toolstack xapi` as the command calls it: the one boot flow (core/boot/boot.ts) with XapiDriver. */
+function runXapiBoot(r: XapiBootRequest, d: ReturnType<typeof deps>, i: XapiBootInternals) {
+  const { network, sr, caFile, insecure, insecureHttp, ...rest } = r;
+  return bootFlow({ ...rest, toolstack: 'xapi', xapi: { network, sr, caFile, insecure, insecureHttp } }, { ...d, cwd: i.cwd, makeCd: i.makeCd, pollMs: i.pollMs, xapi: { consoleHost: i.consoleHost, clientOptions: i.clientOptions } });
 }
 
 const makeCd: NonNullable<XapiBootInternals['makeCd']> = async ({ runId, outPath }) => {
@@ -164,9 +181,12 @@ describe('bootWithXapi against the simulator', () => {
     expect(readFileSync(result.consoleLog, 'utf8')).toContain('FBXEN1 END run-vhd-1 boot');
     expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
     const calls = sim.calls;
-    for (const m of ['VDI.create', 'VM.clone', 'VM.provision', 'VM.set_HVM_boot_params', 'VM.set_platform', 'VBD.create', 'VIF.create', 'VBD.insert', 'VM.add_to_platform', 'Async.VM.start', 'VM.hard_shutdown', 'VM.destroy', 'VDI.destroy', 'session.logout']) {
+    for (const m of ['VDI.create', 'VM.clone', 'VM.provision', 'VM.set_HVM_boot_params', 'VM.set_platform', 'VBD.create', 'VIF.create', 'VBD.insert', 'VM.add_to_platform', 'Async.VM.start', 'Async.VM.clean_shutdown', 'VM.destroy', 'VDI.destroy', 'session.logout']) {
       expect(calls, m).toContain(m);
     }
+    // The guest that sent its frame is asked to power off (as xl shutdown does), then removed; it went, so no hard stop.
+    expect(calls.indexOf('Async.VM.clean_shutdown')).toBeLessThan(calls.indexOf('VM.destroy'));
+    expect(calls).not.toContain('VM.hard_shutdown');
     expect(sim.wire.filter((w) => w.startsWith('PUT /import_raw_vdi')).map((w) => new URL(w.slice(4), 'http://x').searchParams.get('format'))).toEqual(['vhd', 'raw']);
     const runJson = JSON.parse(readFileSync(join(result.artifactsDir, 'run.json'), 'utf8'));
     expect(runJson).toMatchObject({
@@ -182,6 +202,15 @@ describe('bootWithXapi against the simulator', () => {
     const session = [...sim.wire].find((w) => w.startsWith('PUT '))!.match(/session_id=([^&]+)/)![1]!;
     expect(transcript).not.toContain(decodeURIComponent(session)); // the session is a bearer token
     expect(sim.wire.filter((w) => w.includes(PASSWORD))).toHaveLength(1); // only the login body carries it
+  });
+
+  it('a guest that does not power off within the grace period is stopped hard, then removed', async () => {
+    const sim = await startSim();
+    sim.failOn('VM.clean_shutdown', 'VM_SHUTDOWN_TIMEOUT', ['OpaqueRef:vm', '5.']);
+    await boot(sim, 'run-hard-1', { graceSec: 5 });
+    const calls = sim.calls.filter((m) => ['Async.VM.clean_shutdown', 'VM.hard_shutdown', 'VM.destroy'].includes(m));
+    expect(calls).toEqual(['Async.VM.clean_shutdown', 'VM.hard_shutdown', 'VM.destroy']);
+    expect(leftovers(sim)).toEqual({ vms: 0, vdis: 0, vbds: 0, sessions: 0, tasks: 0 });
   });
 
   it('imports an XVA into the chosen SR, applies --network and --keep, and reports the pool facts', async () => {

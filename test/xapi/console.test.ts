@@ -223,4 +223,19 @@ describe("the XAPI console listener into a flow's console log (sink)", () => {
     await new Promise<void>((r) => file.end(r));
     expect(statSync(path).size).toBe(4096 + Buffer.byteLength(limitMarker(4096)));
   });
+
+  it('closes the connection once the given ConsoleLogFile reaches its limit, even when the guest then goes quiet', async () => {
+    // The limit is crossed by the last bytes the guest sends: no later byte will come to notice it.
+    const path = logPath();
+    const file = new ConsoleLogFile(path, 4096);
+    const l = await listen({ sink: file, advertiseHost: '127.0.0.1', peers: 'any' });
+    const s = await connectFrom('127.0.0.1', l.port);
+    s.on('error', () => undefined);
+    s.write('q'.repeat(5000)); // then nothing, the connection kept open
+    await until('the listener to close the connection', () => s.destroyed || s.readableEnded, 10_000);
+    expect(l.stopped()).toMatch(/console log limit of 4 KiB/);
+    await l.close();
+    await new Promise<void>((r) => file.end(r));
+    expect(statSync(path).size).toBe(4096 + Buffer.byteLength(limitMarker(4096)));
+  });
 });

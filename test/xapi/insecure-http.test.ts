@@ -13,7 +13,7 @@ import type { CommandContext } from '../../src/commands/context.js';
 import { ConfigError } from '../../src/core/errors.js';
 import type { Progress } from '../../src/core/progress.js';
 import { loadXapiCredentials } from '../../src/core/toolstack/xapi/credentials.js';
-import { runXapiBoot, type XapiBootRequest } from '../../src/core/boot/xapi-boot.js';
+import { boot as bootFlow, type BootDeps, type BootRequest } from '../../src/core/boot/boot.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
 import { XapiSim } from '../support/xapi-sim/sim.js';
 
@@ -35,6 +35,14 @@ function recorder() {
   const warnings: string[] = [];
   const progress: Progress = { step: (_t, run) => run({ output: () => undefined }), info: () => undefined, warn: (m) => void warnings.push(m) };
   return { warnings, progress };
+}
+
+type XapiBootRequest = Omit<BootRequest, 'toolstack' | 'xapi'> & { insecure: boolean; insecureHttp?: boolean };
+
+/** `fbxen boot --toolstack xapi` through the one boot flow (core/boot/boot.ts), with the simulator's seams. */
+function runXapiBoot(r: XapiBootRequest, d: Omit<BootDeps, 'cwd'>, i: { cwd: string; consoleHost?: string; pollMs?: number; clientOptions?: { pollIntervalMs: number } }) {
+  const { insecure, insecureHttp, ...rest } = r;
+  return bootFlow({ ...rest, toolstack: 'xapi', xapi: { insecure, insecureHttp } }, { ...d, cwd: i.cwd, pollMs: i.pollMs, xapi: { consoleHost: i.consoleHost, clientOptions: i.clientOptions } });
 }
 
 function request(over: Partial<XapiBootRequest> = {}): XapiBootRequest {

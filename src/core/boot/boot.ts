@@ -5,19 +5,24 @@
  * the domain this run created is destroyed (never another), and the config, console log and transcript
  * stay in the run directory. The toolstack is a Toolstack (src/core/toolstack/types.ts): XlDriver here.
  */
+import { appendFileSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { EnvironmentError, FbxenError, InterruptedError, TimeoutError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
 import type { CoreDeps } from '../deps.js';
 import { defaultCollectorPath, makeFbxenCd } from '../iso/fbxen-cd.js';
-import { DEFAULT_REMOTE_ROOT, parseHostUrl, SshSession } from '../exec/ssh.js';
+import { DEFAULT_REMOTE_ROOT, formatHostUrl, parseHostUrl, SshSession } from '../exec/ssh.js';
 import { createRunArtifacts, newRunId, transcribingRunner, writeRunRecord, type RunRecord } from '../run/artifacts.js';
 import { ConsoleLogFile, consoleLogLimit } from '../run/console-log.js';
 import type { Created, DomainRef, GuestSpec, Staged, Toolstack } from '../toolstack/types.js';
+import type { XapiDriverOptions } from '../toolstack/xapi/driver.js';
 import { XlDriver } from '../toolstack/xl/xl-driver.js';
 import { throttle } from '../util/throttle.js';
 import { verifyIntoArtifacts } from './artifacts.js';
+import { copyKernelIntoRun, kernelRunRecord } from './kernel-choice.js';
+import { arrangeBootNetwork, guestRanRoundTrip, type BootNetwork } from './network-check.js';
+import { renderCallPlan } from './call-plan.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
 import type { BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
@@ -32,7 +37,14 @@ export interface BootDeps extends CoreDeps {
   /** The CD dates and the run id (default: now). */
   now?: () => Date;
   pollMs?: number;
+  /** Tests: stands in for xorriso (writes the CD at outPath). */
+  makeCd?: ((opts: { runId: string; outPath: string; timestamp: number }) => Promise<void>) | undefined;
+  /** Tests: the XAPI driver's console address and client timings (the simulator). */
+  xapi?: Pick<XapiDriverOptions, 'consoleHost' | 'clientOptions'> | undefined;
 }
+
+/** Makes the run's toolstack: `log` appends a line to the run's transcript (unset for a plan). */
+export type ToolstackFactory = (runner: Runner, run: string, log?: (line: string) => void) => Toolstack;
 
 /**
  * The xl driver of a run, on `runner` (the transcribing one for a run, the plain one for a plan): on this
@@ -59,7 +71,7 @@ export async function renderBootConfig(req: BootRequest, deps: Pick<BootDeps, 'c
 }
 
 /** Boots with the toolstack `makeToolstack` gives; see the file comment. */
-export async function bootOn(makeToolstack: (runner: Runner, run: string) => Toolstack, request: BootRequest, deps: BootDeps): Promise<BootResult> {
+export async function bootOn(makeToolstack: ToolstackFactory, request: BootRequest, deps: BootDeps, layout?: { calls: true; header: string[] }): Promise<BootResult> {
   // The run id first: a remote driver names the run's directory on the host after it.
   const req = { ...request, runId: request.runId ?? newRunId(deps.now?.() ?? new Date()) };
   const planner = makeToolstack(deps.runner, req.runId);
@@ -67,14 +79,21 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
   const a = p.artifacts;
   const name = p.guest.name;
   const base = { run: p.run, name, toolstack: planner.name, artifactsDir: a.dir, consoleLog: a.consoleLog };
-  if (req.dryRun) return { ...base, domain: { id: '', kept: false }, planText: await renderBootPlan(p, req, planner) };
+  if (req.dryRun) return { ...base, domain: { id: '', kept: false }, planText: layout ? await renderCallPlan(p, req, planner, layout.header) : await renderBootPlan(p, req, planner) };
 
   const { progress, signal } = deps;
   const logLimit = consoleLogLimit(deps.env);
   await createRunArtifacts({ root: a.root, name: a.name, run: p.run, cwd: deps.cwd, configFile: planner.configFile });
   const runner = transcribingRunner(deps.runner, a.transcriptLog);
-  const ts = makeToolstack(runner, p.run);
-  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null };
+  const ts = makeToolstack(runner, p.run, (line) => {
+    // Synchronous: the lines stay in order and are all on disk when the run returns; a failed write never fails the run.
+    try {
+      appendFileSync(a.transcriptLog, `${new Date().toISOString()} ${line}\n`);
+    } catch {
+      /* the transcript is best effort */
+    }
+  });
+  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null, type: p.guest.type, ...(p.kernel ? { kernel: kernelRunRecord(p.kernel) } : {}) };
   await writeRunRecord(a, record);
 
   let domain: DomainRef | undefined;
@@ -82,6 +101,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
   let consoleFile: ConsoleLogFile | undefined;
   let staged: Staged | undefined;
   let forgetDestroy: (() => void) | undefined;
+  let net: BootNetwork | undefined;
 
   // Only the domain of this run: the one create reported, else the one with this run's name and uuid.
   const destroyOurs = async () => {
@@ -95,19 +115,29 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       await access(p.image.path, constants.R_OK).catch((err: unknown) => {
         throw new EnvironmentError(`image ${p.image.path} is not readable: ${(err as Error).message}`, { hint: 'run fbxen as root on the dom0, or fix the file permissions' });
       });
-      await ts.preflight(p.guest);
+      const facts = await ts.preflight(p.guest);
+      // A remote dom0 by the URL fbxen reached it at: 'localhost' or its own name would read as this machine.
+      record.host = req.host?.url ? formatHostUrl(parseHostUrl(req.host.url)) : facts.host;
     });
 
+    // the round trip's listener on the vif's bridge (network-check.ts), its files onto the CD
+    net = await arrangeBootNetwork(ts, p.guest, { fbxenCd: p.cd.kind === 'fbxen', env: deps.env, source: `fbxen boot run ${p.run} (${a.runJson})` });
+    await net.keep(a.dir);
     if (p.cd.kind === 'fbxen') {
       const cdPath = p.cd.path;
+      const timestamp = Math.floor((deps.now?.() ?? new Date()).getTime() / 1000);
       await progress.step('Make the fbxen CD', () =>
-        makeFbxenCd({ runId: p.run, phase: 'boot', collectorPath: deps.collectorPath ?? defaultCollectorPath(), outPath: cdPath, timestamp: Math.floor((deps.now?.() ?? new Date()).getTime() / 1000) }, runner),
+        deps.makeCd ? deps.makeCd({ runId: p.run, outPath: cdPath, timestamp }) : makeFbxenCd({ runId: p.run, phase: 'boot', collectorPath: deps.collectorPath ?? defaultCollectorPath(), outPath: cdPath, timestamp, extraFiles: net?.cdFiles }, runner),
       );
     }
 
-    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}) };
+    if (p.kernel) {
+      const k = p.kernel;
+      await progress.step('Copy the kernel into the run', () => copyKernelIntoRun(k));
+    }
+    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}) };
     staged = ts.capabilities.remote ? await progress.step('Copy the image and the CD to the host', () => ts.stage(files, p.run)) : await ts.stage(files, p.run);
-    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom };
+    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}) };
 
     await progress.step(`Create ${name} with its console captured`, async (handle) => {
       // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
@@ -118,6 +148,8 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       domain = created.domain;
       handle.output(`${ts.name === 'xl' ? 'domid' : 'VM'} ${domain.id}`);
       record.domid = domain.id;
+      // What the toolstack said about where the guest runs (XAPI: pool, host, SR, network, nonce channel).
+      if (created.facts) (record as RunRecord & Record<string, unknown>)[ts.name] = created.facts;
       await writeRunRecord(a, record);
     });
     const ours = domain!;
@@ -140,7 +172,12 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
     if (req.verify) {
-      report = await progress.step('Verify', () => verifyIntoArtifacts(frame.bundle, a, frame.run));
+      report = await progress.step('Verify', async () =>
+        verifyIntoArtifacts(frame.bundle, a, frame.run, {
+          bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` },
+          net: await net!.knowledge(guestRanRoundTrip(frame.bundle.sections)),
+        }),
+      );
       outcome = 'verified';
     }
 
@@ -158,6 +195,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       });
     }
     await closeConsole(created, consoleFile);
+    await net.stop();
     await staged.remove();
     await ts.close();
     record.finished = new Date().toISOString();
@@ -172,6 +210,7 @@ export async function bootOn(makeToolstack: (runner: Runner, run: string) => Too
       await destroyOurs().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     }
     await closeConsole(created, consoleFile);
+    await net?.stop();
     await staged?.remove().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     await ts.close().catch(() => undefined);
     record.finished = new Date().toISOString();
@@ -198,19 +237,48 @@ function withLogsHint(err: FbxenError, dir: string): FbxenError {
 }
 
 /**
- * `fbxen boot` for a request. xl runs the flow above; XAPI runs xapi-boot.ts, the same steps around
- * XapiDriver through the same interface, with its own plan layout (a call list) and run.json fields.
+ * The XAPI driver of a run, its settings (credentials, http rule, CA file, console port) checked now:
+ * before anything is written or contacted, for --dry-run too. One driver serves the plan and the run; its
+ * XAPI calls go to the run's transcript once the flow gives the transcript's `log`.
  */
-export async function boot(req: BootRequest, deps: BootDeps): Promise<BootResult> {
-  if (req.toolstack === 'xapi') {
-    // Loaded on demand (a literal path, so tsc checks the call): xl users never load XAPI code.
-    const xapi = await import('./xapi-boot.js');
-    const x = req.xapi ?? { insecure: false };
-    return xapi.runXapiBoot(
-      { ...req, network: x.network, sr: x.sr, caFile: x.caFile, insecure: x.insecure, insecureHttp: x.insecureHttp },
-      { runner: deps.runner, progress: deps.progress, signal: deps.signal, cleanup: deps.cleanup, env: deps.env },
-      { cwd: deps.cwd, ...(deps.now ? { now: deps.now } : {}) },
-    );
+async function xapiToolstack(req: BootRequest, deps: BootDeps): Promise<{ make: ToolstackFactory; header: string[] }> {
+  // Loaded on demand (a literal path, so tsc checks it): xl users never load XAPI code.
+  const { XapiDriver } = await import('../toolstack/xapi/driver.js');
+  const x = req.xapi ?? { insecure: false };
+  let transcript: ((line: string) => void) | undefined;
+  const driver = await XapiDriver.open({
+    env: deps.env,
+    signal: deps.signal,
+    cwd: deps.cwd,
+    caFile: x.caFile,
+    insecure: x.insecure,
+    insecureHttp: x.insecureHttp,
+    run: req.runId,
+    fbxenCd: !req.emptyCdrom && req.iso === undefined,
+    timeoutMs: req.timeoutSec * 1000,
+    ...deps.xapi,
+    // The flow's steps (preflight, create) hold the driver's; nested renderers would garble the terminal.
+    step: (title, fn) => (deps.progress.info(title), fn()),
+    warn: (m) => deps.progress.warn(m),
+    log: (line) => transcript?.(driver.redact(line)),
+  });
+  const make: ToolstackFactory = (_runner, _run, log) => {
+    if (log) transcript = log;
+    return driver;
+  };
+  return { make, header: [driver.settings!.describe] };
+}
+
+/**
+ * `fbxen boot` for a request: the flow above, with XlDriver (on this dom0 or over ssh) or XapiDriver. XAPI's
+ * --dry-run plan is its call list, unnumbered (call-plan.ts); xl's is numbered steps (prepare.ts).
+ */
+export async function boot(request: BootRequest, deps: BootDeps): Promise<BootResult> {
+  if (request.toolstack === 'xapi') {
+    // The run id before the driver: it tags what the run creates in the pool.
+    const req = { ...request, runId: request.runId ?? newRunId(deps.now?.() ?? new Date()) };
+    const { make, header } = await xapiToolstack(req, deps);
+    return bootOn(make, req, deps, { calls: true, header });
   }
-  return bootOn(xlToolstack(deps, req.host), req, deps);
+  return bootOn(xlToolstack(deps, request.host), request, deps);
 }

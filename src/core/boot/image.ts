@@ -4,7 +4,8 @@
  * and arch. A file that is no disk image (an XVA for xl, a text file, a compressed download, an ISO) or
  * whose name says another format than its bytes is refused with what it is and what to do instead.
  */
-import { open, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { EnvironmentError, InputError } from '../errors.js';
@@ -189,7 +190,15 @@ export function requireImageFor(toolstack: 'xl' | 'xapi', image: ImageInfo): voi
 async function readBuildJson(imagePath: string): Promise<ImageInfo['build']> {
   let text: string;
   try {
-    text = await readFile(join(dirname(imagePath), 'build.json'), 'utf8');
+    // Bounded: a FIFO (O_NONBLOCK, then not a file) or a huge file named build.json is no build record.
+    const fh = await open(join(dirname(imagePath), 'build.json'), constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() || st.size > 1024 * 1024) return undefined;
+      text = await fh.readFile('utf8');
+    } finally {
+      await fh.close();
+    }
   } catch {
     return undefined; // optional: images not made by fbxen build have none
   }

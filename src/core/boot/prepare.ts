@@ -12,6 +12,7 @@ import { newRunId, runArtifactPaths, type RunArtifacts } from '../run/artifacts.
 import type { GuestSpec, Toolstack } from '../toolstack/types.js';
 import { NAME_PATTERN } from '../util/names.js';
 import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from './image.js';
+import { chooseKernel, kernelPlanLines, type KernelChoice } from './kernel-choice.js';
 import type { BootRequestBase } from './types.js';
 
 export interface BootRequest extends BootRequestBase {
@@ -37,12 +38,14 @@ export interface PreparedBoot {
   cd: { kind: 'fbxen'; path: string } | { kind: 'iso'; path: string } | { kind: 'empty' };
   /** the run id the collector's frame must carry (the fbxen CD's), or undefined when any run's newest frame counts */
   expectRun: string | undefined;
+  /** --type pvh: the kernel, checked, and its environment (kernel-choice.ts) */
+  kernel?: KernelChoice | undefined;
 }
 
 export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: string; now?: (() => Date) | undefined }): Promise<PreparedBoot> {
   const image = await inspectImage(req.image, deps.cwd);
   requireImageFor(ts.name, image);
-  const name = req.name ?? defaultDomainName(image);
+  const name = req.name || defaultDomainName(image); // '' too: a name left empty in the config file
   const run = req.runId ?? newRunId(deps.now?.() ?? new Date());
   // An invalid name is refused by ts.prepare with the full explanation; keep the path harmless until then.
   const artifacts = runArtifactPaths({ root: req.artifactsRoot, name: NAME_PATTERN.test(name) ? name : 'invalid-name', run, cwd: deps.cwd, configFile: ts.configFile });
@@ -52,15 +55,24 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   else if (req.iso !== undefined) {
     const iso = resolve(deps.cwd, req.iso);
     const st = await stat(iso).catch(() => undefined);
-    if (!st?.isFile()) throw new InputError(`ISO ${iso} does not exist`, { hint: 'pass an existing ISO image with --iso, or leave it out to get the fbxen CD' });
-    cd = { kind: 'iso', path: iso };
+    // No such file: the name of an ISO the toolstack has (XAPI's ISO libraries), which it looks up at create.
+    if (!st?.isFile() && ts.capabilities.isoByName) cd = { kind: 'iso', path: req.iso };
+    else if (!st?.isFile()) throw new InputError(`ISO ${iso} does not exist`, { hint: 'pass an existing ISO image with --iso, or leave it out to get the fbxen CD' });
+    else cd = { kind: 'iso', path: iso };
   } else cd = { kind: 'fbxen', path: artifacts.cdPath };
 
   const arch = image.build?.arch === 'amd64' || image.build?.arch === 'i386' ? image.build.arch : undefined;
   const release = image.build?.release && /^[A-Za-z0-9._-]{1,40}$/.test(image.build.release) ? image.build.release : undefined;
+  const type = req.type ?? 'hvm';
+  let kernel: KernelChoice | undefined;
+  if (type === 'pvh') {
+    if (!ts.capabilities.pvh) throw new InputError(`--toolstack ${ts.name} cannot create PVH guests`, { hint: 'boot PVH with --toolstack xl, or drop --type pvh (docs/xapi.md, "PVH", says why XAPI cannot)' });
+    kernel = await chooseKernel(req, image.path, artifacts.dir, deps.cwd);
+  }
   const wanted: GuestSpec = {
     name,
-    type: 'hvm',
+    type,
+    ...(kernel ? { kernel: kernel.runPath, cmdline: kernel.cmdline } : {}),
     ...(arch ? { arch } : {}),
     ...(release ? { release } : {}),
     vcpus: req.vcpus,
@@ -68,6 +80,9 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
     image: { path: image.path, format: image.format, size: image.size, virtualSize: image.virtualSize ?? image.size },
     cdrom: cd.kind === 'empty' ? { kind: 'empty' } : { kind: 'iso', path: cd.path },
     ...(req.bridge !== undefined ? { network: req.bridge } : {}),
+    // XAPI: the pool's network and SR by name or uuid (unset: the pool's defaults)
+    ...(req.xapi?.network !== undefined ? { network: req.xapi.network } : {}),
+    ...(req.xapi?.sr !== undefined ? { storage: req.xapi.sr } : {}),
   };
   let guest: GuestSpec;
   try {
@@ -75,13 +90,13 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   } catch (err) {
     throw cd.kind === 'fbxen' ? artifactsAtFault(err, artifacts.root, ts.configFile) : err;
   }
-  return { image, guest, run, artifacts, cd, expectRun: cd.kind === 'fbxen' ? run : undefined };
+  return { image, guest, run, artifacts, cd, expectRun: cd.kind === 'fbxen' ? run : undefined, ...(kernel ? { kernel } : {}) };
 }
 
 /** The fbxen CD's path lands in the toolstack's config: say that the artifacts directory is at fault, not a "cdrom" setting. */
 function artifactsAtFault(err: unknown, root: string, configFile: string): unknown {
   if (!(err instanceof ConfigError)) return err;
-  const issue = err.issues?.find((i) => i.startsWith('cdrom.path:'));
+  const issue = err.issues?.find((i) => i.startsWith('cdrom.path:') || i.startsWith('pvh.kernel:'));
   if (!issue) return err;
   const m = / is not allowed(?: \((.*)\))?; use (.*)$/.exec(issue);
   return new ConfigError(`the artifacts directory ${JSON.stringify(root)} cannot appear in ${configFile}${m?.[1] ? ` (${m[1]})` : ''}`, [], {
@@ -99,7 +114,8 @@ export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Tool
     p.cd.kind === 'fbxen'
       ? `${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=NOW' : x === '1970010100000000' ? 'NOW_AS_YYYYMMDDhhmmss00' : x)))}`
       : `(no fbxen CD: ${p.cd.kind === 'iso' ? 'the given ISO' : 'an empty drive'}; the image must carry the collector)`,
-    ...(await ts.plan({ step: 'stage', files: { image: g.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}) } })),
+    ...(p.kernel ? [`copy ${p.kernel.from} to ${p.kernel.runPath} (read-only; its sha256 checked again)`] : []),
+    ...(await ts.plan({ step: 'stage', files: { image: g.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}) } })),
     ...(await ts.plan({ step: 'create', guest: g, runDir: a.dir, consoleLog: a.consoleLog })),
     `wait up to ${req.timeoutSec} s for the FBXEN1 frame${p.expectRun ? ` of run ${p.expectRun}` : ''} in ${a.consoleLog}`,
     req.verify ? `verify the bundle → ${a.reportJson}, ${a.reportJunit}` : `(no --verify: run \`fbxen verify --domain ${g.name}\` next)`,
@@ -110,7 +126,9 @@ export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Tool
     `run        ${p.run}`,
     `domain     ${g.name}${g.uuid ? ` (uuid ${g.uuid}${g.mac ? `, mac ${g.mac}` : ''})` : ''}`,
     `image      ${p.image.path} (${p.image.format})`,
-    `cdrom      ${p.cd.kind === 'fbxen' ? `fbxen CD with run ${p.run} and the collector` : p.cd.kind === 'iso' ? p.cd.path : 'empty drive'}`,
+    `cdrom      ${p.cd.kind === 'fbxen' ? `fbxen CD with run ${p.run} and the collector` : p.cd.kind === 'iso' ? p.cd.path : 'empty drive'}${g.type === 'pvh' ? ' as the read-only PV disk xvdb (guest: xbd1, /dev/iso9660/FBXEN; PVH has no emulated CD)' : ''}`,
+    ...(g.type === 'pvh' ? [`type       pvh (Xen enters the kernel at its PVH entry point; no firmware, no device model; console: Xen PV console xc0)`] : []),
+    ...(p.kernel ? kernelPlanLines(p.kernel) : []),
     `artifacts  ${a.dir}/`,
     '',
     '## steps',

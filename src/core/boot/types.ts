@@ -36,6 +36,12 @@ export interface BootRequestBase {
   dryRun: boolean;
   verify: boolean;
   artifactsRoot: string;
+  /** hvm (default) or pvh: the kernel entered directly by Xen (docs/pvh.md). */
+  type?: 'hvm' | 'pvh' | undefined;
+  /** PVH: the kernel to boot instead of the one build kept beside the image. */
+  kernel?: string | undefined;
+  /** PVH: --kernel-env KEY=VALUE entries, in order. */
+  kernelEnv?: readonly string[] | undefined;
   /** Fixed run id (CI correlation, golden plans); default: time + random. */
   runId?: string | undefined;
 }

@@ -14,11 +14,12 @@ const READY_BOUND = 64 * 1024;
 
 /**
  * A private (0700, mkdtemp) directory for the control socket. A socket path holds at most 108 bytes
- * and ssh adds a 17-byte suffix while binding: a long TMPDIR falls back to /tmp.
+ * and ssh adds a 17-byte suffix while binding; ssh also expands % and ~ in ControlPath and splits at
+ * spaces: a TMPDIR that is long or holds such characters falls back to /tmp.
  */
 export function makeControlDir(): string {
   const base = tmpdir();
-  return mkdtempSync(join(base.length + 32 <= 90 ? base : '/tmp', 'fbxen-ssh-'));
+  return mkdtempSync(join(base.length + 32 <= 90 && !/[\s%"'\\~]/.test(base) ? base : '/tmp', 'fbxen-ssh-'));
 }
 
 /** Resolves when `marker` arrives on stdout; rejects when the process ends first or the time is up. */

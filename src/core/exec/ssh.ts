@@ -9,7 +9,7 @@
  * lines for --dry-run. How a remote command ends when fbxen goes away: ssh-remote.ts.
  */
 import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
-import { basename, dirname, join, posix } from 'node:path';
+import { basename, dirname, join, posix, resolve } from 'node:path';
 import { EnvironmentError, InputError, TimeoutError, UsageError } from '../errors.js';
 import { NAME_PATTERN, NAME_RULE } from '../util/names.js';
 import { CommandFailedError, formatCommand, type RunResult, type Runner, type StreamingProcess } from './runner.js';
@@ -45,6 +45,12 @@ export interface SshDeps {
 export const DEFAULT_REMOTE_ROOT = '/var/lib/fbxen/runs';
 /** What ssh itself needs from the environment; nothing else reaches it (SendEnv LANG LC_* is Debian's default). */
 const KEEP_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SSH_AUTH_SOCK']);
+
+/** The environment an ssh child gets: KEEP_ENV (plus `extra`, e.g. TERM for an interactive shell), nothing else. */
+export function sshEnvironment(base: NodeJS.ProcessEnv, extra: readonly string[] = []): Record<string, string> {
+  const keep = new Set([...KEEP_ENV, ...extra]);
+  return Object.fromEntries(Object.entries(base).filter((e): e is [string, string] => keep.has(e[0]) && e[1] !== undefined));
+}
 /**
  * Lines the local ssh (not the remote command) writes when the connection failed. Status 255 alone
  * does not say it: a remote command may exit 255, and xl migrate's own ssh prints "ssh: ..." lines.
@@ -67,6 +73,7 @@ export class SshSession {
   private readonly local: Runner;
   private readonly env: Record<string, string | undefined>;
   private readonly remoteRoot: string;
+  private readonly options: SshOptions;
   private controlDir: string | undefined;
   private master: StreamingProcess | undefined;
   private masterEnded = false;
@@ -74,7 +81,7 @@ export class SshSession {
 
   constructor(
     readonly target: SshTarget,
-    private readonly options: SshOptions,
+    options: SshOptions,
     deps: SshDeps,
   ) {
     this.label = formatHostUrl(target);
@@ -83,6 +90,7 @@ export class SshSession {
     // Unset, not just absent: the local runner merges its own environment under these.
     this.env = Object.fromEntries(Object.keys(base).map((k) => [k, KEEP_ENV.has(k) ? base[k] : undefined]));
     this.remoteRoot = checkRemoteRoot(options.remoteRoot ?? DEFAULT_REMOTE_ROOT);
+    this.options = { ...options, knownHosts: sshPath('--known-hosts', options.knownHosts), identity: sshPath('--identity', options.identity) };
   }
 
   /** The master's control socket while the session is open (for a tool that should share the connection). */
@@ -340,6 +348,17 @@ export class SshSession {
 function checkRun(run: string): string {
   if (!NAME_PATTERN.test(run)) throw new UsageError(`the run id ${JSON.stringify(run)} is not ${NAME_RULE}`, { hint: 'it names the run directory on the host' });
   return run;
+}
+
+/**
+ * A file path for an ssh option, made absolute. ssh splits UserKnownHostsFile at whitespace and expands
+ * % tokens and a leading ~ in file options: such a path would name other files than the one given.
+ */
+function sshPath(option: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const abs = resolve(path);
+  if (/[\s%"'\\]/.test(abs)) throw new InputError(`${option} ${JSON.stringify(path)}: ssh would not read that path as it is (it splits at spaces and expands %, quotes and \\)`, { hint: `copy or link the file to a path without spaces, %, quotes or backslashes` });
+  return abs;
 }
 
 function checkRemoteRoot(root: string): string {

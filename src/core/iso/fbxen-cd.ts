@@ -20,6 +20,8 @@ export interface FbxenCdOptions {
   outPath: string;
   /** Seconds since the epoch for every date on the disc. */
   timestamp: number;
+  /** More files under /fbxen/ (the round trip's `net` and `net.bin`: docs/probe-protocol.md) */
+  extraFiles?: { name: string; content: string | Buffer }[] | undefined;
 }
 
 export const FBXEN_CD_VOLUME_ID = 'FBXEN';
@@ -69,6 +71,10 @@ export async function makeFbxenCd(opts: FbxenCdOptions, runner: Runner): Promise
   if (!NAME_PATTERN.test(opts.runId)) throw new InputError(`run id ${JSON.stringify(opts.runId)} cannot go on the fbxen CD`, { hint: 'use 1-64 of A-Z a-z 0-9 . _ -' });
   if (!/^[a-z0-9][a-z0-9.-]{0,63}$/.test(phase)) throw new InputError(`phase ${JSON.stringify(phase)} cannot go on the fbxen CD`, { hint: 'use lower-case letters, digits, . and -' });
   if (!Number.isSafeInteger(opts.timestamp) || opts.timestamp < 0) throw new InputError(`timestamp ${opts.timestamp} is not epoch seconds`);
+  const extra = opts.extraFiles ?? [];
+  for (const f of extra) {
+    if (!/^[a-z][a-z0-9.-]{0,30}$/.test(f.name) || ['run', 'phase', 'collect'].includes(f.name)) throw new InputError(`${JSON.stringify(f.name)} cannot be a file of the fbxen CD`, { hint: 'use lower-case letters, digits, . and -, and not run, phase or collect' });
+  }
   const collector = await stat(opts.collectorPath).catch(() => undefined);
   if (!collector?.isFile()) {
     throw new InputError(`the collector ${opts.collectorPath} is missing`, { hint: 'reinstall fbxen (guest/fbxen-collect ships with it), or pass --empty-cdrom / --iso for an image that has the collector' });
@@ -81,6 +87,11 @@ export async function makeFbxenCd(opts: FbxenCdOptions, runner: Runner): Promise
     await writeFile(join(dir, 'run'), `${opts.runId}\n`);
     await writeFile(join(dir, 'phase'), `${phase}\n`);
     await copyFile(opts.collectorPath, join(dir, 'collect'));
+    for (const f of extra) {
+      await writeFile(join(dir, f.name), f.content);
+      await chmod(join(dir, f.name), 0o444);
+      await utimes(join(dir, f.name), opts.timestamp, opts.timestamp);
+    }
     // Rock Ridge records the staging modes: make them fixed so the disc is reproducible.
     await chmod(join(dir, 'run'), 0o444);
     await chmod(join(dir, 'phase'), 0o444);

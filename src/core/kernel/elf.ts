@@ -8,6 +8,11 @@
 /** Reads `length` bytes at `offset`; returns fewer only at the end of the file. */
 export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
 
+/** ReadAt over bytes already in memory. */
+export function bufferReadAt(bytes: Buffer): ReadAt {
+  return async (offset, length) => bytes.subarray(offset, offset + length);
+}
+
 export class ElfError extends Error {}
 
 export const EM_386 = 3;

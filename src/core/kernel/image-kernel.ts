@@ -5,6 +5,7 @@
  * build.json is input like any other: a name that leaves the directory, a record of the wrong shape, or a
  * file over the size limit is refused, naming the problem.
  */
+import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -30,12 +31,14 @@ export interface ImageKernel {
 const OTHER_WAYS = 'give the kernel with --kernel FILE, or boot with --type hvm';
 
 async function readBuildJson(path: string): Promise<string | undefined> {
-  const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+  // O_NONBLOCK: a FIFO named build.json would otherwise hold the open until a writer comes.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw new InputError(`cannot read ${path} (${err.code ?? err.message})`, { hint: OTHER_WAYS });
   });
   if (!fh) return undefined;
   try {
+    if (!(await fh.stat()).isFile()) throw new InputError(`${path} is not a regular file`, { hint: OTHER_WAYS });
     const buf = Buffer.alloc(MAX_BUILD_JSON + 1);
     let got = 0;
     while (got < buf.length) {

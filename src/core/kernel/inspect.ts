@@ -5,10 +5,11 @@
  * XEN_ELFNOTE_XEN_VERSION "xen-3.0" and, since f2577f25 (12.0-RELEASE), XEN_ELFNOTE_PHYS32_ENTRY, the
  * 32-bit physical address Xen starts a PVH guest at (docs/pvh.md §1). Reads are bounded (elf.ts).
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { InputError } from '../errors.js';
-import { EM_386, EM_X86_64, ElfError, readElf, readNotes, readSection, type ElfNote, type ReadAt } from './elf.js';
-import { parseConfigText, type KernConf } from './kern-conf.js';
+import { bufferReadAt, EM_386, EM_X86_64, ElfError, readElf, readNotes, type ElfNote, type ReadAt } from './elf.js';
+import { parseConfigText, readKernConfText, type KernConf } from './kern-conf.js';
 
 /** Xen's public/elfnote.h. */
 export const XEN_ELFNOTE_XEN_VERSION = 5;
@@ -21,8 +22,6 @@ export const FIRST_PVH_RELEASE = '12.0-RELEASE';
 
 /** No FreeBSD kernel is near this (GENERIC amd64 is ~30 MiB); a larger file is refused before any read. */
 export const MAX_KERNEL_BYTES = 512 * 1024 * 1024;
-/** kern_conf is the config text (~10 KiB for GENERIC). */
-const MAX_KERN_CONF = 256 * 1024;
 
 export interface KernelFacts {
   path: string;
@@ -55,13 +54,8 @@ export async function inspectKernelWith(read: ReadAt, size: number, where: strin
   try {
     const elf = await readElf(read, size);
     const arch = elf.header.machine === EM_X86_64 ? 'amd64' : elf.header.machine === EM_386 ? 'i386' : 'other';
-    const confSection = elf.sections.find((s) => s.name === 'kern_conf');
-    let kernConf: KernConf | undefined;
-    if (confSection) {
-      const raw = await readSection(read, elf, confSection, MAX_KERN_CONF);
-      const nul = raw.indexOf(0);
-      kernConf = parseConfigText(raw.toString('latin1', 0, nul < 0 ? raw.length : nul));
-    }
+    const confText = await readKernConfText(read, elf);
+    const kernConf: KernConf | undefined = confText === undefined ? undefined : parseConfigText(confText);
     const xenNotes = (await readNotes(read, elf)).filter((n) => n.owner === 'Xen');
     const note = (type: number) => xenNotes.find((n) => n.type === type);
     const entry = note(XEN_ELFNOTE_PHYS32_ENTRY);
@@ -94,7 +88,8 @@ export async function inspectKernelWith(read: ReadAt, size: number, where: strin
 
 /** inspectKernel for a file on the host (boot --kernel FILE, or the kernel build wrote beside the image). */
 export async function inspectKernel(path: string): Promise<KernelFacts> {
-  const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+  // O_NONBLOCK: opening a FIFO given as the kernel would otherwise wait for a writer for ever.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
     throw new InputError(`cannot open the kernel ${path} (${err.code ?? err.message})`, { hint: 'give the path of a readable kernel file' });
   });
   try {
@@ -118,7 +113,7 @@ export async function inspectKernel(path: string): Promise<KernelFacts> {
 
 /** inspectKernel for bytes already in memory (build holds /boot/kernel/kernel while writing the image). */
 export function inspectKernelBytes(bytes: Buffer, where: string): Promise<KernelFacts> {
-  return inspectKernelWith(async (offset, length) => bytes.subarray(offset, offset + length), bytes.length, where);
+  return inspectKernelWith(bufferReadAt(bytes), bytes.length, where);
 }
 
 /**

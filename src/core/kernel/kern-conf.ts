@@ -2,6 +2,20 @@
  * The kernel's embedded config: the text config(8) puts in the ELF section `kern_conf` when
  * INCLUDE_CONFIG_FILE is set (GENERIC has it since 10.0; shared/design/freebsd-generic-config.md §2).
  */
+import { readSection, type ElfFile, type ReadAt } from './elf.js';
+
+/** kern_conf is the config text (~10 KiB for GENERIC); a larger section is refused, not read. */
+export const MAX_KERN_CONF = 256 * 1024;
+
+/** The kern_conf section's text up to its first NUL (what `config -x` prints); undefined when there is none. */
+export async function readKernConfText(read: ReadAt, elf: ElfFile): Promise<string | undefined> {
+  const section = elf.sections.find((s) => s.name === 'kern_conf');
+  if (!section) return undefined;
+  const raw = await readSection(read, elf, section, MAX_KERN_CONF);
+  const nul = raw.indexOf(0);
+  return raw.toString('latin1', 0, nul < 0 ? raw.length : nul);
+}
+
 export interface KernConf {
   ident: string | undefined;
   machine: string | undefined;

@@ -8,6 +8,7 @@ import { access, constants, mkdir, readdir, readFile, rm, writeFile } from 'node
 import { createServer } from 'node:net';
 import { EnvironmentError, TimeoutError, UsageError } from '../errors.js';
 import type { Runner } from '../exec/runner.js';
+import { sshEnvironment } from '../exec/ssh.js';
 import type { Progress } from '../progress.js';
 import { sleep } from '../util/sleep.js';
 import { ensureImage, imageInputs, missingTools, readManifest } from './image.js';
@@ -275,7 +276,7 @@ export async function labSsh(req: { dir?: string | undefined; command: readonly 
   const target = await resolveLabTarget({ dir: pathsOf(req.dir, deps).dir, env: deps.env });
   const args = [...sshArgs(target, { batch: false }), ...(req.command.length ? ['--', ...req.command] : [])];
   return new Promise((resolve, reject) => {
-    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal, env: { ...process.env, PATH: deps.env.PATH } });
+    const child = spawn('ssh', args, { stdio: 'inherit', signal: deps.signal, env: sshEnvironment({ ...process.env, PATH: deps.env.PATH }, ['TERM']) });
     child.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' ? new EnvironmentError('ssh was not found on PATH', { hint: 'install openssh-client' }) : err),
     );

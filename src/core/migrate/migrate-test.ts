@@ -17,7 +17,9 @@ import { ConsoleCapture } from './capture.js';
 import type { ConsoleKeyboard } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
 import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
-import { migrateExitCode, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
+import { openMigrationNetwork, type MigrationNetwork } from './network-check.js';
+import { migrateExitCode, nameDom0, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
+import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 import { sleep } from '../util/sleep.js';
 import type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest } from './request.js';
@@ -69,10 +71,14 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   const { progress, signal } = deps;
   const iterations: IterationResult[] = [];
   let skipReason: string | null = null;
+  // What the toolstack records of the guest (xl: c_info.type); the probes judge the guest against it.
+  let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
   let firstError: FbxenError | undefined;
   let where: DomainLocation | undefined;
   /** the heartbeat run the guest is executing now, if any */
   let running: string | undefined;
+  /** the round trip's listener, opened again where the boot's was (network-check.ts) */
+  let net: MigrationNetwork | undefined;
   const forget = deps.cleanup.push('close the migrate-test console and heartbeat', async () => {
     await channel.close();
     await follower.close();
@@ -80,7 +86,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     await capture.close();
   });
 
-  const report = (): MigrateReport => ({
+  // The reports name a remote dom0 by its URL, not 'localhost' (the driver's name for the host it drives).
+  const dom0 = req.host?.url ? formatHostUrl(parseHostUrl(req.host.url)) : undefined;
+  const report = (): MigrateReport => nameDom0({
     run,
     toolstack: req.toolstack,
     domain: req.domain,
@@ -95,11 +103,12 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     summary: summarize(iterations),
     where: where ?? null,
     artifactsDir: dir,
-  });
+  }, dom0);
 
   try {
     const route = await progress.step('Preflight: toolstack, domain, destination', () => ts.migrationRoute(req.domain, req.mode, req.to));
     skipReason = route.skip ?? null;
+    if (route.guestType) bootType = { type: route.guestType, source: `${ts.name}: the domain's type is ${route.guestType}` };
     let before: Bundle | undefined;
     if (skipReason === null) {
       const attached = await progress.step('Attach the console', () => follower.follow());
@@ -112,9 +121,11 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         });
       }
       await channel.prepare();
+      net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
+      progress.info(net.describe());
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
-      const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'] });
+      const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'], bootType });
       // A skip needs proof (a probe that fails on the guest's own evidence); a bundle that cannot tell is
       // no answer, and the run says so (exit 2) rather than passing for "does not apply".
       const no = support.results.find((r) => r.verdict === 'fail');
@@ -167,6 +178,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         break;
       }
       const migratedAt = now();
+      // the listener stamps with the host's own clock (now() may be a test's virtual one)
+      const resumedAt = Date.now();
       await follower.follow();
       const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
@@ -203,8 +216,10 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         if (!req.keepGoing || result.verdict === 'fail' || where?.state !== 'running') break;
         continue;
       }
-      const probeReport = runProbes(after, { before });
+      const netNow = await net?.knowledge(after, resumedAt);
+      const probeReport = runProbes(after, { before, bootType, net: netNow });
       result.probes = probeReport.results;
+      if (net && netNow && before) result.network = net.check(before, after, netNow, resumedAt);
       before = after;
       const failed = probeReport.results.filter((r) => r.verdict === 'fail');
       const mig = probeReport.results.find((r) => r.id === 'migration');
@@ -215,6 +230,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       } else if (failed.length) {
         result.verdict = 'fail';
         result.reason = `probe ${failed.map((r) => r.id).join(', ')} failed: ${failed[0]!.evidence[0] ?? ''}`;
+      } else if (result.network?.verdict === 'fail') {
+        result.verdict = 'fail';
+        result.reason = `the network after the migration: ${result.network.reason}`;
       } else if (mig && mig.verdict !== 'pass') {
         result.verdict = 'inconclusive';
         result.reason = `migration probe ${mig.verdict}: ${mig.evidence[0] ?? ''}`;
@@ -238,6 +256,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
     if (hb) await Promise.race([channel.stopHeartbeat(hb).catch(() => undefined), sleep(5000)]);
     where = (await ts.locate(req.domain).catch(() => undefined)) ?? where;
     forget();
+    await net?.stop();
     await channel.close().catch(() => undefined);
     await follower.close().catch(() => undefined);
     await ts.close().catch(() => undefined);

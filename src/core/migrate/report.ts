@@ -23,7 +23,23 @@ export interface IterationResult {
   where: DomainLocation | null;
   /** --load disk|all: write + fsync + read-back rounds during the iteration, and how many differed */
   disk: { rounds: number; bad: number } | null;
+  /** the network after the iteration (network-check.ts); absent when the iteration got that far */
+  network?: IterationNetwork | null | undefined;
 }
+
+/** The network check of one iteration: the round trip after the resume, the MAC, the first byte's time. */
+export interface IterationNetwork {
+  verdict: 'ok' | 'fail' | 'unknown' | 'not-arranged';
+  /** the first line of the evidence, or why no round trip was arranged */
+  reason: string;
+  /** ms from the end of the migration (host clock) to the first byte of the guest's next upload; an upper bound of the network gap */
+  firstByteAfterResumeMs: number | null;
+  evidence: string[];
+  hint?: string | undefined;
+}
+
+const netText = (n: IterationNetwork | null | undefined) =>
+  n ? `network ${n.verdict}${n.firstByteAfterResumeMs !== null ? `, first byte ${n.firstByteAfterResumeMs} ms after the resume` : ''}${n.verdict === 'ok' ? '' : ` (${n.reason})`}` : '';
 
 export interface MigrateReport {
   run: string;
@@ -108,7 +124,8 @@ export function renderMigrateText(r: MigrateReport): string {
     const dt = i.downtimeMs === null ? '-' : `${i.downtimeMs} ms${d?.uncertaintyMs !== null && d?.uncertaintyMs !== undefined ? ` ±${d.uncertaintyMs}` : d ? ' (upper bound)' : ''}`;
     const off = `${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}`;
     const disk = i.disk ? `  disk ${i.disk.rounds} rounds, ${i.disk.bad} bad` : '';
-    return `${i.name.padEnd(12)} ${i.verdict.toUpperCase().padEnd(12)} downtime ${dt.padEnd(18)} toolstack ${ms(i.toolstackMs).padEnd(10)} clock ${off}${disk}\n${' '.repeat(13)}${i.reason}`;
+    const net = i.network ? `\n${' '.repeat(13)}${netText(i.network)}` : '';
+    return `${i.name.padEnd(12)} ${i.verdict.toUpperCase().padEnd(12)} downtime ${dt.padEnd(18)} toolstack ${ms(i.toolstackMs).padEnd(10)} clock ${off}${disk}\n${' '.repeat(13)}${i.reason}${net}`;
   });
   const s = r.summary;
   const sum = s.downtimeMs ? `downtime min/median/max: ${s.downtimeMs.min}/${s.downtimeMs.median}/${s.downtimeMs.max} ms` : 'downtime: not measured';
@@ -138,6 +155,7 @@ export function renderMigrateJson(r: MigrateReport): unknown {
       probes: i.probes.map((p) => ({ id: p.id, verdict: p.verdict, evidence: p.evidence, hint: p.hint ?? null })),
       where: i.where,
       disk: i.disk,
+      network: i.network ?? null,
     })),
     summary: r.summary,
     where: r.where,
@@ -166,7 +184,7 @@ export function renderMigrateJunit(r: MigrateReport): string {
     cases.push(tc('fbxen.migrate', 'preflight', null, `      <error message="${xml(message)}" type="${r.status === 'inconclusive' ? 'inconclusive' : 'error'}">${xml(r.stopReason)}</error>\n`));
   }
   for (const i of r.iterations) {
-    const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}${i.disk ? `, disk read-back ${i.disk.rounds} rounds, ${i.disk.bad} bad` : ''}, domain: ${loc(i.where)}`;
+    const props = `downtime ${ms(i.downtimeMs)}${i.downtime?.uncertaintyMs !== undefined && i.downtime?.uncertaintyMs !== null ? ` ±${i.downtime.uncertaintyMs} ms` : ''}, toolstack ${ms(i.toolstackMs)}, clock offset ${ms(i.clockOffsetMs.before)} → ${ms(i.clockOffsetMs.after)}${i.disk ? `, disk read-back ${i.disk.rounds} rounds, ${i.disk.bad} bad` : ''}${i.network ? `, ${netText(i.network)}` : ''}, domain: ${loc(i.where)}`;
     let body: string;
     if (i.verdict === 'fail') {
       failures++;
@@ -251,4 +269,15 @@ export function renderDowntimeSvg(r: MigrateReport): string {
   });
   parts.push(`  <text x="${left + plotW / 2}" y="${H - 12}" text-anchor="middle">iteration</text>`, '</svg>', '');
   return parts.join('\n');
+}
+
+/**
+ * The report with the dom0 fbxen drove named `dom0` (its ssh URL) where the driver calls it 'localhost':
+ * on a remote dom0, 'localhost' would read as the machine that ran fbxen. Unchanged without `dom0`.
+ */
+export function nameDom0(r: MigrateReport, dom0: string | undefined): MigrateReport {
+  if (dom0 === undefined || dom0 === 'localhost') return r;
+  const host = (h: string) => (h === 'localhost' ? dom0 : h);
+  const at = <T extends { host: string } | null>(l: T): T => (l ? { ...l, host: host(l.host) } : l);
+  return { ...r, to: host(r.to), where: at(r.where), iterations: r.iterations.map((i) => ({ ...i, where: at(i.where) })) };
 }

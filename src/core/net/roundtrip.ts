@@ -78,6 +78,10 @@ export interface RoundTripOptions {
   idleMs?: number;
   /** a connection still open after this long is ended and recorded as stalled (a guest dripping bytes) */
   connectionMs?: number;
+  /** listen again where an earlier run did (migrate-test: the guest's CD names these ports); default: random free ports */
+  ports?: { up: number; down: number } | undefined;
+  /** the upload payload an earlier run put on the guest's CD (its length is the payload size); default: fresh random bytes */
+  upPayload?: Buffer | undefined;
   /** injected for tests */
   random?: (n: number) => Buffer;
   now?: () => number;
@@ -118,10 +122,10 @@ function checkAddress(address: string, interfaceName: string | undefined): void 
   }
 }
 
-function listen(server: Server, address: string): Promise<number> {
+function listen(server: Server, address: string, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port: 0, host: address, exclusive: true }, () => {
+    server.listen({ port, host: address, exclusive: true }, () => {
       server.off('error', reject);
       const a = server.address();
       resolve(typeof a === 'object' && a ? a.port : 0);
@@ -132,7 +136,7 @@ function listen(server: Server, address: string): Promise<number> {
 /** Starts both listeners on `address` (random free ports) with fresh random payloads. */
 export async function startRoundTripListener(o: RoundTripOptions): Promise<RoundTripListener> {
   checkAddress(o.address, o.interfaceName);
-  const bytes = o.payloadBytes ?? DEFAULT_PAYLOAD_BYTES;
+  const bytes = o.upPayload?.length ?? o.payloadBytes ?? DEFAULT_PAYLOAD_BYTES;
   if (!Number.isInteger(bytes) || bytes < 1 || bytes > MAX_PAYLOAD_BYTES) {
     throw new ConfigError(`round trip payload of ${bytes} bytes: must be 1 to ${MAX_PAYLOAD_BYTES}`, [], { hint: 'use the default (1 MiB)' });
   }
@@ -140,7 +144,7 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
   const connectionMs = o.connectionMs ?? 120_000;
   const now = o.now ?? Date.now;
   const random = o.random ?? randomBytes;
-  const upPayload = random(bytes);
+  const upPayload = o.upPayload ?? random(bytes);
   const downPayload = random(bytes);
   const uploads: UploadAttempt[] = [];
   const downloads: DownloadAttempt[] = [];
@@ -156,22 +160,29 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
   };
   const open = { up: new Set<Socket>(), down: new Set<Socket>() };
   const peerOf = (s: Socket) => `${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'}`;
+  /**
+   * Tracks the connection in `openSet` until the attempt's first outcome, which closes it and keeps
+   * the attempt; every later one (the close that follows the destroy) is ignored.
+   */
+  const settleOnce = <A extends { endedAt: number; outcome: string; detail: string }>(s: Socket, openSet: Set<Socket>, attempt: A, list: A[]) => {
+    openSet.add(s);
+    let done = false;
+    return (outcome: A['outcome'], detail: string) => {
+      if (done) return;
+      done = true;
+      attempt.endedAt = now();
+      attempt.outcome = outcome;
+      attempt.detail = detail;
+      openSet.delete(s);
+      s.destroy();
+      keep(list, attempt);
+    };
+  };
 
   const upServer = createServer((s) => {
     if (open.up.size >= MAX_OPEN_PER_PORT) return void s.destroy();
-    open.up.add(s);
     const a: UploadAttempt = { peer: peerOf(s), connectedAt: now(), firstByteAt: null, endedAt: 0, expectedBytes: bytes, receivedBytes: 0, firstDifference: null, outcome: 'error', detail: '' };
-    let done = false;
-    const finish = (outcome: UploadOutcome, detail: string) => {
-      if (done) return;
-      done = true;
-      a.endedAt = now();
-      a.outcome = outcome;
-      a.detail = detail;
-      open.up.delete(s);
-      s.destroy();
-      keep(uploads, a);
-    };
+    const finish = settleOnce(s, open.up, a, uploads);
     s.setTimeout(idleMs, () => finish('stalled', `no byte for ${idleMs} ms after ${a.receivedBytes} of ${bytes}`));
     const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms with ${a.receivedBytes} of ${bytes} bytes`), connectionMs);
     s.on('close', () => clearTimeout(limit));
@@ -202,19 +213,8 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
 
   const downServer = createServer((s) => {
     if (open.down.size >= MAX_OPEN_PER_PORT) return void s.destroy();
-    open.down.add(s);
     const d: DownloadAttempt = { peer: peerOf(s), connectedAt: now(), endedAt: 0, sentBytes: 0, outcome: 'error', detail: '' };
-    let done = false;
-    const finish = (outcome: DownloadAttempt['outcome'], detail: string) => {
-      if (done) return;
-      done = true;
-      d.endedAt = now();
-      d.outcome = outcome;
-      d.detail = detail;
-      open.down.delete(s);
-      s.destroy();
-      keep(downloads, d);
-    };
+    const finish = settleOnce(s, open.down, d, downloads);
     s.setTimeout(idleMs, () => finish('stalled', `the guest took nothing for ${idleMs} ms`));
     const limit = setTimeout(() => finish('stalled', `still open after ${connectionMs} ms`), connectionMs);
     s.on('close', () => clearTimeout(limit));
@@ -228,10 +228,10 @@ export async function startRoundTripListener(o: RoundTripOptions): Promise<Round
     s.on('close', () => finish('error', 'connection closed before the payload was written'));
   });
 
-  const upPort = await listen(upServer, o.address);
+  const upPort = await listen(upServer, o.address, o.ports?.up);
   let downPort: number;
   try {
-    downPort = await listen(downServer, o.address);
+    downPort = await listen(downServer, o.address, o.ports?.down);
   } catch (e) {
     upServer.close();
     throw e;

@@ -39,6 +39,12 @@ export interface RunRecord {
   outcome: RunOutcome;
   /** The run id the collector's frame will carry: this run's (fbxen CD nonce), or null when the CD is not fbxen's (--iso, --empty-cdrom) and any run's newest frame counts. */
   frameRun?: string | null;
+  /** The guest type fbxen asked for (hvm, pvh); the probes judge the guest against it. */
+  type?: 'hvm' | 'pvh' | undefined;
+  /** PVH: the kernel booted (path in the run, where it came from, sha256, ident, __FreeBSD_version, cmdline). */
+  kernel?: Record<string, unknown> | undefined;
+  /** The host the guest ran on, as the preflight found it: a remote dom0 by its ssh URL, this dom0 by its name, XAPI's pool master. */
+  host?: string;
 }
 
 export interface RunArtifacts {

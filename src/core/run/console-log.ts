@@ -72,6 +72,8 @@ export class ConsoleLogFile extends Writable {
     if (this.stopped !== undefined) return;
     this.stopped = reason;
     this.onStop?.(reason);
+    // For a reader that did not make this file (the XAPI listener given it as its sink).
+    this.emit('stop', reason);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {

@@ -27,6 +27,8 @@ export interface ToolstackCapabilities {
   pvh: boolean;
   /** the CD drive can hold an ISO file fbxen made or was given (xl: a path on the host; XAPI: a VDI) */
   cdAsIso: boolean;
+  /** --iso may also name an ISO the toolstack already has (XAPI: an ISO library's VDI by name) */
+  isoByName?: boolean | undefined;
   /** the toolstack runs on another machine (xl over ssh, a XAPI pool): files must be staged there */
   remote: boolean;
   /** after a migration the console must be attached again by fbxen ('reattach', xl), or reconnects by itself ('reconnects', XAPI's QEMU) */
@@ -151,6 +153,8 @@ export interface Created {
   config: string;
   /** what --keep tells the user: where the domain runs, how to reach its console and remove it */
   keepHint: string;
+  /** what the toolstack said about where the guest runs; run.json records it under the toolstack's name (XAPI: pool, host, SR, network) */
+  facts?: object | undefined;
 }
 
 /** The two hosts migrate-test alternates between, in the driver's own names, and whether to skip. */
@@ -161,6 +165,8 @@ export interface MigrationRoute {
   origin: string;
   /** where odd iterations go; even iterations come back to origin ('localhost' to 'localhost' for a local migration) */
   destination: string;
+  /** the guest's type as the toolstack records it (xl list -l: c_info.type), when it could be read; the probes judge the guest against it */
+  guestType?: 'hvm' | 'pvh' | undefined;
 }
 
 export interface MigrationOutcome {

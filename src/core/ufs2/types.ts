@@ -1,5 +1,5 @@
 /**
- * The contract between the tar stream (src/core/build/) and the UFS2 writer (src/core/ufs2/).
+ * The contract between the tar stream (src/core/imaging/) and the UFS2 writer (src/core/ufs2/).
  * Paths are normalised and relative: components joined by '/', no '.', '..' or empty components;
  * the root directory is ''. Metadata is numeric, straight from the tar headers (no passwd lookups).
  */

@@ -10,7 +10,7 @@ import { createGunzip, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { NAME_PATTERN } from '../util/names.js';
-import { readTar } from '../build/tar.js';
+import { readTar } from '../imaging/tar.js';
 import type { Bundle, IndexEntry } from '../../probes/types.js';
 
 export const BUNDLE_FORMAT = 'fbxen-bundle/1';

@@ -118,11 +118,11 @@ export async function bundleFromConsoleLog(path: string, run: string | undefined
 }
 
 const RunJsonSchema = z
-  .object({ run: z.string(), name: z.string(), toolstack: z.enum(['xl', 'xapi']), frameRun: z.string().nullable().optional() })
+  .object({ run: z.string(), name: z.string(), toolstack: z.enum(['xl', 'xapi']), frameRun: z.string().nullable().optional(), type: z.enum(['hvm', 'pvh']).optional() })
   .loose();
 
 /** `--domain NAME`: the latest boot run's console.log, read with that run's id (the CD nonce). */
-export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string; cdAttached: string | undefined }> {
+export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string; cdAttached: string | undefined; bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined }> {
   const root = resolve(cwd, s.artifactsRoot);
   const run = await latestRun(root, s.name);
   if (!run) {
@@ -134,6 +134,7 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
   // The frame carries the run id that was on fbxen's CD; a boot with --iso or --empty-cdrom had none of
   // ours (frameRun null), so the newest complete frame of any run in that run's console log counts.
   let frameRun: string | undefined = run;
+  let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
   const runJsonText = await readFile(join(dir, 'run.json'), 'utf8').catch(() => undefined);
   if (runJsonText !== undefined) {
     let parsed;
@@ -147,11 +148,12 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
       throw new UsageError(`the latest run of ${s.name} (${run}) was booted with --toolstack ${parsed.data.toolstack}, not ${s.toolstack}`, { hint: `drop --toolstack, or give --toolstack ${parsed.data.toolstack}` });
     }
     if (parsed.data.frameRun !== undefined) frameRun = parsed.data.frameRun ?? undefined;
+    if (parsed.data.type) bootType = { type: parsed.data.type, source: `run.json: fbxen boot --type ${parsed.data.type}` };
   }
   const consoleLog = join(dir, 'console.log');
   // fbxen boot attaches a CD drive to every domain it starts (the fbxen CD, --iso, or --empty-cdrom).
   const cdAttached = runJsonText !== undefined ? `fbxen boot attached a CD drive to ${s.name} (run record ${join(dir, 'run.json')})` : undefined;
-  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run, cdAttached };
+  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run, cdAttached, bootType };
 }
 
 async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps: VerifyDeps): Promise<Bundle> {
@@ -227,11 +229,13 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
   }
   let runDir: string | undefined;
   let cdAttached: string | undefined;
+  let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
   const bundle = await deps.progress.step(`read evidence: ${from}`, async () => {
     if (req.source.kind !== 'domain') return loadEvidence(req.source, deps);
     const got = await verifyDomainEvidence(req.source, deps.cwd);
     runDir = dirname(got.consoleLog);
     cdAttached = got.cdAttached;
+    bootType = got.bootType;
     return got.bundle;
   });
   let before: Bundle | undefined;
@@ -240,7 +244,7 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     if (req.source.kind !== 'console') throw new UsageError('--before-phase needs --console-log', { hint: 'give --before PATH with the other sources' });
     before = await bundleFromConsoleLog(resolve(deps.cwd, req.source.path), req.source.run ?? bundle.meta.run, req.before.phase);
   }
-  const report = runProbes(bundle, { before, only: req.only, cdAttached });
+  const report = runProbes(bundle, { before, only: req.only, cdAttached, bootType });
   // An interrupt during the reading or the probes leaves no report that looks like an answer (two turns
   // of the event loop let a signal that came during the work reach its handler).
   await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
@@ -266,6 +270,6 @@ export async function verifyDomain(opts: {
     { kind: 'domain', name: opts.name, artifactsRoot: opts.artifactsRoot ?? 'fbxen-runs', toolstack: opts.toolstack, phase: opts.phase },
     opts.cwd ?? process.cwd(),
   );
-  const report = runProbes(got.bundle, { cdAttached: got.cdAttached });
+  const report = runProbes(got.bundle, { cdAttached: got.cdAttached, bootType: got.bootType });
   return { report, run: got.run, consoleLog: got.consoleLog, exitCode: reportExitCode(report) };
 }

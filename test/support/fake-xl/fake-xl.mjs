@@ -12,15 +12,28 @@
  * The guest is a script ($FAKE_XL_STATE/guest.txt): text lines are written to the console as they are;
  * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
  * goes away), `@hang` (nothing more, ever), `@ignore-shutdown` (the guest ignores `xl shutdown`).
+ * `@collect FIXTURE_DIR` boots the guest's fbxen rc.d script (guest/rc.d/fbxen, then the collector from the
+ * domain's CD, both the real scripts under dash) against the FreeBSD stand-ins replaying that fixture bundle
+ * (test/support/verify/standins) with the STUB nc (test/probes/stubs/nc): the CD is the one in the domain's
+ * config, read with bsdtar; the fixture's xn0 MAC is replaced by the vif's; the frame goes to the console.
+ * So the guest takes part in the netfront round trip with the host's listener (loopback stands in for the
+ * bridge: the test sets FBXEN_NET_LISTEN=127.0.0.1). scenario.json `net: { corruptUp: OFFSET, dropDown: N }`
+ * makes the stub nc flip that byte of the upload / keep only N bytes of the download.
  * Behaviour knobs live in $FAKE_XL_STATE/scenario.json: { notDom0, freeMemoryMiB, totalMemoryMiB, xenCommandline,
  * createFails: { stderr }, foreignDomainAppears, runnable (running domains listed `------`, as real xl does) }.
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
  * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
+ * PVH (type = "pvh", Xen 4.10+): as xl 4.17's parser and libxl, a PVH config needs kernel= ("Neither
+ * kernel nor bootloader specified"), the kernel file must be readable at build time (xc_dom_kernel_file),
+ * `list -l` shows b_info.kernel/cmdline and no type.hvm, and the domain has only the PV console: `console
+ * -t serial` fails as xenconsole does when no serial tty is in xenstore (the real one waits 5 s first).
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const stateDir = process.env.FAKE_XL_STATE;
 if (!stateDir) {
@@ -110,10 +123,21 @@ function diskFromSpec(spec) {
   else Object.assign(disk, { format: d.format ?? 'raw', readwrite: d.access === 'ro' || d.access === 'r' ? 0 : 1 });
   return disk;
 }
+/** xl's prefix match on type= (xl_parse.c): "pv" is tested before "pvh", so "p" or "pv" mean PV. */
+function domainType(cfg) {
+  const t = cfg.type;
+  if (t === undefined) return 'pv';
+  if (typeof t === 'string' && t !== '' && 'hvm'.startsWith(t)) return 'hvm';
+  if (typeof t === 'string' && t !== '' && 'pv'.startsWith(t)) return 'pv';
+  if (typeof t === 'string' && t !== '' && 'pvh'.startsWith(t)) return 'pvh';
+  die(`Invalid domain type ${t}.`);
+}
 function libxlConfig(cfg) {
+  const type = domainType(cfg);
+  const direct = type === 'hvm' ? {} : { kernel: cfg.kernel, ...(cfg.cmdline !== undefined ? { cmdline: cfg.cmdline } : {}), ...(cfg.ramdisk !== undefined ? { ramdisk: cfg.ramdisk } : {}) };
   return {
-    c_info: { type: cfg.type ?? 'pv', name: cfg.name, uuid: cfg.uuid },
-    b_info: { max_vcpus: cfg.maxvcpus ?? cfg.vcpus ?? 1, max_memkb: (cfg.maxmem ?? cfg.memory ?? 128) * 1024, target_memkb: (cfg.memory ?? 128) * 1024, 'type.hvm': { serial: cfg.serial } },
+    c_info: { type, name: cfg.name, uuid: cfg.uuid },
+    b_info: { max_vcpus: cfg.maxvcpus ?? cfg.vcpus ?? 1, max_memkb: (cfg.maxmem ?? cfg.memory ?? 128) * 1024, target_memkb: (cfg.memory ?? 128) * 1024, ...direct, ...(type === 'hvm' ? { 'type.hvm': { serial: cfg.serial } } : type === 'pvh' ? { 'type.pvh': {} } : {}) },
     disks: (cfg.disk ?? []).map(diskFromSpec),
     nics: (cfg.vif ?? []).map((v, devid) => {
       const o = Object.fromEntries(v.split(',').map((kv) => kv.trim().split('=')));
@@ -121,6 +145,50 @@ function libxlConfig(cfg) {
     }),
     on_crash: cfg.on_crash,
   };
+}
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** `@collect FIXTURE`: the guest's rc.d script and collector, real scripts under dash, against stand-ins (see the header). */
+async function collect(domid, fixture, alive) {
+  const dom = load().domains.find((d) => d.domid === domid);
+  if (!dom) return;
+  const dir = join(stateDir, `guest-${domid}-${Date.now()}`);
+  const cd = join(dir, 'cd');
+  const bundle = join(dir, 'bundle');
+  mkdirSync(cd, { recursive: true });
+  try {
+    const iso = (dom.config.disks ?? []).find((d) => d.is_cdrom && d.pdev_path)?.pdev_path;
+    if (iso) spawnSync('bsdtar', ['-xf', iso, '-C', cd, 'fbxen']);
+    cpSync(resolve(REPO, fixture), bundle, { recursive: true });
+    // the guest's xn0 has the MAC its vif was given
+    const mac = dom.config.nics?.[0]?.mac;
+    const sections = join(bundle, 'sections');
+    const old = /xn0: Ethernet address: (\S+)/.exec(existsSync(join(sections, 'dmesg-boot.out')) ? readFileSync(join(sections, 'dmesg-boot.out'), 'utf8') : '')?.[1];
+    if (mac && old) for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split(old).join(mac), 'latin1');
+    const rc = readFileSync(join(REPO, 'guest/rc.d/fbxen'), 'utf8').replace('. /etc/rc.subr', `. ${join(REPO, 'test/support/verify/standins/rc.subr')}`);
+    writeFileSync(join(dir, 'fbxen.rc'), rc);
+    const net = scenario.net ?? {};
+    const env = {
+      PATH: `${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}:${process.env.PATH}`,
+      HOME: dir,
+      FBXEN_STANDIN_BUNDLE: bundle,
+      FBXEN_STANDIN_STATE: dir,
+      FBXEN_STANDIN_CD: cd,
+      fbxen_enable: 'YES',
+      fbxen_collector: '/nonexistent/fbxen-collect',
+      ...(net.corruptUp !== undefined ? { FBXEN_STUB_NC_CORRUPT_UP: String(net.corruptUp) } : {}),
+      ...(net.dropDown !== undefined ? { FBXEN_STUB_NC_DROP_DOWN: String(net.dropDown) } : {}),
+    };
+    const child = spawn('dash', [join(dir, 'fbxen.rc'), 'start'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.on('data', (d) => process.stdout.write(d));
+    const ended = new Promise((r) => child.on('close', r));
+    while (alive() && child.exitCode === null && child.signalCode === null) await Promise.race([ended, sleep(100)]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await ended;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Plays the guest script to stdout until the domain goes away or stdin closes (xenconsole semantics). */
@@ -138,6 +206,8 @@ async function consoleLoop(domid) {
     if (line.startsWith('@sleep ')) {
       const until = Date.now() + Number(line.slice(7));
       while (Date.now() < until && alive()) await sleep(20);
+    } else if (line.startsWith('@collect ')) {
+      await collect(domid, line.slice(9).trim(), alive);
     } else if (line === '@crash') {
       update((db) => {
         const d = db.domains.find((x) => x.domid === domid);
@@ -246,6 +316,17 @@ switch (cmd) {
     }
     const cfg = parseCfg(text);
     if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
+    const type = domainType(cfg);
+    if (type !== 'hvm' && !cfg.kernel && !cfg.bootloader) die('Neither kernel nor bootloader specified');
+    if (type !== 'hvm' && cfg.kernel) {
+      // libxl reads the kernel when it builds the domain (xc_dom_kernel_file); the domain is never made.
+      try {
+        closeSync(openSync(cfg.kernel, 'r'));
+      } catch (e) {
+        const why = e.code === 'ENOENT' ? 'No such file or directory' : e.code === 'EACCES' ? 'Permission denied' : e.message;
+        die(`xc: error: panic: xg_dom_core.c:207: failed to open file '${cfg.kernel}': ${why}: Internal error\nlibxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed: ${why}\nlibxl: error: libxl_create.c:1714:domcreate_rebuild_done: Domain 1:cannot (re-)build domain: -3`);
+      }
+    }
     if (scenario.foreignDomainAppears) {
       // Another tool creates a domain of the same name just before ours: xl then refuses ours, slowly.
       update((db) => {
@@ -274,6 +355,10 @@ switch (cmd) {
   case 'console': {
     notDom0();
     const d = find(load(), positional[0] ?? '') ?? unknownDomain(positional[0]);
+    const ti = args.indexOf('-t');
+    const consoleType = ti >= 0 ? args[ti + 1] : undefined;
+    // Only an HVM domain has a QEMU serial port (serial/0/tty in xenstore); PV and PVH have the PV console.
+    if (consoleType === 'serial' && (d.config?.c_info?.type ?? 'hvm') !== 'hvm') die('xenconsole: Could not read tty from store: No such file or directory');
     await consoleOf(d.domid);
     break;
   }

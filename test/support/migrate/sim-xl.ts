@@ -14,6 +14,8 @@
  *     login prompt, runs `sh .../fbxen-heartbeat ... &` (beats on a virtual clock, none while paused,
  *     none reach a console that is not attached — QEMU's pty drops them), `touch STOPFILE`, and
  *     `sh .../fbxen-collect --frame --run R --phase P` (the bundle the scenario gives, framed twice).
+ * PVH (scenario type 'pvh'): `xl list -l` says c_info.type pvh, and the domain has only the PV console:
+ * `xl console -t serial` fails as xenconsole does when xenstore has no serial tty (`-t pv` attaches).
  * Time: the guest's clock is virtual and runs `speed` times faster than the host's, so seconds of
  * heartbeat take a fraction of a second; `now()` is that clock for the console capture's stamps.
  */
@@ -50,6 +52,8 @@ export interface SimScenario {
   noHypervisor?: boolean;
   /** `xl help` works but lists neither migrate nor save (an xl built without them) */
   noMigrateCommand?: boolean;
+  /** the domain's type (default hvm); pvh: list -l says so and only the PV console exists */
+  type?: 'hvm' | 'pvh';
 }
 
 interface Dom {
@@ -156,6 +160,11 @@ export class SimXl implements Runner {
           `Usage xl [-vfNtT] <subcommand> [args]\n\nxl full list of subcommands:\n\n create        Create a domain from config file <filename>\n list          List information about all/some domains\n${this.scenario.noMigrateCommand ? '' : ' migrate       Migrate a domain to another host\n save          Save a domain state to restore later\n restore       Restore a domain from a saved state\n'} console       Attach to domain's console\n`,
         );
       case 'list': {
+        if (rest[0] === '-l') {
+          const sel = rest[1] === undefined ? this.domains : this.domains.filter((d) => d.name === rest[1] || String(d.domid) === rest[1]);
+          if (rest[1] !== undefined && sel.length === 0) return this.result(args, 1, '', `${rest[1]} is an invalid domain identifier (rc=-6)\n`);
+          return this.result(args, 0, `${JSON.stringify(sel.map((d) => ({ domid: d.domid, config: { c_info: { type: this.scenario.type ?? 'hvm', name: d.name } } })), null, 4)}\n`);
+        }
         const flags = (d: Dom) => ({ r: 'r-----', p: '--p---', s: '---s--' })[d.state];
         const rows = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', `${'Domain-0'.padEnd(40)}    0  2048     4     r-----     100.0`, ...this.domains.map((d) => `${d.name.padEnd(40)}${String(d.domid).padStart(5)}  1024     2     ${flags(d)}       9.9`)];
         return this.result(args, 0, `${rows.join('\n')}\n`);
@@ -218,13 +227,14 @@ export class SimXl implements Runner {
   stream(file: string, args: readonly string[]): StreamingProcess {
     this.calls.push(formatCommand(file, args));
     const out = new PassThrough();
-    const [cmd, , , ref] = args;
+    const [cmd, , type, ref] = args;
     const d = cmd === 'console' ? this.find(ref ?? '') : undefined;
     let finish!: (r: RunResult) => void;
     const done = new Promise<RunResult>((r) => (finish = r));
-    if (!d) {
+    const noSerial = type === 'serial' && this.scenario.type === 'pvh';
+    if (!d || noSerial) {
       out.end();
-      finish(this.result(args, 1, '', 'invalid domain'));
+      finish(this.result(args, 1, '', noSerial ? 'xenconsole: Could not read tty from store: No such file or directory' : 'invalid domain'));
       return { stdout: out, stdin: null, done: done.then((r) => Promise.reject(new CommandFailedError(r))), kill: () => undefined };
     }
     let line = '';

@@ -195,6 +195,12 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     });
   const limited = log ?? (given instanceof ConsoleLogFile ? given : undefined);
   const stopped = () => limited?.stopped;
+  // A given log that stops keeping (its limit) ends reading at once, as the listener's own log does. Checked
+  // when it happens, not on the next chunk: the chunk that crosses the limit may be the guest's last.
+  const stopReading = () => {
+    for (const x of sockets) x.destroy();
+  };
+  if (!log && limited) limited.once('stop', stopReading);
 
   const next = () => {
     if (active || stopped() !== undefined) return;
@@ -211,8 +217,6 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
     s.on('data', (d: Buffer) => {
       if (d.length) lastByte = d[d.length - 1]!;
       if (tap) onData!(d);
-      // A sink that stopped keeping (its limit) ends reading, as the listener's own log does.
-      if (!log && stopped() !== undefined) for (const x of sockets) x.destroy();
     });
     s.pipe(sink, { end: false });
     s.resume();
@@ -289,6 +293,7 @@ export async function openConsoleListener(o: ConsoleListenerOptions): Promise<Co
       return true;
     },
     close: async () => {
+      limited?.off('stop', stopReading);
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
       // A sink given by the caller is the caller's to end.

@@ -27,7 +27,8 @@ import { createAndStartVm, poolFacts, vmBuild, type XapiPoolFacts } from './vm-c
 export type { XapiDriverOptions, XapiPoolFacts, XapiSession };
 
 export interface XapiCreated extends Created {
-  facts: XapiPoolFacts;
+  /** the pool's facts and, when the driver logged in itself, the XAPI URL and user (run.json's xapi section) */
+  facts: XapiPoolFacts & { url?: string; user?: string };
 }
 
 const CAPABILITIES: ToolstackCapabilities = {
@@ -36,6 +37,7 @@ const CAPABILITIES: ToolstackCapabilities = {
   migrateToHost: true,
   pvh: false,
   cdAsIso: true,
+  isoByName: true,
   remote: true,
   consoleAfterMigrate: 'reconnects',
   checkpoint: 'toolstack',
@@ -225,7 +227,7 @@ export class XapiDriver implements Toolstack {
           console: attachment,
           config,
           keepHint: `VM ${guest.name} (${vm.uuid}) left running on ${vm.host?.name ?? 'the pool'}; its console stays pointed at ${listener.target}`,
-          facts,
+          facts: this.settings ? { url: this.settings.creds.url, user: this.settings.creds.user, ...facts } : facts,
         };
       } catch (err) {
         await listener?.close();

@@ -35,7 +35,7 @@ export class XapiPlan {
         break;
       }
       case 'stop':
-        rec.note(step.keep ? 'keep the VM running (--keep)' : 'then remove what this run created: VM.hard_shutdown, VM.destroy, VDI.destroy for each VDI fbxen created');
+        rec.note(step.keep ? 'keep the VM running (--keep)' : `then Async.VM.clean_shutdown, up to ${step.graceSec} s; then remove what this run created: VM.hard_shutdown if it is still running, VM.destroy, VDI.destroy for each VDI fbxen created`);
         rec.lines.push('session.logout(<session>)');
         break;
       case 'migrate-preflight':

@@ -120,9 +120,9 @@ export class XlCommands {
     return this.attach(['create', '-c', configPath]);
   }
 
-  /** `xl console -t serial DOMID`: reattaching later (after a migration or restore). */
-  console(domid: number): XlConsoleClient {
-    return this.attach(['console', '-t', 'serial', String(domid)]);
+  /** `xl console -t serial DOMID`: reattaching later (after a migration or restore); `pv` for a PVH domain, which has no serial port. */
+  console(domid: number, type: 'serial' | 'pv' = 'serial'): XlConsoleClient {
+    return this.attach(['console', '-t', type, String(domid)]);
   }
 
   private attach(args: string[]): XlConsoleClient {

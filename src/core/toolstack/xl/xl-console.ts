@@ -41,6 +41,8 @@ export function attachment(client: XlConsoleClient, domain: DomainRef, sink: Wri
 export class XlConsoles {
   private current: Held | undefined;
   private incoming: Held | undefined;
+  /** xenconsole's -t: an HVM domain's console is its QEMU serial port; PV and PVH have only the PV console */
+  consoleType: 'serial' | 'pv' = 'serial';
 
   constructor(private readonly xl: XlCommands) {}
 
@@ -54,7 +56,7 @@ export class XlConsoles {
     }
     if (this.current?.alive && this.current.domain.id === domain.id) return this.current;
     void this.current?.detach();
-    this.current = attachment(this.xl.console(Number(domain.id)), domain, sink);
+    this.current = attachment(this.xl.console(Number(domain.id), this.consoleType), domain, sink);
     return this.current;
   }
 
@@ -74,7 +76,7 @@ export class XlConsoles {
         if (!r || r.exitCode !== 0) continue;
         const inc = parseXlList(r.stdout).find((row) => row.name === `${name}--incoming`);
         if (inc) {
-          this.incoming = attachment(this.xl.console(inc.domid), { name, id: String(inc.domid), host: this.xl.host }, sink);
+          this.incoming = attachment(this.xl.console(inc.domid, this.consoleType), { name, id: String(inc.domid), host: this.xl.host }, sink);
           return;
         }
       }

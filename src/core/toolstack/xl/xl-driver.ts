@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Writable } from 'node:stream';
-import { ConfigError, FbxenError, TimeoutError, ToolstackError } from '../../errors.js';
+import { FbxenError, TimeoutError, ToolstackError } from '../../errors.js';
 import { CommandFailedError, type Runner } from '../../exec/runner.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { sleep } from '../../util/sleep.js';
@@ -42,6 +42,15 @@ export interface XlDriverOptions {
 
 const CREATE_TIMEOUT_MS = 120_000;
 
+/** A PVH cmdline back into its KEY=VALUE entries (at the first "=", as FreeBSD's boot_parse_arg). */
+function kernelEnvOf(cmdline: string | undefined): [string, string][] {
+  if (!cmdline) return [];
+  return cmdline.split(',').map((t): [string, string] => {
+    const eq = t.indexOf('=');
+    return eq < 0 ? [t, ''] : [t.slice(0, eq), t.slice(eq + 1)];
+  });
+}
+
 export class XlDriver implements Toolstack {
   readonly name = 'xl' as const;
   readonly configFile = 'xl.cfg';
@@ -58,7 +67,7 @@ export class XlDriver implements Toolstack {
 
   constructor(private readonly o: XlDriverOptions) {
     const remote = o.remote;
-    this.capabilities = { saveRestore: true, liveMigrate: true, migrateToHost: true, pvh: false, cdAsIso: true, remote: remote !== undefined, consoleAfterMigrate: 'reattach', checkpoint: 'file' };
+    this.capabilities = { saveRestore: true, liveMigrate: true, migrateToHost: true, pvh: true, cdAsIso: true, remote: remote !== undefined, consoleAfterMigrate: 'reattach', checkpoint: 'file' };
     this.runDir = remote ? new RemoteRunDir(remote.session, remote.root, remote.run) : undefined;
     this.xl = remote
       ? new XlCommands(remote.session.runner(), { xl: o.xl, env: o.env, show: (file, args) => remote.session.plan.run(file, args) })
@@ -71,8 +80,10 @@ export class XlDriver implements Toolstack {
 
   /** The xl.cfg values of a guest, validated (uuid and mac from the name when unset). */
   spec(guest: GuestSpec): XlGuestSpec {
-    if (guest.type === 'pvh' && !this.capabilities.pvh) throw new ConfigError('this fbxen cannot create PVH guests with xl yet', [], { hint: 'boot the guest as HVM (the default)' });
     return validateXlGuestSpec({
+      type: guest.type,
+      // The flow encoded the kernel environment (FreeBSD's rules: no comma in a value), so splitting is exact.
+      ...(guest.type === 'pvh' ? { pvh: { kernel: guest.kernel, kernelEnv: kernelEnvOf(guest.cmdline) } } : {}),
       name: guest.name,
       uuid: guest.uuid ?? uuidForName(guest.name),
       mac: guest.mac ?? macForName(guest.name),
@@ -129,6 +140,7 @@ export class XlDriver implements Toolstack {
    */
   async create(guest: GuestSpec, options: CreateOptions): Promise<Created> {
     const spec = this.spec(guest);
+    if (spec.type === 'pvh') this.consoles.consoleType = 'pv';
     const config = renderXlConfig(spec);
     const configPath = join(options.runDir, this.configFile);
     await writeFileAtomic(configPath, config);
@@ -239,7 +251,13 @@ export class XlDriver implements Toolstack {
   async migrationRoute(domain: string, mode: MigrateMode, to: string | undefined): Promise<MigrationRoute> {
     this.peers.to = to ?? 'localhost';
     await this.ready();
-    return this.migration.route(domain, mode);
+    const route = await this.migration.route(domain, mode);
+    if (route.skip) return route;
+    // The type decides the console to attach (PVH: the PV console) and what the probes expect.
+    const type = (await this.xl.listLong(domain).catch(() => []))[0]?.config.c_info.type;
+    const guestType = type === 'hvm' || type === 'pvh' ? type : undefined;
+    if (type === 'pvh' || type === 'pv') this.consoles.consoleType = 'pv';
+    return guestType ? { ...route, guestType } : route;
   }
 
   async migrate(domain: DomainRef, host: string, timeoutMs: number, console?: Writable): Promise<MigrationOutcome> {

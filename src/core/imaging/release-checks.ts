@@ -40,11 +40,11 @@ function releaseFromFreebsdVersion(script: Buffer | undefined): string | undefin
   return m?.[1];
 }
 
-export function checkKernel(parts: Buffer[], req: BuildRequest): KernelConfig {
+export async function checkKernel(parts: Buffer[], req: BuildRequest): Promise<KernelConfig> {
   if (!parts.length) {
     throw new InputError('kernel.txz has no /boot/kernel/kernel', { hint: 'the kernel set is incomplete; fetch it again' });
   }
-  const config = readKernelConfig(Buffer.concat(parts));
+  const config = await readKernelConfig(Buffer.concat(parts));
   if (!(config.xenhvm && config.xenpci) && !req.allowNonXenKernel) {
     const missing = [!config.xenhvm && 'options XENHVM', !config.xenpci && 'device xenpci'].filter(Boolean).join(' and ');
     throw new InputError(`the kernel (ident ${config.ident ?? 'unknown'}) lacks ${missing}${config.source === 'strings' ? ' (it has no embedded config; judged from its strings)' : ''}: it would run on Xen without PV drivers, vector callback or PV timers`, {

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { networkErrorCode, resolveSets } from '../../src/core/build/sets.js';
+import { networkErrorCode, resolveSets } from '../../src/core/imaging/sets.js';
 import { EnvironmentError } from '../../src/core/errors.js';
 import { formatBytes } from '../../src/core/progress.js';
 import { fbxen, fbxenInterrupted } from '../support/cli.js';

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stagePvhKernel } from '../../src/core/build/pvh-kernel.js';
+import { stagePvhKernel } from '../../src/core/imaging/pvh-kernel.js';
 import { fbxen, listing } from '../support/cli.js';
 import { buildKernel, haveToolchain } from '../support/kernel/freebsd-like-kernel.js';
 import { sampleDist, tmpDir } from '../support/samples.js';

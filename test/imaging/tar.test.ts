@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
-import { readTar, type TarHeader } from '../../src/core/build/tar.js';
+import { readTar, type TarHeader } from '../../src/core/imaging/tar.js';
 import { sampleDist } from '../support/samples.js';
 
 async function* chunked(buf: Uint8Array, sizes: number[]): AsyncGenerator<Uint8Array> {

@@ -4,7 +4,7 @@ import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeS
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { WrittenExtents } from '../../src/core/build/extents.js';
+import { WrittenExtents } from '../../src/core/imaging/extents.js';
 import { Sha256Worker, sha256File } from '../../src/core/util/sha256.js';
 import { tmpDir } from '../support/samples.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EntryGuard, normaliseMemberPath, parseFflags } from '../../src/core/build/entries.js';
-import type { TarEntry, TarHeader, TarType } from '../../src/core/build/tar.js';
+import { EntryGuard, normaliseMemberPath, parseFflags } from '../../src/core/imaging/entries.js';
+import type { TarEntry, TarHeader, TarType } from '../../src/core/imaging/tar.js';
 import { FileFlags, type FsMeta, type Ufs2Writer } from '../../src/core/ufs2/types.js';
 
 /** A writer that records the calls the guard makes. */

@@ -3,8 +3,8 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { guidFromSeed, PartitionType, renderGpt, SECTOR, type GptLayout } from '../../src/core/build/gpt.js';
-import { planLayout } from '../../src/core/build/layout.js';
+import { guidFromSeed, PartitionType, renderGpt, SECTOR, type GptLayout } from '../../src/core/imaging/gpt.js';
+import { planLayout } from '../../src/core/imaging/layout.js';
 import { tmpDir } from '../support/samples.js';
 
 const MiB = 1024 * 1024;

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseFflags } from '../../src/core/build/entries.js';
+import { parseFflags } from '../../src/core/imaging/entries.js';
 import { fbxen } from '../support/cli.js';
 import { sampleDist, tmpDir } from '../support/samples.js';
 import { fsckUfs2 } from '../support/ufs2/fsck.js';

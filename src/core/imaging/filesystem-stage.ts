@@ -134,7 +134,7 @@ export async function writeDiskImage(input: DiskImageInput): Promise<DiskImage> 
       // A set without pmbr or gptboot fails here, with the file it lacks named.
       await bootArea();
 
-      kernelConfig = checkKernel(captured.get('boot/kernel/kernel')!, req);
+      kernelConfig = await checkKernel(captured.get('boot/kernel/kernel')!, req);
       kernelBytes = Buffer.concat(captured.get('boot/kernel/kernel')!);
       // The writer reads the timestamp in finish(); fbxen's own files are dated by it too.
       fsOptions.timestamp = req.sourceDateEpoch ?? newestMtime;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkSupported, mirrorDirectory, parseManifest, parseRelease, resolveSets } from '../../src/core/build/sets.js';
+import { checkSupported, mirrorDirectory, parseManifest, parseRelease, resolveSets } from '../../src/core/imaging/sets.js';
 import { EnvironmentError, InputError } from '../../src/core/errors.js';
 import { sampleDist } from '../support/samples.js';
 

@@ -1,0 +1,81 @@
+/**
+ * migrate-test's network check (issue 18, docs/netfront-design.md §6.5): after each iteration the network
+ * still carries traffic (the round trip, byte for byte), the guest's MAC is unchanged, and the time from the
+ * resume to the first byte that reached the host is reported beside the heartbeat downtime.
+ *
+ * The guest's files are those `fbxen boot` put on its fbxen CD, still in its drive: migrate-test listens
+ * again where that boot listened (its net.json: address and ports; net.bin: the upload payload), so the
+ * collector run of each iteration sends to it. Not arranged (a reason, netfront inconclusive, never a
+ * pass): a remote toolstack, a live migration to another host (this host's bridge is not the guest's any
+ * more), a boot that arranged none, or the ports taken.
+ */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { readBootNet } from '../boot/network-check.js';
+import { stopListener } from '../net/arrange.js';
+import { startRoundTripListener, type RoundTripListener, type RoundTripNotArranged } from '../net/roundtrip.js';
+import type { Toolstack } from '../toolstack/types.js';
+import { NAME_PATTERN } from '../util/names.js';
+import { netAcrossMigration } from '../../probes/netfront-migration.js';
+import type { Bundle, NetHostKnowledge } from '../../probes/types.js';
+import type { IterationNetwork } from './report.js';
+
+/** How long the host waits for its side of a round trip the guest says it ran (the frame may overtake the last FIN). */
+const SETTLE_MS = 5000;
+
+export interface MigrationNetwork {
+  readonly roundTrip: RoundTripListener | RoundTripNotArranged;
+  /** what the probes get for a bundle collected now (waits, bounded, for the round trip the bundle says it ran since `since`) */
+  knowledge(bundle: Bundle, since: number): Promise<NetHostKnowledge>;
+  /** the iteration's network check: the same xn at the same node with the same MAC, the round trip after the resume */
+  check(before: Bundle, after: Bundle, net: NetHostKnowledge, resumedAt: number): IterationNetwork;
+  /** one line for the --dry-run plan and the log */
+  describe(): string;
+  stop(): Promise<void>;
+}
+
+export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; artifactsRoot: string; cwd: string; mode: 'live' | 'save-restore'; to: string | undefined }): Promise<MigrationNetwork> {
+  const bootDir = await latestBootDir(resolve(o.cwd, o.artifactsRoot), o.domain);
+  const source = bootDir ? `fbxen boot run ${bootDir} (net.json)` : `no fbxen boot run of ${o.domain} under ${o.artifactsRoot}`;
+  let vifs: NetHostKnowledge['vifs'];
+  const arrange = async (): Promise<RoundTripListener | RoundTripNotArranged> => {
+    const no = (reason: string): RoundTripNotArranged => ({ arranged: false, reason });
+    if (o.ts.capabilities.remote) return no(`the toolstack (${o.ts.name}) runs on another machine: fbxen has no listener on the guest's network`);
+    if (o.mode === 'live' && o.to !== undefined && o.to !== 'localhost') return no(`the guest moves to ${o.to}: a listener on this host's bridge is not on its network there`);
+    if (!bootDir) return no(`${source}: the guest's CD names no listener of fbxen`);
+    const got = await readBootNet(bootDir);
+    if ('reason' in got) return no(got.reason);
+    vifs = got.record.vifs;
+    const bridge = got.record.vifs[0]?.bridge;
+    const loopback = /^127\./.test(got.record.address) || got.record.address === '::1';
+    try {
+      return await startRoundTripListener({ address: got.record.address, ...(bridge && !loopback ? { interfaceName: bridge } : {}), ports: { up: got.record.upPort, down: got.record.downPort }, upPayload: got.upPayload });
+    } catch (err) {
+      return no(`the listener of the boot (${got.record.address} ports ${got.record.upPort}/${got.record.downPort}) could not be opened again: ${(err as Error).message}`);
+    }
+  };
+  const roundTrip = await arrange();
+  const listener = 'close' in roundTrip ? roundTrip : undefined;
+  return {
+    roundTrip,
+    async knowledge(bundle, since) {
+      if (!listener) return { source, vifs, roundTrip: roundTrip as RoundTripNotArranged };
+      if (/^config /m.test(bundle.sections.get('net-rt') ?? '')) await listener.waitForRound({ since, timeoutMs: SETTLE_MS });
+      return { source, vifs, roundTrip: listener.record() };
+    },
+    check(before, after, net, resumedAt) {
+      if (!listener) return { verdict: 'not-arranged', reason: (roundTrip as RoundTripNotArranged).reason, firstByteAfterResumeMs: null, evidence: [] };
+      const c = netAcrossMigration(before, after, { net, resumedAt });
+      return { verdict: c.verdict, reason: c.evidence[0] ?? '', firstByteAfterResumeMs: c.firstByteAfterResumeMs, evidence: c.evidence, ...(c.hint ? { hint: c.hint } : {}) };
+    },
+    describe: () => (listener ? `listen again on ${listener.address} ports ${listener.upPort}/${listener.downPort} for the guest's round trip (its fbxen CD's /fbxen/net)` : `no network round trip: ${(roundTrip as RoundTripNotArranged).reason}`),
+    stop: () => stopListener(roundTrip),
+  };
+}
+
+/** `<root>/<domain>/<run>` of the boot `latest` points at, or undefined. */
+async function latestBootDir(root: string, domain: string): Promise<string | undefined> {
+  if (!NAME_PATTERN.test(domain)) return undefined;
+  const run = (await readFile(join(root, domain, 'latest'), 'utf8').catch(() => '')).slice(0, 200).trim();
+  return NAME_PATTERN.test(run) ? join(root, domain, run) : undefined;
+}

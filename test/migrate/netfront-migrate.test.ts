@@ -1,0 +1,94 @@
+/**
+ * migrate-test's network check per iteration, end to end through the real CLI entry: `fbxen boot --keep`
+ * and `fbxen migrate-test` on the fake xl (a SIMULATION, test/support/fake-xl), the evidence over the fake
+ * ssh (test/support/migrate/fake-ssh, a SIMULATION: the real collector and heartbeat run here under dash
+ * against the FreeBSD stand-ins and the STUB nc). The guest's CD is the one boot made, read with bsdtar;
+ * loopback stands in for the bridge (FBXEN_NET_LISTEN=127.0.0.1). migrate-test listens again where the
+ * boot did (its net.json and net.bin) and checks the round trip, the MAC and the first byte after each resume.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
+import { fbxen, makeHost, makeImage, REPO, type Host } from '../boot/harness.js';
+
+const FIXTURE = join(REPO, 'fixtures/probes/13.2-netfront-healthy-derived');
+
+/** Boots NAME with --keep (the guest runs its round trip at boot) and returns the run directory. */
+async function bootKept(h: Host, name: string): Promise<string> {
+  writeFileSync(join(h.state, 'guest.txt'), [`@collect ${FIXTURE}`, '@hang', ''].join('\n'));
+  const r = await fbxen(['boot', '--image', makeImage(h, 'freebsd-13.2-RELEASE-amd64.raw'), '--name', name, '--artifacts', h.artifacts, '--run-id', 'boot-1', '--timeout', '120', '--keep'], h);
+  expect(r.code, r.stderr).toBe(0);
+  // from now on an attached console shows nothing more (the fake replays its script on each attach)
+  writeFileSync(join(h.state, 'guest.txt'), '@hang\n');
+  return join(h.artifacts, name, 'boot-1');
+}
+
+/** The guest over "ssh": its CD (bsdtar off the ISO boot made), its bundle with the vif's MAC, the stand-ins, the stub nc. */
+function guestOverSsh(h: Host, name: string, bootDir: string, ncEnv: Record<string, string> = {}): void {
+  const g = join(h.dir, 'guest');
+  mkdirSync(join(g, 'cd'), { recursive: true });
+  execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
+  cpSync(FIXTURE, join(g, 'bundle'), { recursive: true });
+  const sections = join(g, 'bundle/sections');
+  for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split('00:16:3e:5a:01:02').join(macForName(name)), 'latin1');
+  const bin = join(g, 'bin');
+  mkdirSync(bin);
+  // the heartbeat's timecounter OIDs from the migrate stand-in, everything else from the bundle's
+  writeFileSync(join(bin, 'sysctl'), `#!/bin/sh\ncase "$1 $2" in "-n kern.timecounter"*) exec ${join(REPO, 'test/support/migrate/standins/sysctl')} "$@" ;; esac\nexec ${join(REPO, 'test/support/verify/standins/sysctl')} "$@"\n`);
+  const exports = Object.entries({ FBXEN_STANDIN_BUNDLE: join(g, 'bundle'), FBXEN_STANDIN_STATE: g, FBXEN_STANDIN_CD: join(g, 'cd'), HOME: g, ...ncEnv }).map(([k, v]) => `${k}='${v}'; export ${k}`);
+  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\n${exports.join('\n')}\nPATH='${bin}:${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}':"$PATH"; export PATH\nexec ${join(REPO, 'test/support/migrate/fake-ssh/ssh')} "$@"\n`);
+  chmodSync(join(bin, 'sysctl'), 0o755);
+  chmodSync(join(bin, 'ssh'), 0o755);
+  h.env.PATH = `${bin}:${h.env.PATH}`;
+}
+
+type Iter = { name: string; verdict: string; reason: string; downtimeMs: number | null; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
+
+/** The stand-ins replay one static bundle, so pv-timer and migration fail every iteration (no counter moves): the tests look at the network; --keep-going runs both iterations anyway. */
+async function migrate(h: Host, name: string, mode: 'live' | 'save-restore', more: string[] = []) {
+  // execa resolves ssh on this process's PATH
+  const saved = process.env.PATH;
+  process.env.PATH = h.env.PATH;
+  const r = await fbxen(['migrate-test', '--domain', name, '--mode', mode, '--iterations', '2', '--evidence', 'ssh', '--ssh', 'root@guest', '--host-key-checking', 'off', '--artifacts', h.artifacts, '--run-id', 'mig-1', '--step-timeout', '60', ...more], h).finally(() => (process.env.PATH = saved));
+  const dir = join(h.artifacts, name, 'migrate-mig-1');
+  const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { status: string; iterations: Iter[] };
+  return { r, report, junit: readFileSync(join(dir, 'report.junit.xml'), 'utf8') };
+}
+
+describe('migrate-test: the network after each iteration (fake xl and fake ssh: SIMULATION)', () => {
+  it('live x2: each iteration\'s round trip byte for byte through xn0, the MAC unchanged, the first byte after the resume next to the downtime (text, JSON, JUnit)', async () => {
+    const h = makeHost();
+    h.env.FBXEN_NET_LISTEN = '127.0.0.1';
+    const name = 'fbxen-mig-net';
+    const bootDir = await bootKept(h, name);
+    guestOverSsh(h, name, bootDir);
+    const { r, report, junit } = await migrate(h, name, 'live', ['--keep-going']);
+    expect(report.iterations, `${r.stdout}\n${r.stderr}`).toHaveLength(2);
+    for (const it of report.iterations) {
+      expect(it.network?.verdict, JSON.stringify(it.network)).toBe('ok');
+      expect(it.network!.firstByteAfterResumeMs).toBeGreaterThanOrEqual(0);
+      expect(it.network!.evidence.join('\n')).toContain(`xn0 ether ${macForName(name)} unchanged`);
+      expect(it.probes.find((p) => p.id === 'netfront')?.verdict).toBe('pass');
+    }
+    expect(r.stdout).toMatch(/migrate\/1 .*downtime .*\n.*\n +network ok, first byte \d+ ms after the resume/);
+    expect(junit).toMatch(/network ok, first byte \d+ ms after the resume/);
+  }, 240_000);
+
+  it('save-restore with bytes corrupted on the way up after the boot: the iteration fails on the network (exit 1), naming the offset', async () => {
+    const h = makeHost();
+    h.env.FBXEN_NET_LISTEN = '127.0.0.1';
+    const name = 'fbxen-mig-bad';
+    const bootDir = await bootKept(h, name);
+    guestOverSsh(h, name, bootDir, { FBXEN_STUB_NC_CORRUPT_UP: '4096' });
+    const { r, report } = await migrate(h, name, 'save-restore');
+    const first = report.iterations[0]!;
+    expect(first.verdict).toBe('fail');
+    expect(first.reason).toMatch(/^probe [a-z-, ]*\bnetfront\b[a-z-, ]* failed/);
+    expect(first.network?.verdict).toBe('fail');
+    expect(first.network!.evidence.join('\n')).toMatch(/corrupt: byte 4096 differs/);
+    expect(report.iterations).toHaveLength(1); // stops at the first failure
+    expect(r.code).toBe(1);
+  }, 240_000);
+});
