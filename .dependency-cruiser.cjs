@@ -25,7 +25,7 @@ const LAYERS = [
 ];
 
 /** Files of src/commands/ that are shared helpers, not commands (index.ts is the registry that loads them). */
-const COMMAND_HELPERS = '^src/commands/(index|context|options|defaults|boot-options)\\.ts$';
+const COMMAND_HELPERS = '^src/commands/(index|context|options|defaults|boot-options|lab-host)\\.ts$';
 
 // util has its own, stricter rule below (nothing of fbxen at all).
 const upward = LAYERS.slice(1, -1).map((layer, i) => ({
