@@ -75,6 +75,6 @@ export function xlPlan(xl: XlCommands, step: PlanStep, ctx: XlPlanContext): stri
       return [`${formatCommand(...argv)}   (migrate: ${there ? 'there' : 'and back'})`, `${cmd(['list'])} and ${xl.on(to).command(['list'])}   (where the domain is now; the new domid)`];
     }
     case 'attach-console':
-      return [`reattach the serial console to the new domid${(step.to ?? 'localhost') !== 'localhost' && step.mode === 'live' ? ' (when the domain is on this host)' : ''}`];
+      return [`reattach the console to the new domid (serial for HVM, the PV console for PVH: the type in xl list -l)${(step.to ?? 'localhost') !== 'localhost' && step.mode === 'live' ? ' (when the domain is on this host)' : ''}`];
   }
 }
