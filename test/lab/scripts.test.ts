@@ -1,4 +1,4 @@
-/** The lab's shell: dom0's init, the initramfs init, the image build, setup and CI scripts pass shellcheck. */
+/** The lab's shell: dom0's init, the initramfs init, the image build, setup and CI scripts pass shellcheck (-x: sourced files too). */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,10 +13,12 @@ describe('lab scripts', () => {
     ['scripts/lab/build-image.sh', 'sh'],
     ['scripts/lab/customize.sh', 'sh'],
     ['scripts/lab-setup.sh', 'bash'],
+    ['scripts/setup.sh', 'bash'],
+    ['scripts/lib/apt-install.sh', 'bash'],
     ['scripts/lab-test.sh', 'bash'],
     ['test/lab/fake-bin/qemu-system-x86_64', 'sh'],
   ])('%s passes shellcheck (%s)', (file, shell) => {
-    const r = spawnSync('shellcheck', ['-s', shell, join(REPO, file)], { encoding: 'utf8' });
+    const r = spawnSync('shellcheck', ['-x', '-s', shell, file], { cwd: REPO, encoding: 'utf8' });
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
