@@ -35,7 +35,7 @@ afterAll(async () => {
 }, 300_000);
 
 describe(`real xl in the lab: a failed migration${SKIP}`, () => {
-  it.skipIf(!enabled)('the receiving side killed mid-migration: MigrationError (exit 5) with xl\'s words, the source kept running', async () => {
+  it.skipIf(!enabled)('the receiving side killed mid-migration: MigrationError (exit 5) with xl\'s words, the source kept running, the half-received copy removed', async () => {
     await keptDomain(work, image, 'fbxen-real-c', '/var/lib/fbxen/lab-tests-c');
     const before = (await xlList()).get('fbxen-real-c');
     expect(stateOf(before?.state ?? '')).toBe('running');
@@ -64,6 +64,9 @@ describe(`real xl in the lab: a failed migration${SKIP}`, () => {
       expect(e.where).toMatchObject({ host: 'localhost', name: 'fbxen-real-c', state: 'running' });
       const after = await xlList();
       expect(stateOf(after.get('fbxen-real-c')?.state ?? '')).toBe('running');
+      // the real xl leaves fbxen-real-c--incoming paused; fbxen destroys that half-received copy, only that
+      expect(e.message).toMatch(/fbxen destroyed fbxen-real-c--incoming \(\d+\) on localhost: the half-received copy/);
+      expect(after.has('fbxen-real-c--incoming')).toBe(false);
       process.stderr.write(`real xl, domains after the failed migration: ${JSON.stringify([...after])}\n`);
     } finally {
       await driver.close();

@@ -92,6 +92,34 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     expect((await driver.migrate(at, 'localhost', 30_000)).where).toMatchObject({ id: '2', state: 'running' });
   });
 
+  it('the receiver killed half-way (as real xl, docs/lab.md): the paused NAME--incoming this migration left is destroyed, the source kept', async () => {
+    const h = host('@hang\n');
+    writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateReceiverDiesOn: [1] }));
+    const driver = driverFor(h);
+    const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.exitCode).toBe(5);
+    expect(err.message).toMatch(/migration transport process \[\d+\] exited with error status 137/);
+    expect(err.message).toMatch(/the domain is now: fbxen-g \(1\) running on localhost\nfbxen destroyed fbxen-g--incoming \(2\) on localhost: the half-received copy/);
+    expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    expect(h.commands.map((c) => c.command)).toContain('xl destroy 2');
+    expect(h.commands.some((c) => c.command === 'xl destroy 1')).toBe(false);
+    expect(spawnSync('xl', ['list'], { env: h.env, encoding: 'utf8' }).stdout).not.toMatch(/--incoming/);
+  });
+
+  it('an NAME--incoming that was there before the migration is not this run\'s: left alone and reported', async () => {
+    const h = host('@hang\n');
+    // the first migration leaves one (as above, but nothing removes it: it is made before fbxen looks)
+    writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateReceiverDiesOn: [1, 2] }));
+    expect(spawnSync('xl', ['migrate', '-s', '', '1', 'xl migrate-receive'], { env: h.env }).status).toBe(1);
+    const driver = driverFor(h);
+    const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.message).not.toMatch(/fbxen destroyed/);
+    expect(err.where).toMatchObject({ name: 'fbxen-g', state: 'running', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });
+    expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+  });
+
   it('a migration that hangs is stopped at the step timeout; the report names both halves; nothing destroyed', async () => {
     const h = host('@hang\n');
     writeFileSync(join(h.state, 'scenario.json'), JSON.stringify({ migrateHangsOn: [1] }));

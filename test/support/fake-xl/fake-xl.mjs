@@ -24,6 +24,8 @@
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
  * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
+ * migrateReceiverDiesOn: [n] — the receiving xl of the nth migrate is killed half-way, as real-xl test C does
+ * to the real one (docs/lab.md): the sender resumes and exits 1, and NAME--incoming stays paused.
  * PVH (type = "pvh", Xen 4.10+): as xl 4.17's parser and libxl, a PVH config needs kernel= ("Neither
  * kernel nor bootloader specified"), the kernel file must be readable at build time (xc_dom_kernel_file),
  * `list -l` shows b_info.kernel/cmdline and no type.hvm, and the domain has only the PV console: `console
@@ -448,6 +450,19 @@ switch (cmd) {
         'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n' +
           `libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain ${d.domid}:saving domain: domain did not respond to suspend request: Invalid argument\n` +
           'migration sender: libxl_domain_suspend failed (rc=-8)\nMigration failed, resuming at sender.',
+      );
+    }
+    if ((scenario.migrateReceiverDiesOn ?? []).includes(n)) {
+      update((db) => {
+        const x = db.domains.find((y) => y.domid === d.domid);
+        db.domains.push({ ...x, name: `${d.name}--incoming`, domid: db.nextDomid++, state: 'p' });
+      });
+      await sleep(50);
+      die(
+        'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n' +
+          `libxl: error: libxl_utils.c:522:libxl_read_exactly: file/stream truncated reading ready message from migration receiver stream\n` +
+          'xl: error: migration transport process [4242] exited with error status 137\n' +
+          'Migration failed, resuming at sender.',
       );
     }
     if ((scenario.migrateHangsOn ?? []).includes(n)) {

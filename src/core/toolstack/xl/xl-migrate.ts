@@ -1,9 +1,10 @@
 /**
  * Migration with xl: `xl migrate -s '' DOMID 'xl migrate-receive'` for localhost (no ssh needed, xl.md
  * §4.4), `xl migrate DOMID HOST` (ssh as root) to another dom0 and back, or `xl save DOMID FILE` +
- * `xl restore FILE`. Never `xl destroy`: after a failure the driver looks for the domain under its name
- * and xl's in-flight names (NAME--migratedaway at the sender, NAME--incoming at the receiver) and says
- * where it is.
+ * `xl restore FILE`. After a failure the driver looks for the domain under its name and xl's in-flight
+ * names (NAME--migratedaway at the sender, NAME--incoming at the receiver) and says where it is. It runs
+ * `xl destroy` on one thing only: the paused NAME--incoming a failed live migration left beside a source
+ * that runs again (removeHalfReceived); never on the source.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -189,15 +190,49 @@ export class XlMigration {
     // The route names this host 'localhost'; going back from the peer it is peers.backTo.
     const to = dest === 'localhost' && domain.host !== 'localhost' ? this.peers.backTo : dest;
     const local = domain.host === 'localhost' && to === 'localhost';
+    // The receiving dom0 as this driver lists it (the route names it 'localhost' or the peer).
+    const receiver = local ? 'localhost' : domain.host === 'localhost' ? this.peers.to : 'localhost';
+    const before = await this.listOn(receiver);
+    // Unknown (the list failed) counts as there: fbxen then touches nothing.
+    const incomingBefore = !before.rows || before.rows.some((r) => r.name === `${domain.name}--incoming`);
     const stopWatching = local && incomingSink ? this.consoles.watchIncoming(domain.name, incomingSink) : async () => undefined;
     let toolstackMs: number;
     try {
       toolstackMs = await this.step(domain.name, 'migrate', this.migrateArgv(domain.name, at.id, domain.host, to), timeoutMs);
+    } catch (err) {
+      if (err instanceof MigrationError && !incomingBefore) throw await this.removeHalfReceived(err, domain, receiver);
+      throw err;
     } finally {
       await stopWatching();
     }
-    const where = await this.locate(domain.name, local ? 'localhost' : domain.host === 'localhost' ? this.peers.to : 'localhost');
+    const where = await this.locate(domain.name, receiver);
     return { toolstackMs, where };
+  }
+
+  /**
+   * A live migration that failed with the source resumed can leave NAME--incoming paused at the receiver
+   * (the real xl does when its receiving side dies, docs/lab.md): a half-received copy this migration made,
+   * holding the guest's memory, that must never run beside the source (both would write one disk). It is
+   * destroyed only when it was not there before, is paused, and the source runs under its own name;
+   * otherwise nothing is touched. The error then says what was done, or how to do it by hand.
+   */
+  private async removeHalfReceived(err: MigrationError, domain: DomainRef, receiver: string): Promise<MigrationError> {
+    const incoming = `${domain.name}--incoming`;
+    const atSource = await this.listOn(domain.host);
+    const atReceiver = receiver === domain.host ? atSource : await this.listOn(receiver);
+    const source = atSource.rows?.find((r) => r.name === domain.name);
+    const half = atReceiver.rows?.find((r) => r.name === incoming);
+    if (!source || stateOf(source.state) !== 'running' || !half || stateOf(half.state) !== 'paused') return err;
+    const r = await this.xl
+      .on(receiver)
+      .run(['destroy', String(half.domid)], { allowFailure: true, timeoutMs: LIST_TIMEOUT_MS })
+      .catch((e: unknown) => ({ exitCode: -1, stdout: '', stderr: e instanceof Error ? e.message : String(e) }));
+    const where = await this.locate(domain.name, domain.host);
+    const done =
+      r.exitCode === 0
+        ? `fbxen destroyed ${incoming} (${half.domid}) on ${receiver}: the half-received copy this migration left paused; the source runs`
+        : `${incoming} (${half.domid}) on ${receiver} is the half-received copy this migration left paused; fbxen could not destroy it (${tail(r.stderr)}): run \`xl destroy ${half.domid}\` there, never \`xl unpause\``;
+    return new MigrationError(`${err.message.replace(/\nthe domain is now: [\s\S]*$/, '')}\nthe domain is now: ${describeLocation(where)}\n${done}`, where, { ...(err.hint !== undefined ? { hint: err.hint } : {}) });
   }
 
   async save(domain: DomainRef, dir: string, iteration: number, timeoutMs: number): Promise<Checkpoint & { ms: number }> {
