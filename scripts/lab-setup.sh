@@ -4,7 +4,8 @@
 # packages are installed. The lab tests' CI step (scripts/lab-test.sh) calls this first.
 set -euo pipefail
 
-PACKAGES=(mmdebstrap qemu-system-x86 e2fsprogs openssh-client cpio gzip busybox-static ca-certificates)
+# uidmap and fakeroot: a build as a user (mmdebstrap's unshare mode, the root packed under fakeroot).
+PACKAGES=(mmdebstrap qemu-system-x86 e2fsprogs openssh-client cpio gzip busybox-static ca-certificates uidmap fakeroot)
 
 # shellcheck source=scripts/lib/apt-install.sh
 source "$(dirname "$0")/lib/apt-install.sh"

@@ -1,64 +1,58 @@
 #!/bin/sh
-# customize.sh ROOT OUT SCRIPTS: mmdebstrap's customize hook (runs outside the chroot, ROOT is the new
-# root file system). Installs the lab init, ssh keys and host files, extracts the hypervisor and kernel,
-# builds the small initramfs and packs ROOT into OUT/dom0.img.
+# customize.sh: run by build-image.sh through mmdebstrap's customize hook INSIDE the new root (chroot), with
+# the scripts and keys copied in at /tmp/fbxen-lab. Installs the lab init, ssh keys and host files, and
+# leaves in /tmp/fbxen-lab-out what build-image.sh takes out: the hypervisor, the kernel, the small
+# initramfs and versions.txt.
 set -eu
-root=$1
-out=$2
-scripts=$3
+in=/tmp/fbxen-lab
+out=/tmp/fbxen-lab-out
+mkdir -p "$out"
 
-install -m 0755 "$scripts/dom0-init.sh" "$root/sbin/fbxen-lab-init"
+install -m 0755 "$in/dom0-init.sh" /sbin/fbxen-lab-init
 
 # sshd: only the pinned host key; root logs in with the lab's key or dom0's own (xl migrate localhost).
-rm -f "$root"/etc/ssh/ssh_host_*
-install -m 0600 "$out/ssh_host_ed25519_key" "$root/etc/ssh/ssh_host_ed25519_key"
-install -m 0644 "$out/ssh_host_ed25519_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
-cat >> "$root/etc/ssh/sshd_config" <<'CFG'
+rm -f /etc/ssh/ssh_host_*
+install -m 0600 "$in/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
+install -m 0644 "$in/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
+cat >> /etc/ssh/sshd_config <<'CFG'
 HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 UseDNS no
 CFG
-install -d -m 0700 "$root/root/.ssh"
-cat "$out/id_ed25519.pub" "$out/dom0_root_key.pub" > "$root/root/.ssh/authorized_keys"
-chmod 0600 "$root/root/.ssh/authorized_keys"
-install -m 0600 "$out/dom0_root_key" "$root/root/.ssh/id_ed25519"
-rm -f "$out/dom0_root_key" "$out/dom0_root_key.pub"
-printf 'localhost,127.0.0.1,fbxen-lab %s\n' "$(cut -d' ' -f1,2 "$out/ssh_host_ed25519_key.pub")" > "$root/root/.ssh/known_hosts"
+install -d -m 0700 /root/.ssh
+cat "$in/id_ed25519.pub" "$in/dom0_root_key.pub" > /root/.ssh/authorized_keys
+chmod 0600 /root/.ssh/authorized_keys
+install -m 0600 "$in/dom0_root_key" /root/.ssh/id_ed25519
+printf 'localhost,127.0.0.1,fbxen-lab %s\n' "$(cut -d' ' -f1,2 "$in/ssh_host_ed25519_key.pub")" > /root/.ssh/known_hosts
 # minbase has no /etc/hosts: xl migrate NAME localhost needs one.
-printf '127.0.0.1\tlocalhost\n127.0.1.1\tfbxen-lab\n' > "$root/etc/hosts"
-echo fbxen-lab > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tfbxen-lab\n' > /etc/hosts
+echo fbxen-lab > /etc/hostname
 
-zcat "$root"/boot/xen-4.17-amd64.gz > "$out/xen"
-for d in "$root"/lib/modules/*; do kver=${d##*/}; done
-cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+zcat /boot/xen-4.17-amd64.gz > "$out/xen"
+for d in /lib/modules/*; do kver=${d##*/}; done
+cp "/boot/vmlinuz-$kver" "$out/vmlinuz"
 # shellcheck disable=SC2016 # dpkg-query's own format, not the shell's
-chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' > "$out/versions.txt"
+dpkg-query -W -f '${Package} ${Version}\n' > "$out/versions.txt"
 echo "kernel $kver" >> "$out/versions.txt"
 
 # The initramfs: busybox-static and the modules /dev/vda and ext4 need, in dependency order.
 ird=$(mktemp -d)
 mkdir -p "$ird/bin"
-cp "$root/bin/busybox" "$ird/bin/busybox"
-install -m 0755 "$scripts/initramfs-init.sh" "$ird/init"
+cp /bin/busybox "$ird/bin/busybox"
+install -m 0755 "$in/initramfs-init.sh" "$ird/init"
 : > "$ird/modules.order"
-chroot "$root" modprobe --show-depends -S "$kver" -a virtio_pci virtio_blk ext4 | while read -r kind path _; do
+modprobe --show-depends -S "$kver" -a virtio_pci virtio_blk ext4 | while read -r kind path _; do
   [ "$kind" = insmod ] || continue
   case "$path" in *.ko) ;; *) echo "customize: unexpected module file $path" >&2; exit 1 ;; esac
   grep -qx "$path" "$ird/modules.order" && continue
   mkdir -p "$ird$(dirname "$path")"
-  cp "$root$path" "$ird$path"
+  cp "$path" "$ird$path"
   echo "$path" >> "$ird/modules.order"
 done
-(cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -6 > "$out/initrd.gz"
+# busybox's cpio: the dom0 root has no cpio of its own
+(cd "$ird" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -6 > "$out/initrd.gz"
 rm -rf "$ird"
 
 # What apt downloaded is not needed in the image.
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-# mmdebstrap still has proc, sys and dev mounted in ROOT: mke2fs -d would copy /proc. A plain bind mount
-# of ROOT shows the mount points empty.
-stage=$(mktemp -d)
-mount --bind "$root" "$stage"
-trap 'umount "$stage" 2>/dev/null; rmdir "$stage"' EXIT
-# 16G, sparse: the root holds the guest images the later phase copies in (about 1 GiB is the system).
-mke2fs -q -t ext4 -L fbxen-dom0 -d "$stage" "$out/dom0.img" 16G
+rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/*

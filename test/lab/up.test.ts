@@ -13,7 +13,7 @@ import { EnvironmentError, TimeoutError } from '../../src/core/errors.js';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { imageKey } from '../../src/core/lab/image-key.js';
-import { checkSpace, imageInputs, missingTools } from '../../src/core/lab/image.js';
+import { buildTools, checkSpace, imageInputs, missingTools } from '../../src/core/lab/image.js';
 import { labUp, labPaths } from '../../src/core/lab/index.js';
 import { isLabProcess } from '../../src/core/lab/target.js';
 
@@ -142,5 +142,13 @@ describe('missing tools', () => {
     expect(err!.hint).toContain('scripts/lab-setup.sh');
     expect(err!.hint).toContain('apt-get install mmdebstrap qemu-system-x86 openssh-client');
     expect(missingTools(['sh'], process.env)).toBeUndefined();
+  });
+
+  it('a build as a user (not root) also needs newuidmap and fakeroot, named by their Debian packages', () => {
+    expect(buildTools(0)).not.toContain('fakeroot');
+    const err = missingTools(buildTools(1000), { PATH: mkdtempSync(join(tmpdir(), 'empty-path-')) });
+    expect(err!.message).toContain('newuidmap (Debian package uidmap)');
+    expect(err!.message).toContain('fakeroot (Debian package fakeroot)');
+    expect(err!.hint).toMatch(/apt-get install mmdebstrap .*uidmap fakeroot$/);
   });
 });

@@ -17,8 +17,9 @@ import { LAB_SCRIPTS, labScriptsDir, type LabImagePaths, type LabPaths } from '.
 export const LAB_TOOLS: Readonly<Record<string, string>> = {
   mmdebstrap: 'mmdebstrap',
   mke2fs: 'e2fsprogs',
-  cpio: 'cpio',
-  gzip: 'gzip',
+  tar: 'tar',
+  fakeroot: 'fakeroot',
+  newuidmap: 'uidmap',
   'ssh-keygen': 'openssh-client',
   ssh: 'openssh-client',
   'qemu-system-x86_64': 'qemu-system-x86',
@@ -36,8 +37,16 @@ export function missingTools(needed: readonly string[], env: NodeJS.ProcessEnv):
   });
 }
 
-/** About what a build takes: the mmdebstrap chroot in TMPDIR, the sparse image and its files in the lab. */
-export const BUILD_TMP_BYTES = 2 * 1024 ** 3;
+/**
+ * What build-image.sh runs here. As a user (not root) mmdebstrap needs a user namespace (newuidmap) and the
+ * root is packed under fakeroot, so that dom0's files are root's in the image.
+ */
+export function buildTools(uid: number): string[] {
+  return ['mmdebstrap', 'mke2fs', 'tar', 'ssh-keygen', ...(uid === 0 ? [] : ['newuidmap', 'fakeroot'])];
+}
+
+/** About what a build takes: in TMPDIR the mmdebstrap chroot, then the root's tar and its unpacked copy (about 1 GiB each); the sparse image and its files in the lab. */
+export const BUILD_TMP_BYTES = 3 * 1024 ** 3;
 export const BUILD_LAB_BYTES = 2 * 1024 ** 3;
 
 export async function checkSpace(dir: string, need: number, what: string): Promise<void> {
@@ -93,14 +102,14 @@ export async function readManifest(image: LabImagePaths): Promise<ImageManifest 
 export async function ensureImage(
   paths: LabPaths,
   inputs: ImageInputs,
-  deps: { runner: Runner; progress: Progress; signal?: AbortSignal; env: NodeJS.ProcessEnv },
+  deps: { runner: Runner; progress: Progress; signal?: AbortSignal; env: NodeJS.ProcessEnv; /** injected for tests */ uid?: number },
 ): Promise<{ image: LabImagePaths; key: string; built: boolean; manifest: ImageManifest }> {
   const key = imageKey(inputs);
   const image = paths.image(key);
   const cached = await readManifest(image);
   if (cached && cached.key === key) return { image, key, built: false, manifest: cached };
 
-  const missing = missingTools(['mmdebstrap', 'mke2fs', 'cpio', 'gzip', 'ssh-keygen'], deps.env);
+  const missing = missingTools(buildTools(deps.uid ?? process.getuid?.() ?? 0), deps.env);
   if (missing) throw missing;
   await mkdir(paths.images, { recursive: true });
   await checkSpace(paths.images, BUILD_LAB_BYTES, 'the lab directory');
@@ -112,7 +121,8 @@ export async function ensureImage(
       await mkdir(tmp);
       await deps.runner.run('sh', [join(labScriptsDir(), 'build-image.sh'), tmp, labScriptsDir(), inputs.suite, inputs.packages.join(','), inputs.mirror], {
         signal: deps.signal,
-        env: { PATH: `${deps.env.PATH ?? ''}:/usr/sbin:/sbin` },
+        // TMPDIR: where the chroot, the root's tar and its unpacked copy go (checkSpace looked there)
+        env: { PATH: `${deps.env.PATH ?? ''}:/usr/sbin:/sbin`, ...(deps.env.TMPDIR ? { TMPDIR: deps.env.TMPDIR } : {}) },
         timeoutMs: 60 * 60_000,
         onStderrLine: (line) => handle.output(`${Math.round((Date.now() - started) / 1000)} s: ${line.slice(0, 200)}`),
       });
