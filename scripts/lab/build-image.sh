@@ -58,7 +58,11 @@ mmdebstrap "$@" &
 child=$!
 wait "$child"
 child=
-mv "$work/out/xen" "$work/out/vmlinuz" "$work/out/initrd.gz" "$work/out/versions.txt" "$out/"
+# everything customize.sh left in /tmp/fbxen-lab-out (xen, vmlinuz, initrd.gz, versions.txt, ...)
+mv "$work"/out/* "$out/"
+for f in xen vmlinuz initrd.gz versions.txt; do
+  [ -s "$out/$f" ] || { echo "build-image: customize.sh left no $f" >&2; exit 1; }
+done
 
 # 16G, sparse: the root holds the guest images the later phase copies in (about 1 GiB is the system).
 # One fakeroot session for both: tar records root's ownership and the device nodes, mke2fs reads them back.
