@@ -5,13 +5,15 @@
  *
  * The guest's files are those `fbxen boot` put on its fbxen CD, still in its drive: migrate-test listens
  * again where that boot listened (its net.json: address and ports; net.bin: the upload payload), so the
- * collector run of each iteration sends to it. Not arranged (a reason, netfront inconclusive, never a
- * pass): a remote toolstack, a live migration to another host (this host's bridge is not the guest's any
- * more), a boot that arranged none, or the ports taken.
+ * collector run of each iteration sends to it. xl on another dom0 (--host ssh://): the same remote forwards
+ * from that dom0's bridge address and ports, to a listener here (net/remote-forward.ts). Not arranged (a
+ * reason, netfront inconclusive, never a pass): XAPI, a live migration to another host (the bridge is not
+ * the guest's any more), a boot that arranged none or on another host, or the ports taken.
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readBootNet } from '../boot/network-check.js';
+import { readBootNet, remoteLinkOf } from '../boot/network-check.js';
+import { arrangeRemoteRoundTrip } from '../net/remote-forward.js';
 import { stopListener } from '../net/arrange.js';
 import { startRoundTripListener, type RoundTripListener, type RoundTripNotArranged } from '../net/roundtrip.js';
 import type { Toolstack } from '../toolstack/types.js';
@@ -40,12 +42,21 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
   let vifs: NetHostKnowledge['vifs'];
   const arrange = async (): Promise<RoundTripListener | RoundTripNotArranged> => {
     const no = (reason: string): RoundTripNotArranged => ({ arranged: false, reason });
-    if (o.ts.capabilities.remote) return no(`the toolstack (${o.ts.name}) runs on another machine: fbxen has no listener on the guest's network`);
-    if (o.mode === 'live' && o.to !== undefined && o.to !== 'localhost') return no(`the guest moves to ${o.to}: a listener on this host's bridge is not on its network there`);
+    // xl on another dom0: forward again from its bridge, as the boot did over its own ssh (remote-forward.ts)
+    const link = o.ts.capabilities.remote ? remoteLinkOf(o.ts) : undefined;
+    if (o.ts.capabilities.remote && !link) return no(`the toolstack (${o.ts.name}) runs on another machine: fbxen has no listener on the guest's network`);
+    if (o.mode === 'live' && o.to !== undefined && o.to !== 'localhost') return no(`the guest moves to ${o.to}: a listener on ${link ? `${link.label}'s` : "this host's"} bridge is not on its network there`);
     if (!bootDir) return no(`${source}: the guest's CD names no listener of fbxen`);
     const got = await readBootNet(bootDir);
     if ('reason' in got) return no(got.reason);
     vifs = got.record.vifs;
+    const fw = got.record.forward;
+    if (link || fw) {
+      if (!link) return no(`the boot's listener was reached through ssh from ${fw!.host}'s bridge: run migrate-test with --host ${fw!.host}`);
+      if (!fw) return no(`the boot's listener was on this machine (${got.record.address}), not forwarded from ${link.label}: the guest's CD names no address there`);
+      if (fw.host !== link.label) return no(`the boot forwarded its listener from ${fw.host}, not from ${link.label}`);
+      return arrangeRemoteRoundTrip({ link, bridge: fw.bridge, again: { address: got.record.address, upPort: got.record.upPort, downPort: got.record.downPort, upPayload: got.upPayload } });
+    }
     const bridge = got.record.vifs[0]?.bridge;
     const loopback = /^127\./.test(got.record.address) || got.record.address === '::1';
     try {
