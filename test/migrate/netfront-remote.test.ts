@@ -57,7 +57,7 @@ function guestOverSsh(h: Host, name: string, bootDir: string, ncEnv: Record<stri
   h.env.PATH = `${bin}:${h.env.PATH}`;
 }
 
-type Iter = { verdict: string; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
+type Iter = { verdict: string; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; firstBeatAfterResumeMs?: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
 
 describe.skipIf(missing)(`migrate-test --host ssh://: the network check through the ssh forward${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('live on the dom0: the round trip after the resume byte for byte through the forward of the boot\'s address and ports, the MAC unchanged', async () => {
@@ -83,6 +83,9 @@ describe.skipIf(missing)(`migrate-test --host ssh://: the network check through 
     const nf = it1!.probes.find((p) => p.id === 'netfront')!;
     expect(nf.verdict, nf.evidence.join('\n')).toBe('pass');
     expect(nf.evidence.join('\n')).toContain(`round trip through xn0 to ${BRIDGE_ADDR} (forwarded to fbxen by ${sshd.url}`);
-    expect(r.stdout).toMatch(/network ok, first byte \d+ ms after the resume/);
+    expect(r.stdout).toMatch(/network ok, first byte \d+ ms after the resume, first beat \d+ ms/);
+    // the heartbeat's network beats came through a third forward of the same address
+    expect(it1!.network!.firstBeatAfterResumeMs).toBeGreaterThanOrEqual(0);
+    expect(it1!.network!.evidence.join('\n')).toMatch(/first network beat after the resume: \d+ ms \(beat \d+; one every 250 ms or more/);
   }, 240_000);
 });

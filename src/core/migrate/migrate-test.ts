@@ -147,7 +147,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       iterations.push(result);
       await progress.step(`${name}: heartbeat`, async () => {
         running = hbRun;
-        await channel.startHeartbeat(hbRun, req.load, hbMax);
+        await channel.startHeartbeat(hbRun, req.load, hbMax, net?.beatTarget());
         const pre = await waitForBeats(channel, hbRun, 0, roll, stepMs, signal, pollMs);
         if (!pre.ok) progress.warn(`${name}: no heartbeat from the guest within ${req.stepTimeoutSec} s: the downtime will not be measured (is ${req.guestHeartbeat ?? '/usr/local/libexec/fbxen-heartbeat'} in the guest?)`);
       });

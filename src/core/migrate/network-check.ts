@@ -13,7 +13,8 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readBootNet, remoteLinkOf } from '../boot/network-check.js';
-import { arrangeRemoteRoundTrip } from '../net/remote-forward.js';
+import { firstBeatAfter, startBeatListener, type BeatListener } from '../net/beats.js';
+import { arrangeRemoteRoundTrip, type RemoteRoundTrip } from '../net/remote-forward.js';
 import { stopListener } from '../net/arrange.js';
 import { startRoundTripListener, type RoundTripListener, type RoundTripNotArranged } from '../net/roundtrip.js';
 import type { Toolstack } from '../toolstack/types.js';
@@ -21,6 +22,10 @@ import { NAME_PATTERN } from '../util/names.js';
 import { netAcrossMigration } from '../../probes/netfront-migration.js';
 import type { Bundle, NetHostKnowledge } from '../../probes/types.js';
 import type { IterationNetwork } from './report.js';
+import type { BeatTarget } from './types.js';
+
+/** How often the heartbeat sends a network beat at most (ms): ~4 short-lived nc a second in the guest. */
+export const BEAT_EVERY_MS = 250;
 
 /** How long the host waits for its side of a round trip the guest says it ran (the frame may overtake the last FIN). */
 const SETTLE_MS = 5000;
@@ -31,6 +36,8 @@ export interface MigrationNetwork {
   knowledge(bundle: Bundle, since: number): Promise<NetHostKnowledge>;
   /** the iteration's network check: the same xn at the same node with the same MAC, the round trip after the resume */
   check(before: Bundle, after: Bundle, net: NetHostKnowledge, resumedAt: number): IterationNetwork;
+  /** where the heartbeat sends its network beats (the guest reaches it as it reaches the round trip), or undefined */
+  beatTarget(): BeatTarget | undefined;
   /** one line for the --dry-run plan and the log */
   describe(): string;
   stop(): Promise<void>;
@@ -67,6 +74,22 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
   };
   const roundTrip = await arrange();
   const listener = 'close' in roundTrip ? roundTrip : undefined;
+  // The heartbeat's network beats (net/beats.ts): on the round trip's address, forwarded like it on a remote dom0.
+  let beats: BeatListener | undefined;
+  let beatTo: { host: string; port: number } | undefined;
+  let noBeats = listener ? '' : 'no round trip arranged';
+  if (listener) {
+    const remote = 'forwardMore' in listener ? (listener as RemoteRoundTrip) : undefined;
+    try {
+      beats = await startBeatListener({ address: remote ? '127.0.0.1' : listener.address });
+      const port = remote ? await remote.forwardMore(beats.port) : beats.port;
+      if (typeof port === 'number') beatTo = { host: listener.address, port };
+      else noBeats = port;
+    } catch (err) {
+      noBeats = `the beat listener could not start on ${listener.address}: ${(err as Error).message}`;
+    }
+    if (!beatTo) await beats?.close();
+  }
   return {
     roundTrip,
     async knowledge(bundle, since) {
@@ -77,10 +100,16 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
     check(before, after, net, resumedAt) {
       if (!listener) return { verdict: 'not-arranged', reason: (roundTrip as RoundTripNotArranged).reason, firstByteAfterResumeMs: null, evidence: [] };
       const c = netAcrossMigration(before, after, { net, resumedAt });
-      return { verdict: c.verdict, reason: c.evidence[0] ?? '', firstByteAfterResumeMs: c.firstByteAfterResumeMs, evidence: c.evidence, ...(c.hint ? { hint: c.hint } : {}) };
+      const beat = beatTo && beats ? firstBeatAfter(beats.beats(), resumedAt) : undefined;
+      const beatLine = !beatTo ? `no network beats: ${noBeats}` : beat ? `first network beat after the resume: ${beat.ms} ms (beat ${beat.seq}; one every ${BEAT_EVERY_MS} ms or more, so that much finer at best; stamped on arrival here)` : `no network beat reached the host after the resume${beats!.ignored ? ` (${beats!.ignored} connections sent no beat)` : ''}`;
+      return { verdict: c.verdict, reason: c.evidence[0] ?? '', firstByteAfterResumeMs: c.firstByteAfterResumeMs, ...(beatTo ? { firstBeatAfterResumeMs: beat?.ms ?? null } : {}), evidence: [...c.evidence, beatLine], ...(c.hint ? { hint: c.hint } : {}) };
     },
-    describe: () => (listener ? `listen again on ${listener.address} ports ${listener.upPort}/${listener.downPort} for the guest's round trip (its fbxen CD's /fbxen/net)` : `no network round trip: ${(roundTrip as RoundTripNotArranged).reason}`),
-    stop: () => stopListener(roundTrip),
+    beatTarget: () => (beatTo ? { ...beatTo, everyMs: BEAT_EVERY_MS } : undefined),
+    describe: () => (listener ? `listen again on ${listener.address} ports ${listener.upPort}/${listener.downPort} for the guest's round trip (its fbxen CD's /fbxen/net)${beatTo ? `, and on port ${beatTo.port} for the heartbeat's network beats` : `; no network beats: ${noBeats}`}` : `no network round trip: ${(roundTrip as RoundTripNotArranged).reason}`),
+    stop: async () => {
+      await beats?.close().catch(() => undefined);
+      await stopListener(roundTrip);
+    },
   };
 }
 

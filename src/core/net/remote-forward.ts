@@ -25,6 +25,8 @@ export interface ForwardLink {
 /** A listener reached through remote forwards: its address and ports are the dom0's. */
 export interface RemoteRoundTrip extends RoundTripListener {
   readonly forward: { host: string; bridge: string };
+  /** one more forward from the same address (a port sshd picks) to `localPort` here, checked the same way: its port, or why not; cancelled by close() */
+  forwardMore(localPort: number): Promise<number | string>;
 }
 
 export interface RemoteArrangeOptions {
@@ -131,6 +133,7 @@ export async function arrangeRemoteRoundTrip(o: RemoteArrangeOptions): Promise<R
     runFiles: () => ({ net: `host=${address}\nup=${up}\ndown=${down}\nbytes=${listener.upPayload.length}\n`, netBin: listener.upPayload }),
     record: () => view(listener.record()),
     waitForRound: async (w) => view(await listener.waitForRound(w)),
+    forwardMore: (localPort) => forward(0, localPort),
     async close() {
       await cancelAll();
       await listener.close();
