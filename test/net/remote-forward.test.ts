@@ -3,12 +3,15 @@
  * `ss` print on the dom0 and how ssh answers -O forward are canned here; the real sshd path is in
  * test/boot/netfront-remote.test.ts. The local listener is real (127.0.0.1).
  */
+import { spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RunResult, Runner } from '../../src/core/exec/runner.js';
 import { arrangeRemoteRoundTrip, parseIpAddr, parseSsListen, type ForwardLink } from '../../src/core/net/remote-forward.js';
 
 type Canned = { ip?: RunResult | undefined; ss?: (port: number) => RunResult; forward?: (bind: string, port: number) => { port: number } | { error: string } };
+const hasSs = spawnSync('ss', ['-V']).status === 0;
 const ok = (stdout: string): RunResult => ({ command: '', exitCode: 0, stdout, stderr: '' }) as RunResult;
 
 function link(c: Canned) {
@@ -65,7 +68,7 @@ describe('arrangeRemoteRoundTrip', () => {
     const ipFails = await arrangeRemoteRoundTrip({ link: link({ ip: { command: '', exitCode: 1, stdout: '', stderr: 'Device "xenbr0" does not exist.\n' } as RunResult }).l, bridge: 'xenbr0', payloadBytes: 10 });
     expect((ipFails as { reason: string }).reason).toMatch(/ip -4 -o addr show dev xenbr0 failed on ssh:\/\/root@dom0 \(exit 1: Device "xenbr0" does not exist\.\)/);
     const noSs = await arrangeRemoteRoundTrip({ link: link({ ss: () => ({ command: '', exitCode: 127, stdout: '', stderr: 'sh: ss: not found' }) as RunResult }).l, bridge: 'xenbr0', payloadBytes: 10 });
-    expect((noSs as { reason: string }).reason).toMatch(/ss -Hltn on ssh:\/\/root@dom0 failed \(exit 127: sh: ss: not found\)/);
+    expect((noSs as { reason: string }).reason).toMatch(/ss -ltn on ssh:\/\/root@dom0 failed \(exit 127: sh: ss: not found\)/);
     expect(await arrangeRemoteRoundTrip({ link: link({}).l, bridge: undefined })).toMatchObject({ arranged: false });
     expect(await arrangeRemoteRoundTrip({ link: link({}).l, bridge: 'xenbr0;rm' })).toMatchObject({ arranged: false });
   });
@@ -95,7 +98,19 @@ describe('parseIpAddr / parseSsListen', () => {
         expect(parseSsListen(ss, port === 1 ? 2 : port - 1)).toEqual([]);
       }),
     );
-    expect(parseSsListen('LISTEN 0 128 [::1]:5 [::]:*\nLISTEN 0 128 127.0.0.2%lo:5 0.0.0.0:*\n', 5)).toEqual(['::1', '127.0.0.2']);
+    expect(parseSsListen('State  Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\nLISTEN 0 128 [::1]:5 [::]:*\nLISTEN 0 128 127.0.0.2%lo:5 0.0.0.0:*\n', 5)).toEqual(['::1', '127.0.0.2']);
+  });
+
+  it.skipIf(!hasSs)(`reads the real ss's output for a port listening on 127.0.0.2${hasSs ? '' : ' (skipped: no ss here)'}`, async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen({ host: '127.0.0.2', port: 0 }, () => r()));
+    const port = (srv.address() as AddressInfo).port;
+    try {
+      const out = spawnSync('ss', ['-ltn', 'sport', '=', `:${port}`], { encoding: 'utf8' }).stdout;
+      expect(parseSsListen(out, port)).toEqual(['127.0.0.2']);
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
   });
 
   it('never throws and stays bounded on any input', () => {

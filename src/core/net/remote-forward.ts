@@ -4,7 +4,7 @@
  * own IPv4 to it (`ssh -O forward -R BRIDGEADDR:0:127.0.0.1:LPORT`), so nothing leaves the two hosts.
  *
  * sshd binds a forward to the address asked for only with `GatewayPorts clientspecified`; with `no` (its
- * default) it binds loopback, with `yes` every interface. Both are seen on the dom0 (`ss -Hltn`): the
+ * default) it binds loopback, with `yes` every interface. Both are seen on the dom0 (`ss -ltn`): the
  * forward is then cancelled and the round trip is not arranged, with the fix, never a pass, never an
  * error that stops the boot. The guest's CD names the remote address and the ports sshd allocated;
  * first-byte times are stamped here, on arrival through ssh, so they include ssh's latency.
@@ -54,7 +54,7 @@ export function parseIpAddr(out: string): string[] {
   return found;
 }
 
-/** The local addresses of `ss -Hltn` lines (`LISTEN 0 128 192.168.122.1:40001 0.0.0.0:*`), `[::1]` as `::1`, `%dev` dropped. */
+/** The local addresses of `ss -ltn` lines (`LISTEN 0 128 192.168.122.1:40001 0.0.0.0:*`; the header and other lines match nothing; no -H, which iproute2 before 4.15 lacks), `[::1]` as `::1`, `%dev` dropped. */
 export function parseSsListen(out: string, port: number): string[] {
   const found: string[] = [];
   for (const line of out.slice(0, OUTPUT_BOUND).split('\n').slice(0, 256)) {
@@ -106,8 +106,8 @@ export async function arrangeRemoteRoundTrip(o: RemoteArrangeOptions): Promise<R
     const r = await forwardRemote(address, asked, local).catch((err: unknown) => ({ error: (err as Error).message }));
     if ('error' in r) return `ssh on ${host} refused the forward of ${address}:${asked || '(any port)'} to this machine: ${r.error}${asked === 0 ? ` (sshd's GatewayPorts may be "no" or the address not bindable; ${FIX})` : ` (the port may be taken on ${host})`}`;
     made.push({ asked, local });
-    const ss = await run('ss', ['-Hltn', 'sport', '=', `:${r.port}`]);
-    if (ss.exitCode !== 0) return `ss -Hltn on ${host} failed (exit ${ss.exitCode}${ss.stderr.trim() ? `: ${firstLine(ss.stderr)}` : ''}): where sshd bound the forward cannot be checked (install iproute2 there)`;
+    const ss = await run('ss', ['-ltn', 'sport', '=', `:${r.port}`]);
+    if (ss.exitCode !== 0) return `ss -ltn on ${host} failed (exit ${ss.exitCode}${ss.stderr.trim() ? `: ${firstLine(ss.stderr)}` : ''}): where sshd bound the forward cannot be checked (install iproute2 there)`;
     const bound = parseSsListen(ss.stdout, r.port);
     if (!bound.includes(address)) {
       return `sshd on ${host} bound the forward to ${bound.join(' and ') || 'no address ss shows'} port ${r.port}, not to the bridge's ${address}${bound.some((b) => /^(0\.0\.0\.0|::|\*)$/.test(b)) ? ' (every interface: the outside included)' : ''}: ${FIX}`;
