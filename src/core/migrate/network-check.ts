@@ -24,7 +24,7 @@ import type { Bundle, NetHostKnowledge } from '../../probes/types.js';
 import type { IterationNetwork } from './report.js';
 import type { BeatTarget } from './types.js';
 
-/** How often the heartbeat sends a network beat at most (ms): ~4 short-lived nc a second in the guest. */
+/** How often the heartbeat sends a network beat (ms): 4 short-lived nc a second in the guest, and the finest resolution of the first beat. */
 export const BEAT_EVERY_MS = 250;
 
 /** How long the host waits for its side of a round trip the guest says it ran (the frame may overtake the last FIN). */
@@ -101,7 +101,7 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
       if (!listener) return { verdict: 'not-arranged', reason: (roundTrip as RoundTripNotArranged).reason, firstByteAfterResumeMs: null, evidence: [] };
       const c = netAcrossMigration(before, after, { net, resumedAt });
       const beat = beatTo && beats ? firstBeatAfter(beats.beats(), resumedAt) : undefined;
-      const beatLine = !beatTo ? `no network beats: ${noBeats}` : beat ? `first network beat after the resume: ${beat.ms} ms (beat ${beat.seq}; one every ${BEAT_EVERY_MS} ms or more, so that much finer at best; stamped on arrival here)` : `no network beat reached the host after the resume${beats!.ignored ? ` (${beats!.ignored} connections sent no beat)` : ''}`;
+      const beatLine = !beatTo ? `no network beats: ${noBeats}` : beat ? `first network beat after the resume: ${beat.ms} ms (beat ${beat.seq}; the guest sends one every ${BEAT_EVERY_MS} ms, stamped on arrival here)` : `no network beat reached the host after the resume${beats!.ignored ? ` (${beats!.ignored} connections sent no beat)` : ''}`;
       return { verdict: c.verdict, reason: c.evidence[0] ?? '', firstByteAfterResumeMs: c.firstByteAfterResumeMs, ...(beatTo ? { firstBeatAfterResumeMs: beat?.ms ?? null } : {}), evidence: [...c.evidence, beatLine], ...(c.hint ? { hint: c.hint } : {}) };
     },
     beatTarget: () => (beatTo ? { ...beatTo, everyMs: BEAT_EVERY_MS } : undefined),
