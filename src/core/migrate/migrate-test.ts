@@ -122,6 +122,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       }
       await channel.prepare();
       net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
+      // The console channel runs the guest's installed heartbeat, which may predate --beat-to (it would refuse it).
+      if (channel.kind !== 'ssh') await net.dropBeats(`the ${channel.kind} channel runs the guest's installed fbxen-heartbeat, which may not know --beat-to (--evidence ssh sends this fbxen's)`);
       progress.info(net.describe());
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));

@@ -38,6 +38,8 @@ export interface MigrationNetwork {
   check(before: Bundle, after: Bundle, net: NetHostKnowledge, resumedAt: number): IterationNetwork;
   /** where the heartbeat sends its network beats (the guest reaches it as it reaches the round trip), or undefined */
   beatTarget(): BeatTarget | undefined;
+  /** no beats after all (the reason goes into each iteration's evidence); closes their listener */
+  dropBeats(reason: string): Promise<void>;
   /** one line for the --dry-run plan and the log */
   describe(): string;
   stop(): Promise<void>;
@@ -105,6 +107,12 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
       return { verdict: c.verdict, reason: c.evidence[0] ?? '', firstByteAfterResumeMs: c.firstByteAfterResumeMs, ...(beatTo ? { firstBeatAfterResumeMs: beat?.ms ?? null } : {}), evidence: [...c.evidence, beatLine], ...(c.hint ? { hint: c.hint } : {}) };
     },
     beatTarget: () => (beatTo ? { ...beatTo, everyMs: BEAT_EVERY_MS } : undefined),
+    async dropBeats(reason) {
+      if (!beatTo) return;
+      beatTo = undefined;
+      noBeats = reason;
+      await beats?.close().catch(() => undefined);
+    },
     describe: () => (listener ? `listen again on ${listener.address} ports ${listener.upPort}/${listener.downPort} for the guest's round trip (its fbxen CD's /fbxen/net)${beatTo ? `, and on port ${beatTo.port} for the heartbeat's network beats` : `; no network beats: ${noBeats}`}` : `no network round trip: ${(roundTrip as RoundTripNotArranged).reason}`),
     stop: async () => {
       await beats?.close().catch(() => undefined);
