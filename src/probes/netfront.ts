@@ -154,7 +154,7 @@ function roundTrip(f: NetFacts, host: NetHostKnowledge | undefined): { verdict: 
   const via = rt.routeInterface ?? f.ifaces?.find((i) => peerIp !== undefined && i.inet.includes(peerIp))?.name ?? null;
   if (via === null) return { verdict: 'unknown', evidence: [`the round trip's bytes are right, but which interface carried them is not shown (no "interface:" line from route -n get ${r.address}, and the peer ${peerIp ?? '?'} is no interface's inet)`, ...evidence] };
   if (!/^xn\d+$/.test(via)) return { verdict: 'unknown', evidence: [`the round trip went through ${via}, not through an xn interface: it does not show the PV network path`, ...evidence] };
-  return { verdict: 'ok', evidence: [`round trip through ${via} to ${r.address}: byte for byte both ways`, ...evidence] };
+  return { verdict: 'ok', evidence: [`round trip through ${via} to ${r.address}${r.forwardedBy ? ` (forwarded to fbxen by ${r.forwardedBy})` : ''}: byte for byte both ways`, ...evidence] };
 }
 
 function warnings(f: NetFacts): string[] {

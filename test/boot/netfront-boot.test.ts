@@ -70,6 +70,19 @@ describe('boot --verify: the netfront round trip through the fake xl (SIMULATION
     expect(r.code).toBe(1);
   }, 180_000);
 
+  it('bytes lost on the way down (scenario net.dropDown: the stub nc keeps 4096 of them): netfront fails naming the loss and the offload hint, exit 1', async () => {
+    const h = makeHost();
+    h.env.FBXEN_NET_LISTEN = '127.0.0.1';
+    guest(h, { net: { dropDown: 4096 } });
+    const { r, netfront } = await bootVerify(h, 'fbxen-net-drop', 'run-net-drop');
+    expect(netfront!.verdict, netfront!.evidence.join('\n')).toBe('fail');
+    expect(netfront!.evidence[0]).toMatch(/^download: the guest received 4096 bytes with sha256 [0-9a-f]{16}\.\.\., the host sent 1048576 bytes with sha256 [0-9a-f]{16}\.\.\. \(bytes lost\)$/);
+    expect(netfront!.hint).toContain('-txcsum');
+    // the upload was whole: only the way down is blamed
+    expect(netfront!.evidence.join('\n')).toMatch(/upload: 1048576 bytes from 127\.0\.0\.1:\d+ identical to the payload/);
+    expect(r.code).toBe(1);
+  }, 180_000);
+
   it('a guest that never sends its frame (timeout, exit 6): the listener is closed all the same, its ports free again', async () => {
     const h = makeHost();
     h.env.FBXEN_NET_LISTEN = '127.0.0.1';

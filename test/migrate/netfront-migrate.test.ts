@@ -44,7 +44,7 @@ function guestOverSsh(h: Host, name: string, bootDir: string, ncEnv: Record<stri
   h.env.PATH = `${bin}:${h.env.PATH}`;
 }
 
-type Iter = { name: string; verdict: string; reason: string; downtimeMs: number | null; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
+type Iter = { name: string; verdict: string; reason: string; downtimeMs: number | null; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; firstBeatAfterResumeMs?: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
 
 /** The stand-ins replay one static bundle, so pv-timer and migration fail every iteration (no counter moves): the tests look at the network; --keep-going runs both iterations anyway. */
 async function migrate(h: Host, name: string, mode: 'live' | 'save-restore', more: string[] = []) {
@@ -69,6 +69,8 @@ describe('migrate-test: the network after each iteration (fake xl and fake ssh: 
     for (const it of report.iterations) {
       expect(it.network?.verdict, JSON.stringify(it.network)).toBe('ok');
       expect(it.network!.firstByteAfterResumeMs).toBeGreaterThanOrEqual(0);
+      // the heartbeat's network beats: the first after the resume, stamped by the host (docs/netfront-design.md §6.5)
+      expect(it.network!.firstBeatAfterResumeMs).toBeGreaterThanOrEqual(0);
       expect(it.network!.evidence.join('\n')).toContain(`xn0 ether ${macForName(name)} unchanged`);
       expect(it.probes.find((p) => p.id === 'netfront')?.verdict).toBe('pass');
     }

@@ -81,7 +81,8 @@ function descendants(pid: number): number[] {
   return kids.flatMap((k) => [k, ...descendants(k)]);
 }
 
-export async function startSshd(options: { path?: readonly string[]; env?: Record<string, string> } = {}): Promise<TestSshd> {
+/** `config`: more sshd_config lines (e.g. `GatewayPorts clientspecified`, only where a test needs it). */
+export async function startSshd(options: { path?: readonly string[]; env?: Record<string, string>; config?: readonly string[] } = {}): Promise<TestSshd> {
   const dir = mkdtempSync(join(tmpdir(), 'sshd-'));
   const hostKey = makeKey(dir, 'host_ed25519');
   const identity = makeKey(dir, 'client_ed25519');
@@ -115,6 +116,7 @@ export async function startSshd(options: { path?: readonly string[]; env?: Recor
         `SetEnv ${setEnv.join(' ')}`,
         'LogLevel VERBOSE',
         ...(SFTP_SERVER ? [`Subsystem sftp ${SFTP_SERVER}`] : []),
+        ...(options.config ?? []),
         '',
       ].join('\n'),
     );

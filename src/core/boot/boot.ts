@@ -22,6 +22,7 @@ import { throttle } from '../util/throttle.js';
 import { verifyIntoArtifacts } from './artifacts.js';
 import { copyKernelIntoRun, kernelRunRecord } from './kernel-choice.js';
 import { arrangeBootNetwork, guestRanRoundTrip, type BootNetwork } from './network-check.js';
+import { writeHostKnowledge } from '../net/host-record.js';
 import { renderCallPlan } from './call-plan.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
 import type { BootResult, RunOutcome } from './types.js';
@@ -171,11 +172,14 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
 
     let report: BootResult['report'];
     let outcome: RunOutcome = 'collected';
+    // what the host saw of the round trip, kept in the run for a later `fbxen verify --domain` (host-record.ts)
+    const netKnown = await net.knowledge(guestRanRoundTrip(frame.bundle.sections));
+    await writeHostKnowledge(a.dir, netKnown);
     if (req.verify) {
       report = await progress.step('Verify', async () =>
         verifyIntoArtifacts(frame.bundle, a, frame.run, {
           bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` },
-          net: await net!.knowledge(guestRanRoundTrip(frame.bundle.sections)),
+          net: netKnown,
         }),
       );
       outcome = 'verified';

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { arrangeRoundTrip, stopListener } from '../net/arrange.js';
+import { arrangeRemoteRoundTrip, type ForwardLink, type RemoteRoundTrip } from '../net/remote-forward.js';
 import { MAX_PAYLOAD_BYTES, RUN_FILE_NET, RUN_FILE_NET_BIN, type RoundTripListener, type RoundTripNotArranged } from '../net/roundtrip.js';
 import type { GuestSpec, Toolstack } from '../toolstack/types.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -43,9 +44,13 @@ export async function arrangeBootNetwork(ts: Toolstack, guest: GuestSpec, o: { f
   }
   // The xl config gives one vif (devid 0) with the guest's MAC on its bridge; XAPI makes one VIF on the network, MAC chosen by xapi.
   const vifs = [{ devid: 0, ...(guest.mac !== undefined ? { mac: guest.mac } : {}), ...(guest.network !== undefined && !ts.capabilities.remote ? { bridge: guest.network } : {}) }];
+  // xl on another dom0: the listener here, forwarded from that dom0's bridge over the run's ssh (remote-forward.ts)
+  const link = ts.capabilities.remote ? remoteLinkOf(ts) : undefined;
   const roundTrip: RoundTripListener | RoundTripNotArranged = !o.fbxenCd
     ? { arranged: false, reason: 'no fbxen CD in this run (--iso or --empty-cdrom): the guest has no /fbxen/net' }
-    : await arrangeRoundTrip({ bridge: guest.network, remote: ts.capabilities.remote ? `${ts.name}'s host` : undefined, env: o.env, payloadBytes: o.payloadBytes });
+    : link
+      ? await arrangeRemoteRoundTrip({ link, bridge: guest.network, payloadBytes: o.payloadBytes })
+      : await arrangeRoundTrip({ bridge: guest.network, remote: ts.capabilities.remote ? `${ts.name}'s host` : undefined, env: o.env, payloadBytes: o.payloadBytes });
   const listener = 'close' in roundTrip ? roundTrip : undefined;
   const files = listener?.runFiles();
   return {
@@ -59,7 +64,7 @@ export async function arrangeBootNetwork(ts: Toolstack, guest: GuestSpec, o: { f
     async keep(dir) {
       if (!listener) return;
       const r = listener.record();
-      const net = { address: r.address, upPort: r.upPort, downPort: r.downPort, payloadBytes: r.payloadBytes, upSha256: r.upSha256, vifs };
+      const net = { address: r.address, upPort: r.upPort, downPort: r.downPort, payloadBytes: r.payloadBytes, upSha256: r.upSha256, vifs, ...('forward' in listener ? { forward: (listener as RemoteRoundTrip).forward } : {}) };
       await writeFileAtomic(join(dir, RUN_NET_BIN), listener.upPayload);
       await writeFileAtomic(join(dir, RUN_NET_JSON), `${JSON.stringify(net, null, 2)}\n`);
     },
@@ -72,7 +77,14 @@ export function guestRanRoundTrip(sections: Map<string, string>): boolean {
   return /^config /m.test(sections.get('net-rt') ?? '');
 }
 
-export type BootNetRecord = { address: string; upPort: number; downPort: number; payloadBytes: number; upSha256: string; vifs: NonNullable<NetHostKnowledge['vifs']> };
+/** `forward`: the boot's listener was reached through an ssh remote forward from this dom0's bridge (remote-forward.ts). */
+export type BootNetRecord = { address: string; upPort: number; downPort: number; payloadBytes: number; upSha256: string; vifs: NonNullable<NetHostKnowledge['vifs']>; forward?: { host: string; bridge: string } | undefined };
+
+/** The ssh connection of an xl driver on another dom0 that can forward a port, or undefined. */
+export function remoteLinkOf(ts: Toolstack): ForwardLink | undefined {
+  const link = (ts as Toolstack & { remoteLink?: ForwardLink }).remoteLink;
+  return link && typeof link.forwardRemote === 'function' ? link : undefined;
+}
 
 const isVif = (v: unknown): boolean => {
   if (typeof v !== 'object' || v === null) return false;
@@ -93,7 +105,9 @@ export async function readBootNet(dir: string): Promise<{ record: BootNetRecord;
   }
   // any JSON may be there (null, a number, an array): only an object with every field is a record
   const ok = typeof record === 'object' && record !== null && typeof record.address === 'string' && [record.upPort, record.downPort].every((p) => Number.isInteger(p) && p > 0 && p < 65536) && Number.isInteger(record.payloadBytes) && typeof record.upSha256 === 'string' && Array.isArray(record.vifs) && record.vifs.every(isVif);
-  if (!ok) return { reason: `${join(dir, RUN_NET_JSON)} is not a round trip record` };
+  const fw = record?.forward as unknown;
+  const fwOk = fw === undefined || (typeof fw === 'object' && fw !== null && typeof (fw as Record<string, unknown>).host === 'string' && typeof (fw as Record<string, unknown>).bridge === 'string');
+  if (!ok || !fwOk) return { reason: `${join(dir, RUN_NET_JSON)} is not a round trip record` };
   const size = (await stat(join(dir, RUN_NET_BIN)).catch(() => undefined))?.size;
   const bin = size !== undefined && size <= MAX_PAYLOAD_BYTES ? await readFile(join(dir, RUN_NET_BIN)).catch(() => undefined) : undefined;
   if (!bin || bin.length !== record.payloadBytes || createHash('sha256').update(bin).digest('hex') !== record.upSha256) return { reason: `${join(dir, RUN_NET_BIN)} is missing or is not the payload net.json names` };

@@ -9,6 +9,7 @@
  * lines for --dry-run. How a remote command ends when fbxen goes away: ssh-remote.ts.
  */
 import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { EnvironmentError, InputError, TimeoutError, UsageError } from '../errors.js';
 import { NAME_PATTERN, NAME_RULE } from '../util/names.js';
@@ -313,6 +314,28 @@ export class SshSession {
       });
     });
     return { remotePath, bytesSent, size, durationMs: Date.now() - started };
+  }
+
+  /**
+   * A remote forward over the master (`ssh -O forward -R BIND:PORT:127.0.0.1:LOCAL`): sshd on the host
+   * listens on BIND:PORT (0: sshd picks the port, which the mux client prints) and each connection there
+   * reaches LOCAL on this machine's loopback. Where sshd really bound is its GatewayPorts' choice, not
+   * said here: the caller checks on the host (net/remote-forward.ts). `-o ClearAllForwardings=no` comes
+   * first because the first -o wins and the session's own `yes` would drop the -R.
+   */
+  async forwardRemote(bind: string, port: number, localPort: number, cancel = false): Promise<{ port: number } | { error: string }> {
+    this.mustBeOpen();
+    if (!isIPv4(bind) || ![port, localPort].every((p) => Number.isInteger(p) && p >= 0 && p < 65536)) {
+      throw new UsageError(`remote forward ${bind}:${port} -> 127.0.0.1:${localPort}: not an IPv4 address and ports`, { hint: 'this is a bug in fbxen' });
+    }
+    const spec = `${bind}:${port}:127.0.0.1:${localPort}`;
+    const r = await this.local.run('ssh', ['-o', 'ClearAllForwardings=no', ...this.commonArgs(), '-O', cancel ? 'cancel' : 'forward', '-R', spec, ...this.destination()], { env: this.env, allowFailure: true, timeoutMs: 30_000 });
+    // `-O cancel` exits 0 even when the master refused: its words are the only sign.
+    const said = lastLines(r.stderr);
+    if (r.exitCode !== 0 || /request failed|forwarding failed|not forwarded/.test(r.stderr)) return { error: said || `ssh -O ${cancel ? 'cancel' : 'forward'} exited ${r.exitCode}` };
+    if (port !== 0 || cancel) return { port };
+    const m = /^(\d{1,5})\s*$/.exec(r.stdout.slice(0, 100));
+    return m && Number(m[1]) > 0 && Number(m[1]) < 65536 ? { port: Number(m[1]) } : { error: `ssh -O forward printed no allocated port (${JSON.stringify(r.stdout.slice(0, 60))})` };
   }
 
   /** The master's process id (from `ssh -O check`), or undefined when no master answers. */

@@ -11,7 +11,7 @@ import { ConsoleFrameReader, type ConsoleExtraction } from '../verify/console-fr
 import type { Progress } from '../progress.js';
 import { ConsoleCapture } from './capture.js';
 import type { StampedLine } from './heartbeat.js';
-import type { GuestChannel, GuestLoad } from './types.js';
+import type { BeatTarget, GuestChannel, GuestLoad } from './types.js';
 import { sleep } from '../util/sleep.js';
 
 export const GUEST_COLLECTOR = '/usr/local/libexec/fbxen-collect';
@@ -21,8 +21,8 @@ export function stopFile(hbRun: string): string {
   return `/tmp/fbxen-heartbeat-${hbRun}.stop`;
 }
 
-export function heartbeatArgs(hbRun: string, load: GuestLoad, maxSeconds: number): string[] {
-  return ['--run', hbRun, '--period-ms', '10', '--max-seconds', String(maxSeconds), '--load', load, '--stop-file', stopFile(hbRun)];
+export function heartbeatArgs(hbRun: string, load: GuestLoad, maxSeconds: number, beat?: BeatTarget): string[] {
+  return ['--run', hbRun, '--period-ms', '10', '--max-seconds', String(maxSeconds), '--load', load, '--stop-file', stopFile(hbRun), ...(beat ? ['--beat-to', `${beat.host}:${beat.port}`, '--beat-every-ms', String(beat.everyMs)] : [])];
 }
 
 
@@ -119,10 +119,10 @@ export function consoleChannel(o: ConsoleChannelOptions): GuestChannel {
         throw new EnvironmentError('the guest console asks for a password', { hint: 'log in as root on the serial console first (xl console), or use --evidence ssh' });
       }
     },
-    async startHeartbeat(hbRun, load, maxSeconds) {
+    async startHeartbeat(hbRun, load, maxSeconds, beat) {
       hbFrom = o.capture.lines.length;
       // Background job of the console shell: its lines go to the console, stamped on arrival here.
-      type(`${['sh', heartbeat, ...heartbeatArgs(hbRun, load, maxSeconds)].map(shellQuote).join(' ')} &`);
+      type(`${['sh', heartbeat, ...heartbeatArgs(hbRun, load, maxSeconds, beat)].map(shellQuote).join(' ')} &`);
     },
     async stopHeartbeat(hbRun) {
       type(`touch ${stopFile(hbRun)}`);
@@ -176,17 +176,17 @@ export interface SshChannelOptions {
  */
 export function sshChannel(o: SshChannelOptions): GuestChannel {
   let hb: { proc: StreamingProcess; capture: ConsoleCapture } | undefined;
-  const hbCommand = (hbRun: string, load: GuestLoad, maxSeconds: number) => ['sh', '-s', '--', ...heartbeatArgs(hbRun, load, maxSeconds)];
+  const hbCommand = (hbRun: string, load: GuestLoad, maxSeconds: number, beat?: BeatTarget) => ['sh', '-s', '--', ...heartbeatArgs(hbRun, load, maxSeconds, beat)];
   return {
     kind: 'ssh',
     async prepare() {},
-    async startHeartbeat(hbRun, load, maxSeconds) {
+    async startHeartbeat(hbRun, load, maxSeconds, beat) {
       const script = await readFile(o.heartbeatScript).catch((err: unknown) => {
         throw new EnvironmentError(`the guest heartbeat script ${o.heartbeatScript} is missing`, { hint: 'reinstall fbxen (it ships guest/fbxen-heartbeat)', cause: err });
       });
       const capture = new ConsoleCapture(undefined, o.now);
       // execa takes only fd-backed streams as stdin: ask for a pipe and write the script into it.
-      const proc = o.runner.stream('ssh', [...sshBaseArgs(o.ssh), ...hbCommand(hbRun, load, maxSeconds)], { stdin: 'pipe' as unknown as Readable, ...(o.signal ? { signal: o.signal } : {}) });
+      const proc = o.runner.stream('ssh', [...sshBaseArgs(o.ssh), ...hbCommand(hbRun, load, maxSeconds, beat)], { stdin: 'pipe' as unknown as Readable, ...(o.signal ? { signal: o.signal } : {}) });
       proc.stdin?.on('error', () => undefined);
       proc.stdin?.end(script);
       proc.stdout.on('data', (d: Buffer) => capture.write(d));

@@ -122,6 +122,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       }
       await channel.prepare();
       net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
+      // The console channel runs the guest's installed heartbeat, which may predate --beat-to (it would refuse it).
+      if (channel.kind !== 'ssh') await net.dropBeats(`the ${channel.kind} channel runs the guest's installed fbxen-heartbeat, which may not know --beat-to (--evidence ssh sends this fbxen's)`);
       progress.info(net.describe());
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
@@ -147,7 +149,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
       iterations.push(result);
       await progress.step(`${name}: heartbeat`, async () => {
         running = hbRun;
-        await channel.startHeartbeat(hbRun, req.load, hbMax);
+        await channel.startHeartbeat(hbRun, req.load, hbMax, net?.beatTarget());
         const pre = await waitForBeats(channel, hbRun, 0, roll, stepMs, signal, pollMs);
         if (!pre.ok) progress.warn(`${name}: no heartbeat from the guest within ${req.stepTimeoutSec} s: the downtime will not be measured (is ${req.guestHeartbeat ?? '/usr/local/libexec/fbxen-heartbeat'} in the guest?)`);
       });

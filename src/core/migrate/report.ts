@@ -34,12 +34,14 @@ export interface IterationNetwork {
   reason: string;
   /** ms from the end of the migration (host clock) to the first byte of the guest's next upload; an upper bound of the network gap */
   firstByteAfterResumeMs: number | null;
+  /** ms from the end of the migration to the first network beat the guest's heartbeat sent that reached the host (net/beats.ts); null: none came, absent: no beats arranged */
+  firstBeatAfterResumeMs?: number | null | undefined;
   evidence: string[];
   hint?: string | undefined;
 }
 
 const netText = (n: IterationNetwork | null | undefined) =>
-  n ? `network ${n.verdict}${n.firstByteAfterResumeMs !== null ? `, first byte ${n.firstByteAfterResumeMs} ms after the resume` : ''}${n.verdict === 'ok' ? '' : ` (${n.reason})`}` : '';
+  n ? `network ${n.verdict}${n.firstByteAfterResumeMs !== null ? `, first byte ${n.firstByteAfterResumeMs} ms after the resume` : ''}${typeof n.firstBeatAfterResumeMs === 'number' ? `, first beat ${n.firstBeatAfterResumeMs} ms` : ''}${n.verdict === 'ok' ? '' : ` (${n.reason})`}` : '';
 
 export interface MigrateReport {
   run: string;

@@ -9,11 +9,19 @@ export { describeLocation, MigrationError, MigrationTimeoutError, type DomainLoc
 
 export type GuestLoad = 'none' | 'cpu' | 'disk' | 'all';
 
+/** The heartbeat's network beats: one short TCP connection to host:port at most every everyMs, carrying the beat's number (net/beats.ts). */
+export interface BeatTarget {
+  host: string;
+  port: number;
+  everyMs: number;
+}
+
 export interface GuestChannel {
   readonly kind: 'console' | 'ssh';
   /** ready to run commands in the guest (a shell on the console) */
   prepare(): Promise<void>;
-  startHeartbeat(hbRun: string, load: GuestLoad, maxSeconds: number): Promise<void>;
+  /** `beat`: where the heartbeat also sends its network beats (network-check.ts), when arranged */
+  startHeartbeat(hbRun: string, load: GuestLoad, maxSeconds: number, beat?: BeatTarget): Promise<void>;
   stopHeartbeat(hbRun: string): Promise<void>;
   /** lines that carry the heartbeat, with host arrival times */
   heartbeatLines(): import('./heartbeat.js').StampedLine[];

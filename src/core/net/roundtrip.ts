@@ -60,6 +60,8 @@ export interface HostRoundTrip {
   downloads: DownloadAttempt[];
   /** attempts dropped from the lists above (the oldest), beyond MAX_ATTEMPTS_KEPT */
   dropped: number;
+  /** the listener is on this machine's loopback, reached through this ssh remote forward from the dom0's bridge (net/remote-forward.ts) */
+  forwardedBy?: string | undefined;
 }
 
 /** A round trip the run could not arrange: the probe reports it inconclusive with this reason. */

@@ -9,6 +9,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { latestRun } from '../run/artifacts.js';
+import { readHostKnowledge } from '../net/host-record.js';
+import type { NetHostKnowledge } from '../../probes/types.js';
 import { EnvironmentError, EvidenceIncompleteError, InputError, ToolstackError, UsageError } from '../errors.js';
 import { formatCommand, type Runner } from '../exec/runner.js';
 import type { Progress } from '../progress.js';
@@ -122,7 +124,7 @@ const RunJsonSchema = z
   .loose();
 
 /** `--domain NAME`: the latest boot run's console.log, read with that run's id (the CD nonce). */
-export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string; cdAttached: string | undefined; bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined }> {
+export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'domain' }>, cwd: string): Promise<{ bundle: Bundle; consoleLog: string; run: string; cdAttached: string | undefined; bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined; net?: NetHostKnowledge | undefined }> {
   const root = resolve(cwd, s.artifactsRoot);
   const run = await latestRun(root, s.name);
   if (!run) {
@@ -153,7 +155,13 @@ export async function verifyDomainEvidence(s: Extract<EvidenceSource, { kind: 'd
   const consoleLog = join(dir, 'console.log');
   // fbxen boot attaches a CD drive to every domain it starts (the fbxen CD, --iso, or --empty-cdrom).
   const cdAttached = runJsonText !== undefined ? `fbxen boot attached a CD drive to ${s.name} (run record ${join(dir, 'run.json')})` : undefined;
-  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run, cdAttached, bootType };
+  return { bundle: await bundleFromConsoleLog(consoleLog, frameRun, s.phase), consoleLog, run, cdAttached, bootType, net: await bootNetKnowledge(dir) };
+}
+
+/** The boot run's network record (its vifs, the round trip's listener) for netfront; a missing or bad one is the reason, never a pass. */
+async function bootNetKnowledge(dir: string): Promise<NetHostKnowledge> {
+  const got = await readHostKnowledge(dir);
+  return 'reason' in got ? { source: `fbxen boot run ${dir}`, roundTrip: { arranged: false, reason: `the boot's network record cannot be used: ${got.reason}` } } : got;
 }
 
 async function collectOverSsh(s: Extract<EvidenceSource, { kind: 'ssh' }>, deps: VerifyDeps): Promise<Bundle> {
@@ -230,12 +238,14 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
   let runDir: string | undefined;
   let cdAttached: string | undefined;
   let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
+  let net: NetHostKnowledge | undefined;
   const bundle = await deps.progress.step(`read evidence: ${from}`, async () => {
     if (req.source.kind !== 'domain') return loadEvidence(req.source, deps);
     const got = await verifyDomainEvidence(req.source, deps.cwd);
     runDir = dirname(got.consoleLog);
     cdAttached = got.cdAttached;
     bootType = got.bootType;
+    net = got.net;
     return got.bundle;
   });
   let before: Bundle | undefined;
@@ -244,7 +254,7 @@ export async function verify(req: VerifyRequest, deps: VerifyDeps): Promise<Veri
     if (req.source.kind !== 'console') throw new UsageError('--before-phase needs --console-log', { hint: 'give --before PATH with the other sources' });
     before = await bundleFromConsoleLog(resolve(deps.cwd, req.source.path), req.source.run ?? bundle.meta.run, req.before.phase);
   }
-  const report = runProbes(bundle, { before, only: req.only, cdAttached, bootType });
+  const report = runProbes(bundle, { before, only: req.only, cdAttached, bootType, net });
   // An interrupt during the reading or the probes leaves no report that looks like an answer (two turns
   // of the event loop let a signal that came during the work reach its handler).
   await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
@@ -270,6 +280,6 @@ export async function verifyDomain(opts: {
     { kind: 'domain', name: opts.name, artifactsRoot: opts.artifactsRoot ?? 'fbxen-runs', toolstack: opts.toolstack, phase: opts.phase },
     opts.cwd ?? process.cwd(),
   );
-  const report = runProbes(got.bundle, { cdAttached: got.cdAttached, bootType: got.bootType });
+  const report = runProbes(got.bundle, { cdAttached: got.cdAttached, bootType: got.bootType, net: got.net });
   return { report, run: got.run, consoleLog: got.consoleLog, exitCode: reportExitCode(report) };
 }

@@ -102,6 +102,11 @@ export class XlDriver implements Toolstack {
     return { ...guest, uuid: s.uuid, mac: s.mac, network: s.bridge };
   }
 
+  /** The run's connection to a remote dom0 (the netfront round trip forwards its listener over it), undefined on this dom0. */
+  get remoteLink(): XlRemote | undefined {
+    return this.o.remote?.session;
+  }
+
   /** Connects to a remote dom0 (once); nothing locally. */
   private async ready(): Promise<void> {
     await this.o.remote?.session.open();

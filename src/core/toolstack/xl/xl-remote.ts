@@ -18,6 +18,8 @@ export interface XlRemote {
   removeRunDir(run: string): Promise<void>;
   put(localFile: string, remoteDir: string, opts?: { signal?: AbortSignal }): Promise<{ remotePath: string; bytesSent: number; size: number }>;
   close(): Promise<void>;
+  /** a remote forward to this machine's loopback, or its cancel (the netfront round trip: net/remote-forward.ts) */
+  forwardRemote?(bind: string, port: number, localPort: number, cancel?: boolean): Promise<{ port: number } | { error: string }>;
   /** the same steps as command lines, for --dry-run */
   readonly plan: {
     open(): string[];
