@@ -19,6 +19,8 @@ HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 UseDNS no
+# fbxen's netfront round trip forwards its listener onto xenbr0's address (docs/remote.md)
+GatewayPorts clientspecified
 CFG
 install -d -m 0700 /root/.ssh
 cat "$in/id_ed25519.pub" "$in/dom0_root_key.pub" > /root/.ssh/authorized_keys
