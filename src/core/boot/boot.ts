@@ -21,7 +21,7 @@ import { XlDriver } from '../toolstack/xl/xl-driver.js';
 import { throttle } from '../util/throttle.js';
 import { verifyIntoArtifacts } from './artifacts.js';
 import { copyKernelIntoRun, kernelRunRecord } from './kernel-choice.js';
-import { arrangeBootNetwork, guestRanRoundTrip, type BootNetwork } from './network-check.js';
+import { arrangeBootNetwork, guestRanRoundTrip, planBootNetwork, type BootNetwork } from './network-check.js';
 import { writeHostKnowledge } from '../net/host-record.js';
 import { renderCallPlan } from './call-plan.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
@@ -80,7 +80,10 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
   const a = p.artifacts;
   const name = p.guest.name;
   const base = { run: p.run, name, toolstack: planner.name, artifactsDir: a.dir, consoleLog: a.consoleLog };
-  if (req.dryRun) return { ...base, domain: { id: '', kept: false }, planText: layout ? await renderCallPlan(p, req, planner, layout.header) : await renderBootPlan(p, req, planner) };
+  if (req.dryRun) {
+    const netLine = planBootNetwork(planner, p.guest, { fbxenCd: p.cd.kind === 'fbxen', env: deps.env });
+    return { ...base, domain: { id: '', kept: false }, planText: layout ? await renderCallPlan(p, req, planner, layout.header, netLine) : await renderBootPlan(p, req, planner, netLine) };
+  }
 
   const { progress, signal } = deps;
   const logLimit = consoleLogLimit(deps.env);

@@ -6,7 +6,7 @@
 import type { Toolstack } from '../toolstack/types.js';
 import type { BootRequest, PreparedBoot } from './prepare.js';
 
-export async function renderCallPlan(p: PreparedBoot, req: BootRequest, ts: Toolstack, header: string[]): Promise<string> {
+export async function renderCallPlan(p: PreparedBoot, req: BootRequest, ts: Toolstack, header: string[], netLine: string): Promise<string> {
   const a = p.artifacts;
   const g = p.guest;
   const lines = [
@@ -14,6 +14,7 @@ export async function renderCallPlan(p: PreparedBoot, req: BootRequest, ts: Tool
     ...header,
     `# image ${req.image}: ${g.image.format}, ${g.image.size} bytes; run ${p.run}; artifacts ${a.dir}`,
     ...(await ts.plan({ step: 'preflight', guest: g })),
+    `# ${netLine}`,
     ...(await ts.plan({ step: 'stage', files: { image: g.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}) } })),
     ...(await ts.plan({ step: 'create', guest: g, runDir: a.dir, consoleLog: a.consoleLog })),
     `# wait for ${p.expectRun ? `"FBXEN1 END ${p.expectRun} boot"` : 'the newest complete FBXEN1 boot frame of any run (no fbxen CD: the guest cannot know the run id)'} on the console, up to ${req.timeoutSec} s${req.verify ? '; then verify the bundle' : ''}`,

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { arrangeRoundTrip, stopListener } from '../net/arrange.js';
+import { arrangeRoundTrip, NET_LISTEN_ENV, stopListener } from '../net/arrange.js';
 import { arrangeRemoteRoundTrip, type ForwardLink, type RemoteRoundTrip } from '../net/remote-forward.js';
 import { MAX_PAYLOAD_BYTES, RUN_FILE_NET, RUN_FILE_NET_BIN, type RoundTripListener, type RoundTripNotArranged } from '../net/roundtrip.js';
 import type { GuestSpec, Toolstack } from '../toolstack/types.js';
@@ -70,6 +70,29 @@ export async function arrangeBootNetwork(ts: Toolstack, guest: GuestSpec, o: { f
     },
     stop: () => stopListener(roundTrip),
   };
+}
+
+/**
+ * The round trip as --dry-run shows it: what arrangeBootNetwork would do, without looking at anything
+ * (the bridge's address and the ports are only known when it runs).
+ */
+export function planBootNetwork(ts: Toolstack, guest: GuestSpec, o: { fbxenCd: boolean; env: NodeJS.ProcessEnv }): string {
+  const what = 'netfront round trip';
+  if (ts.name === 'xapi') return `${what}: not arranged (${(xapiNetKnowledge(guest.network, 'plan').roundTrip as RoundTripNotArranged).reason})`;
+  if (!o.fbxenCd) return `${what}: not arranged (no fbxen CD in this run: the guest has no /fbxen/net)`;
+  const bridge = guest.network;
+  if (ts.capabilities.remote) {
+    if (bridge === undefined) return `${what}: not arranged (the toolstack names no bridge for the vif)`;
+    return (
+      `${what}: listen on 127.0.0.1 here (two TCP ports); read ${bridge}'s IPv4 on the dom0 (\`ip -4 -o addr show dev ${bridge}\`), ` +
+      `forward two ports of it to the listener over the ssh master (\`ssh -O forward -R ADDR:0:127.0.0.1:PORT\`; sshd needs GatewayPorts clientspecified), ` +
+      `check where sshd bound (\`ss -ltn\`), write the address and ports to the CD's fbxen/net; cancel the forwards at the end`
+    );
+  }
+  const given = o.env[NET_LISTEN_ENV]?.trim();
+  if (given) return `${what}: listen on ${given} (${NET_LISTEN_ENV}), two TCP ports; write them to the CD's fbxen/net`;
+  if (bridge === undefined) return `${what}: not arranged (the toolstack names no bridge for the vif)`;
+  return `${what}: listen on ${bridge}'s own IPv4 here, two TCP ports; write them to the CD's fbxen/net (no IPv4 on ${bridge}: not arranged, with the reason)`;
 }
 
 /** Whether the guest's bundle says it ran the round trip (its net-rt section has the `config` line). */

@@ -105,12 +105,14 @@ function artifactsAtFault(err: unknown, root: string, configFile: string): unkno
 }
 
 /** The exact plan: files, commands, waits, in order. `--dry-run` prints it; goldens pin it. */
-export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Toolstack): Promise<string> {
+/** `netLine`: the netfront round trip as network-check.ts planBootNetwork says it. */
+export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Toolstack, netLine: string): Promise<string> {
   const a = p.artifacts;
   const g = p.guest;
   const steps: string[] = [
     ...(await ts.plan({ step: 'preflight', guest: g })),
     `write ${a.configPath}, ${a.runJson}; point ${join(a.root, g.name, 'latest')} at ${p.run}`,
+    netLine,
     p.cd.kind === 'fbxen'
       ? `${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=NOW' : x === '1970010100000000' ? 'NOW_AS_YYYYMMDDhhmmss00' : x)))}`
       : `(no fbxen CD: ${p.cd.kind === 'iso' ? 'the given ISO' : 'an empty drive'}; the image must carry the collector)`,
