@@ -98,7 +98,7 @@ export async function renderMigratePlan(req: MigrateTestRequest, run: string, di
     `load       ${req.load}`,
     `evidence   ${req.evidence}`,
     `timeouts   ${req.stepTimeoutSec} s per migration, collection and heartbeat wait`,
-    `safety     fbxen never destroys the domain; after a failure or timeout it reports where the domain is`,
+    `safety     fbxen never destroys the domain; after a failure or timeout it reports where the domain is${req.toolstack === 'xl' && req.mode === 'live' ? ` (only a paused ${req.domain}--incoming that a failed migration left beside the running source is destroyed)` : ''}`,
     `artifacts  ${dir}/`,
     '',
     '## preflight (a skip, exit 0, only where migration provably does not apply; anything else that stops here is an error)',

@@ -68,11 +68,21 @@ export function xlPlan(xl: XlCommands, step: PlanStep, ctx: XlPlanContext): stri
           `${cmd(['list'])}   (where the domain is now; the new domid)`,
         ];
       }
-      if (!remote) return [`${cmd(['migrate', '-s', '', 'DOMID', 'xl migrate-receive'])}   (migrate)`, `${cmd(['list'])}   (where the domain is now; the new domid)`];
+      // xl-migrate.ts removeHalfReceived: what a failed live migration left at the receiver, and only that
+      const incoming = `${step.domain}--incoming`;
+      const before = (list: string) => `${list}   (on the receiver: a ${incoming} already there is not this run's, and is never touched)`;
+      const onFailure = (destroy: string) => `on failure, with ${step.domain} running again at the sender: ${destroy}   (the paused ${incoming} this migration left; never the source)`;
+      if (!remote) return [before(cmd(['list'])), `${cmd(['migrate', '-s', '', 'DOMID', 'xl migrate-receive'])}   (migrate)`, onFailure(cmd(['destroy', 'INCOMING-DOMID'])), `${cmd(['list'])}   (where the domain is now; the new domid)`];
       const there = step.iteration % 2 === 1;
       const from = there ? xl : xl.on(to);
+      const receiver = there ? xl.on(to) : xl;
       const argv = from.argv(['migrate', there ? 'DOMID' : step.domain, there ? to : ctx.backTo]);
-      return [`${formatCommand(...argv)}   (migrate: ${there ? 'there' : 'and back'})`, `${cmd(['list'])} and ${xl.on(to).command(['list'])}   (where the domain is now; the new domid)`];
+      return [
+        before(receiver.command(['list'])),
+        `${formatCommand(...argv)}   (migrate: ${there ? 'there' : 'and back'})`,
+        onFailure(receiver.command(['destroy', 'INCOMING-DOMID'])),
+        `${cmd(['list'])} and ${xl.on(to).command(['list'])}   (where the domain is now; the new domid)`,
+      ];
     }
     case 'attach-console':
       return [`reattach the console to the new domid (serial for HVM, the PV console for PVH: the type in xl list -l)${(step.to ?? 'localhost') !== 'localhost' && step.mode === 'live' ? ' (when the domain is on this host)' : ''}`];
