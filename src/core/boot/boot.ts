@@ -217,6 +217,8 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
       await destroyOurs().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     }
     await closeConsole(created, consoleFile);
+    // what the host saw of the round trip, kept with no frame too: a guest whose network answered is told apart from one that never came up
+    if (net) await writeHostKnowledge(a.dir, await net.knowledge(false)).catch(() => undefined);
     await net?.stop();
     await staged?.remove().catch((e: unknown) => failures.push(e instanceof Error ? e.message : String(e)));
     await ts.close().catch(() => undefined);
