@@ -67,7 +67,7 @@ export async function writeHostKnowledge(dir: string, k: HostKnowledgeRecord): P
 export async function readHostKnowledge(dir: string): Promise<HostKnowledgeRecord | { reason: string }> {
   const path = join(dir, RUN_NET_HOST_JSON);
   const size = (await stat(path).catch(() => undefined))?.size;
-  if (size === undefined) return { reason: `${path} is missing (a boot before fbxen kept it, or one that stopped before its frame)` };
+  if (size === undefined) return { reason: `${path} is missing (a boot before fbxen kept it, or one that stopped before it arranged the round trip)` };
   if (size > MAX_BYTES) return { reason: `${path} is over ${MAX_BYTES} bytes: not a record fbxen wrote` };
   let value: unknown;
   try {
