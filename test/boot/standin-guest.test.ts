@@ -97,9 +97,7 @@ describe('FBXEN_TEST_STANDIN_GUEST: the test-only stand-in guest (fake xl, SIMUL
     writeFileSync(join(h.state, 'guest.txt'), [`@collect ${FIXTURE}`, '@sleep 50', ''].join('\n'));
     const r = await fbxen(['boot', '--type', 'pvh', '--image', image, '--name', 'fbxen-si', '--artifacts', h.artifacts, '--run-id', 'run-v', '--timeout', '60', '--verify'], h);
     const dir = join(h.artifacts, 'fbxen-si', 'run-v');
-    // The replayed bundle has no xn0 while the domain has a vif: netfront fails, as for any guest that says so.
-    expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toContain('verification failed');
+    expect(r.code, r.stderr).toBe(0);
     for (const [copy, from] of [['standin-kernel', 'vmlinuz'], ['standin-ramdisk', 'initrd.gz']] as const) {
       expect(sha256(join(dir, copy))).toBe(sha256(join(h.dir, from)));
       expect(statSync(join(dir, copy)).mode & 0o777).toBe(0o444);
@@ -111,7 +109,7 @@ describe('FBXEN_TEST_STANDIN_GUEST: the test-only stand-in guest (fake xl, SIMUL
     expect(run).not.toHaveProperty('kernel');
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { standin?: string; results: { id: string; verdict: string }[] };
     expect(report.standin).toBe('stand-in guest, test-only');
-    expect(Object.fromEntries(report.results.map((x) => [x.id, x.verdict]))).toMatchObject({ 'xen-guest': 'pass', 'generic-xenhvm': 'pass', 'pv-timer': 'pass', netfront: 'fail' });
+    expect(Object.fromEntries(report.results.map((x) => [x.id, x.verdict]))).toMatchObject({ 'xen-guest': 'pass', 'generic-xenhvm': 'pass', 'pv-timer': 'pass', netfront: 'inconclusive' });
     expect(readFileSync(join(dir, 'report.junit.xml'), 'utf8')).toContain('(stand-in guest, test-only)');
     expect(r.stdout + r.stderr).toContain('STAND-IN GUEST, TEST-ONLY');
   }, 120_000);

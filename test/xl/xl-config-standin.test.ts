@@ -50,7 +50,7 @@ describe('the stand-in guest xl.cfg (test-only)', () => {
       { pdev_path: `${RUN}/real.raw`, vdev: 'xvda', format: 'raw', readwrite: 1 },
       { pdev_path: `${RUN}/fbxen-cd.iso`, vdev: 'xvdb', format: 'raw' },
     ]);
-    expect(j.nics).toEqual([{ devid: 0, mac: spec.mac, bridge: 'xenbr0', nictype: 'vif' }]);
+    expect(j.nics ?? []).toEqual([]); // no vif: the recorded bundle has no xn0 to answer for one
   });
 
   it('a cmdline xl.cfg could not hold without an escape is refused', () => {

@@ -180,7 +180,8 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
         verifyIntoArtifacts(frame.bundle, a, frame.run, {
           // The stand-in replays a recorded bundle: what fbxen booted says nothing about that bundle's boot.
           ...(standin ? { standin: STANDIN_LABEL } : { bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` } }),
-          net: await net!.knowledge(guestRanRoundTrip(frame.bundle.sections)),
+          // The stand-in's xl.cfg has no vif (its recorded bundle has no xn0): nothing for netfront to weigh.
+          net: standin ? undefined : await net!.knowledge(guestRanRoundTrip(frame.bundle.sections)),
         }),
       );
       outcome = 'verified';
