@@ -202,7 +202,12 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
     }
     await closeConsole(created, consoleFile);
     await net.stop();
-    await staged.remove();
+    // A kept domain runs on those files: a save, a restore or a migration opens them again (found on the
+    // real xl: "Disk vdev=xvda failed to stat"); they go with the domain, not with this run.
+    if (req.keep && staged.dir !== undefined) {
+      staged.keep?.();
+      progress.info(`the run's files on the host stay with the kept domain: ${staged.dir} (remove it once the domain is destroyed)`);
+    } else await staged.remove();
     await ts.close();
     record.finished = new Date().toISOString();
     record.outcome = outcome;

@@ -96,6 +96,8 @@ export interface Staged {
   dir?: string | undefined;
   /** removes only what staging created; a no-op locally */
   remove(): Promise<void>;
+  /** leaves what staging created for a kept domain: neither remove() nor the driver's close() removes it */
+  keep?(): void;
 }
 
 /** A domain (xl) or VM (XAPI) fbxen can act on. */

@@ -59,6 +59,9 @@ export class RemoteRunDir {
       ...(kernel !== undefined ? { kernel } : {}),
       ...(ramdisk !== undefined ? { ramdisk } : {}),
       dir: this.dir,
+      keep: () => {
+        this.dir = undefined;
+      },
       remove: async () => {
         if (this.dir === undefined) return;
         this.dir = undefined;
