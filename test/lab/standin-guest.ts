@@ -64,7 +64,7 @@ export const STANDIN_CMDLINE = 'console=hvc0 quiet loglevel=1';
 
 /** The overlay archive's entries for a bundle directory (a fixture case: sections/*.out). */
 export function standinOverlay(bundleDir: string): NewcEntry[] {
-  const dirs = ['dev', 'etc', 'etc/rc.d', 'usr', 'usr/local', 'usr/local/libexec', 'var', 'var/tmp', 'tmp', 'root', 'cdrom', 'proc', 'sys', 'standin', 'standin/bin', 'standin/clock', 'standin/bundle'];
+  const dirs = ['dev', 'sbin', 'etc', 'etc/rc.d', 'usr', 'usr/local', 'usr/local/libexec', 'var', 'var/tmp', 'tmp', 'root', 'cdrom', 'proc', 'sys', 'standin', 'standin/bin', 'standin/clock', 'standin/bundle'];
   const e: NewcEntry[] = dirs.map((path) => ({ path, perm: path === 'tmp' || path === 'var/tmp' ? 0o1777 : 0o755, kind: 'dir' as const }));
   // The init's stdout before devtmpfs is mounted (the kernel opens /dev/console for it).
   e.push({ path: 'dev/console', perm: 0o600, kind: 'chardev', rdev: [5, 1] });
@@ -72,6 +72,7 @@ export function standinOverlay(bundleDir: string): NewcEntry[] {
   file('init', join(REPO, 'test/lab/standin-guest/init'));
   file('standin/clock/sysctl', join(REPO, 'test/lab/standin-guest/sysctl'));
   file('standin/clock/vmstat', join(REPO, 'test/lab/standin-guest/vmstat'));
+  file('sbin/poweroff', join(REPO, 'test/lab/standin-guest/poweroff'));
   for (const f of readdirSync(STANDINS).sort()) file(`standin/bin/${f}`, join(STANDINS, f));
   file('etc/rc.subr', join(STANDINS, 'rc.subr'), 0o644);
   file('etc/rc.d/fbxen', join(REPO, 'guest/rc.d/fbxen'));
