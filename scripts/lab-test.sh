@@ -23,5 +23,5 @@ first=()
 for f in test/lab/*.test.ts; do case $f in */real-xl-*) ;; *) first+=("$f") ;; esac; done
 FBXEN_LAB_TESTS=1 npx vitest run --project main "${first[@]}"
 node dist/cli.js lab up --dir "$FBXEN_LAB_DIR" --timeout 900
-FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts
+FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts test/lab/real-xl-evidence.test.ts test/lab/real-xl-netforward.test.ts
 echo "lab-test.sh: $(( $(date +%s) - started )) s after the build"

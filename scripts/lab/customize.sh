@@ -56,5 +56,33 @@ done
 (cd "$ird" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -6 > "$out/initrd.gz"
 rm -rf "$ird"
 
+# The STAND-IN GUEST's base (a test double for real-xl test B, docs/lab.md "The stand-in guest"): a Linux
+# PVH domU booted with the vmlinuz above; the test appends a second archive with its init, fbxen's guest
+# scripts and the FreeBSD stand-ins. dash is its sh (busybox's sh runs its own applets before PATH, so the
+# stand-ins named sysctl, mount, dmesg... would never run), coreutils' date for the heartbeat's clock
+# (busybox's date has no %N), busybox for the rest; the modules of the PV disks, the CD's ISO 9660 and the
+# PV NIC, in dependency order. cat, not cp: /lib64's loader is an absolute link.
+sb=$(mktemp -d)
+mkdir -p "$sb/bin" "$sb/lib/x86_64-linux-gnu" "$sb/lib64"
+for f in bin/busybox bin/dash bin/date lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2; do
+  cat "/$f" > "$sb/$f"
+  chmod 0755 "$sb/$f"
+done
+ln -s dash "$sb/bin/sh"
+for a in $(/bin/busybox --list); do
+  [ -e "$sb/bin/$a" ] || [ -L "$sb/bin/$a" ] || ln -s busybox "$sb/bin/$a"
+done
+: > "$sb/standin-modules.order"
+modprobe --show-depends -S "$kver" -a xen-blkfront isofs xen-netfront | while read -r kind path _; do
+  [ "$kind" = insmod ] || continue
+  case "$path" in *.ko) ;; *) echo "customize: unexpected module file $path" >&2; exit 1 ;; esac
+  grep -qx "$path" "$sb/standin-modules.order" && continue
+  mkdir -p "$sb$(dirname "$path")"
+  cp "$path" "$sb$path"
+  echo "$path" >> "$sb/standin-modules.order"
+done
+(cd "$sb" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -6 > "$out/standin-base.cpio.gz"
+rm -rf "$sb"
+
 # What apt downloaded is not needed in the image.
 rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/*

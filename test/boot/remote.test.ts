@@ -53,6 +53,17 @@ describe.skipIf(missing)(`boot --host ssh:// against a real sshd${missing ? ` (s
     expect(existsSync(hostDir)).toBe(false);
   });
 
+  it('--keep: the kept domain keeps its files in the run directory on the host (a save, restore or migration opens them again)', async () => {
+    const { h, remoteRoot, flags } = await remoteHost();
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'run-k' });
+    const r = await fbxen(['boot', ...flags, '--image', image, '--name', 'fbxen-kept', '--artifacts', h.artifacts, '--run-id', 'run-k', '--keep', '--timeout', '60'], h);
+    expect(r.code, r.stderr).toBe(0);
+    const hostDir = join(remoteRoot, 'run-k');
+    expect(domains(h).map((d) => d.name)).toEqual(['fbxen-kept']);
+    expect(readdirSync(hostDir).sort()).toEqual(['fbxen-cd.iso', 'img.raw', 'xl.cfg']);
+  });
+
   it('Ctrl-C destroys the remote domain of the run and removes its directory there; exit 130', async () => {
     const { h, remoteRoot, flags } = await remoteHost();
     const image = makeImage(h, 'img.raw');

@@ -9,8 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MigrationError, type DomainRef } from '../../src/core/toolstack/types.js';
 import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
 import { fbxen } from '../support/cli.js';
-import { sampleDist, tmpDir } from '../support/samples.js';
-import { enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+import { tmpDir } from '../support/samples.js';
+import { buildSampleImage, enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
 
 let startedHere = false;
 let work = '';
@@ -20,10 +20,7 @@ beforeAll(async () => {
   if (!enabled) return;
   ({ startedHere } = await ensureLab());
   work = tmpDir('real-xl-fail');
-  const out = join(work, 'out');
-  const b = fbxen(['build', '--dist', sampleDist(), '--arch', 'amd64', '--out', out, '--cache-dir', join(work, 'cache'), '--disk-size', '256M', '--swap', '0', '--format', 'raw', '--name', 'real'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
-  if (b.code !== 0) throw new Error(`fbxen build failed: ${b.stderr}`);
-  image = join(out, 'real.raw');
+  image = buildSampleImage(work);
 }, 1_200_000);
 
 afterEach(stopChildren, 300_000);

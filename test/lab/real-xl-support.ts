@@ -13,6 +13,7 @@ import { SshSession } from '../../src/core/exec/ssh.js';
 import { resolveLabTarget, sessionTarget } from '../../src/core/lab/target.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { CLI, ensureBuilt, fbxen, type CliResult } from '../support/cli.js';
+import { sampleDist } from '../support/samples.js';
 
 export const enabled = process.env.FBXEN_LAB_TESTS === '1';
 export const SKIP = enabled ? '' : ' (skipped: set FBXEN_LAB_TESTS=1 to run, as scripts/lab-test.sh does: a real Xen under QEMU, minutes of emulation)';
@@ -29,6 +30,17 @@ export async function ensureLab(): Promise<{ startedHere: boolean }> {
     if (up.code !== 0) throw new Error(`fbxen lab up failed (exit ${up.code}):\n${up.stderr.slice(-3000)}`);
     return { startedHere: true };
   }
+}
+
+/**
+ * The image the real-xl tests boot: `fbxen build` of the test sample (FreeBSD-shaped, NOT bootable: no
+ * FreeBSD ever answers), 256 MiB raw, no swap, into WORK/out; its path.
+ */
+export function buildSampleImage(work: string): string {
+  const out = join(work, 'out');
+  const b = fbxen(['build', '--dist', sampleDist(), '--arch', 'amd64', '--out', out, '--cache-dir', join(work, 'cache'), '--disk-size', '256M', '--swap', '0', '--format', 'raw', '--name', 'real'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
+  if (b.code !== 0) throw new Error(`fbxen build failed: ${b.stderr}`);
+  return join(out, 'real.raw');
 }
 
 export function labDown(): void {
@@ -63,9 +75,9 @@ export async function stopChildren(): Promise<void> {
 }
 
 /** fbxen as a child process: its output collected, its end awaited, a signal sent when the test says. */
-export function fbxenChild(args: string[]): Running {
+export function fbxenChild(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   ensureBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -11,6 +11,8 @@ import type { NetHostKnowledge } from '../../probes/types.js';
 export interface HostKnowledge {
   bootType?: { type: 'hvm' | 'pvh'; source: string } | undefined;
   net?: NetHostKnowledge | undefined;
+  /** TEST-ONLY: the guest was the stand-in (standin-guest.ts): said in the report */
+  standin?: string | undefined;
 }
 
 export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: string; reportJunit: string }, frameRun?: string, host: HostKnowledge = {}): Promise<Report> {
@@ -18,7 +20,8 @@ export async function verifyIntoArtifacts(bundle: Bundle, paths: { reportJson: s
   const verify = await import('../verify/index.js');
   // The bundle inside must be this run's (a replayed old bundle is refused), and fbxen boot always attaches a CD drive.
   if (frameRun !== undefined) verify.checkBundleRun(bundle, { frameRun, what: `the console frame of run ${frameRun}` });
-  const report = verify.runProbes(bundle, { cdAttached: 'fbxen boot attached a CD drive to this domain', ...(host.bootType ? { bootType: host.bootType } : {}), net: host.net });
+  const probed = verify.runProbes(bundle, { cdAttached: 'fbxen boot attached a CD drive to this domain', ...(host.bootType ? { bootType: host.bootType } : {}), net: host.net });
+  const report = host.standin ? { ...probed, standin: host.standin } : probed;
   const junit = verify.renderJunit(report);
   await writeFileAtomic(paths.reportJson, `${JSON.stringify(verify.renderReportJson(report), null, 2)}\n`);
   await writeFileAtomic(paths.reportJunit, junit.endsWith('\n') ? junit : `${junit}\n`);

@@ -25,6 +25,7 @@ import { arrangeBootNetwork, guestRanRoundTrip, planBootNetwork, type BootNetwor
 import { writeHostKnowledge } from '../net/host-record.js';
 import { renderCallPlan } from './call-plan.js';
 import { prepareBoot, renderBootPlan, type BootRequest, type PreparedBoot } from './prepare.js';
+import { copyStandinIntoRun, STANDIN_LABEL, STANDIN_WARNING, standinRunRecord } from './standin-guest.js';
 import type { BootResult, RunOutcome } from './types.js';
 import { waitForFrame } from './wait-for-frame.js';
 
@@ -80,6 +81,7 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
   const a = p.artifacts;
   const name = p.guest.name;
   const base = { run: p.run, name, toolstack: planner.name, artifactsDir: a.dir, consoleLog: a.consoleLog };
+  if (p.standin) deps.progress.warn(STANDIN_WARNING);
   if (req.dryRun) {
     const netLine = planBootNetwork(planner, p.guest, { fbxenCd: p.cd.kind === 'fbxen', env: deps.env });
     return { ...base, domain: { id: '', kept: false }, planText: layout ? await renderCallPlan(p, req, planner, layout.header, netLine) : await renderBootPlan(p, req, planner, netLine) };
@@ -97,7 +99,7 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
       /* the transcript is best effort */
     }
   });
-  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null, type: p.guest.type, ...(p.kernel ? { kernel: kernelRunRecord(p.kernel) } : {}) };
+  const record: RunRecord = { run: p.run, name, toolstack: ts.name, domid: null, image: p.image.path, started: new Date().toISOString(), finished: null, outcome: 'running', frameRun: p.expectRun ?? null, type: p.guest.type, ...(p.kernel ? { kernel: kernelRunRecord(p.kernel) } : {}), ...(p.standin ? { standin: standinRunRecord(p.standin) } : {}) };
   await writeRunRecord(a, record);
 
   let domain: DomainRef | undefined;
@@ -139,9 +141,11 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
       const k = p.kernel;
       await progress.step('Copy the kernel into the run', () => copyKernelIntoRun(k));
     }
-    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}) };
+    const standin = p.standin;
+    if (standin) await progress.step(`Copy the ${STANDIN_LABEL} into the run`, () => copyStandinIntoRun(standin));
+    const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}), ...(standin ? { kernel: standin.kernel.runPath, ramdisk: standin.ramdisk.runPath } : {}) };
     staged = ts.capabilities.remote ? await progress.step('Copy the image and the CD to the host', () => ts.stage(files, p.run)) : await ts.stage(files, p.run);
-    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}) };
+    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}), ...(standin && staged.ramdisk !== undefined ? { standin: { ramdisk: staged.ramdisk } } : {}) };
 
     await progress.step(`Create ${name} with its console captured`, async (handle) => {
       // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
@@ -181,8 +185,10 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
     if (req.verify) {
       report = await progress.step('Verify', async () =>
         verifyIntoArtifacts(frame.bundle, a, frame.run, {
-          bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` },
-          net: netKnown,
+          // The stand-in replays a recorded bundle: what fbxen booted says nothing about that bundle's boot.
+          ...(standin ? { standin: STANDIN_LABEL } : { bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` } }),
+          // The stand-in's xl.cfg has no vif (its recorded bundle has no xn0): nothing for netfront to weigh.
+          net: standin ? undefined : netKnown,
         }),
       );
       outcome = 'verified';
@@ -203,7 +209,12 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
     }
     await closeConsole(created, consoleFile);
     await net.stop();
-    await staged.remove();
+    // A kept domain runs on those files: a save, a restore or a migration opens them again (found on the
+    // real xl: "Disk vdev=xvda failed to stat"); they go with the domain, not with this run.
+    if (req.keep && staged.dir !== undefined) {
+      staged.keep?.();
+      progress.info(`the run's files on the host stay with the kept domain: ${staged.dir} (remove it once the domain is destroyed)`);
+    } else await staged.remove();
     await ts.close();
     record.finished = new Date().toISOString();
     record.outcome = outcome;

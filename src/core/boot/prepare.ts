@@ -13,6 +13,7 @@ import type { GuestSpec, Toolstack } from '../toolstack/types.js';
 import { NAME_PATTERN } from '../util/names.js';
 import { defaultDomainName, inspectImage, requireImageFor, type ImageInfo } from './image.js';
 import { chooseKernel, kernelPlanLines, type KernelChoice } from './kernel-choice.js';
+import { readStandinGuest, standinPlanLines, type StandinGuest } from './standin-guest.js';
 import type { BootRequestBase } from './types.js';
 
 export interface BootRequest extends BootRequestBase {
@@ -40,9 +41,11 @@ export interface PreparedBoot {
   expectRun: string | undefined;
   /** --type pvh: the kernel, checked, and its environment (kernel-choice.ts) */
   kernel?: KernelChoice | undefined;
+  /** TEST-ONLY: the stand-in guest FBXEN_TEST_STANDIN_GUEST names, booted instead of the kernel (standin-guest.ts) */
+  standin?: StandinGuest | undefined;
 }
 
-export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: string; now?: (() => Date) | undefined }): Promise<PreparedBoot> {
+export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: string; now?: (() => Date) | undefined; env?: NodeJS.ProcessEnv | undefined }): Promise<PreparedBoot> {
   const image = await inspectImage(req.image, deps.cwd);
   requireImageFor(ts.name, image);
   const name = req.name || defaultDomainName(image); // '' too: a name left empty in the config file
@@ -65,7 +68,8 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   const release = image.build?.release && /^[A-Za-z0-9._-]{1,40}$/.test(image.build.release) ? image.build.release : undefined;
   const type = req.type ?? 'hvm';
   let kernel: KernelChoice | undefined;
-  if (type === 'pvh') {
+  const standin = await readStandinGuest(deps.env ?? {}, { type, toolstack: ts.name, kernel: req.kernel, kernelEnv: req.kernelEnv }, artifacts.dir, deps.cwd);
+  if (type === 'pvh' && !standin) {
     if (!ts.capabilities.pvh) throw new InputError(`--toolstack ${ts.name} cannot create PVH guests`, { hint: 'boot PVH with --toolstack xl, or drop --type pvh (docs/xapi.md, "PVH", says why XAPI cannot)' });
     kernel = await chooseKernel(req, image.path, artifacts.dir, deps.cwd);
   }
@@ -73,6 +77,7 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
     name,
     type,
     ...(kernel ? { kernel: kernel.runPath, cmdline: kernel.cmdline } : {}),
+    ...(standin ? { kernel: standin.kernel.runPath, cmdline: standin.cmdline, standin: { ramdisk: standin.ramdisk.runPath } } : {}),
     ...(arch ? { arch } : {}),
     ...(release ? { release } : {}),
     vcpus: req.vcpus,
@@ -90,7 +95,7 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
   } catch (err) {
     throw cd.kind === 'fbxen' ? artifactsAtFault(err, artifacts.root, ts.configFile) : err;
   }
-  return { image, guest, run, artifacts, cd, expectRun: cd.kind === 'fbxen' ? run : undefined, ...(kernel ? { kernel } : {}) };
+  return { image, guest, run, artifacts, cd, expectRun: cd.kind === 'fbxen' ? run : undefined, ...(kernel ? { kernel } : {}), ...(standin ? { standin } : {}) };
 }
 
 /** The fbxen CD's path lands in the toolstack's config: say that the artifacts directory is at fault, not a "cdrom" setting. */
@@ -117,7 +122,8 @@ export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Tool
       ? `${formatCommand('xorriso', xorrisoArgs('<staging: fbxen/run fbxen/phase fbxen/collect>', a.cdPath, 0).map((x) => (x === '=0' ? '=NOW' : x === '1970010100000000' ? 'NOW_AS_YYYYMMDDhhmmss00' : x)))}`
       : `(no fbxen CD: ${p.cd.kind === 'iso' ? 'the given ISO' : 'an empty drive'}; the image must carry the collector)`,
     ...(p.kernel ? [`copy ${p.kernel.from} to ${p.kernel.runPath} (read-only; its sha256 checked again)`] : []),
-    ...(await ts.plan({ step: 'stage', files: { image: g.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}) } })),
+    ...(p.standin ? [`copy the stand-in's kernel and ramdisk to ${p.standin.kernel.runPath}, ${p.standin.ramdisk.runPath} (read-only; sha256 checked again)`] : []),
+    ...(await ts.plan({ step: 'stage', files: { image: g.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}), ...(p.standin ? { kernel: p.standin.kernel.runPath, ramdisk: p.standin.ramdisk.runPath } : {}) } })),
     ...(await ts.plan({ step: 'create', guest: g, runDir: a.dir, consoleLog: a.consoleLog })),
     `wait up to ${req.timeoutSec} s for the FBXEN1 frame${p.expectRun ? ` of run ${p.expectRun}` : ''} in ${a.consoleLog}`,
     req.verify ? `verify the bundle → ${a.reportJson}, ${a.reportJunit}` : `(no --verify: run \`fbxen verify --domain ${g.name}\` next)`,
@@ -131,6 +137,7 @@ export async function renderBootPlan(p: PreparedBoot, req: BootRequest, ts: Tool
     `cdrom      ${p.cd.kind === 'fbxen' ? `fbxen CD with run ${p.run} and the collector` : p.cd.kind === 'iso' ? p.cd.path : 'empty drive'}${g.type === 'pvh' ? ' as the read-only PV disk xvdb (guest: xbd1, /dev/iso9660/FBXEN; PVH has no emulated CD)' : ''}`,
     ...(g.type === 'pvh' ? [`type       pvh (Xen enters the kernel at its PVH entry point; no firmware, no device model; console: Xen PV console xc0)`] : []),
     ...(p.kernel ? kernelPlanLines(p.kernel) : []),
+    ...(p.standin ? standinPlanLines(p.standin) : []),
     `artifacts  ${a.dir}/`,
     '',
     '## steps',

@@ -69,6 +69,8 @@ export interface GuestSpec {
   /** PVH: the kernel to boot directly and its command line (the kenv) */
   kernel?: string | undefined;
   cmdline?: string | undefined;
+  /** TEST-ONLY (core/boot/standin-guest.ts): the stand-in guest's ramdisk; its cmdline is taken as it is */
+  standin?: { ramdisk: string } | undefined;
   /** xl: the bridge; XAPI: the network (name or uuid; unset: the pool's default) */
   network?: string | undefined;
   /** XAPI: the SR for the disks (unset: the pool's default) */
@@ -80,6 +82,8 @@ export interface StageRequest {
   image: string;
   cd?: string | undefined;
   kernel?: string | undefined;
+  /** TEST-ONLY: the stand-in guest's ramdisk */
+  ramdisk?: string | undefined;
 }
 
 /** Where the staged files are on the host, and how to remove what staging put there. */
@@ -87,10 +91,13 @@ export interface Staged {
   image: string;
   cd?: string | undefined;
   kernel?: string | undefined;
+  ramdisk?: string | undefined;
   /** the host-side directory of this run, when staging made one (removed by `remove`) */
   dir?: string | undefined;
   /** removes only what staging created; a no-op locally */
   remove(): Promise<void>;
+  /** leaves what staging created for a kept domain: neither remove() nor the driver's close() removes it */
+  keep?(): void;
 }
 
 /** A domain (xl) or VM (XAPI) fbxen can act on. */

@@ -22,6 +22,8 @@ export interface Report {
   release: string | null;
   arch: string | null;
   results: ProbeResult[];
+  /** TEST-ONLY: set when the guest was fbxen's stand-in (core/boot/standin-guest.ts), which replays a recorded bundle */
+  standin?: string | undefined;
 }
 
 export function runProbes(bundle: Bundle, opts: { before?: Bundle | undefined; only?: readonly string[] | undefined; cdAttached?: string | undefined; net?: NetHostKnowledge | undefined; bootType?: ProbeContext['bootType'] } = {}): Report {
@@ -74,7 +76,7 @@ export function renderReportText(report: Report): string {
     return r.hint && r.verdict === 'fail' ? `${line}\n${' '.repeat(idW + 16)}hint: ${r.hint}` : line;
   });
   const counts = (['pass', 'fail', 'inconclusive', 'skip'] as const).map((v) => `${report.results.filter((r) => r.verdict === v).length} ${v}`).join(', ');
-  return [head, '', `${'probe'.padEnd(idW)}  ${'verdict'.padEnd(12)}  evidence`, ...rows, '', counts, ''].join('\n');
+  return [head, ...(report.standin ? [`${report.standin.toUpperCase()}: a Linux test double replayed this FreeBSD bundle; nothing here is about FreeBSD`] : []), '', `${'probe'.padEnd(idW)}  ${'verdict'.padEnd(12)}  evidence`, ...rows, '', counts, ''].join('\n');
 }
 
 export function renderReportJson(report: Report): unknown {
@@ -83,6 +85,7 @@ export function renderReportJson(report: Report): unknown {
     phase: report.phase,
     release: report.release,
     arch: report.arch,
+    ...(report.standin ? { standin: report.standin } : {}),
     results: report.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence, hint: r.hint ?? null })),
   };
 }
@@ -93,7 +96,7 @@ const xml = xmlText;
 export function renderJunit(report: Report): string {
   const failures = report.results.filter((r) => r.verdict === 'fail').length;
   const skipped = report.results.filter((r) => r.verdict === 'skip' || r.verdict === 'inconclusive').length;
-  const suite = `fbxen verify ${report.run} ${report.phase}`;
+  const suite = `fbxen verify ${report.run} ${report.phase}${report.standin ? ` (${report.standin})` : ''}`;
   const cases = report.results.map((r) => {
     const name = `<testcase classname="fbxen.verify" name="${xml(r.id)}"`;
     const body = r.evidence.join('\n');

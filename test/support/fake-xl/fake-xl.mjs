@@ -160,7 +160,8 @@ async function collect(domid, fixture, alive) {
   const bundle = join(dir, 'bundle');
   mkdirSync(cd, { recursive: true });
   try {
-    const iso = (dom.config.disks ?? []).find((d) => d.is_cdrom && d.pdev_path)?.pdev_path;
+    // HVM: the CD drive; PVH: the read-only PV disk xvdb (no emulated IDE), as the real guest finds it by its label.
+    const iso = (dom.config.disks ?? []).find((d) => (d.is_cdrom || (d.vdev === 'xvdb' && !d.readwrite)) && d.pdev_path)?.pdev_path;
     if (iso) spawnSync('bsdtar', ['-xf', iso, '-C', cd, 'fbxen']);
     cpSync(resolve(REPO, fixture), bundle, { recursive: true });
     // the guest's xn0 has the MAC its vif was given

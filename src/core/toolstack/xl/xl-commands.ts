@@ -30,8 +30,19 @@ export interface XlConsoleClient {
   done: Promise<RunResult>;
   /** Types into the guest's serial console. */
   write(text: string): void;
-  /** Detaches by closing the client's stdin: xenconsole exits on EOF of its input. */
+  /** Detaches by closing the client's stdin: xenconsole exits on EOF of its input, when it reads it. */
   detach(): void;
+  /**
+   * Ends the xenconsole this client started, for a client still there after detach(): the real one that
+   * xl starts without a terminal on stdin (through ssh, from a pipe) never reads its stdin, so it does not
+   * see the EOF, and it would hold the console's lock (/var/lock/xenconsole.DOMID) after fbxen is gone.
+   */
+  reap?(): Promise<void>;
+}
+
+/** A regular expression matching `text` literally (for pgrep -f). */
+function literalRe(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
 }
 
 export class XlCommands {
@@ -141,6 +152,18 @@ export class XlCommands {
       detach: () => {
         proc.stdin?.end();
       },
+      // Only on the dom0 the runner reaches: the xenconsole children of the xl process with exactly these
+      // arguments (never the xl that watches the domain, which has none), by this run's own config path or domid.
+      ...(this.host === 'localhost'
+        ? {
+            reap: async () => {
+              const pattern = `(^|/)xl ${args.map(literalRe).join(' ')}$`;
+              await this.runner
+                .run('sh', ['-c', 'for p in $(pgrep -f -- "$1"); do pkill -TERM -P "$p" -x xenconsole; done; true', 'fbxen-reap', pattern], { allowFailure: true, timeoutMs: 30_000 })
+                .catch(() => undefined);
+            },
+          }
+        : {}),
     };
   }
 

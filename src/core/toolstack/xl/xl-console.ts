@@ -30,7 +30,12 @@ export function attachment(client: XlConsoleClient, domain: DomainRef, sink: Wri
     write: (text) => client.write(text),
     detach: async () => {
       client.detach();
-      await Promise.race([done, new Promise((r) => setTimeout(r, DETACH_BOUND_MS).unref())]);
+      const bound = () => new Promise((r) => setTimeout(r, DETACH_BOUND_MS).unref());
+      if ((await Promise.race([done.then(() => true), bound()])) !== true && client.reap) {
+        // Still there: the real xenconsole without a terminal does not read its stdin (docs/lab.md).
+        await client.reap();
+        await Promise.race([done, bound()]);
+      }
       client.stdout.unpipe(sink);
     },
   };

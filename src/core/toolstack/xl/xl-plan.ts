@@ -32,7 +32,7 @@ export function xlPlan(xl: XlCommands, step: PlanStep, ctx: XlPlanContext): stri
     case 'config':
       return renderXlConfig(spec(step)).trimEnd().split('\n');
     case 'stage':
-      return xl.host === 'localhost' ? [] : [`copy ${[step.files.image, step.files.cd, step.files.kernel].filter((f) => f !== undefined).join(', ')} to ${xl.host}`];
+      return xl.host === 'localhost' ? [] : [`copy ${[step.files.image, step.files.cd, step.files.kernel, step.files.ramdisk].filter((f) => f !== undefined).join(', ')} to ${xl.host}`];
     case 'create': {
       const s = spec(step);
       return [

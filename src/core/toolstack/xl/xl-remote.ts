@@ -54,11 +54,16 @@ export class RemoteRunDir {
     const image = (await put(files.image))!;
     const cd = await put(files.cd);
     const kernel = await put(files.kernel);
+    const ramdisk = await put(files.ramdisk);
     return {
       image,
       ...(cd !== undefined ? { cd } : {}),
       ...(kernel !== undefined ? { kernel } : {}),
+      ...(ramdisk !== undefined ? { ramdisk } : {}),
       dir: this.dir,
+      keep: () => {
+        this.dir = undefined;
+      },
       remove: async () => {
         if (this.dir === undefined) return;
         this.dir = undefined;
@@ -90,7 +95,7 @@ export class RemoteRunDir {
     const dir = posix.join(this.root, this.run);
     return [
       this.remote.plan.mkdirRunDir(this.run),
-      ...[files.image, files.cd, files.kernel].filter((f): f is string => f !== undefined).map((f) => `${this.remote.plan.put(f, dir)}   (sparse: only the data crosses)`),
+      ...[files.image, files.cd, files.kernel, files.ramdisk].filter((f): f is string => f !== undefined).map((f) => `${this.remote.plan.put(f, dir)}   (sparse: only the data crosses)`),
     ];
   }
 
