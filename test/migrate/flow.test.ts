@@ -64,6 +64,8 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(r.iterations.map((i) => i.name)).toEqual(['migrate/1', 'migrate/2', 'migrate/3']);
     // The console was attached to each new domid after its migration.
     expect(sim.calls.filter((c) => c.startsWith('xl console'))).toEqual(['xl console -t serial 5', 'xl console -t serial 6', 'xl console -t serial 7', 'xl console -t serial 8']);
+    // each inside the terminal wrapper: the real xenconsole reads what fbxen types only on a terminal
+    expect(sim.wrappedConsoles).toBe(4);
     expect(sim.calls.filter((c) => c.startsWith('xl migrate'))).toEqual(["xl migrate -s '' 5 'xl migrate-receive'", "xl migrate -s '' 6 'xl migrate-receive'", "xl migrate -s '' 7 'xl migrate-receive'"]);
     expect(sim.calls.some((c) => /destroy/.test(c))).toBe(false);
     r.iterations.forEach((it, k) => {

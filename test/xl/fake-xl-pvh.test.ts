@@ -139,7 +139,8 @@ describe('XlDriver on a PVH domain of the fake xl (SIMULATION), with the real ru
     for (let i = 0; i < 300 && (text.match(/xc0 line/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     await driver.close();
     expect((text.match(/xc0 line/g) ?? []).length).toBe(2);
-    const consoles = commands.map((c) => c.command).filter((c) => c.startsWith('xl console'));
+    // each inside the terminal wrapper (xl-commands.ts CONSOLE_ON_A_TERMINAL), as the real xenconsole needs
+    const consoles = commands.map((c) => /fbxen-console (xl console .*)$/.exec(c.command)?.[1]).filter((c) => c !== undefined);
     expect(consoles).toEqual(['xl console -t pv 1', 'xl console -t pv 2']);
   });
 });

@@ -196,6 +196,9 @@ async function collect(domid, fixture, alive) {
 
 /** Plays the guest script to stdout until the domain goes away or stdin closes (xenconsole semantics). */
 async function consoleLoop(domid) {
+  // xenconsole on a terminal (fbxen's script(1) wrapper) makes it raw: no echo, no \n → \r\n on the way out.
+  // (stty raw, as xenconsole's cfmakeraw: node's setRawMode keeps ONLCR)
+  if (process.stdin.isTTY) spawnSync('stty', ['raw', '-echo'], { stdio: ['inherit', 'ignore', 'ignore'] });
   let stdinClosed = false;
   process.stdin.on('end', () => (stdinClosed = true));
   process.stdin.on('error', () => (stdinClosed = true));

@@ -67,6 +67,8 @@ const WALL_BASE = 1_795_000_000;
 
 export class SimXl implements Runner {
   readonly calls: string[] = [];
+  /** console clients started inside fbxen's terminal wrapper (xl-commands.ts CONSOLE_ON_A_TERMINAL) */
+  wrappedConsoles = 0;
   domains: Dom[] = [];
   private nextDomid = 5;
   private migrations = 0;
@@ -224,7 +226,13 @@ export class SimXl implements Runner {
     }
   }
 
-  stream(file: string, args: readonly string[]): StreamingProcess {
+  stream(wrapperOrFile: string, wrapperOrArgs: readonly string[]): StreamingProcess {
+    // fbxen runs `xl console` inside its terminal wrapper (sh -c CONSOLE_ON_A_TERMINAL fbxen-console xl ...):
+    // the guest sees the same keyboard; the wrapper's end on our stdin's EOF is modelled by the end below.
+    const wrapped = wrapperOrFile === 'sh' && wrapperOrArgs[2] === 'fbxen-console';
+    if (wrapped) this.wrappedConsoles++;
+    const file = wrapped ? wrapperOrArgs[3]! : wrapperOrFile;
+    const args = wrapped ? wrapperOrArgs.slice(4) : wrapperOrArgs;
     this.calls.push(formatCommand(file, args));
     const out = new PassThrough();
     const [cmd, , type, ref] = args;

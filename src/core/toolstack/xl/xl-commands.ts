@@ -45,6 +45,32 @@ function literalRe(text: string): string {
   return text.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
 }
 
+/**
+ * `xl console` on a terminal, for typing into the guest (migrate-test's console channel). xenconsole reads
+ * its stdin only when stdin and stdout are terminals (Xen 4.17 tools/console/client/main.c: `interactive`
+ * is isatty(0) && isatty(1); xl passes no --interactive): from a pipe, what fbxen types never reached the
+ * guest (found on the lab's real xl, docs/lab.md). script(1) (util-linux, on every Linux dom0) gives it a
+ * pseudo-terminal; xenconsole makes that raw, so bytes pass unchanged both ways. Our stdin is copied into
+ * script through a FIFO this shell keeps open: script sends ^D to its child when its own stdin ends, which
+ * the raw terminal would hand to the guest's shell (a logout). So fbxen's detach (our stdin's EOF) and the
+ * console's own end (the domain went) both end here by a signal: script then ends its child, and the
+ * console lock (/var/lock/xenconsole.DOMID) is released.
+ */
+export const CONSOLE_ON_A_TERMINAL = [
+  'd=$(mktemp -d) || exit 1',
+  'mkfifo "$d/in" || { rm -rf "$d"; exit 1; }',
+  'cmd=; for a in "$@"; do cmd="$cmd \'$a\'"; done',
+  'script -qfec "$cmd" /dev/null <"$d/in" & c=$!',
+  'exec 3>"$d/in"',
+  'rm -rf "$d"',
+  // an asynchronous command's stdin is /dev/null unless given: fd 4 keeps ours
+  'exec 4<&0',
+  'cat <&4 >&3 & k=$!',
+  'while kill -0 "$c" 2>/dev/null && kill -0 "$k" 2>/dev/null; do sleep 0.2; done',
+  'kill -TERM "$c" "$k" 2>/dev/null',
+  'wait "$c"',
+].join('\n');
+
 export class XlCommands {
   readonly xl: string;
   readonly host: string;
@@ -133,12 +159,16 @@ export class XlCommands {
 
   /** `xl console -t serial DOMID`: reattaching later (after a migration or restore); `pv` for a PVH domain, which has no serial port. */
   console(domid: number, type: 'serial' | 'pv' = 'serial'): XlConsoleClient {
-    return this.attach(['console', '-t', type, String(domid)]);
+    const args = ['console', '-t', type, String(domid)];
+    const [file, argv] = this.argv(args);
+    // Only where the runner runs xl itself (a peer's console is never attached): there it gets a terminal.
+    if (this.host !== 'localhost' || ![file, ...argv].every((a) => /^[A-Za-z0-9_./:-]+$/.test(a))) return this.attach(args);
+    return this.attach(args, ['sh', ['-c', CONSOLE_ON_A_TERMINAL, 'fbxen-console', file, ...argv]]);
   }
 
-  private attach(args: string[]): XlConsoleClient {
+  private attach(args: string[], command: [string, string[]] = this.argv(args)): XlConsoleClient {
     // stdin must be a pipe we hold open (xenconsole exits at EOF on stdin): ask for 'pipe', keep the writable end.
-    const proc: StreamingProcess = this.runner.stream(...this.argv(args), {
+    const proc: StreamingProcess = this.runner.stream(...command, {
       ...(this.options.env ? { env: this.options.env } : {}),
       stdin: 'pipe',
     });
