@@ -12,7 +12,7 @@
  * the transport of evidence and the heartbeat over real Xen, NOT FreeBSD's Xen support.
  * Enabled by FBXEN_LAB_TESTS=1 (scripts/lab-test.sh); skipped with the reason otherwise.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { labPaths } from '../../src/core/lab/paths.js';
@@ -70,11 +70,23 @@ afterAll(async () => {
 describe(`real xl in the lab: the evidence round trip with the stand-in guest (a Linux test double, not FreeBSD)${SKIP}`, () => {
   it.skipIf(!enabled)('boot --host lab --type pvh --verify --keep: the nonce from the CD through real blkback comes back in the frame on the real console; verdicts as the fake xl gives them', async () => {
     const t = Date.now();
-    const boot = fbxenChild(['--config', labConfig(work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', image, '--name', NAME, '--run-id', 'real-b', '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--keep', '--artifacts', artifacts], { FBXEN_TEST_STANDIN_GUEST: standin });
-    const r = await boot.done;
-    times.push(`boot --verify ${Math.round((Date.now() - t) / 1000)} s`);
+    // The stand-in's own Linux kernel sometimes panics under emulation (a fatal exception in its Xen
+    // callback, seen in 1 of 5 boots by its author and 2 of 3 on a loaded machine): a crash of the test
+    // double, not of fbxen, which reports it as documented ("the guest crashed"). Up to 3 boots.
     const dir = join(artifacts, NAME, 'real-b');
-    const console = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'latin1') : '';
+    let r!: Awaited<ReturnType<typeof fbxenChild>['done']>;
+    let console = '';
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      rmSync(dir, { recursive: true, force: true });
+      if (attempt > 1) await labSh(`xl destroy ${NAME} 2>/dev/null; rm -rf /var/lib/fbxen/runs/real-b`);
+      const boot = fbxenChild(['--config', labConfig(work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', image, '--name', NAME, '--run-id', 'real-b', '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--keep', '--artifacts', artifacts], { FBXEN_TEST_STANDIN_GUEST: standin });
+      r = await boot.done;
+      console = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'latin1') : '';
+      times.push(`boot --verify ${Math.round((Date.now() - t) / 1000)} s (attempt ${attempt})`);
+      if (r.code === 0 || !/Kernel panic - not syncing/.test(console)) break;
+      expect(r.stderr).toMatch(/the guest crashed|the guest went away/);
+      process.stderr.write(`real-xl test B: the stand-in's Linux kernel panicked on boot ${attempt} (the test double, not fbxen); booting it again\n`);
+    }
     expect(r.code, `${r.stderr}\nconsole (no frame data lines):\n${console.split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-30).join('\n')}`).toBe(0);
     booted = true;
     expect(r.stderr).toContain('FBXEN_TEST_STANDIN_GUEST is set: booting the TEST-ONLY stand-in guest');
@@ -155,6 +167,32 @@ describe(`real xl in the lab: the evidence round trip with the stand-in guest (a
       expect(r.downtimeMs, r.what).toBeGreaterThan(200);
       expect(r.downtimeMs, r.what).toBeLessThan(r.toolstackMs + 60_000);
     }
+    expect(stateOf((await xlList()).get(NAME)?.state ?? '')).toBe('running');
+  }, 3_600_000);
+  it.skipIf(!enabled)('fbxen migrate-test --host lab --iterations 2, live to localhost and save-restore: it types the collector and the heartbeat into the real console (on a terminal) and reports downtimes next to xl\'s own times', async (ctx) => {
+    if (!booted) ctx.skip('the stand-in guest did not boot (the test before failed)');
+    const rows: string[] = [];
+    for (const mode of ['live', 'save-restore'] as const) {
+      const t = Date.now();
+      const runId = `real-b-mt-${mode === 'live' ? 'l' : 's'}`;
+      // the same test-only variable as the boot: the probes judge the replayed bundle without the domain's type
+      const mt = fbxenChild(['--config', labConfig(work), 'migrate-test', '--host', 'lab', '--domain', NAME, '--mode', mode, '--iterations', '2', '--step-timeout', '600', '--run-id', runId, '--artifacts', artifacts], { FBXEN_TEST_STANDIN_GUEST: standin });
+      const r = await mt.done;
+      const dir = join(artifacts, NAME, `migrate-${runId}`);
+      const consoleTail = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'latin1').split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-25).join('\n') : '(no console.log)';
+      expect(r.code, `${r.stdout}\n${r.stderr}\nconsole tail:\n${consoleTail}`).toBe(0);
+      const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { iterations: { name: string; verdict: string; downtimeMs: number | null; toolstackMs: number | null }[] };
+      expect(report.iterations.map((i) => i.verdict), `${r.stdout}\n${r.stderr}\nconsole tail:\n${consoleTail}`).toEqual(['pass', 'pass']);
+      for (const i of report.iterations) {
+        expect(i.downtimeMs, `${mode} ${i.name}`).not.toBeNull();
+        expect(i.toolstackMs, `${mode} ${i.name}`).not.toBeNull();
+        // a real pause, no longer than xl's own time plus the console reattach
+        expect(i.downtimeMs!, `${mode} ${i.name}`).toBeLessThan(i.toolstackMs! + 60_000);
+        rows.push(`${mode} ${i.name}: downtime ${i.downtimeMs} ms, xl ${i.toolstackMs} ms`);
+      }
+      times.push(`migrate-test ${mode} x2 ${Math.round((Date.now() - t) / 1000)} s`);
+    }
+    times.push(`migrate-test: ${rows.join('; ')}`);
     expect(stateOf((await xlList()).get(NAME)?.state ?? '')).toBe('running');
   }, 3_600_000);
 });

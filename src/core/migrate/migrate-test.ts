@@ -5,6 +5,7 @@
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
  * migration is reported with where the domain is.
  */
+import { STANDIN_ENV } from '../boot/standin-guest.js';
 import { appendFile, mkdir } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { join, resolve } from 'node:path';
@@ -73,6 +74,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   let skipReason: string | null = null;
   // What the toolstack records of the guest (xl: c_info.type); the probes judge the guest against it.
   let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
+  const standin = Boolean(deps.env[STANDIN_ENV]);
   let firstError: FbxenError | undefined;
   let where: DomainLocation | undefined;
   /** the heartbeat run the guest is executing now, if any */
@@ -108,7 +110,9 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   try {
     const route = await progress.step('Preflight: toolstack, domain, destination', () => ts.migrationRoute(req.domain, req.mode, req.to));
     skipReason = route.skip ?? null;
-    if (route.guestType) bootType = { type: route.guestType, source: `${ts.name}: the domain's type is ${route.guestType}` };
+    // TEST-ONLY (boot/standin-guest.ts): the lab's stand-in replays a recorded bundle, whose boot the domain's type says nothing about.
+    if (standin) progress.warn(`${STANDIN_ENV} is set: the domain is taken for the TEST-ONLY stand-in guest; the probes judge its replayed bundle without the domain's type (docs/lab.md)`);
+    if (route.guestType && !standin) bootType = { type: route.guestType, source: `${ts.name}: the domain's type is ${route.guestType}` };
     let before: Bundle | undefined;
     if (skipReason === null) {
       const attached = await progress.step('Attach the console', () => follower.follow());
@@ -121,10 +125,14 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         });
       }
       await channel.prepare();
-      net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
-      // The console channel runs the guest's installed heartbeat, which may predate --beat-to (it would refuse it).
-      if (channel.kind !== 'ssh') await net.dropBeats(`the ${channel.kind} channel runs the guest's installed fbxen-heartbeat, which may not know --beat-to (--evidence ssh sends this fbxen's)`);
-      progress.info(net.describe());
+      // The stand-in's xl.cfg has no vif (its replayed bundle has no xn0): no network to check across the migration.
+      if (standin) progress.info('network: not checked (the TEST-ONLY stand-in guest has no vif)');
+      else {
+        net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
+        // The console channel runs the guest's installed heartbeat, which may predate --beat-to (it would refuse it).
+        if (channel.kind !== 'ssh') await net.dropBeats(`the ${channel.kind} channel runs the guest's installed fbxen-heartbeat, which may not know --beat-to (--evidence ssh sends this fbxen's)`);
+        progress.info(net.describe());
+      }
       before = await progress.step('Collect evidence before (pre-migrate)', () => channel.collect(run, 'pre-migrate', stepMs));
       await writeFileAtomic(join(dir, 'pre-migrate.tar.gz'), await packBundle(before));
       const support = runProbes(before, { only: ['xen-guest', 'generic-xenhvm'], bootType });
