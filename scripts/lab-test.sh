@@ -23,5 +23,9 @@ first=()
 for f in test/lab/*.test.ts; do case $f in */real-xl-*) ;; *) first+=("$f") ;; esac; done
 FBXEN_LAB_TESTS=1 npx vitest run --project main "${first[@]}"
 node dist/cli.js lab up --dir "$FBXEN_LAB_DIR" --timeout 900
-FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts test/lab/real-xl-evidence.test.ts test/lab/real-xl-netforward.test.ts
+real=(test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts test/lab/real-xl-netforward.test.ts)
+# Test B (the stand-in guest) only on request: the stand-in's Linux kernel dies under emulation in about
+# half of its boots (docs/lab.md), which would make CI red for a crash of the test double.
+[ "${FBXEN_LAB_STANDIN:-0}" != 1 ] || real+=(test/lab/real-xl-evidence.test.ts)
+FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism "${real[@]}"
 echo "lab-test.sh: $(( $(date +%s) - started )) s after the build"

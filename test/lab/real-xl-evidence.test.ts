@@ -70,9 +70,9 @@ afterAll(async () => {
 describe(`real xl in the lab: the evidence round trip with the stand-in guest (a Linux test double, not FreeBSD)${SKIP}`, () => {
   it.skipIf(!enabled)('boot --host lab --type pvh --verify --keep: the nonce from the CD through real blkback comes back in the frame on the real console; verdicts as the fake xl gives them', async () => {
     const t = Date.now();
-    // The stand-in's own Linux kernel sometimes panics under emulation (a fatal exception in its Xen
-    // callback, seen in 1 of 5 boots by its author and 2 of 3 on a loaded machine): a crash of the test
-    // double, not of fbxen, which reports it as documented ("the guest crashed"). Up to 3 boots.
+    // The stand-in's own Linux kernel often dies under emulation (a fatal exception in its Xen callback, or
+    // its domain gone mid-collection: 4 of 8 boots seen): a crash of the test double, not of fbxen, which
+    // reports it as documented ("the guest crashed" / "went away"). Up to 3 boots.
     const dir = join(artifacts, NAME, 'real-b');
     let r!: Awaited<ReturnType<typeof fbxenChild>['done']>;
     let console = '';
@@ -83,9 +83,9 @@ describe(`real xl in the lab: the evidence round trip with the stand-in guest (a
       r = await boot.done;
       console = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'latin1') : '';
       times.push(`boot --verify ${Math.round((Date.now() - t) / 1000)} s (attempt ${attempt})`);
-      if (r.code === 0 || !/Kernel panic - not syncing/.test(console)) break;
-      expect(r.stderr).toMatch(/the guest crashed|the guest went away/);
-      process.stderr.write(`real-xl test B: the stand-in's Linux kernel panicked on boot ${attempt} (the test double, not fbxen); booting it again\n`);
+      // the stand-in's kernel panicked, or its domain went (a reboot: on_reboot destroy): fbxen said so, as documented
+      if (r.code === 0 || !/the guest crashed|the guest went away/.test(r.stderr)) break;
+      process.stderr.write(`real-xl test B: the stand-in guest died on boot ${attempt} (the test double, not fbxen${/Kernel panic/.test(console) ? ': a kernel panic' : ''}); booting it again\n`);
     }
     expect(r.code, `${r.stderr}\nconsole (no frame data lines):\n${console.split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-30).join('\n')}`).toBe(0);
     booted = true;
