@@ -17,9 +17,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readHostKnowledge } from '../../src/core/net/host-record.js';
 import type { HostRoundTrip } from '../../src/core/net/roundtrip.js';
-import { CLI, fbxen } from '../support/cli.js';
-import { sampleDist, tmpDir } from '../support/samples.js';
-import { enabled, ensureLab, fbxenChild, labConfig, labDir, labDown, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+import { CLI } from '../support/cli.js';
+import { tmpDir } from '../support/samples.js';
+import { buildSampleImage, enabled, ensureLab, fbxenChild, labConfig, labDir, labDown, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
 
 const BRIDGE_ADDR = '10.99.0.1'; // scripts/lab/dom0-init.sh gives xenbr0 this address
 const SCRATCH = '/tmp/fbxen-netforward';
@@ -31,10 +31,7 @@ beforeAll(async () => {
   if (!enabled) return;
   ({ startedHere } = await ensureLab());
   work = tmpDir('real-xl-netforward');
-  const out = join(work, 'out');
-  const b = fbxen(['build', '--dist', sampleDist(), '--arch', 'amd64', '--out', out, '--cache-dir', join(work, 'cache'), '--disk-size', '256M', '--swap', '0', '--format', 'raw', '--name', 'real'], { env: { SOURCE_DATE_EPOCH: '1717300000' } });
-  if (b.code !== 0) throw new Error(`fbxen build failed: ${b.stderr}`);
-  image = join(out, 'real.raw');
+  image = buildSampleImage(work);
 }, 1_200_000);
 
 afterEach(stopChildren, 300_000);
