@@ -10,7 +10,7 @@ import { MigrationError, type DomainRef } from '../../src/core/toolstack/types.j
 import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
 import { fbxen } from '../support/cli.js';
 import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+import { buildSampleImage, enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, xlList } from './real-xl-support.js';
 
 let startedHere = false;
 let work = '';
@@ -45,13 +45,24 @@ describe(`real xl in the lab: a failed migration${SKIP}`, () => {
         (err: unknown) => err,
       );
       // The receiver: `sh -c "xl migrate-receive"` run by the sender, and its child, Debian's real xl
-      // (/usr/lib/xen-4.17/bin/xl migrate-receive, behind the /usr/sbin/xl wrapper): kill that one once it has begun.
-      const pid = await waitFor('xl migrate-receive in the lab', async () => {
-        const r = await labSh("pgrep -f 'bin/xl migrate-receive$' | head -n 1");
-        return /^\d+$/.test(r.stdout.trim()) ? r.stdout.trim() : undefined;
-      }, 300_000, migrating);
-      await new Promise((r) => setTimeout(r, 5000));
-      expect((await labSh(`kill -KILL ${pid}`)).code).toBe(0);
+      // (/usr/lib/xen-4.17/bin/xl migrate-receive, behind the /usr/sbin/xl wrapper). It is killed from inside
+      // dom0 as soon as its half-received fbxen-real-c--incoming exists (memory is being copied then): polling
+      // over ssh every few seconds and waiting before the kill lost the race to a migration that finished
+      // (xl migrates 256 MiB to localhost in about 13 s here).
+      const kill = await labSh([
+        'end=$(( $(date +%s) + 120 ))',
+        'while [ "$(date +%s)" -lt "$end" ]; do',
+        '  if xl domid fbxen-real-c--incoming >/dev/null 2>&1; then',
+        '    sleep 1',
+        "    pid=$(pgrep -f 'bin/xl migrate-receive$' | head -n 1)",
+        '    [ -n "$pid" ] && kill -KILL "$pid" && echo "killed $pid" && exit 0',
+        '  fi',
+        '  sleep 0.2',
+        'done',
+        'echo "no receiver with a half-received domain within 120 s" >&2; xl list >&2; exit 1',
+      ].join('\n'));
+      expect(kill.code, `receiver not killed: ${kill.stderr}`).toBe(0);
+      expect(kill.stdout).toMatch(/^killed \d+/);
       const err = await migrating;
       expect(err).toBeInstanceOf(MigrationError);
       const e = err as MigrationError;
