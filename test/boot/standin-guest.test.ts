@@ -113,4 +113,32 @@ describe('FBXEN_TEST_STANDIN_GUEST: the test-only stand-in guest (fake xl, SIMUL
     expect(readFileSync(join(dir, 'report.junit.xml'), 'utf8')).toContain('(stand-in guest, test-only)');
     expect(r.stdout + r.stderr).toContain('STAND-IN GUEST, TEST-ONLY');
   }, 120_000);
+  it('"vif": true: the plan and xl.cfg give it fbxen\'s vif, and netfront weighs that vif (a bundle without xn0 fails it); without, no vif', async () => {
+    const h = makeHost();
+    const image = makeImage(h, 'freebsd-13.2-RELEASE-amd64.raw');
+    h.env.FBXEN_TEST_STANDIN_GUEST = standin(h);
+    const base = ['boot', '--type', 'pvh', '--image', image, '--name', 'fbxen-si', '--artifacts', h.artifacts];
+    const none = await fbxen([...base, '--run-id', 'run-n', '--dry-run'], h);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout).toContain('vif        none (the replayed bundle has no xn0 to answer for one)');
+    expect(none.stdout).not.toMatch(/^vif = /m);
+
+    h.env.FBXEN_TEST_STANDIN_GUEST = standin(h, { vif: true });
+    const dry = await fbxen([...base, '--run-id', 'run-w', '--dry-run'], h);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain("vif        fbxen's vif on the bridge, as for FreeBSD");
+    expect(dry.stdout).toMatch(/^vif = \[ "mac=00:16:3e:[0-9a-f:]{8},bridge=xenbr0,type=vif" \]$/m);
+
+    writeFileSync(join(h.state, 'guest.txt'), [`@collect ${FIXTURE}`, '@sleep 50', ''].join('\n'));
+    const r = await fbxen([...base, '--run-id', 'run-v', '--timeout', '60', '--verify'], h);
+    const dir = join(h.artifacts, 'fbxen-si', 'run-v');
+    expect(readFileSync(join(dir, 'xl.cfg'), 'utf8')).toMatch(/^vif = \[ "mac=00:16:3e:[0-9a-f:]{8},bridge=xenbr0,type=vif" \]$/m);
+    expect(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'))).toMatchObject({ standin: { vif: true } });
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { results: { id: string; verdict: string; evidence: string[] }[] };
+    const netfront = report.results.find((x) => x.id === 'netfront')!;
+    // the replayed 13.2-healthy bundle has no xn0, and the run gave one vif: weighed, it is missing
+    expect(netfront.verdict, JSON.stringify(netfront)).toBe('fail');
+    expect(netfront.evidence.join('\n')).toMatch(/^vif 0 \(devid 0\) 00:16:3e:[0-9a-f:]{8} on xenbr0 \(fbxen boot run run-v .*\) has no xn interface/m);
+    expect(r.code).toBe(1);
+  }, 120_000);
 });

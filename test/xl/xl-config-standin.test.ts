@@ -53,6 +53,20 @@ describe('the stand-in guest xl.cfg (test-only)', () => {
     expect(j.nics ?? []).toEqual([]); // no vif: the recorded bundle has no xn0 to answer for one
   });
 
+  it('with vif: true, golden, and the real xl reads fbxen\'s vif (mac from the name, the bridge) as its one NIC', async () => {
+    const withVif: XlGuestSpec = { ...spec, pvh: { ...spec.pvh!, standin: { ...spec.pvh!.standin!, vif: true } } };
+    const text = renderXlConfig(validateXlGuestSpec(withVif));
+    await expect(text).toMatchFileSnapshot('../../fixtures/golden/xl/standin-pvh-vif.cfg');
+    expect(text).toContain("# fbxen's vif: the stand-in's Linux netfront carries the round trip.");
+    const path = join(mkdtempSync(join(tmpdir(), 'fbxen-xlcfg-standin-')), 'standin.cfg');
+    writeFileSync(path, text);
+    const r = xlDryRun(path);
+    expect(r.unexpectedStderr, r.stderr).toEqual([]);
+    expect(r.status).toBe(0);
+    const j = r.json as { nics: Record<string, unknown>[] };
+    expect(j.nics).toEqual([expect.objectContaining({ mac: macForName(NAME), bridge: 'xenbr0', nictype: 'vif' })]);
+  });
+
   it('a cmdline xl.cfg could not hold without an escape is refused', () => {
     for (const cmdline of ['console="hvc0"', "a'b", 'a\\b', 'tab\there', 'é']) {
       expect(() => validateXlGuestSpec({ ...spec, pvh: { ...spec.pvh!, standin: { ramdisk: `${RUN}/r`, cmdline } } })).toThrow(ConfigError);

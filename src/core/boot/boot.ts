@@ -145,7 +145,7 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
     if (standin) await progress.step(`Copy the ${STANDIN_LABEL} into the run`, () => copyStandinIntoRun(standin));
     const files = { image: p.image.path, ...(p.cd.kind !== 'empty' ? { cd: p.cd.path } : {}), ...(p.kernel ? { kernel: p.kernel.runPath } : {}), ...(standin ? { kernel: standin.kernel.runPath, ramdisk: standin.ramdisk.runPath } : {}) };
     staged = ts.capabilities.remote ? await progress.step('Copy the image and the CD to the host', () => ts.stage(files, p.run)) : await ts.stage(files, p.run);
-    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}), ...(standin && staged.ramdisk !== undefined ? { standin: { ramdisk: staged.ramdisk } } : {}) };
+    const guest: GuestSpec = { ...p.guest, image: { ...p.guest.image, path: staged.image }, cdrom: staged.cd !== undefined ? { kind: 'iso', path: staged.cd } : p.guest.cdrom, ...(staged.kernel !== undefined ? { kernel: staged.kernel } : {}), ...(standin && staged.ramdisk !== undefined ? { standin: { ramdisk: staged.ramdisk, vif: standin.vif } } : {}) };
 
     await progress.step(`Create ${name} with its console captured`, async (handle) => {
       // Bounded: a guest printing forever must not fill this host's disk (docs/boot-xl.md).
@@ -187,8 +187,8 @@ export async function bootOn(makeToolstack: ToolstackFactory, request: BootReque
         verifyIntoArtifacts(frame.bundle, a, frame.run, {
           // The stand-in replays a recorded bundle: what fbxen booted says nothing about that bundle's boot.
           ...(standin ? { standin: STANDIN_LABEL } : { bootType: { type: p.guest.type, source: `run.json: fbxen boot --type ${p.guest.type}` } }),
-          // The stand-in's xl.cfg has no vif (its recorded bundle has no xn0): nothing for netfront to weigh.
-          net: standin ? undefined : netKnown,
+          // A stand-in without a vif (its recorded bundle has no xn0): nothing for netfront to weigh.
+          net: standin && !standin.vif ? undefined : netKnown,
         }),
       );
       outcome = 'verified';

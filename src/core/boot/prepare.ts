@@ -77,7 +77,7 @@ export async function prepareBoot(req: BootRequest, ts: Toolstack, deps: { cwd: 
     name,
     type,
     ...(kernel ? { kernel: kernel.runPath, cmdline: kernel.cmdline } : {}),
-    ...(standin ? { kernel: standin.kernel.runPath, cmdline: standin.cmdline, standin: { ramdisk: standin.ramdisk.runPath } } : {}),
+    ...(standin ? { kernel: standin.kernel.runPath, cmdline: standin.cmdline, standin: { ramdisk: standin.ramdisk.runPath, vif: standin.vif } } : {}),
     ...(arch ? { arch } : {}),
     ...(release ? { release } : {}),
     vcpus: req.vcpus,

@@ -32,6 +32,8 @@ const SpecSchema = z.object({
   ramdisk: z.string().min(1).max(4096),
   // xl.cfg quotes it without escapes: printable ASCII without quotes or backslashes.
   cmdline: z.string().max(1024).regex(/^[\x20-\x7e]*$/, 'printable ASCII only').refine((s) => !/["'\\]/.test(s), 'no quotes or backslashes'),
+  // A PV NIC (fbxen's vif on the bridge) for a stand-in that answers the round trip through it.
+  vif: z.boolean().optional(),
 }).strict();
 
 export interface StandinFile {
@@ -47,6 +49,8 @@ export interface StandinGuest {
   kernel: StandinFile;
   ramdisk: StandinFile;
   cmdline: string;
+  /** the xl.cfg gives it fbxen's vif (and netfront weighs the run's vif), as for FreeBSD */
+  vif: boolean;
 }
 
 const refuse = (why: string, hint: string) => new UsageError(`${STANDIN_ENV} is set, but ${why}`, { hint: `${hint}; it is a test-only variable of fbxen's own lab tests (docs/lab.md): unset it for a real boot` });
@@ -79,7 +83,7 @@ export async function readStandinGuest(
     if (st.size > MAX_FILE_BYTES) throw new InputError(`${STANDIN_ENV}: ${from} is ${st.size} bytes, more than ${MAX_FILE_BYTES}`, { hint: 'a stand-in kernel or ramdisk is a few MiB' });
     return { from, sha256: await sha256File(from), runPath: join(runDir, runName) };
   };
-  return { spec, kernel: await file(parsed.data.kernel, STANDIN_KERNEL_FILE), ramdisk: await file(parsed.data.ramdisk, STANDIN_RAMDISK_FILE), cmdline: parsed.data.cmdline };
+  return { spec, kernel: await file(parsed.data.kernel, STANDIN_KERNEL_FILE), ramdisk: await file(parsed.data.ramdisk, STANDIN_RAMDISK_FILE), cmdline: parsed.data.cmdline, vif: parsed.data.vif ?? false };
 }
 
 /** The JSON file, read up to its bound (a bigger one is refused, not cut). */
@@ -129,10 +133,11 @@ export function standinPlanLines(s: StandinGuest): string[] {
     `kernel     ${s.kernel.from} (sha256 ${s.kernel.sha256}); copied to ${s.kernel.runPath}`,
     `ramdisk    ${s.ramdisk.from} (sha256 ${s.ramdisk.sha256}); copied to ${s.ramdisk.runPath}`,
     `cmdline    ${s.cmdline}`,
+    `vif        ${s.vif ? "fbxen's vif on the bridge, as for FreeBSD (the stand-in answers the round trip through it)" : 'none (the replayed bundle has no xn0 to answer for one)'}`,
   ];
 }
 
 /** What run.json keeps about it. */
 export function standinRunRecord(s: StandinGuest): Record<string, unknown> {
-  return { label: STANDIN_LABEL, spec: s.spec, kernel: { from: s.kernel.from, sha256: s.kernel.sha256, path: s.kernel.runPath }, ramdisk: { from: s.ramdisk.from, sha256: s.ramdisk.sha256, path: s.ramdisk.runPath }, cmdline: s.cmdline };
+  return { label: STANDIN_LABEL, spec: s.spec, kernel: { from: s.kernel.from, sha256: s.kernel.sha256, path: s.kernel.runPath }, ramdisk: { from: s.ramdisk.from, sha256: s.ramdisk.sha256, path: s.ramdisk.runPath }, cmdline: s.cmdline, vif: s.vif };
 }

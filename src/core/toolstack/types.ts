@@ -70,7 +70,7 @@ export interface GuestSpec {
   kernel?: string | undefined;
   cmdline?: string | undefined;
   /** TEST-ONLY (core/boot/standin-guest.ts): the stand-in guest's ramdisk; its cmdline is taken as it is */
-  standin?: { ramdisk: string } | undefined;
+  standin?: { ramdisk: string; vif?: boolean | undefined } | undefined;
   /** xl: the bridge; XAPI: the network (name or uuid; unset: the pool's default) */
   network?: string | undefined;
   /** XAPI: the SR for the disks (unset: the pool's default) */

@@ -84,7 +84,7 @@ export class XlDriver implements Toolstack {
       type: guest.type,
       // The flow encoded the kernel environment (FreeBSD's rules: no comma in a value), so splitting is exact.
       ...(guest.type === 'pvh'
-        ? { pvh: guest.standin ? { kernel: guest.kernel, kernelEnv: [], standin: { ramdisk: guest.standin.ramdisk, cmdline: guest.cmdline ?? '' } } : { kernel: guest.kernel, kernelEnv: kernelEnvOf(guest.cmdline) } }
+        ? { pvh: guest.standin ? { kernel: guest.kernel, kernelEnv: [], standin: { ramdisk: guest.standin.ramdisk, cmdline: guest.cmdline ?? '', ...(guest.standin.vif ? { vif: true } : {}) } } : { kernel: guest.kernel, kernelEnv: kernelEnvOf(guest.cmdline) } }
         : {}),
       name: guest.name,
       uuid: guest.uuid ?? uuidForName(guest.name),
