@@ -17,6 +17,13 @@ describe('lab scripts', () => {
     ['scripts/lib/apt-install.sh', 'bash'],
     ['scripts/lab-test.sh', 'bash'],
     ['test/lab/fake-bin/qemu-system-x86_64', 'sh'],
+    ['test/lab/standin-guest/init', 'sh'],
+    ['test/lab/standin-guest/fbxen-collect', 'sh'],
+    ['test/lab/standin-guest/sysctl', 'sh'],
+    ['test/lab/standin-guest/vmstat', 'sh'],
+    ['test/lab/standin-guest/poweroff', 'sh'],
+    ['test/lab/standin-guest/nc', 'sh'],
+    ['test/lab/standin-guest/route', 'sh'],
   ])('%s passes shellcheck (%s)', (file, shell) => {
     const r = spawnSync('shellcheck', ['-x', '-s', shell, file], { cwd: REPO, encoding: 'utf8' });
     expect(r.stdout + r.stderr).toBe('');

@@ -64,7 +64,7 @@ export const STANDIN_CMDLINE = 'console=hvc0 quiet loglevel=1';
 
 /** The overlay archive's entries for a bundle directory (a fixture case: sections/*.out). */
 export function standinOverlay(bundleDir: string): NewcEntry[] {
-  const dirs = ['dev', 'sbin', 'etc', 'etc/rc.d', 'usr', 'usr/local', 'usr/local/libexec', 'var', 'var/tmp', 'tmp', 'root', 'cdrom', 'proc', 'sys', 'standin', 'standin/bin', 'standin/clock', 'standin/bundle'];
+  const dirs = ['dev', 'sbin', 'etc', 'etc/rc.d', 'usr', 'usr/local', 'usr/local/libexec', 'var', 'var/tmp', 'tmp', 'root', 'cdrom', 'proc', 'sys', 'standin', 'standin/bin', 'standin/clock', 'standin/net', 'standin/bundle'];
   const e: NewcEntry[] = dirs.map((path) => ({ path, perm: path === 'tmp' || path === 'var/tmp' ? 0o1777 : 0o755, kind: 'dir' as const }));
   // The init's stdout before devtmpfs is mounted (the kernel opens /dev/console for it).
   e.push({ path: 'dev/console', perm: 0o600, kind: 'chardev', rdev: [5, 1] });
@@ -72,6 +72,9 @@ export function standinOverlay(bundleDir: string): NewcEntry[] {
   file('init', join(REPO, 'test/lab/standin-guest/init'));
   file('standin/clock/sysctl', join(REPO, 'test/lab/standin-guest/sysctl'));
   file('standin/clock/vmstat', join(REPO, 'test/lab/standin-guest/vmstat'));
+  // the round trip's nc and route through the real PV NIC (used only when the init brought xn0 up)
+  file('standin/net/nc', join(REPO, 'test/lab/standin-guest/nc'));
+  file('standin/net/route', join(REPO, 'test/lab/standin-guest/route'));
   file('sbin/poweroff', join(REPO, 'test/lab/standin-guest/poweroff'));
   for (const f of readdirSync(STANDINS).sort()) file(`standin/bin/${f}`, join(STANDINS, f));
   file('etc/rc.subr', join(STANDINS, 'rc.subr'), 0o644);
@@ -111,11 +114,13 @@ export function standinOverlay(bundleDir: string): NewcEntry[] {
  * Writes the stand-in into `out`: standin-initrd.gz (the image's base, then the overlay) and standin.json
  * for FBXEN_TEST_STANDIN_GUEST; returns the JSON's path.
  */
-export function buildStandinGuest(opts: { imageDir: string; bundleDir: string; out: string }): string {
+export function buildStandinGuest(opts: { imageDir: string; bundleDir: string; out: string; vif?: { ip: string } | undefined }): string {
   const base = readFileSync(join(opts.imageDir, 'standin-base.cpio.gz'));
   const ramdisk = join(opts.out, 'standin-initrd.gz');
   writeFileSync(ramdisk, Buffer.concat([base, gzipSync(newc(standinOverlay(opts.bundleDir)))]));
   const spec = join(opts.out, 'standin.json');
-  writeFileSync(spec, JSON.stringify({ kernel: join(opts.imageDir, 'vmlinuz'), ramdisk: 'standin-initrd.gz', cmdline: STANDIN_CMDLINE }));
+  // with a vif: fbxen gives it the PV NIC, the init names it xn0 and gives it this address (init)
+  const vif = opts.vif ? { cmdline: `${STANDIN_CMDLINE} fbxen.standin.ip=${opts.vif.ip}`, vif: true } : { cmdline: STANDIN_CMDLINE };
+  writeFileSync(spec, JSON.stringify({ kernel: join(opts.imageDir, 'vmlinuz'), ramdisk: 'standin-initrd.gz', ...vif }));
   return spec;
 }
