@@ -8,6 +8,9 @@ import { CommandFailedError, formatCommand, type RunResult, type Runner, type St
 import { EnvironmentError, ToolstackError } from '../../errors.js';
 import { parseXlHostInfo, parseXlList, parseXlListLong, type XlDomainDetail, type XlHostInfo, type XlListRow } from './parse.js';
 
+/** How many times (1 s apart) a failed destroy looks whether another destroyer removed the domain. */
+const DESTROY_RACE_CHECKS = 5;
+
 export interface XlOptions {
   /** The xl binary (default `xl`, found on PATH). */
   xl?: string | undefined;
@@ -209,11 +212,20 @@ export class XlCommands {
     return r !== undefined && r.exitCode === 0;
   }
 
-  /** `xl destroy DOMID`; a domain that is already gone counts as destroyed. */
+  /**
+   * `xl destroy DOMID`; a domain that is already gone counts as destroyed, and so does one that another
+   * destroyer removes meanwhile: on the real xl a domain that powered off is destroyed by its own `xl
+   * create` (on_poweroff="destroy"), and a destroy racing it fails ("libxl__devices_destroy failed ...
+   * Unable to destroy guest", found in the lab). Such a domain is gone from `xl list` within seconds.
+   */
   async destroy(domid: number): Promise<void> {
     const r = await this.run(['destroy', String(domid)], { allowFailure: true, timeoutMs: 60_000 });
     if (r.exitCode === 0) return;
     if (/invalid domain identifier|does not exist|not found|Non-existant domain|rc=-21\)/i.test(r.stderr)) return;
+    for (let i = 0; i < DESTROY_RACE_CHECKS; i++) {
+      if (!(await this.list()).some((d) => d.domid === domid)) return;
+      await new Promise((done) => setTimeout(done, 1000));
+    }
     throw new CommandFailedError(r, `destroy it by hand: xl destroy ${domid}`);
   }
 
