@@ -5,11 +5,12 @@
  * ssh connection. These tests meet the REAL xl of Debian's Xen 4.17, not the fake one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
 import { SshSession } from '../../src/core/exec/ssh.js';
+import { labPaths } from '../../src/core/lab/paths.js';
 import { resolveLabTarget, sessionTarget } from '../../src/core/lab/target.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { CLI, ensureBuilt, fbxen, type CliResult } from '../support/cli.js';
@@ -143,4 +144,13 @@ export async function keptDomain(work: string, image: string, name: string, dir:
   if (!xlcfg.includes(`target=${dir}/blank.raw`)) throw new Error(`no disk target to replace in:\n${c.stdout}`);
   const made = await labSh(`set -e; mkdir -p ${dir}; truncate -s 256M ${dir}/blank.raw; printf '\\373\\364\\353\\375' | dd of=${dir}/blank.raw conv=notrunc status=none; printf '\\125\\252' | dd of=${dir}/blank.raw bs=1 seek=510 conv=notrunc status=none; printf '%s' '${xlcfg.replace(/'/g, "'\\''")}' > ${dir}/${name}.cfg; xl create -q ${dir}/${name}.cfg`);
   if (made.code !== 0) throw new Error(`xl create of ${name} failed in the lab: ${made.stderr}`);
+}
+
+/** The lab image's directory (the stand-in guest's kernel and base archive): the running lab's, from its state. */
+export function labImageDir(): string {
+  const paths = labPaths(labDir);
+  const state = JSON.parse(readFileSync(paths.state, 'utf8')) as { imageKey: string };
+  const dir = paths.image(state.imageKey).dir;
+  if (!existsSync(join(dir, 'standin-base.cpio.gz'))) throw new Error(`${dir} has no standin-base.cpio.gz: the lab runs an image from before the stand-in; fbxen lab down, then up (the image key changed, so it rebuilds)`);
+  return dir;
 }

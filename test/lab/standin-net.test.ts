@@ -24,8 +24,8 @@ function run(args: string[], stdin: number | 'ignore'): Promise<{ status: number
     const out: Buffer[] = [];
     let err = '';
     const timer = setTimeout(() => c.kill('SIGKILL'), 60_000);
-    c.stdout.on('data', (b: Buffer) => out.push(b));
-    c.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    c.stdout!.on('data', (b: Buffer) => out.push(b));
+    c.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     c.on('error', reject);
     c.on('close', (status) => {
       clearTimeout(timer);
