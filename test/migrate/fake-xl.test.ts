@@ -4,7 +4,7 @@
  * save + restore, the console reattached to the new domid.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -23,11 +23,14 @@ function host(guest: string) {
   writeFileSync(join(state, 'guest.txt'), guest);
   const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
   const cfg = join(state, 'g.cfg');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
+  // the disk file exists: the fake's receiving and restoring xl stat it, as libxl does
+  const disk = join(state, 'g.raw');
+  writeFileSync(disk, '');
+  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
   expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
   const commands: CommandRecord[] = [];
   const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
-  return { state, env, runner, commands };
+  return { state, env, runner, commands, disk };
 }
 
 const sink = (write: (chunk: Buffer) => void) => new Writable({ write: (chunk: Buffer, _e, cb) => (write(chunk), cb()) });
@@ -119,6 +122,36 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     expect(err.message).not.toMatch(/fbxen destroyed/);
     expect(err.where).toMatchObject({ name: 'fbxen-g', state: 'running', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });
     expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+  });
+
+  it('the disk file gone at the receiver (as real xl, docs/lab.md): xl\'s stat error, the migration fails and the source runs on', async () => {
+    const h = host('@hang\n');
+    const driver = driverFor(h);
+    const at = ref(await driver.locate('fbxen-g'));
+    rmSync(h.disk);
+    const err = (await driver.migrate(at, 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.exitCode).toBe(5);
+    expect(err.message).toContain(`Disk vdev=xvda failed to stat: ${h.disk}: No such file or directory`);
+    expect(err.message).toMatch(/migration target: Domain creation failed \(code -3\)\.\n[\s\S]*Migration failed, resuming at sender\.\nthe domain is now: fbxen-g \(1\) running on localhost/);
+    expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+    expect(spawnSync('xl', ['list'], { env: h.env, encoding: 'utf8' }).stdout).not.toMatch(/--incoming/);
+  });
+
+  it('the disk file gone before a restore: xl\'s stat error, nothing restored, the checkpoint kept', async () => {
+    const h = host('@hang\n');
+    const driver = driverFor(h);
+    const checkpoint = await driver.save(ref(await driver.locate('fbxen-g')), h.state, 1, 30_000);
+    rmSync(h.disk);
+    const err = (await driver.restore(checkpoint, 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.message).toMatch(/^restore of fbxen-g failed \(exit 1\):\n/);
+    expect(err.message).toContain(`Disk vdev=xvda failed to stat: ${h.disk}: No such file or directory`);
+    expect(err.message).toContain('Unable to set disk defaults for disk 0');
+    expect(err.where).toMatchObject({ name: 'fbxen-g', state: 'saved', note: expect.stringContaining('checkpoint-1.xlsave') });
+    expect(existsSync(checkpoint.file!)).toBe(true);
+    expect(await driver.locate('fbxen-g')).toBeUndefined();
   });
 
   it('a migration that hangs is stopped at the step timeout; the report names both halves; nothing destroyed', async () => {

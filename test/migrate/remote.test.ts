@@ -44,7 +44,10 @@ async function dom0(guest: string) {
   writeFileSync(join(state, 'guest.txt'), guest);
   const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
   const cfg = join(state, 'g.cfg');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
+  // the disk file exists on the "dom0": the fake's receiving and restoring xl stat it, as libxl does
+  const disk = join(state, 'g.raw');
+  writeFileSync(disk, '');
+  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
   expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
   const sshd = await startSshd({ path: [FAKE], env: { FAKE_XL_STATE: state } });
   servers.push(sshd);

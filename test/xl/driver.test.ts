@@ -27,9 +27,12 @@ function fakeHost(scenario: Record<string, unknown> = {}) {
 
 function cfgFile(dir: string, name: string): string {
   const p = join(dir, `${name}.cfg`);
+  // the disk file exists: the fake's restoring and receiving xl stat it, as libxl does
+  const disk = join(dir, `${name}.raw`);
+  writeFileSync(disk, '');
   writeFileSync(
     p,
-    renderXlConfig({ name, uuid: uuidForName(name), mac: macForName(name), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/x.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }),
+    renderXlConfig({ name, uuid: uuidForName(name), mac: macForName(name), vcpus: 2, memoryMiB: 512, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }),
   );
   return p;
 }
