@@ -4,33 +4,20 @@
  * save + restore, the console reattached to the new domid.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
 import { ConsoleCapture, MigrationError, MigrationTimeoutError } from '../../src/core/migrate/index.js';
 import type { DomainLocation, DomainRef } from '../../src/core/toolstack/types.js';
-import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
-
-const FAKE = join(import.meta.dirname, '../support/fake-xl');
+import { fakeDom0 } from '../support/fake-xl/dom0.js';
 
 function host(guest: string) {
-  const state = mkdtempSync(join(tmpdir(), 'fbxen-mig-fakexl-'));
-  writeFileSync(join(state, 'scenario.json'), '{}');
-  writeFileSync(join(state, 'guest.txt'), guest);
-  const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
-  const cfg = join(state, 'g.cfg');
-  // the disk file exists: the fake's receiving and restoring xl stat it, as libxl does
-  const disk = join(state, 'g.raw');
-  writeFileSync(disk, '');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
-  expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
   const commands: CommandRecord[] = [];
   const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
-  return { state, env, runner, commands, disk };
+  return { ...fakeDom0({ prefix: 'fbxen-mig-fakexl-', guest }), runner, commands };
 }
 
 const sink = (write: (chunk: Buffer) => void) => new Writable({ write: (chunk: Buffer, _e, cb) => (write(chunk), cb()) });

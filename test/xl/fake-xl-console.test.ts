@@ -8,36 +8,26 @@
  *     that outlives its EOF ends exactly that child (xl-console.ts), here against the fake;
  *   - one client per domain: a second fails on the lock the first holds (/var/lock/xenconsole.DOMID).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { CONSOLE_ON_A_TERMINAL, XlCommands } from '../../src/core/toolstack/xl/xl-commands.js';
 import { attachment } from '../../src/core/toolstack/xl/xl-console.js';
-import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
+import { fakeDom0 } from '../support/fake-xl/dom0.js';
 
-const FAKE = join(import.meta.dirname, '../support/fake-xl');
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** A fake dom0 whose guest prints one line and then nothing. */
+/** A fake dom0 whose guest prints one line and then nothing (the domain not created yet). */
 function dom0() {
-  const state = mkdtempSync(join(tmpdir(), 'fbxen-fakexl-con-'));
-  dirs.push(state);
-  writeFileSync(join(state, 'scenario.json'), '{}');
-  writeFileSync(join(state, 'guest.txt'), 'guest says hello\n@hang\n');
-  const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
-  const disk = join(state, 'g.raw');
-  writeFileSync(disk, '');
-  const cfg = join(state, 'g.cfg');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-con', uuid: uuidForName('fbxen-con'), mac: macForName('fbxen-con'), vcpus: 1, memoryMiB: 256, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
-  const xl = (...args: string[]) => spawnSync('xl', args, { env, encoding: 'utf8' });
-  return { state, env, cfg, xl };
+  const h = fakeDom0({ prefix: 'fbxen-fakexl-con-', guest: 'guest says hello\n@hang\n', name: 'fbxen-con', vcpus: 1, memoryMiB: 256, create: false });
+  dirs.push(h.state);
+  return h;
 }
 
 interface Client {
