@@ -18,6 +18,8 @@ import { buildXlHelpers, xlDryRun } from '../support/xl-preload/real-xl.js';
 
 const FAKE = join(import.meta.dirname, '../support/fake-xl');
 const work = mkdtempSync(join(tmpdir(), 'fbxen-fakexl-pvh-'));
+// the configs' disk files exist: the fake xl stats them when it makes, restores or receives a domain, as libxl does
+for (const f of ['img.raw', 'cd.iso']) writeFileSync(join(work, f), '');
 let n = 0;
 
 function fakeHost() {
@@ -124,8 +126,6 @@ describe('XlDriver on a PVH domain of the fake xl (SIMULATION), with the real ru
   it('migrationRoute reads the type; the console is attached with -t pv before and after a live migration', async () => {
     const h = fakeHost();
     writeFileSync(join(h.state, 'guest.txt'), 'xc0 line\n@hang\n');
-    // the disk files exist: the fake's receiving xl stats them, as libxl does
-    for (const f of ['img.raw', 'cd.iso']) writeFileSync(join(work, f), '');
     const kernel = join(work, 'kernel3');
     writeFileSync(kernel, 'ELF stand-in');
     expect(h.xl('create', '-q', cfg(pvhConfig(kernel))).status).toBe(0);

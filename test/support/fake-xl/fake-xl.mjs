@@ -406,6 +406,13 @@ switch (cmd) {
     if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
     const type = domainType(cfg);
     if (type !== 'hvm' && !cfg.kernel && !cfg.bootloader) die('Neither kernel nor bootloader specified');
+    // libxl stats the disks once the domain is made (a domid taken), before it builds it (the kernel)
+    const noDisk = update((db) => {
+      const why = diskStatFailure(libxlConfig(cfg), db.nextDomid);
+      if (why) db.nextDomid++;
+      return why;
+    });
+    if (noDisk) die(noDisk);
     if (type !== 'hvm' && cfg.kernel) {
       // libxl reads the kernel when it builds the domain (xc_dom_kernel_file); the domain is never made.
       try {
