@@ -149,7 +149,7 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
     }
   });
 
-  it('copies a config, creates a domain with the fake xl and holds its console until stdin closes', async () => {
+  it('copies a config, creates a domain with the fake xl and holds its console until the domain goes (EOF of stdin does not end it)', async () => {
     const s = await opened();
     try {
       writeFileSync(join(xlState, 'guest.txt'), 'FreeBSD/amd64 (fbxen) xc0\n@hang\n');
@@ -163,9 +163,14 @@ describe.skipIf(missing)(`ssh transport against a real sshd${missing ? ` (skippe
       con.stdout.on('data', (d: Buffer) => (out += d.toString()));
       expect(await until(() => out.includes('FreeBSD/amd64 (fbxen) xc0'), 30_000)).toBe(true);
       expect((await xl.run('xl', ['list', 'fbxen-ssh-dom'])).stdout).toMatch(/^fbxen-ssh-dom\s+\d+/m);
+      // xenconsole without a terminal never reads its stdin (Xen 4.17; docs/lab.md): the EOF changes nothing
+      let ended = false;
+      void con.done.finally(() => (ended = true)).catch(() => undefined);
       con.stdin!.end();
-      expect((await con.done).exitCode).toBe(0);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(ended).toBe(false);
       await xl.run('xl', ['destroy', 'fbxen-ssh-dom']);
+      expect((await con.done).exitCode).toBe(0);
       expect((await xl.run('xl', ['list', 'fbxen-ssh-dom'], { allowFailure: true })).exitCode).not.toBe(0);
       await s.removeRunDir('run-xl-1');
     } finally {

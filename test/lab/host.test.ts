@@ -4,8 +4,7 @@
  * state file pointing at it. The plans must show the lab's port, key and pinned known_hosts; with no lab
  * the lab's own error (exit 4, naming `fbxen lab up`). The real lab is in real-xl-hvm.test.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,35 +12,14 @@ import { EnvironmentError, UsageError } from '../../src/core/errors.js';
 import { resolveHostOption } from '../../src/core/lab/host.js';
 import { writeLabState, type LabStateT } from '../../src/core/lab/state.js';
 import { fbxen, makeHost, makeImage, xlCalls } from '../boot/harness.js';
+import { fakeLabDir, standInQemu, stopStandIns } from './fake-lab.js';
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-function standIn(serialLog: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', "setInterval(() => {}, 1000); console.log('up');", '--', '-serial', `file:${serialLog}`], { stdio: ['ignore', 'pipe', 'ignore'] });
-  children.push(child);
-  return new Promise((resolve) => child.stdout!.once('data', () => resolve(child)));
-}
+afterEach(stopStandIns);
 
 /** A lab directory; `running` writes a ready state for a stand-in QEMU on port 40123. */
 async function lab(dir: string, running: boolean): Promise<LabStateT> {
-  mkdirSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb'), { recursive: true });
-  const state: LabStateT = {
-    version: 1,
-    pid: 0,
-    port: 40123,
-    accel: 'tcg',
-    dir,
-    imageKey: 'b'.repeat(64),
-    identityFile: join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'id_ed25519'),
-    knownHostsFile: join(dir, 'known_hosts'),
-    serialLog: join(dir, 'serial.log'),
-    startedAt: new Date(Date.now() - 5000).toISOString(),
-    readyAt: new Date().toISOString(),
-  };
-  if (running) await writeLabState(join(dir, 'state.json'), { ...state, pid: (await standIn(state.serialLog)).pid! });
+  const { state } = fakeLabDir(40123, dir);
+  if (running) await writeLabState(join(dir, 'state.json'), { ...state, pid: (await standInQemu(state.serialLog)).pid! });
   return state;
 }
 

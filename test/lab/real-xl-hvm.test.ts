@@ -10,32 +10,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DomainRef } from '../../src/core/toolstack/types.js';
 import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
 import { fbxen } from '../support/cli.js';
-import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, fbxenChild, keptDomain, labConfig, labDown, labDriver, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+import { enabled, fbxenChild, keptDomain, labConfig, labDriver, labSh, SKIP, useLab, waitFor, xlList } from './real-xl-support.js';
 
-let startedHere = false;
-let work = '';
-let image = '';
-
-beforeAll(async () => {
-  if (!enabled) return;
-  ({ startedHere } = await ensureLab());
-  work = tmpDir('real-xl-hvm');
-  image = buildSampleImage(work);
-}, 1_200_000);
-
-afterEach(stopChildren, 300_000);
-
-afterAll(async () => {
-  if (!enabled) return;
-  // Whatever a failed test left: this file's domains and directories in the dom0.
-  await labSh('for d in $(xl list | awk \'/^fbxen-real-/{print $1}\'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-* /var/lib/fbxen/lab-tests');
-  if (startedHere) labDown();
-}, 300_000);
+const lab = useLab('real-xl-hvm', 'fbxen-real-', ['/var/lib/fbxen/runs/real-*', '/var/lib/fbxen/lab-tests']);
 
 /** Waits until the domain runs in the dom0 (xl list shows it neither paused nor gone). */
 const running = (name: string, stop: Promise<unknown>) =>
@@ -46,9 +27,9 @@ const running = (name: string, stop: Promise<unknown>) =>
 
 describe(`real xl in the lab: fbxen's HVM guest${SKIP}`, () => {
   it.skipIf(!enabled)('boot --host lab: real xl create takes the config, device model up, disk and CD attached, console captured; timeout exit 6, domain destroyed, run directory removed', async () => {
-    const cfg = labConfig(work);
-    const artifacts = join(work, 'runs');
-    const boot = fbxenChild(['--config', cfg, 'boot', '--host', 'lab', '--image', image, '--name', 'fbxen-real-a', '--run-id', 'real-a', '--vcpus', '1', '--memory', '512', '--timeout', '60', '--artifacts', artifacts]);
+    const cfg = labConfig(lab.work);
+    const artifacts = join(lab.work, 'runs');
+    const boot = fbxenChild(['--config', cfg, 'boot', '--host', 'lab', '--image', lab.image, '--name', 'fbxen-real-a', '--run-id', 'real-a', '--vcpus', '1', '--memory', '512', '--timeout', '60', '--artifacts', artifacts]);
     const dom = await running('fbxen-real-a', boot.done);
 
     // What real xl made of fbxen's config, while the domain runs.
@@ -77,8 +58,8 @@ describe(`real xl in the lab: fbxen's HVM guest${SKIP}`, () => {
   }, 600_000);
 
   it.skipIf(!enabled)('SIGINT mid-boot on the real xl: the domain is destroyed, the remote run directory removed, exit 130', async () => {
-    const cfg = labConfig(work);
-    const boot = fbxenChild(['--config', cfg, 'boot', '--host', 'lab', '--image', image, '--name', 'fbxen-real-i', '--run-id', 'real-i', '--vcpus', '1', '--memory', '512', '--timeout', '600', '--artifacts', join(work, 'runs')]);
+    const cfg = labConfig(lab.work);
+    const boot = fbxenChild(['--config', cfg, 'boot', '--host', 'lab', '--image', lab.image, '--name', 'fbxen-real-i', '--run-id', 'real-i', '--vcpus', '1', '--memory', '512', '--timeout', '600', '--artifacts', join(lab.work, 'runs')]);
     await running('fbxen-real-i', boot.done);
     boot.child.kill('SIGINT');
     const r = await boot.done;
@@ -89,7 +70,7 @@ describe(`real xl in the lab: fbxen's HVM guest${SKIP}`, () => {
   }, 600_000);
 
   it.skipIf(!enabled)("fbxen's xl driver saves, restores and live-migrates (localhost) a domain made from fbxen's own config", async () => {
-    await keptDomain(work, image, 'fbxen-real-m', '/var/lib/fbxen/lab-tests');
+    await keptDomain(lab.work, lab.image, 'fbxen-real-m', '/var/lib/fbxen/lab-tests');
     const { driver, commands } = await labDriver('real-m');
     try {
       expect(await driver.migrationRoute('fbxen-real-m', 'save-restore', undefined)).toMatchObject({ origin: 'localhost' });

@@ -5,35 +5,17 @@
  * domain is kept, running, where it was. Enabled by FBXEN_LAB_TESTS=1; skipped with the reason otherwise.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MigrationError, type DomainRef } from '../../src/core/toolstack/types.js';
 import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
 import { fbxen } from '../support/cli.js';
-import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, keptDomain, labDown, labDriver, labSh, SKIP, stopChildren, xlList } from './real-xl-support.js';
+import { enabled, keptDomain, labDriver, labSh, SKIP, useLab, xlList } from './real-xl-support.js';
 
-let startedHere = false;
-let work = '';
-let image = '';
-
-beforeAll(async () => {
-  if (!enabled) return;
-  ({ startedHere } = await ensureLab());
-  work = tmpDir('real-xl-fail');
-  image = buildSampleImage(work);
-}, 1_200_000);
-
-afterEach(stopChildren, 300_000);
-
-afterAll(async () => {
-  if (!enabled) return;
-  await labSh('for d in $(xl list | awk \'/^fbxen-real-c/{print $1}\'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-c /var/lib/fbxen/lab-tests-c');
-  if (startedHere) labDown();
-}, 300_000);
+const lab = useLab('real-xl-fail', 'fbxen-real-c', ['/var/lib/fbxen/runs/real-c', '/var/lib/fbxen/lab-tests-c']);
 
 describe(`real xl in the lab: a failed migration${SKIP}`, () => {
   it.skipIf(!enabled)('the receiving side killed mid-migration: MigrationError (exit 5) with xl\'s words, the source kept running, the half-received copy removed', async () => {
-    await keptDomain(work, image, 'fbxen-real-c', '/var/lib/fbxen/lab-tests-c');
+    await keptDomain(lab.work, lab.image, 'fbxen-real-c', '/var/lib/fbxen/lab-tests-c');
     const before = (await xlList()).get('fbxen-real-c');
     expect(stateOf(before?.state ?? '')).toBe('running');
     const { driver } = await labDriver('real-c');

@@ -14,33 +14,15 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readHostKnowledge } from '../../src/core/net/host-record.js';
 import type { HostRoundTrip } from '../../src/core/net/roundtrip.js';
 import { CLI } from '../support/cli.js';
-import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, fbxenChild, labConfig, labDir, labDown, labSh, SKIP, stopChildren, waitFor, xlList } from './real-xl-support.js';
+import { enabled, fbxenChild, labConfig, labDir, labSh, SKIP, useLab, waitFor, xlList } from './real-xl-support.js';
 
 const BRIDGE_ADDR = '10.99.0.1'; // scripts/lab/dom0-init.sh gives xenbr0 this address
 const SCRATCH = '/tmp/fbxen-netforward';
-let startedHere = false;
-let work = '';
-let image = '';
-
-beforeAll(async () => {
-  if (!enabled) return;
-  ({ startedHere } = await ensureLab());
-  work = tmpDir('real-xl-netforward');
-  image = buildSampleImage(work);
-}, 1_200_000);
-
-afterEach(stopChildren, 300_000);
-
-afterAll(async () => {
-  if (!enabled) return;
-  await labSh(`for d in $(xl list | awk '/^fbxen-real-n/{print $1}'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-n ${SCRATCH}`);
-  if (startedHere) labDown();
-}, 300_000);
+const lab = useLab('real-xl-netforward', 'fbxen-real-n', ['/var/lib/fbxen/runs/real-n', SCRATCH]);
 
 /** The local addresses (ADDR:PORT) `ss -ltn` lists with this port: iproute2 6.1 prints `LISTEN 0 128 10.99.0.1:41234 0.0.0.0:*`. */
 const listening = (ss: string, port: number) =>
@@ -87,10 +69,10 @@ describe(`real xl in the lab: the netfront round trip through the real sshd's re
       times.push(`${what} ${((now - last) / 1000).toFixed(1)} s`);
       last = now;
     };
-    const artifacts = join(work, 'runs');
+    const artifacts = join(lab.work, 'runs');
     const dir = join(artifacts, 'fbxen-real-n', 'real-n');
     // 90 s of waiting for a frame after xl create: the dom0's steps below take about 20 s under emulation
-    const boot = fbxenChild(['--config', labConfig(work), 'boot', '--host', 'lab', '--image', image, '--name', 'fbxen-real-n', '--run-id', 'real-n', '--vcpus', '1', '--memory', '512', '--timeout', '90', '--artifacts', artifacts]);
+    const boot = fbxenChild(['--config', labConfig(lab.work), 'boot', '--host', 'lab', '--image', lab.image, '--name', 'fbxen-real-n', '--run-id', 'real-n', '--vcpus', '1', '--memory', '512', '--timeout', '90', '--artifacts', artifacts]);
 
     // net.json is written before the CD is made, so while the boot is still copying and creating
     const net = await waitFor('net.json and net.bin in the run directory', async () => {

@@ -8,13 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
 import { SshSession } from '../../src/core/exec/ssh.js';
 import { labPaths } from '../../src/core/lab/paths.js';
 import { resolveLabTarget, sessionTarget } from '../../src/core/lab/target.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { CLI, ensureBuilt, fbxen, type CliResult } from '../support/cli.js';
-import { sampleDist } from '../support/samples.js';
+import { sampleDist, tmpDir } from '../support/samples.js';
 
 export const enabled = process.env.FBXEN_LAB_TESTS === '1';
 export const SKIP = enabled ? '' : ' (skipped: set FBXEN_LAB_TESTS=1 to run, as scripts/lab-test.sh does: a real Xen under QEMU, minutes of emulation)';
@@ -46,6 +47,37 @@ export function buildSampleImage(work: string): string {
 
 export function labDown(): void {
   fbxen(['lab', 'down', '--dir', labDir]);
+}
+
+/** What a real-xl test file works with, set in its beforeAll: its temporary directory and the sample image. */
+export interface LabFile {
+  work: string;
+  image: string;
+}
+
+/**
+ * A real-xl test file's lab, as vitest hooks: before all, the lab up (started here when none ran) and the
+ * sample image built in a temporary directory named after `name`; after each test, the fbxen children it
+ * left stopped; after all, in the dom0, every domain whose name starts with `domainPrefix` destroyed and
+ * `paths` removed (whatever a failed test left), then the lab down if it was started here. Does nothing
+ * unless the lab tests are enabled.
+ */
+export function useLab(name: string, domainPrefix: string, paths: string[]): LabFile {
+  const lab: LabFile = { work: '', image: '' };
+  let startedHere = false;
+  beforeAll(async () => {
+    if (!enabled) return;
+    ({ startedHere } = await ensureLab());
+    lab.work = tmpDir(name);
+    lab.image = buildSampleImage(lab.work);
+  }, 1_200_000);
+  afterEach(stopChildren, 300_000);
+  afterAll(async () => {
+    if (!enabled) return;
+    await labSh(`for d in $(xl list | awk '/^${domainPrefix}/{print $1}'); do xl destroy "$d"; done; rm -rf ${paths.join(' ')}`);
+    if (startedHere) labDown();
+  }, 300_000);
+  return lab;
 }
 
 /** fbxen.yaml naming the lab directory (and `boot: host: lab` with `bootHost`), in `dir`. */

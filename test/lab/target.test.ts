@@ -3,7 +3,6 @@
  * line carries the lab's `file:SERIAL` argument as QEMU's does (so isLabProcess knows it), and a state
  * file that points at it. No QEMU, no VM: the integration test (lab.integration.test.ts) runs the real one.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,48 +11,21 @@ import { EnvironmentError } from '../../src/core/errors.js';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
 import { silentProgress } from '../../src/core/progress.js';
 import { labDown, labSsh, labStatus, resolveLabTarget, sessionTarget, sshArgs } from '../../src/core/lab/index.js';
-import { writeLabState, type LabStateT } from '../../src/core/lab/state.js';
+import { writeLabState } from '../../src/core/lab/state.js';
 import { isLabProcess, knownHostsLine } from '../../src/core/lab/target.js';
+import { fakeLabDir, standInQemu, stopStandIns } from './fake-lab.js';
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(stopStandIns);
 
-/** A process that looks like the lab's QEMU; `ignoreTerm` makes it outlive SIGTERM (then down must SIGKILL). */
-function standIn(serialLog: string, ignoreTerm = false): Promise<ChildProcess> {
-  const code = `${ignoreTerm ? "process.on('SIGTERM', () => {});" : ''} setInterval(() => {}, 1000); console.log('up');`;
-  const child = spawn(process.execPath, ['-e', code, '--', '-serial', `file:${serialLog}`], { stdio: ['ignore', 'pipe', 'ignore'] });
-  children.push(child);
-  return new Promise((resolve) => child.stdout!.once('data', () => resolve(child)));
-}
-
-function labDir(): { dir: string; state: LabStateT } {
-  const dir = mkdtempSync(join(tmpdir(), 'lab-target-'));
-  const state: LabStateT = {
-    version: 1,
-    pid: 0,
-    port: 1,
-    accel: 'tcg',
-    dir,
-    imageKey: 'b'.repeat(64),
-    identityFile: join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'id_ed25519'),
-    knownHostsFile: join(dir, 'known_hosts'),
-    serialLog: join(dir, 'serial.log'),
-    startedAt: new Date(Date.now() - 5000).toISOString(),
-    readyAt: new Date().toISOString(),
-  };
-  mkdirSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb'), { recursive: true });
-  writeFileSync(join(dir, 'images', 'bbbbbbbbbbbbbbbb', 'dom0.img'), 'image');
-  return { dir, state };
-}
+/** A ready lab's directory and state (port 1: nothing listens), state.json not written yet. */
+const labDir = () => fakeLabDir(1, mkdtempSync(join(tmpdir(), 'lab-target-')));
 
 const deps = () => ({ runner: createExecaRunner(), progress: silentProgress, env: process.env, cwd: process.cwd() });
 
 describe('--host lab: the ssh target', () => {
   it('is root@127.0.0.1 on the lab port, with its key and known_hosts, strict', async () => {
     const { dir, state } = labDir();
-    const child = await standIn(state.serialLog);
+    const child = await standInQemu(state.serialLog);
     await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid!, port: 40123 });
     expect(await resolveLabTarget({ dir })).toEqual({ user: 'root', host: '127.0.0.1', port: 40123, identityFile: state.identityFile, knownHostsFile: state.knownHostsFile, strictHostKeyChecking: true });
   });
@@ -74,7 +46,7 @@ describe('--host lab: the ssh target', () => {
 
   it('says the lab is not running when its pid is another process (not the lab QEMU)', async () => {
     const { dir, state } = labDir();
-    const other = await standIn(join(dir, 'another-lab.log'));
+    const other = await standInQemu(join(dir, 'another-lab.log'));
     await writeLabState(join(dir, 'state.json'), { ...state, pid: other.pid! });
     await expect(resolveLabTarget({ dir })).rejects.toThrow(/is not running/);
     expect(await isLabProcess({ pid: other.pid!, serialLog: join(dir, 'another-lab.log') })).toBe(true);
@@ -82,7 +54,7 @@ describe('--host lab: the ssh target', () => {
 
   it('says the lab is still coming up before xl info answered', async () => {
     const { dir, state } = labDir();
-    const child = await standIn(state.serialLog);
+    const child = await standInQemu(state.serialLog);
     const { readyAt: _ready, ...notReady } = state;
     await writeLabState(join(dir, 'state.json'), { ...notReady, pid: child.pid! });
     await expect(resolveLabTarget({ dir })).rejects.toThrow(/still coming up/);
@@ -107,7 +79,7 @@ describe('--host lab: the ssh target', () => {
 describe('lab ssh', () => {
   it('gives ssh only what ssh needs from the environment (no secret of fbxen reaches it), and returns its status', async () => {
     const { dir, state } = labDir();
-    const child = await standIn(state.serialLog);
+    const child = await standInQemu(state.serialLog);
     await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid!, port: 40123 });
     const bin = join(dir, 'bin');
     mkdirSync(bin);
@@ -133,7 +105,7 @@ describe('lab ssh', () => {
 describe('lab down', () => {
   it('stops the lab process (dom0 unreachable: SIGTERM), removes the state, keeps the image', async () => {
     const { dir, state } = labDir();
-    const child = await standIn(state.serialLog);
+    const child = await standInQemu(state.serialLog);
     const exited = new Promise((r) => child.once('exit', r));
     // port 1: nothing listens, so the graceful poweroff over ssh fails at once and SIGTERM follows.
     await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid! });
@@ -147,7 +119,7 @@ describe('lab down', () => {
 
   it('kills a process that ignores SIGTERM, and --purge removes the image', async () => {
     const { dir, state } = labDir();
-    const child = await standIn(state.serialLog, true);
+    const child = await standInQemu(state.serialLog, true);
     await writeLabState(join(dir, 'state.json'), { ...state, pid: child.pid! });
     const r = await labDown({ dir, purge: true }, deps());
     expect(r.stopped).toBe('killed (SIGKILL)');
@@ -157,7 +129,7 @@ describe('lab down', () => {
 
   it('never signals a pid that is not this lab (a reused pid): the state is cleared, the process lives', async () => {
     const { dir, state } = labDir();
-    const other = await standIn(join(dir, 'unrelated.log'));
+    const other = await standInQemu(join(dir, 'unrelated.log'));
     await writeLabState(join(dir, 'state.json'), { ...state, pid: other.pid! });
     const r = await labDown({ dir, purge: false }, deps());
     expect(r.stopped).toBe('not running');

@@ -4,17 +4,13 @@
  * flag at all (`------`), between `r-----` and `-b----`. fbxen took it for "unknown, not running" and
  * refused to migrate it. The fake xl lists running domains so with scenario.runnable.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner } from '../../src/core/exec/runner.js';
-import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
-
-const FAKE = join(import.meta.dirname, '../support/fake-xl');
+import { fakeDom0 } from '../support/fake-xl/dom0.js';
 
 describe("xl list's state flags", () => {
   it('reads ------ (runnable, waiting for a CPU) as running, as r----- and -b----', () => {
@@ -28,13 +24,10 @@ describe("xl list's state flags", () => {
   });
 
   it('migrate-test finds a domain the (fake) xl lists as ------ and takes it as running', async () => {
-    const state = mkdtempSync(join(tmpdir(), 'fbxen-xl-state-'));
+    const { state, env, cfg, xl } = fakeDom0({ prefix: 'fbxen-xl-state-', guest: '@hang\n', vcpus: 1, memoryMiB: 256, create: false });
     writeFileSync(join(state, 'scenario.json'), JSON.stringify({ runnable: true }));
-    const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
-    const cfg = join(state, 'g.cfg');
-    writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 1, memoryMiB: 256, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
-    expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
-    expect(spawnSync('xl', ['list', 'fbxen-g'], { env, encoding: 'utf8' }).stdout).toMatch(/fbxen-g\s+1\s+\d+\s+1\s+------/);
+    expect(xl('create', '-q', cfg).status).toBe(0);
+    expect(xl('list', 'fbxen-g').stdout).toMatch(/fbxen-g\s+1\s+\d+\s+1\s+------/);
     const driver = new XlDriver({ runner: createExecaRunner(), env, backTo: 'here' });
     expect(await driver.migrationRoute('fbxen-g', 'save-restore', undefined)).toMatchObject({ origin: 'localhost' });
     expect(await driver.locate('fbxen-g')).toMatchObject({ id: '1', state: 'running' });

@@ -4,30 +4,20 @@
  * save + restore, the console reattached to the new domid.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createExecaRunner, type CommandRecord } from '../../src/core/exec/runner.js';
 import { ConsoleCapture, MigrationError, MigrationTimeoutError } from '../../src/core/migrate/index.js';
 import type { DomainLocation, DomainRef } from '../../src/core/toolstack/types.js';
-import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
-
-const FAKE = join(import.meta.dirname, '../support/fake-xl');
+import { fakeDom0 } from '../support/fake-xl/dom0.js';
 
 function host(guest: string) {
-  const state = mkdtempSync(join(tmpdir(), 'fbxen-mig-fakexl-'));
-  writeFileSync(join(state, 'scenario.json'), '{}');
-  writeFileSync(join(state, 'guest.txt'), guest);
-  const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
-  const cfg = join(state, 'g.cfg');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
-  expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
   const commands: CommandRecord[] = [];
   const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
-  return { state, env, runner, commands };
+  return { ...fakeDom0({ prefix: 'fbxen-mig-fakexl-', guest }), runner, commands };
 }
 
 const sink = (write: (chunk: Buffer) => void) => new Writable({ write: (chunk: Buffer, _e, cb) => (write(chunk), cb()) });
@@ -100,7 +90,9 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     const err = (await driver.migrate(ref(await driver.locate('fbxen-g')), 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
     expect(err).toBeInstanceOf(MigrationError);
     expect(err.exitCode).toBe(5);
-    expect(err.message).toMatch(/migration transport process \[\d+\] exited with error status 137/);
+    // xl's words as the lab's real xl printed them (real-xl test C)
+    expect(err.message).toMatch(/libxl: info: libxl_exec\.c:117:libxl_report_child_exitstatus: migration transport process \[\d+\] exited with error status 137/);
+    expect(err.message).toContain('migration sender: libxl_domain_suspend failed (rc=-3)');
     expect(err.message).toMatch(/the domain is now: fbxen-g \(1\) running on localhost\nfbxen destroyed fbxen-g--incoming \(2\) on localhost: the half-received copy/);
     expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
     expect(h.commands.map((c) => c.command)).toContain('xl destroy 2');
@@ -119,6 +111,36 @@ describe('failures with the fake xl (SIMULATION) and the real runner', () => {
     expect(err.message).not.toMatch(/fbxen destroyed/);
     expect(err.where).toMatchObject({ name: 'fbxen-g', state: 'running', note: expect.stringMatching(/fbxen-g--incoming \(2\) paused on localhost/) });
     expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+  });
+
+  it('the disk file gone at the receiver (as real xl, docs/lab.md): xl\'s stat error, the migration fails and the source runs on', async () => {
+    const h = host('@hang\n');
+    const driver = driverFor(h);
+    const at = ref(await driver.locate('fbxen-g'));
+    rmSync(h.disk);
+    const err = (await driver.migrate(at, 'localhost', 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.exitCode).toBe(5);
+    expect(err.message).toContain(`Disk vdev=xvda failed to stat: ${h.disk}: No such file or directory`);
+    expect(err.message).toMatch(/migration target: Domain creation failed \(code -3\)\.\n[\s\S]*Migration failed, resuming at sender\.\nthe domain is now: fbxen-g \(1\) running on localhost/);
+    expect(err.where).toEqual({ host: 'localhost', id: '1', name: 'fbxen-g', state: 'running' });
+    expect(h.commands.some((c) => /destroy/.test(c.command))).toBe(false);
+    expect(spawnSync('xl', ['list'], { env: h.env, encoding: 'utf8' }).stdout).not.toMatch(/--incoming/);
+  });
+
+  it('the disk file gone before a restore: xl\'s stat error, nothing restored, the checkpoint kept', async () => {
+    const h = host('@hang\n');
+    const driver = driverFor(h);
+    const checkpoint = await driver.save(ref(await driver.locate('fbxen-g')), h.state, 1, 30_000);
+    rmSync(h.disk);
+    const err = (await driver.restore(checkpoint, 30_000).catch((e: unknown) => e)) as MigrationError;
+    expect(err).toBeInstanceOf(MigrationError);
+    expect(err.message).toMatch(/^restore of fbxen-g failed \(exit 1\):\n/);
+    expect(err.message).toContain(`Disk vdev=xvda failed to stat: ${h.disk}: No such file or directory`);
+    expect(err.message).toContain('Unable to set disk defaults for disk 0');
+    expect(err.where).toMatchObject({ name: 'fbxen-g', state: 'saved', note: expect.stringContaining('checkpoint-1.xlsave') });
+    expect(existsSync(checkpoint.file!)).toBe(true);
+    expect(await driver.locate('fbxen-g')).toBeUndefined();
   });
 
   it('a migration that hangs is stopped at the step timeout; the report names both halves; nothing destroyed', async () => {

@@ -6,14 +6,14 @@
  * loopback stands in for the bridge (FBXEN_NET_LISTEN=127.0.0.1). migrate-test listens again where the
  * boot did (its net.json and net.bin) and checks the round trip, the MAC and the first byte after each resume.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
-import { fbxen, makeHost, makeImage, REPO, type Host } from '../boot/harness.js';
+import { fbxen, makeHost, makeImage, type Host } from '../boot/harness.js';
+import { guestOverSsh, NETFRONT_FIXTURE } from '../support/migrate/guest-over-ssh.js';
 
-const FIXTURE = join(REPO, 'fixtures/probes/13.2-netfront-healthy-derived');
+const FIXTURE = NETFRONT_FIXTURE;
 
 /** Boots NAME with --keep (the guest runs its round trip at boot) and returns the run directory. */
 async function bootKept(h: Host, name: string): Promise<string> {
@@ -23,25 +23,6 @@ async function bootKept(h: Host, name: string): Promise<string> {
   // from now on an attached console shows nothing more (the fake replays its script on each attach)
   writeFileSync(join(h.state, 'guest.txt'), '@hang\n');
   return join(h.artifacts, name, 'boot-1');
-}
-
-/** The guest over "ssh": its CD (bsdtar off the ISO boot made), its bundle with the vif's MAC, the stand-ins, the stub nc. */
-function guestOverSsh(h: Host, name: string, bootDir: string, ncEnv: Record<string, string> = {}): void {
-  const g = join(h.dir, 'guest');
-  mkdirSync(join(g, 'cd'), { recursive: true });
-  execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
-  cpSync(FIXTURE, join(g, 'bundle'), { recursive: true });
-  const sections = join(g, 'bundle/sections');
-  for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split('00:16:3e:5a:01:02').join(macForName(name)), 'latin1');
-  const bin = join(g, 'bin');
-  mkdirSync(bin);
-  // the heartbeat's timecounter OIDs from the migrate stand-in, everything else from the bundle's
-  writeFileSync(join(bin, 'sysctl'), `#!/bin/sh\ncase "$1 $2" in "-n kern.timecounter"*) exec ${join(REPO, 'test/support/migrate/standins/sysctl')} "$@" ;; esac\nexec ${join(REPO, 'test/support/verify/standins/sysctl')} "$@"\n`);
-  const exports = Object.entries({ FBXEN_STANDIN_BUNDLE: join(g, 'bundle'), FBXEN_STANDIN_STATE: g, FBXEN_STANDIN_CD: join(g, 'cd'), HOME: g, ...ncEnv }).map(([k, v]) => `${k}='${v}'; export ${k}`);
-  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\n${exports.join('\n')}\nPATH='${bin}:${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}':"$PATH"; export PATH\nexec ${join(REPO, 'test/support/migrate/fake-ssh/ssh')} "$@"\n`);
-  chmodSync(join(bin, 'sysctl'), 0o755);
-  chmodSync(join(bin, 'ssh'), 0o755);
-  h.env.PATH = `${bin}:${h.env.PATH}`;
 }
 
 type Iter = { name: string; verdict: string; reason: string; downtimeMs: number | null; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; firstBeatAfterResumeMs?: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
@@ -83,7 +64,7 @@ describe('migrate-test: the network after each iteration (fake xl and fake ssh: 
     h.env.FBXEN_NET_LISTEN = '127.0.0.1';
     const name = 'fbxen-mig-bad';
     const bootDir = await bootKept(h, name);
-    guestOverSsh(h, name, bootDir, { FBXEN_STUB_NC_CORRUPT_UP: '4096' });
+    guestOverSsh(h, name, bootDir, { ncEnv: { FBXEN_STUB_NC_CORRUPT_UP: '4096' } });
     const { r, report } = await migrate(h, name, 'save-restore');
     const first = report.iterations[0]!;
     expect(first.verdict).toBe('fail');

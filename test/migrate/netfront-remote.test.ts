@@ -9,14 +9,15 @@
  * and the STUB nc); every other ssh (the dom0's master, its forwards) is the real one.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
-import { FAKE_XL_DIR, fbxen, makeHost, makeImage, REPO, type Host } from '../boot/harness.js';
+import { FAKE_XL_DIR, fbxen, makeHost, makeImage, type Host } from '../boot/harness.js';
+import { guestOverSsh, NETFRONT_FIXTURE } from '../support/migrate/guest-over-ssh.js';
 import { sshdMissing, startSshd, type TestSshd } from '../support/sshd.js';
 
-const FIXTURE = join(REPO, 'fixtures/probes/13.2-netfront-healthy-derived');
+const FIXTURE = NETFRONT_FIXTURE;
 const BRIDGE_ADDR = '127.0.0.2';
 const REAL_SSH = execFileSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).trim();
 const missing = sshdMissing();
@@ -38,25 +39,6 @@ async function dom0(h: Host): Promise<{ sshd: TestSshd; flags: string[]; migrate
   return { sshd, flags: [...common, '--identity', sshd.identity], migrateFlags: [...common, '--host-identity', sshd.identity] };
 }
 
-/** The guest over the fake ssh (root@guest only); its CD is the one boot made, its xn0 has the vif's MAC. */
-function guestOverSsh(h: Host, name: string, bootDir: string, ncEnv: Record<string, string> = {}): void {
-  const g = join(h.dir, 'guest');
-  mkdirSync(join(g, 'cd'), { recursive: true });
-  execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
-  cpSync(FIXTURE, join(g, 'bundle'), { recursive: true });
-  const sections = join(g, 'bundle/sections');
-  for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split('00:16:3e:5a:01:02').join(macForName(name)), 'latin1');
-  const bin = join(g, 'bin');
-  mkdirSync(bin);
-  writeFileSync(join(bin, 'sysctl'), `#!/bin/sh\ncase "$1 $2" in "-n kern.timecounter"*) exec ${join(REPO, 'test/support/migrate/standins/sysctl')} "$@" ;; esac\nexec ${join(REPO, 'test/support/verify/standins/sysctl')} "$@"\n`);
-  const exports = Object.entries({ FBXEN_STANDIN_BUNDLE: join(g, 'bundle'), FBXEN_STANDIN_STATE: g, FBXEN_STANDIN_CD: join(g, 'cd'), HOME: g, ...ncEnv }).map(([k, v]) => `${k}='${v}'; export ${k}`);
-  // only the guest's channel is simulated: the dom0's ssh (master, forwards, xl) is the real client
-  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\ncase " $* " in *" root@guest "*) ;; *) exec ${REAL_SSH} "$@" ;; esac\n${exports.join('\n')}\nPATH='${bin}:${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}':"$PATH"; export PATH\nexec ${join(REPO, 'test/support/migrate/fake-ssh/ssh')} "$@"\n`);
-  chmodSync(join(bin, 'sysctl'), 0o755);
-  chmodSync(join(bin, 'ssh'), 0o755);
-  h.env.PATH = `${bin}:${h.env.PATH}`;
-}
-
 type Iter = { verdict: string; network: { verdict: string; reason: string; firstByteAfterResumeMs: number | null; firstBeatAfterResumeMs?: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] };
 
 describe.skipIf(missing)(`migrate-test --host ssh://: the network check through the ssh forward${missing ? ` (skipped: ${missing})` : ''}`, () => {
@@ -71,7 +53,8 @@ describe.skipIf(missing)(`migrate-test --host ssh://: the network check through 
     const bootDir = join(h.artifacts, name, 'boot-1');
     const net = JSON.parse(readFileSync(join(bootDir, 'net.json'), 'utf8')) as { address: string; upPort: number; downPort: number };
     expect(net.address).toBe(BRIDGE_ADDR);
-    guestOverSsh(h, name, bootDir);
+    // only the guest's channel is simulated: the dom0's ssh (master, forwards, xl) is the real client
+    guestOverSsh(h, name, bootDir, { realSsh: REAL_SSH });
     const saved = process.env.PATH;
     process.env.PATH = h.env.PATH;
     const r = await fbxen(['migrate-test', ...migrateFlags, '--domain', name, '--mode', 'live', '--iterations', '1', '--keep-going', '--evidence', 'ssh', '--ssh', 'root@guest', '--host-key-checking', 'off', '--artifacts', h.artifacts, '--run-id', 'mig-1', '--step-timeout', '60'], h).finally(() => (process.env.PATH = saved));

@@ -5,9 +5,7 @@
  * run's directory on the host and restored (the checkpoint removed there), and close() removes that
  * directory. The --dry-run plan shows the ssh lines and contacts nothing.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,12 +14,11 @@ import { parseHostUrl, SshSession, type SshTarget } from '../../src/core/exec/ss
 import { ConsoleCapture, migrateTest, renderMigrateText } from '../../src/core/migrate/index.js';
 import { silentProgress } from '../../src/core/progress.js';
 import type { DomainLocation, DomainRef } from '../../src/core/toolstack/types.js';
-import { macForName, renderXlConfig, uuidForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { XlDriver } from '../../src/core/toolstack/xl/xl-driver.js';
 import { CleanupStack } from '../../src/core/util/cleanup.js';
+import { FAKE_XL_BIN, fakeDom0 } from '../support/fake-xl/dom0.js';
 import { sshdMissing, startSshd, type TestSshd } from '../support/sshd.js';
 
-const FAKE = join(import.meta.dirname, '../support/fake-xl');
 const missing = sshdMissing();
 const open: Array<{ close(): Promise<void> }> = [];
 const servers: TestSshd[] = [];
@@ -39,14 +36,8 @@ async function until(pred: () => boolean): Promise<void> {
 
 /** The "dom0": the fake xl's state with domain fbxen-g running, reached through a real sshd. */
 async function dom0(guest: string) {
-  const state = mkdtempSync(join(tmpdir(), 'fbxen-remote-mig-'));
-  writeFileSync(join(state, 'scenario.json'), '{}');
-  writeFileSync(join(state, 'guest.txt'), guest);
-  const env = { ...process.env, PATH: `${FAKE}:${process.env.PATH ?? ''}`, FAKE_XL_STATE: state };
-  const cfg = join(state, 'g.cfg');
-  writeFileSync(cfg, renderXlConfig({ name: 'fbxen-g', uuid: uuidForName('fbxen-g'), mac: macForName('fbxen-g'), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/g.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }));
-  expect(spawnSync('xl', ['create', '-q', cfg], { env }).status).toBe(0);
-  const sshd = await startSshd({ path: [FAKE], env: { FAKE_XL_STATE: state } });
+  const { state } = fakeDom0({ prefix: 'fbxen-remote-mig-', guest });
+  const sshd = await startSshd({ path: [FAKE_XL_BIN], env: { FAKE_XL_STATE: state } });
   servers.push(sshd);
   const root = join(state, 'dom0-runs');
   const commands: CommandRecord[] = [];

@@ -3,7 +3,7 @@
  * and the fake xl; and the fake xl itself (a SIMULATION), checked against what the real xl prints and does.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -27,9 +27,12 @@ function fakeHost(scenario: Record<string, unknown> = {}) {
 
 function cfgFile(dir: string, name: string): string {
   const p = join(dir, `${name}.cfg`);
+  // the disk file exists: the fake's restoring and receiving xl stat it, as libxl does
+  const disk = join(dir, `${name}.raw`);
+  writeFileSync(disk, '');
   writeFileSync(
     p,
-    renderXlConfig({ name, uuid: uuidForName(name), mac: macForName(name), vcpus: 2, memoryMiB: 512, image: { path: '/var/lib/x.raw', format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }),
+    renderXlConfig({ name, uuid: uuidForName(name), mac: macForName(name), vcpus: 2, memoryMiB: 512, image: { path: disk, format: 'raw' }, cdrom: { kind: 'empty' }, bridge: 'xenbr0' }),
   );
   return p;
 }
@@ -113,6 +116,20 @@ describe('the fake xl models the real one (SIMULATION)', () => {
     expect(h.xl('destroy', '1').status).toBe(0);
     expect(h.xl('destroy', '1').stderr).toContain('destroy failed (rc=-21)');
     await expect(h.driver.destroy(1)).resolves.toBeUndefined();
+  });
+
+  it('create with a disk file that is not there fails as libxl does (a domid taken) and makes no domain', () => {
+    const h = fakeHost();
+    const cfg = cfgFile(h.state, 'fbxen-nodisk');
+    rmSync(join(h.state, 'fbxen-nodisk.raw'));
+    const r = h.xl('create', cfg);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev=xvda failed to stat: ${join(h.state, 'fbxen-nodisk.raw')}: No such file or directory\n`);
+    expect(r.stderr).toContain('initiate_domain_create: Domain 1:Unable to set disk defaults for disk 0');
+    expect(h.xl('list').stdout).not.toContain('fbxen-nodisk');
+    writeFileSync(join(h.state, 'fbxen-nodisk.raw'), '');
+    expect(h.xl('create', '-q', cfg).status).toBe(0);
+    expect(h.xl('domid', 'fbxen-nodisk').stdout.trim()).toBe('2');
   });
 
   it('not a dom0: the driver turns xl info failing into an environment error', async () => {

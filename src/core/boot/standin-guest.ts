@@ -53,6 +53,12 @@ export interface StandinGuest {
   vif: boolean;
 }
 
+/** Whether the environment asks for the stand-in (the variable set and not empty): boot and migrate-test ask alike. */
+export function standinRequested(env: NodeJS.ProcessEnv): boolean {
+  const value = env[STANDIN_ENV];
+  return value !== undefined && value !== '';
+}
+
 const refuse = (why: string, hint: string) => new UsageError(`${STANDIN_ENV} is set, but ${why}`, { hint: `${hint}; it is a test-only variable of fbxen's own lab tests (docs/lab.md): unset it for a real boot` });
 
 /**
@@ -65,8 +71,8 @@ export async function readStandinGuest(
   runDir: string,
   cwd: string,
 ): Promise<StandinGuest | undefined> {
-  const value = env[STANDIN_ENV];
-  if (value === undefined || value === '') return undefined;
+  if (!standinRequested(env)) return undefined;
+  const value = env[STANDIN_ENV]!;
   if (req.toolstack !== 'xl') throw refuse(`--toolstack ${req.toolstack} cannot boot it`, 'use --toolstack xl');
   if (req.type !== 'pvh') throw refuse('the boot is not --type pvh (the stand-in is a PVH kernel)', 'add --type pvh');
   if (req.kernel !== undefined) throw refuse('--kernel names another kernel', 'drop --kernel');

@@ -5,7 +5,7 @@
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
  * migration is reported with where the domain is.
  */
-import { STANDIN_ENV } from '../boot/standin-guest.js';
+import { STANDIN_ENV, standinRequested } from '../boot/standin-guest.js';
 import { appendFile, mkdir } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { join, resolve } from 'node:path';
@@ -74,7 +74,7 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
   let skipReason: string | null = null;
   // What the toolstack records of the guest (xl: c_info.type); the probes judge the guest against it.
   let bootType: { type: 'hvm' | 'pvh'; source: string } | undefined;
-  const standin = Boolean(deps.env[STANDIN_ENV]);
+  const standin = standinRequested(deps.env);
   let firstError: FbxenError | undefined;
   let where: DomainLocation | undefined;
   /** the heartbeat run the guest is executing now, if any */

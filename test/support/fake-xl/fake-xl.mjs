@@ -6,8 +6,13 @@
  *     `create [-c] [-p] [-q] CFG`, `console`, `shutdown [-w]`, `destroy`, `pause`, `unpause`,
  *     `save`, `restore`, `migrate` (domid changes; the console reattaches), `help`;
  *   - `create -c` behaves as the real one: the domain is built paused, the console is attached, then the
- *     domain is unpaused and the console (stdout) carries the guest's serial output; like xenconsole, the
- *     console exits on EOF of its stdin and when the domain goes away;
+ *     domain is unpaused and the console (stdout) carries the guest's serial output;
+ *   - the console client is xenconsole as Xen 4.17 has it (tools/console/client/main.c): `xl console` becomes
+ *     it (exec: process name xenconsole), `xl create -c` forks it as a child named xenconsole and exits when it
+ *     does. It reads its stdin only when stdin and stdout are terminals (then raw; ^] alone or the
+ *     terminal's end ends it); from a pipe it reads nothing, so EOF there does not end it. It ends when the
+ *     domain goes away, or on SIGTERM (status 0); it holds /var/lock/xenconsole.DOMID, so a second client
+ *     of the same domain fails ("Could not lock"), as the lab's real xl did (docs/lab.md);
  *   - failures as the real one prints them: not a dom0, create failing, unknown domains.
  * The guest is a script ($FAKE_XL_STATE/guest.txt): text lines are written to the console as they are;
  * directives: `@sleep MS`, `@crash` (state c, kept as on_crash="preserve" does), `@poweroff` (the domain
@@ -24,16 +29,18 @@
  * Migration knobs (scenario.json): migrateFailsOn: [n], migrateHangsOn: [n] — the nth `xl migrate`
  * (1-based) fails half-way and resumes at the sender, as the real one prints it, or hangs with the domain
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
+ * `migrate` and `restore` stat the domain's disk files as libxl does when it builds the receiving domain:
+ * one that is gone fails them with libxl's words (the sender resumes; docs/lab.md).
  * migrateReceiverDiesOn: [n] — the receiving xl of the nth migrate is killed half-way, as real-xl test C does
  * to the real one (docs/lab.md): the sender resumes and exits 1, and NAME--incoming stays paused.
  * PVH (type = "pvh", Xen 4.10+): as xl 4.17's parser and libxl, a PVH config needs kernel= ("Neither
  * kernel nor bootloader specified"), the kernel file must be readable at build time (xc_dom_kernel_file),
  * `list -l` shows b_info.kernel/cmdline and no type.hvm, and the domain has only the PV console: `console
- * -t serial` fails as xenconsole does when no serial tty is in xenstore (the real one waits 5 s first).
+ * -t serial` attaches it, as xenconsole falls back to it when no serial tty is in xenstore.
  * Every invocation is appended to $FAKE_XL_STATE/calls.log.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,7 +50,14 @@ if (!stateDir) {
   process.exit(2);
 }
 const argv = process.argv.slice(2);
-appendFileSync(join(stateDir, 'calls.log'), `${JSON.stringify({ argv, at: Date.now() })}\n`);
+// `__xenconsole DOMID`: the console child `create -c` forks (not an xl command, not logged)
+const XENCONSOLE_CHILD = '__xenconsole';
+if (argv[0] === XENCONSOLE_CHILD) process.title = 'xenconsole';
+else {
+  appendFileSync(join(stateDir, 'calls.log'), `${JSON.stringify({ argv, at: Date.now() })}\n`);
+  // the command line the real xl shows (ps, pgrep -f), not node's
+  process.title = [process.env.FAKE_XL_ARGV0 ?? 'xl', ...argv].join(' ');
+}
 
 const scenario = existsSync(join(stateDir, 'scenario.json')) ? JSON.parse(readFileSync(join(stateDir, 'scenario.json'), 'utf8')) : {};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -149,6 +163,29 @@ function libxlConfig(cfg) {
   };
 }
 
+/**
+ * libxl stats every disk that is not an empty CD when it builds a domain (libxl__device_disk_set_backend,
+ * after libxl__domain_make took a domid): a receiving or restoring xl whose disk files are gone fails so
+ * (seen on the lab's real xl, docs/lab.md). Returns xl's lines, or undefined when every file is there.
+ */
+function diskStatFailure(config, domid) {
+  const disks = config?.disks ?? [];
+  for (let i = 0; i < disks.length; i++) {
+    const d = disks[i];
+    if (d.format === 'empty') continue;
+    try {
+      statSync(d.pdev_path ?? '');
+    } catch (e) {
+      const why = e.code === 'ENOENT' ? 'No such file or directory' : e.code === 'EACCES' ? 'Permission denied' : e.code === 'ENOTDIR' ? 'Not a directory' : e.message;
+      return (
+        `libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev=${d.vdev} failed to stat: ${d.pdev_path ?? ''}: ${why}\n` +
+        `libxl: error: libxl_create.c:1316:initiate_domain_create: Domain ${domid}:Unable to set disk defaults for disk ${i}\n`
+      );
+    }
+  }
+  return undefined;
+}
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** `@collect FIXTURE`: the guest's rc.d script and collector, real scripts under dash, against stand-ins (see the header). */
@@ -194,15 +231,53 @@ async function collect(domid, fixture, alive) {
   }
 }
 
-/** Plays the guest script to stdout until the domain goes away or stdin closes (xenconsole semantics). */
+/**
+ * xenconsole's lock (console_lock: flock of XEN_LOCK_DIR/xenconsole.DOMID, failing at once when held):
+ * here a file in the state directory naming its holder, which a dead holder no longer holds.
+ */
+function consoleLock(domid) {
+  const path = join(stateDir, `xenconsole.${domid}.lock`);
+  for (;;) {
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+      break;
+    } catch {
+      const holder = Number(existsSync(path) ? readFileSync(path, 'utf8') : '');
+      let held = false;
+      try {
+        if (holder > 0) held = (process.kill(holder, 0), true);
+      } catch {}
+      if (held) die(`xenconsole: Could not lock /var/lock/xenconsole.${domid}: Resource temporarily unavailable`, 11);
+      rmSync(path, { force: true });
+    }
+  }
+  process.on('exit', () => {
+    if (existsSync(path) && readFileSync(path, 'utf8') === String(process.pid)) rmSync(path, { force: true });
+  });
+}
+
+/**
+ * xenconsole: plays the guest script to stdout until the domain goes away. It reads stdin only when stdin
+ * and stdout are terminals (interactive); a lone ^] (0x1d) or the terminal's end then ends it. From a pipe
+ * nothing is read, and EOF there changes nothing (found on the lab's real xl, docs/lab.md).
+ */
 async function consoleLoop(domid) {
-  // xenconsole on a terminal (fbxen's script(1) wrapper) makes it raw: no echo, no \n → \r\n on the way out.
-  // (stty raw, as xenconsole's cfmakeraw: node's setRawMode keeps ONLCR)
-  if (process.stdin.isTTY) spawnSync('stty', ['raw', '-echo'], { stdio: ['inherit', 'ignore', 'ignore'] });
+  consoleLock(domid);
+  // its SIGTERM handler ends the loop; main returns 0
+  process.on('SIGTERM', () => process.exit(0));
   let stdinClosed = false;
-  process.stdin.on('end', () => (stdinClosed = true));
-  process.stdin.on('error', () => (stdinClosed = true));
-  process.stdin.resume();
+  if (process.stdin.isTTY && process.stdout.isTTY) {
+    // raw as xenconsole's cfmakeraw (stty raw: node's setRawMode keeps ONLCR); restored at exit (atexit)
+    const saved = spawnSync('stty', ['-g'], { stdio: ['inherit', 'pipe', 'ignore'], encoding: 'utf8' }).stdout?.trim();
+    spawnSync('stty', ['raw', '-echo'], { stdio: ['inherit', 'ignore', 'ignore'] });
+    if (saved) process.on('exit', () => spawnSync('stty', [saved], { stdio: ['inherit', 'ignore', 'ignore'] }));
+    process.stdin.on('data', (b) => {
+      if (b.length === 1 && b[0] === 0x1d) stdinClosed = true;
+    });
+    process.stdin.on('end', () => (stdinClosed = true));
+    process.stdin.on('error', () => (stdinClosed = true));
+    process.stdin.resume();
+  }
   const alive = () => !stdinClosed && load().domains.some((d) => d.domid === domid);
   const scriptPath = join(stateDir, 'guest.txt');
   const script = existsSync(scriptPath) ? readFileSync(scriptPath, 'utf8').split('\n') : ['@hang'];
@@ -241,6 +316,13 @@ function consoleOf(domid) {
   return consoleLoop(domid).then(() => process.exit(0));
 }
 
+/** `create -c`: xl forks the console child (xenconsole) and exits when it has (console_child_report). */
+function consoleChild(domid) {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), XENCONSOLE_CHILD, String(domid)], { stdio: 'inherit' });
+  return new Promise((r) => child.on('close', r));
+}
+
+if (argv[0] === XENCONSOLE_CHILD) await consoleOf(Number(argv[1]));
 const [cmd, ...args] = argv;
 /** getopt as xl does it: options with a value (per command) take the next argument. */
 const VALUE_OPTS = { console: ['-t', '-n'], migrate: ['-s', '-C'], create: [], shutdown: [], save: [], restore: [] };
@@ -324,6 +406,13 @@ switch (cmd) {
     if (!cfg.name) die(`${cfgPath}: config parsing error: no name specified`); // simplification of xl's parse errors
     const type = domainType(cfg);
     if (type !== 'hvm' && !cfg.kernel && !cfg.bootloader) die('Neither kernel nor bootloader specified');
+    // libxl stats the disks once the domain is made (a domid taken), before it builds it (the kernel)
+    const noDisk = update((db) => {
+      const why = diskStatFailure(libxlConfig(cfg), db.nextDomid);
+      if (why) db.nextDomid++;
+      return why;
+    });
+    if (noDisk) die(noDisk);
     if (type !== 'hvm' && cfg.kernel) {
       // libxl reads the kernel when it builds the domain (xc_dom_kernel_file); the domain is never made.
       try {
@@ -355,16 +444,17 @@ switch (cmd) {
         if (d && d.state === 'p') d.state = 'r';
       });
     }
-    if (flags.has('-c')) await consoleOf(domid);
+    if (flags.has('-c')) await consoleChild(domid);
     break;
   }
   case 'console': {
     notDom0();
     const d = find(load(), positional[0] ?? '') ?? unknownDomain(positional[0]);
-    const ti = args.indexOf('-t');
-    const consoleType = ti >= 0 ? args[ti + 1] : undefined;
-    // Only an HVM domain has a QEMU serial port (serial/0/tty in xenstore); PV and PVH have the PV console.
-    if (consoleType === 'serial' && (d.config?.c_info?.type ?? 'hvm') !== 'hvm') die('xenconsole: Could not read tty from store: No such file or directory');
+    // Only an HVM domain has a QEMU serial port (serial/0/tty in xenstore); for PV and PVH xenconsole finds
+    // none and attaches the PV console instead (Xen 4.17 tools/console/client/main.c), so -t serial works.
+    // The fake plays the same guest script on either.
+    // xl execs xenconsole: this process becomes it
+    process.title = 'xenconsole';
     await consoleOf(d.domid);
     break;
   }
@@ -432,9 +522,15 @@ switch (cmd) {
     const buf = readFileSync(file);
     if (!buf.subarray(0, 32).equals(Buffer.from('Xen saved domain, xl format\n \0 \r'))) die('File has wrong magic number - corrupt or for a different tool?');
     const saved = JSON.parse(buf.subarray(32).toString('utf8'));
-    update((db) => {
-      db.domains.push({ ...saved, domid: db.nextDomid++, state: flags.has('-p') ? 'p' : 'r' });
+    process.stderr.write(`Loading new save file ${file} (new xl fmt info 0x3/0x0/1342)\n Savefile contains xl domain config in JSON format\nParsing config from <saved>\n`);
+    const failed = update((db) => {
+      // the domid is taken before the disks are looked at, and the half-made domain destroyed
+      const domid = db.nextDomid++;
+      const why = diskStatFailure(saved.config, domid);
+      if (!why) db.domains.push({ ...saved, domid, state: flags.has('-p') ? 'p' : 'r' });
+      return why;
     });
+    if (failed) die(failed);
     break;
   }
   case 'help': {
@@ -448,6 +544,27 @@ switch (cmd) {
     const ref = positional[0] ?? '';
     const d = find(load(), ref) ?? unknownDomain(ref);
     const n = update((db) => (db.migrations = (db.migrations ?? 0) + 1));
+    // The receiver builds the domain from the config it was sent and stats its disks first (libxl), then
+    // fails; the sender's stream breaks and it resumes the domain (the lab's real xl, docs/lab.md).
+    const noDisk = update((db) => {
+      const why = diskStatFailure(d.config, db.nextDomid);
+      if (why) db.nextDomid++;
+      return why;
+    });
+    if (noDisk) {
+      await sleep(50);
+      die(
+        'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n' +
+          'Loading new save file <incoming migration stream> (new xl fmt info 0x3/0x0/1342)\n Savefile contains xl domain config in JSON format\nParsing config from <saved>\n' +
+          noDisk +
+          'migration target: Domain creation failed (code -3).\n' +
+          // the sender's stream to a receiver gone, as real-xl test C recorded it (there the receiver was killed)
+          'libxl: error: libxl_aoutils.c:326:datacopier_writable: unexpected poll event 0xc on fd 15 (should be POLLOUT) writing emulator record during copy of save v2 stream\n' +
+          'migration sender: libxl_domain_suspend failed (rc=-3)\n' +
+          'libxl: info: libxl_exec.c:117:libxl_report_child_exitstatus: migration transport process [4242] exited with error status 1\n' +
+          'Migration failed, resuming at sender.',
+      );
+    }
     if ((scenario.migrateFailsOn ?? []).includes(n)) {
       await sleep(50);
       die(
@@ -462,10 +579,12 @@ switch (cmd) {
         db.domains.push({ ...x, name: `${d.name}--incoming`, domid: db.nextDomid++, state: 'p' });
       });
       await sleep(50);
+      // as real-xl test C recorded it on the lab (Xen 4.17.7)
       die(
         'migration target: Ready to receive domain.\nSaving to migration stream new xl format (info 0x3/0x0/1342)\n' +
-          `libxl: error: libxl_utils.c:522:libxl_read_exactly: file/stream truncated reading ready message from migration receiver stream\n` +
-          'xl: error: migration transport process [4242] exited with error status 137\n' +
+          'libxl: error: libxl_aoutils.c:326:datacopier_writable: unexpected poll event 0xc on fd 15 (should be POLLOUT) writing emulator record during copy of save v2 stream\n' +
+          'migration sender: libxl_domain_suspend failed (rc=-3)\n' +
+          'libxl: info: libxl_exec.c:117:libxl_report_child_exitstatus: migration transport process [4242] exited with error status 137\n' +
           'Migration failed, resuming at sender.',
       );
     }

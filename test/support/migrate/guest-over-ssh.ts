@@ -1,0 +1,39 @@
+/**
+ * The guest of migrate-test's network tests over the fake ssh (test/support/migrate/fake-ssh, a
+ * SIMULATION: the real collector and heartbeat run here under dash against the FreeBSD stand-ins and the
+ * STUB nc): its CD is the one `fbxen boot` made (bsdtar off the run's ISO), its bundle the netfront
+ * fixture with the vif's MAC in place of the recorded xn0's. Puts its `ssh` (and `sysctl`) first on h's PATH.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { macForName } from '../../../src/core/toolstack/xl/xl-config.js';
+import { REPO, type Host } from '../../boot/harness.js';
+
+export const NETFRONT_FIXTURE = join(REPO, 'fixtures/probes/13.2-netfront-healthy-derived');
+
+export interface GuestOverSshOptions {
+  /** environment for the STUB nc (FBXEN_STUB_NC_CORRUPT_UP, ...) */
+  ncEnv?: Record<string, string>;
+  /** the real ssh client for every destination but root@guest (the dom0's master and forwards); else all go to the guest */
+  realSsh?: string;
+}
+
+export function guestOverSsh(h: Host, name: string, bootDir: string, opts: GuestOverSshOptions = {}): void {
+  const g = join(h.dir, 'guest');
+  mkdirSync(join(g, 'cd'), { recursive: true });
+  execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
+  cpSync(NETFRONT_FIXTURE, join(g, 'bundle'), { recursive: true });
+  const sections = join(g, 'bundle/sections');
+  for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split('00:16:3e:5a:01:02').join(macForName(name)), 'latin1');
+  const bin = join(g, 'bin');
+  mkdirSync(bin);
+  // the heartbeat's timecounter OIDs from the migrate stand-in, everything else from the bundle's
+  writeFileSync(join(bin, 'sysctl'), `#!/bin/sh\ncase "$1 $2" in "-n kern.timecounter"*) exec ${join(REPO, 'test/support/migrate/standins/sysctl')} "$@" ;; esac\nexec ${join(REPO, 'test/support/verify/standins/sysctl')} "$@"\n`);
+  const exports = Object.entries({ FBXEN_STANDIN_BUNDLE: join(g, 'bundle'), FBXEN_STANDIN_STATE: g, FBXEN_STANDIN_CD: join(g, 'cd'), HOME: g, ...opts.ncEnv }).map(([k, v]) => `${k}='${v}'; export ${k}`);
+  const others = opts.realSsh ? `case " $* " in *" root@guest "*) ;; *) exec ${opts.realSsh} "$@" ;; esac\n` : '';
+  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\n${others}${exports.join('\n')}\nPATH='${bin}:${join(REPO, 'test/support/verify/standins')}:${join(REPO, 'test/probes/stubs')}':"$PATH"; export PATH\nexec ${join(REPO, 'test/support/migrate/fake-ssh/ssh')} "$@"\n`);
+  chmodSync(join(bin, 'sysctl'), 0o755);
+  chmodSync(join(bin, 'ssh'), 0o755);
+  h.env.PATH = `${bin}:${h.env.PATH}`;
+}
