@@ -23,7 +23,9 @@ export function remoteCommand(argv: readonly string[]): string {
  * its client disappears; what the command does see is end-of-file on its stdin (the channel's input:
  * ssh sends EOF when its own stdin closes, and the master closes the channel's input when a mux client
  * dies). So:
- * - a command that reads its stdin (xl console, a copy) gets fbxen's stdin and ends on that EOF itself;
+ * - a command that reads its stdin (xl console on a terminal, a copy) gets fbxen's stdin and ends on that
+ *   EOF itself (a bare `xl create -c` does not: its xenconsole reads no stdin without a terminal, so fbxen's
+ *   detach reaps it; after a SIGKILL of fbxen it ends with the domain);
  * - any other command runs under this wrapper: the command gets /dev/null, a background reader waits
  *   for EOF on the channel's input (which fbxen holds open and never writes) and then sends the
  *   command SIGTERM; when the command ends first, the reader is ended. The exit status is the command's.

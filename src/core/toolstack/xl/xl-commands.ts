@@ -33,7 +33,10 @@ export interface XlConsoleClient {
   done: Promise<RunResult>;
   /** Types into the guest's serial console. */
   write(text: string): void;
-  /** Detaches by closing the client's stdin: xenconsole exits on EOF of its input, when it reads it. */
+  /**
+   * Detaches by closing the client's stdin: the console-on-a-terminal wrapper ends on that EOF; a bare
+   * xenconsole reads no stdin without a terminal (Xen 4.17), so it misses it and reap() ends it.
+   */
   detach(): void;
   /**
    * Ends the xenconsole this client started, for a client still there after detach(): the real one that
@@ -154,7 +157,8 @@ export class XlCommands {
   /**
    * `xl create -c CFG`: xl builds the domain paused, forks the console client, waits for it to report that
    * it is attached, and only then unpauses, so the capture holds the guest's output from the first byte.
-   * xenconsole exits when its stdin reaches EOF, so stdin is a pipe held open until detach().
+   * Its xenconsole reads no stdin here (no terminal): detach() closes our pipe, and reap() ends that
+   * xenconsole when the client is still there.
    */
   createWithConsole(configPath: string): XlConsoleClient {
     return this.attach(['create', '-c', configPath]);
@@ -170,7 +174,7 @@ export class XlCommands {
   }
 
   private attach(args: string[], command: [string, string[]] = this.argv(args)): XlConsoleClient {
-    // stdin must be a pipe we hold open (xenconsole exits at EOF on stdin): ask for 'pipe', keep the writable end.
+    // stdin is a pipe we hold open (the terminal wrapper ends at its EOF; typing goes through it): keep the writable end.
     const proc: StreamingProcess = this.runner.stream(...command, {
       ...(this.options.env ? { env: this.options.env } : {}),
       stdin: 'pipe',

@@ -92,7 +92,7 @@ export class XlConsoles {
     };
   }
 
-  /** Detaches every client (each exits on EOF of its stdin) and waits for them, bounded. */
+  /** Detaches every client (EOF of its stdin, then the reap of a xenconsole still there) and waits for them, bounded. */
   async close(): Promise<void> {
     const all = [this.current, this.incoming].filter((c) => c !== undefined);
     this.current = undefined;
