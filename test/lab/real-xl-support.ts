@@ -5,7 +5,7 @@
  * ssh connection. These tests meet the REAL xl of Debian's Xen 4.17, not the fake one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
@@ -186,3 +186,26 @@ export function labImageDir(): string {
   if (!existsSync(join(dir, 'standin-base.cpio.gz'))) throw new Error(`${dir} has no standin-base.cpio.gz: the lab runs an image from before the stand-in; fbxen lab down, then up (the image key changed, so it rebuilds)`);
   return dir;
 }
+
+/**
+ * `fbxen ARGS` booting the stand-in guest (FBXEN_TEST_STANDIN_GUEST=standin) into `runDir`, up to 3
+ * times: the stand-in's own Linux kernel may die under emulation (docs/lab.md, "The stand-in guest"), a
+ * crash of the test double that fbxen reports as documented ("the guest crashed" / "went away"). Before
+ * each retry `cleanup` runs in the dom0. The last result, its console log, and one line per attempt.
+ */
+export async function bootStandin(args: string[], standin: string, runDir: string, cleanup: string, label: string): Promise<{ r: CliResult; console: string; attempts: string[] }> {
+  const attempts: string[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const t = Date.now();
+    rmSync(runDir, { recursive: true, force: true });
+    if (attempt > 1) await labSh(cleanup);
+    const r = await fbxenChild(args, { FBXEN_TEST_STANDIN_GUEST: standin }).done;
+    const console = existsSync(join(runDir, 'console.log')) ? readFileSync(join(runDir, 'console.log'), 'latin1') : '';
+    attempts.push(`boot ${Math.round((Date.now() - t) / 1000)} s (attempt ${attempt}, exit ${r.code})`);
+    if (attempt === 3 || !/the guest crashed|the guest went away/.test(r.stderr)) return { r, console, attempts };
+    process.stderr.write(`${label}: the stand-in guest died on boot ${attempt} (the test double, not fbxen${/Kernel panic/.test(console) ? ': a kernel panic' : ''}); booting it again\n`);
+  }
+}
+
+/** What a failed boot's assertion shows: fbxen's stderr and the console's last lines without frame data. */
+export const bootShown = (r: CliResult, console: string) => `${r.stderr}\nconsole (no frame data lines):\n${console.split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-30).join('\n')}`;

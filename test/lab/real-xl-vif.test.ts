@@ -10,15 +10,14 @@
  * what this proves is fbxen's vif, forward and round trip over real Xen networking, NOT FreeBSD's netfront.
  * Enabled by FBXEN_LAB_TESTS=1 (scripts/lab-test.sh); skipped with the reason otherwise.
  */
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHostKnowledge } from '../../src/core/net/host-record.js';
 import type { HostRoundTrip } from '../../src/core/net/roundtrip.js';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { REPO } from '../support/verify/collector-harness.js';
-import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, fbxenChild, labConfig, labDown, labImageDir, labSh, SKIP, stopChildren, xlList } from './real-xl-support.js';
+import { bootShown, bootStandin, enabled, labConfig, labImageDir, labSh, SKIP, useLab, xlList } from './real-xl-support.js';
 import { buildStandinGuest } from './standin-guest.js';
 
 const FIXTURE = 'fixtures/probes/13.2-netfront-healthy-derived';
@@ -29,9 +28,7 @@ const GUEST_IP = '10.99.0.2/24';
 const MAC = macForName(NAME);
 const started = Date.now();
 const times: string[] = [];
-let startedHere = false;
-let work = '';
-let image = '';
+const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v']);
 let standin = '';
 
 /** The fixture with its xn0 given the vif's MAC (fbxen's, from the name), as FreeBSD would print it. */
@@ -48,43 +45,23 @@ function bundleWithMac(to: string): string {
   return to;
 }
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!enabled) return;
-  ({ startedHere } = await ensureLab());
-  work = tmpDir('real-xl-vif');
-  image = buildSampleImage(work);
-  standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(work, '13.2-netfront-healthy-derived')), out: work, vif: { ip: GUEST_IP } });
-}, 1_200_000);
+  standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP } });
+});
 
-afterEach(stopChildren, 300_000);
-
-afterAll(async () => {
-  if (!enabled) return;
-  await labSh(`for d in $(xl list | awk '/^${NAME}/{print $1}'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-v`);
-  if (startedHere) labDown();
-  process.stderr.write(`real-xl test V: ${times.join(', ')}; whole file ${Math.round((Date.now() - started) / 1000)} s\n`);
-}, 300_000);
+afterAll(() => {
+  if (enabled) process.stderr.write(`real-xl test V: ${times.join(', ')}; whole file ${Math.round((Date.now() - started) / 1000)} s\n`);
+});
 
 describe(`real xl in the lab: the round trip through a real vif and netback, with the stand-in guest (a Linux test double, not FreeBSD)${SKIP}`, () => {
   it.skipIf(!enabled)('boot --host lab --type pvh --verify: the vif with fbxen\'s MAC on xenbr0, the collector\'s payload up and the host\'s down through it byte for byte, netfront passes on that round trip; afterwards no domain, vif or forward', async () => {
-    const artifacts = join(work, 'runs');
+    const artifacts = join(lab.work, 'runs');
     const dir = join(artifacts, NAME, 'real-v');
-    let r!: Awaited<ReturnType<typeof fbxenChild>['done']>;
-    let console = '';
-    // The stand-in's own Linux kernel may die under emulation (real-xl test B, docs/lab.md): a crash of the
-    // test double, which fbxen reports as documented. Up to 3 boots.
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      const t = Date.now();
-      rmSync(dir, { recursive: true, force: true });
-      if (attempt > 1) await labSh(`xl destroy ${NAME} 2>/dev/null; rm -rf /var/lib/fbxen/runs/real-v`);
-      const boot = fbxenChild(['--config', labConfig(work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', image, '--name', NAME, '--run-id', 'real-v', '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--artifacts', artifacts], { FBXEN_TEST_STANDIN_GUEST: standin });
-      r = await boot.done;
-      console = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'latin1') : '';
-      times.push(`boot --verify ${Math.round((Date.now() - t) / 1000)} s (attempt ${attempt}, exit ${r.code})`);
-      if (!/the guest crashed|the guest went away/.test(r.stderr)) break;
-      process.stderr.write(`real-xl test V: the stand-in guest died on boot ${attempt} (the test double, not fbxen${/Kernel panic/.test(console) ? ': a kernel panic' : ''}); booting it again\n`);
-    }
-    const shown = `${r.stderr}\nconsole (no frame data lines):\n${console.split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-30).join('\n')}`;
+    const boot = await bootStandin(['--config', labConfig(lab.work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', lab.image, '--name', NAME, '--run-id', 'real-v', '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--artifacts', artifacts], standin, dir, `xl destroy ${NAME} 2>/dev/null; rm -rf /var/lib/fbxen/runs/real-v`, 'real-xl test V');
+    const { r, console } = boot;
+    times.push(...boot.attempts);
+    const shown = bootShown(r, console);
     expect(r.code, shown).toBe(0);
     expect(r.stderr, shown).toContain('FBXEN_TEST_STANDIN_GUEST is set: booting the TEST-ONLY stand-in guest');
     // the xl.cfg the real xl took: fbxen's vif on xenbr0 with the MAC from the name
