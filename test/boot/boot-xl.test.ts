@@ -129,6 +129,19 @@ describe('happy path', () => {
     expect(xlCalls(h).filter((a) => a[0] === 'destroy')).toEqual([['destroy', '1']]);
     expect(domains(h)).toEqual([]);
   });
+  it('a powered-off domain still listed while its own xl create destroys it (the real xl): fbxen\'s racing destroy fails, the domain goes, exit 0', async () => {
+    // found by real-xl test V (docs/lab.md): the boot ended exit 5 on the real xl's "Unable to destroy guest"
+    const h = host({ scenario: { poweroffLingersMs: 2500 } });
+    const image = makeImage(h, 'img.raw');
+    await writeGuest(h, { run: 'run-l' });
+    const r = await fbxen(['boot', '--image', image, '--name', 'fbxen-linger', '--artifacts', h.artifacts, '--run-id', 'run-l', '--timeout', '30'], h);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('fbxen-linger: booted, evidence collected, shut down');
+    const transcript = readFileSync(join(runDir(h, 'fbxen-linger', 'run-l'), 'transcript.log'), 'utf8');
+    expect(transcript).toMatch(/exit=1 xl destroy 1$/m);
+    expect(transcript).toContain('Unable to destroy guest');
+    expect(domains(h)).toEqual([]);
+  });
 });
 
 describe('failures leave no domain behind and keep the logs', () => {

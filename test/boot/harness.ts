@@ -106,7 +106,8 @@ export interface Domain {
 
 export function domains(host: Host): Domain[] {
   const p = join(host.state, 'domains.json');
-  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as { domains: Domain[] }).domains : [];
+  // as the fake's xl list shows them: a powered-off domain whose linger (poweroffLingersMs) is over is gone
+  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as { domains: (Domain & { goneAt?: number })[] }).domains.filter((d) => d.goneAt === undefined || d.goneAt > Date.now()) : [];
 }
 
 export function xlCalls(host: Host): string[][] {

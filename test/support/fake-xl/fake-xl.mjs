@@ -31,6 +31,9 @@
  * split into NAME--migratedaway (suspended) and NAME--incoming (paused) until it is killed.
  * `migrate` and `restore` stat the domain's disk files as libxl does when it builds the receiving domain:
  * one that is gone fails them with libxl's words (the sender resumes; docs/lab.md).
+ * poweroffLingersMs: N — a domain that powered off (`shutdown`) stays listed, state s, for N ms, as the real
+ * one does while its own `xl create` destroys it (on_poweroff="destroy"); a `destroy` meanwhile fails with
+ * what the lab's real xl printed for that race ("libxl__devices_destroy failed ... Unable to destroy guest").
  * migrateReceiverDiesOn: [n] — the receiving xl of the nth migrate is killed half-way, as real-xl test C does
  * to the real one (docs/lab.md): the sender resumes and exits 1, and NAME--incoming stays paused.
  * PVH (type = "pvh", Xen 4.10+): as xl 4.17's parser and libxl, a PVH config needs kernel= ("Neither
@@ -64,7 +67,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function load() {
   const p = join(stateDir, 'domains.json');
-  return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : { nextDomid: 1, domains: [] };
+  const db = existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : { nextDomid: 1, domains: [] };
+  // a powered-off domain's own xl create has destroyed it by now (poweroffLingersMs)
+  db.domains = db.domains.filter((d) => d.goneAt === undefined || d.goneAt > Date.now());
+  return db;
 }
 function save(db) {
   const p = join(stateDir, 'domains.json');
@@ -479,7 +485,10 @@ switch (cmd) {
     if (flags.has('-w')) process.stderr.write('Waiting for 1 domains\n');
     await sleep(100);
     update((db) => {
-      db.domains = db.domains.filter((x) => x.domid !== d.domid);
+      if (scenario.poweroffLingersMs) {
+        const x = db.domains.find((y) => y.domid === d.domid);
+        if (x) Object.assign(x, { state: 's', goneAt: Date.now() + scenario.poweroffLingersMs });
+      } else db.domains = db.domains.filter((x) => x.domid !== d.domid);
     });
     if (flags.has('-w')) process.stderr.write(`Domain ${d.domid} has been shut down, reason code 0\n`);
     break;
@@ -490,9 +499,19 @@ switch (cmd) {
     const gone = update((db) => {
       const d = find(db, ref);
       if (!d) return true;
+      if (d.goneAt !== undefined) return 'racing';
       db.domains = db.domains.filter((x) => x !== d);
       return false;
     });
+    if (gone === 'racing') {
+      const id = /^\d+$/.test(ref) ? ref : String(find(load(), ref)?.domid ?? ref);
+      die(
+        `libxl: error: libxl_domain.c:1530:devices_destroy_cb: Domain ${id}:libxl__devices_destroy failed\n` +
+          `libxl: error: libxl_dom.c:1216:libxl__userdata_path: unable to find domain info for domain ${id}: No such file or directory\n` +
+          `libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain ${id}:Unable to destroy guest\n` +
+          `libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain ${id}:Destruction of domain failed`,
+      );
+    }
     if (gone) {
       if (/^\d+$/.test(ref)) {
         die(
