@@ -152,13 +152,13 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   throw new Error(`${what}: not within ${Math.round(deadlineMs / 1000)} s${stopped ? ' (fbxen exited first)' : ''}`);
 }
 
-/** fbxen's xl driver on the lab's dom0 over one ssh connection, with every command it ran recorded. */
-export async function labDriver(run: string, root = '/var/lib/fbxen/runs'): Promise<{ driver: XlDriver; commands: CommandRecord[] }> {
+/** fbxen's xl driver on the lab's dom0 over one ssh connection (its session too), with every command it ran recorded. */
+export async function labDriver(run: string, root = '/var/lib/fbxen/runs'): Promise<{ driver: XlDriver; commands: CommandRecord[]; session: SshSession }> {
   const { target, options } = sessionTarget(await resolveLabTarget({ dir: labDir }));
   const commands: CommandRecord[] = [];
   const runner = createExecaRunner({ onCommand: (r) => commands.push(r) });
   const session = new SshSession(target, { ...options, remoteRoot: root }, { runner, env: process.env });
-  return { driver: new XlDriver({ runner, backTo: 'localhost', remote: { session, root, run } }), commands };
+  return { driver: new XlDriver({ runner, backTo: 'localhost', remote: { session, root, run } }), commands, session };
 }
 
 /**

@@ -12,12 +12,14 @@
  */
 import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { SshSession } from '../../src/core/exec/ssh.js';
+import { firstBeatAfter, startBeatListener, type BeatListener } from '../../src/core/net/beats.js';
 import { readHostKnowledge } from '../../src/core/net/host-record.js';
 import type { HostRoundTrip } from '../../src/core/net/roundtrip.js';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
 import { REPO } from '../support/verify/collector-harness.js';
-import { bootShown, bootStandin, enabled, labConfig, labImageDir, labSh, SKIP, useLab, xlList } from './real-xl-support.js';
+import { bootShown, bootStandin, enabled, labConfig, labDriver, labImageDir, labSh, SKIP, useLab, waitFor, xlList } from './real-xl-support.js';
 import { buildStandinGuest } from './standin-guest.js';
 
 const FIXTURE = 'fixtures/probes/13.2-netfront-healthy-derived';
@@ -28,8 +30,34 @@ const GUEST_IP = '10.99.0.2/24';
 const MAC = macForName(NAME);
 const started = Date.now();
 const times: string[] = [];
-const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v']);
-let standin = '';
+const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v', '/var/lib/fbxen/runs/real-v2']);
+
+/** `fbxen boot --host lab --type pvh --verify` of the stand-in (with EXTRA), up to 3 boots; its run directory here. */
+async function bootV(run: string, standin: string, extra: string[] = []) {
+  const artifacts = join(lab.work, 'runs');
+  const dir = join(artifacts, NAME, run);
+  const boot = await bootStandin(['--config', labConfig(lab.work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', lab.image, '--name', NAME, '--run-id', run, '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--artifacts', artifacts, ...extra], standin, dir, `xl destroy ${NAME} 2>/dev/null; rm -rf /var/lib/fbxen/runs/${run}`, 'real-xl test V');
+  times.push(...boot.attempts);
+  const shown = bootShown(boot.r, boot.console);
+  expect(boot.r.code, shown).toBe(0);
+  expect(boot.r.stderr, shown).toContain('FBXEN_TEST_STANDIN_GUEST is set: booting the TEST-ONLY stand-in guest');
+  // the xl.cfg the real xl took: fbxen's vif on xenbr0 with the MAC from the name
+  expect(readFileSync(join(dir, 'xl.cfg'), 'utf8')).toContain(`vif = [ "mac=${MAC},bridge=xenbr0,type=vif" ]`);
+  // the stand-in's Linux netfront came up with that MAC (xl wrote it to xenstore, netfront read it)
+  expect(boot.console, shown).toContain(`fbxen STAND-IN GUEST: xn0 (Linux netfront) ${MAC} up with ${GUEST_IP}`);
+  expect(boot.console).toMatch(new RegExp(`^FBXEN1 END ${run} boot$`, 'm'));
+  return dir;
+}
+
+/** In the dom0 after the run: the bridge's ports, sshd's forwards on 10.99.0.1, and no domain or run directory. */
+async function nothingLeft(run: string): Promise<void> {
+  const after = await labSh(`ls /sys/class/net/xenbr0/brif; echo ---; ss -ltn | grep -c '${BRIDGE_ADDR}:' || true; echo ---; ls -A /var/lib/fbxen/runs`);
+  const [brif, forwards, runs] = after.stdout.split('---\n');
+  expect((brif ?? '').trim(), after.stdout).toBe('');
+  expect((forwards ?? '').trim()).toBe('0');
+  expect((runs ?? '').trim().split('\n')).not.toContain(run);
+  expect((await xlList()).has(NAME)).toBe(false);
+}
 
 /** The fixture with its xn0 given the vif's MAC (fbxen's, from the name), as FreeBSD would print it. */
 function bundleWithMac(to: string): string {
@@ -45,31 +73,26 @@ function bundleWithMac(to: string): string {
   return to;
 }
 
-beforeAll(() => {
-  if (!enabled) return;
-  standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP } });
-});
+/**
+ * The live-migration part runs only when asked: of its two real runs one migrated (beats back 225 ms after
+ * xl returned) and one failed ("Migration failed, failed to suspend at sender.", the source gone), not yet
+ * understood (docs/lab.md); CI must not go red on the test double.
+ */
+const migrateEnabled = enabled && process.env.FBXEN_LAB_VIF_MIGRATE === '1';
+let beats: BeatListener | undefined;
+let forward: { session: SshSession; port: number } | undefined;
 
-afterAll(() => {
+afterAll(async () => {
+  if (forward) await forward.session.forwardRemote(BRIDGE_ADDR, 0, beats!.port, true).catch(() => undefined);
+  await forward?.session.close();
+  await beats?.close();
   if (enabled) process.stderr.write(`real-xl test V: ${times.join(', ')}; whole file ${Math.round((Date.now() - started) / 1000)} s\n`);
 });
 
 describe(`real xl in the lab: the round trip through a real vif and netback, with the stand-in guest (a Linux test double, not FreeBSD)${SKIP}`, () => {
-  it.skipIf(!enabled)('boot --host lab --type pvh --verify: the vif with fbxen\'s MAC on xenbr0, the collector\'s payload up and the host\'s down through it byte for byte, netfront passes on that round trip; afterwards no domain, vif or forward', async () => {
-    const artifacts = join(lab.work, 'runs');
-    const dir = join(artifacts, NAME, 'real-v');
-    const boot = await bootStandin(['--config', labConfig(lab.work), 'boot', '--host', 'lab', '--type', 'pvh', '--image', lab.image, '--name', NAME, '--run-id', 'real-v', '--vcpus', '1', '--memory', '256', '--timeout', '600', '--verify', '--artifacts', artifacts], standin, dir, `xl destroy ${NAME} 2>/dev/null; rm -rf /var/lib/fbxen/runs/real-v`, 'real-xl test V');
-    const { r, console } = boot;
-    times.push(...boot.attempts);
-    const shown = bootShown(r, console);
-    expect(r.code, shown).toBe(0);
-    expect(r.stderr, shown).toContain('FBXEN_TEST_STANDIN_GUEST is set: booting the TEST-ONLY stand-in guest');
-    // the xl.cfg the real xl took: fbxen's vif on xenbr0 with the MAC from the name
-    expect(readFileSync(join(dir, 'xl.cfg'), 'utf8')).toContain(`vif = [ "mac=${MAC},bridge=xenbr0,type=vif" ]`);
-    // the stand-in's Linux netfront came up with that MAC (xl wrote it to xenstore, netfront read it)
-    expect(console, shown).toContain(`fbxen STAND-IN GUEST: xn0 (Linux netfront) ${MAC} up with ${GUEST_IP}`);
-    expect(console).toMatch(/^FBXEN1 END real-v boot$/m);
-
+  it.skipIf(!enabled)('boot --host lab --type pvh --verify: the vif with fbxen\'s MAC on xenbr0, the collector\'s payload up and the host\'s down through it byte for byte, netfront passes on that round trip; shut down, no domain, vif or forward left', async () => {
+    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP } });
+    const dir = await bootV('real-v', standin);
     // the guest's side (net-rt, from the frame): its route through xn0, nc's statuses, what it downloaded
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { results: { id: string; verdict: string; evidence: string[] }[] };
     const netfront = report.results.find((x) => x.id === 'netfront')!;
@@ -86,13 +109,48 @@ describe(`real xl in the lab: the round trip through a real vif and netback, wit
     expect(netfront.evidence.join('\n'), JSON.stringify(netfront)).toContain(`round trip through xn0 to ${BRIDGE_ADDR} (forwarded to fbxen by`);
     expect(netfront.evidence.join('\n')).toMatch(new RegExp(`^download: the guest received ${host.payloadBytes} bytes, sha256 ${host.downSha256.slice(0, 16)}\\.\\.\\. = the host's payload$`, 'm'));
     expect(netfront.verdict, JSON.stringify(netfront)).toBe('pass');
+    // fbxen boot shut it down (its destroy racing the real xl's on_poweroff destroy, docs/lab.md)
+    await nothingLeft('real-v');
+  }, 1_900_000);
 
-    // afterwards: no domain, no vif on the bridge, no forward on 10.99.0.1, no run directory
-    const after = await labSh(`ls /sys/class/net/xenbr0/brif; echo ---; ss -ltn | grep -c '${BRIDGE_ADDR}:' || true; echo ---; ls -A /var/lib/fbxen/runs`);
-    const [brif, forwards, runs] = after.stdout.split('---\n');
-    expect((brif ?? '').trim(), after.stdout).toBe('');
-    expect((forwards ?? '').trim()).toBe('0');
-    expect((runs ?? '').trim()).not.toContain('real-v');
-    expect((await xlList()).has(NAME)).toBe(false);
+  it.skipIf(!migrateEnabled)('(FBXEN_LAB_VIF_MIGRATE=1) the guest\'s network beats through the vif resume after a real live migration; then shut down, nothing left', async () => {
+    // The network-beat path as migrate-test --evidence ssh arranges it: fbxen's beat listener here, a
+    // remote forward from xenbr0's address to it; the stand-in's heartbeat sends beats there (its cmdline).
+    beats = await startBeatListener({ address: '127.0.0.1' });
+    const { driver, session } = await labDriver('real-v2');
+    await session.open();
+    const bound = await session.forwardRemote(BRIDGE_ADDR, 0, beats.port);
+    if ('error' in bound) throw new Error(`the beat forward: ${bound.error}`);
+    forward = { session, port: bound.port };
+    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP, beatTo: `${BRIDGE_ADDR}:${bound.port}` } });
+    const dir = await bootV('real-v2', standin, ['--keep']);
+    // A real live migration (localhost) of the kept domain: netfront reconnects on the receiving side, and
+    // the heartbeat's network beats, stamped on arrival here, show when the guest's packets flow again.
+    await waitFor('network beats from the stand-in', async () => (beats!.beats().length >= 4 ? true : undefined), 180_000);
+    const domid = String((JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { domid: string }).domid);
+    await driver.migrationRoute(NAME, 'live', 'localhost');
+    const t0 = Date.now();
+    await driver.migrate({ name: NAME, id: domid, host: 'localhost' }, 'localhost', 900_000);
+    const t1 = Date.now();
+    const first = await waitFor('a network beat after the migration', async () => firstBeatAfter(beats!.beats(), t1) ?? undefined, 120_000);
+    const across = beats.beats().filter((b) => b.at >= t0 - 1000 && b.at <= t1 + first.ms);
+    const gap = Math.max(...across.slice(1).map((b, i) => b.at - across[i]!.at));
+    times.push(`live migration ${t1 - t0} ms (xl), first network beat ${first.ms} ms after xl migrate returned, longest gap between beats ${gap} ms (beats every 250 ms)`);
+    expect(first.ms).toBeLessThan(60_000);
+
+    // Shut down the migrated domain as fbxen boot does (xl shutdown -w, then destroy if still listed: the
+    // real xl's own on_poweroff destroy races it, docs/lab.md), then nothing of the run is left.
+    const moved = (await xlList()).get(NAME);
+    expect(moved, 'the domain after the migration').toBeDefined();
+    const ref = { name: NAME, id: moved!.id, host: 'localhost' };
+    const clean = await driver.shutdown(ref, 120_000);
+    if (!clean || (await xlList()).has(NAME)) await driver.destroy(ref);
+    // cancelled as asked (port 0: the master knows an allocated forward by its request, not the port it got)
+    const cancelled = await session.forwardRemote(BRIDGE_ADDR, 0, beats.port, true);
+    expect(cancelled).toEqual({ port: 0 });
+    forward = undefined;
+    await driver.close();
+    await labSh('rm -rf /var/lib/fbxen/runs/real-v2');
+    await nothingLeft('real-v2');
   }, 1_900_000);
 });

@@ -114,13 +114,14 @@ export function standinOverlay(bundleDir: string): NewcEntry[] {
  * Writes the stand-in into `out`: standin-initrd.gz (the image's base, then the overlay) and standin.json
  * for FBXEN_TEST_STANDIN_GUEST; returns the JSON's path.
  */
-export function buildStandinGuest(opts: { imageDir: string; bundleDir: string; out: string; vif?: { ip: string } | undefined }): string {
+export function buildStandinGuest(opts: { imageDir: string; bundleDir: string; out: string; vif?: { ip: string; beatTo?: string | undefined } | undefined }): string {
   const base = readFileSync(join(opts.imageDir, 'standin-base.cpio.gz'));
   const ramdisk = join(opts.out, 'standin-initrd.gz');
   writeFileSync(ramdisk, Buffer.concat([base, gzipSync(newc(standinOverlay(opts.bundleDir)))]));
   const spec = join(opts.out, 'standin.json');
-  // with a vif: fbxen gives it the PV NIC, the init names it xn0 and gives it this address (init)
-  const vif = opts.vif ? { cmdline: `${STANDIN_CMDLINE} fbxen.standin.ip=${opts.vif.ip}`, vif: true } : { cmdline: STANDIN_CMDLINE };
+  // with a vif: fbxen gives it the PV NIC, the init names it xn0 and gives it this address, and its
+  // heartbeat sends network beats to beatTo (init)
+  const vif = opts.vif ? { cmdline: `${STANDIN_CMDLINE} fbxen.standin.ip=${opts.vif.ip}${opts.vif.beatTo ? ` fbxen.standin.beat=${opts.vif.beatTo}` : ''}`, vif: true } : { cmdline: STANDIN_CMDLINE };
   writeFileSync(spec, JSON.stringify({ kernel: join(opts.imageDir, 'vmlinuz'), ramdisk: 'standin-initrd.gz', ...vif }));
   return spec;
 }
