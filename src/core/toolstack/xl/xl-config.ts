@@ -363,6 +363,8 @@ function renderStandin(spec: XlGuestSpec, kernel: string, standin: { ramdisk: st
     `maxmem = ${decimal(spec.memoryMiB)}`,
     `vcpus = ${decimal(spec.vcpus)}`,
     `maxvcpus = ${decimal(spec.vcpus)}`,
+    // rdtsc natively: Xen emulates it on a host without a reliable TSC (the lab), one exit per read (docs/lab.md)
+    'tsc_mode = "native"',
     'disk = [',
     ...diskSpecs(spec).map((d) => `    ${quote(d)},`),
     ']',
