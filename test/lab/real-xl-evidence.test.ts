@@ -15,7 +15,6 @@
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { labPaths } from '../../src/core/lab/paths.js';
 import { ConsoleCapture } from '../../src/core/migrate/capture.js';
 import { estimateDowntime, parseHeartbeat } from '../../src/core/migrate/heartbeat.js';
 import { sinkOf } from '../../src/core/migrate/migrate-setup.js';
@@ -23,7 +22,7 @@ import { stateOf } from '../../src/core/toolstack/xl/xl-migrate.js';
 import { fbxen as fakeFbxen, makeHost, makeImage } from '../boot/harness.js';
 import { REPO } from '../support/verify/collector-harness.js';
 import { tmpDir } from '../support/samples.js';
-import { buildSampleImage, enabled, ensureLab, fbxenChild, labConfig, labDir, labDown, labDriver, labSh, SKIP, stopChildren, xlList } from './real-xl-support.js';
+import { buildSampleImage, enabled, ensureLab, fbxenChild, labConfig, labDir, labDown, labDriver, labImageDir, labSh, SKIP, stopChildren, xlList } from './real-xl-support.js';
 import { buildStandinGuest } from './standin-guest.js';
 
 const FIXTURE = 'fixtures/probes/migration-14.1-ok-derived';
@@ -36,15 +35,6 @@ let image = '';
 let standin = '';
 let artifacts = '';
 let booted = false;
-
-/** The lab image's directory (the stand-in's kernel and base archive): the running lab's, from its state. */
-function labImageDir(): string {
-  const paths = labPaths(labDir);
-  const state = JSON.parse(readFileSync(paths.state, 'utf8')) as { imageKey: string };
-  const dir = paths.image(state.imageKey).dir;
-  if (!existsSync(join(dir, 'standin-base.cpio.gz'))) throw new Error(`${dir} has no standin-base.cpio.gz: the lab runs an image from before the stand-in; fbxen lab down, then up (the image key changed, so it rebuilds)`);
-  return dir;
-}
 
 const verdicts = (file: string) => Object.fromEntries((JSON.parse(readFileSync(file, 'utf8')) as { results: { id: string; verdict: string }[] }).results.map((r) => [r.id, r.verdict]));
 

@@ -188,7 +188,7 @@ export function labImageDir(): string {
 }
 
 /**
- * `fbxen ARGS` booting the stand-in guest (FBXEN_TEST_STANDIN_GUEST=standin) into `runDir`, up to 3
+ * `fbxen ARGS` booting the stand-in guest (FBXEN_TEST_STANDIN_GUEST=standin) into `runDir`, up to 5
  * times: the stand-in's own Linux kernel may die under emulation (docs/lab.md, "The stand-in guest"), a
  * crash of the test double that fbxen reports as documented ("the guest crashed" / "went away"). Before
  * each retry `cleanup` runs in the dom0. The last result, its console log, and one line per attempt.
@@ -202,7 +202,7 @@ export async function bootStandin(args: string[], standin: string, runDir: strin
     const r = await fbxenChild(args, { FBXEN_TEST_STANDIN_GUEST: standin }).done;
     const console = existsSync(join(runDir, 'console.log')) ? readFileSync(join(runDir, 'console.log'), 'latin1') : '';
     attempts.push(`boot ${Math.round((Date.now() - t) / 1000)} s (attempt ${attempt}, exit ${r.code})`);
-    if (attempt === 3 || !/the guest crashed|the guest went away/.test(r.stderr)) return { r, console, attempts };
+    if (attempt === 5 || !/the guest crashed|the guest went away/.test(r.stderr)) return { r, console, attempts };
     process.stderr.write(`${label}: the stand-in guest died on boot ${attempt} (the test double, not fbxen${/Kernel panic/.test(console) ? ': a kernel panic' : ''}); booting it again\n`);
   }
 }

@@ -32,7 +32,7 @@ const started = Date.now();
 const times: string[] = [];
 const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v', '/var/lib/fbxen/runs/real-v2']);
 
-/** `fbxen boot --host lab --type pvh --verify` of the stand-in (with EXTRA), up to 3 boots; its run directory here. */
+/** `fbxen boot --host lab --type pvh --verify` of the stand-in (with EXTRA), up to 5 boots; its run directory here. */
 async function bootV(run: string, standin: string, extra: string[] = []) {
   const artifacts = join(lab.work, 'runs');
   const dir = join(artifacts, NAME, run);
