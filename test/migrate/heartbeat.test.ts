@@ -3,10 +3,11 @@
  * (same-host counter, a counter that jumps to another host's clock, lost beats on reattach, a wall clock
  * stepped on resume); and the real guest script run under dash with a sysctl stand-in.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { beatCheck, estimateDowntime, formatBeat, formatInfo, parseHeartbeat, type StampedLine } from '../../src/core/migrate/heartbeat.js';
@@ -381,12 +382,25 @@ describe('guest/fbxen-heartbeat under dash (FreeBSD sysctl stand-in: SIMULATION)
     expect(est.spacingMs).toBeLessThan(60);
   });
 
-  it('stops on its stop file, and refuses bad arguments', () => {
+  it('stops on a stop file made after its start; one left by an earlier run of the same ID does not stop it (was: 1 beat, then out)', async () => {
     const stop = join(mkdtempSync(join(tmpdir(), 'hb-stop-')), 'stop'); // in the run's TMPDIR, removed with it
-    spawnSync('touch', [stop]);
-    const r = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'x', '--stop-file', stop], { env, encoding: 'utf8', timeout: 10_000 });
-    expect(r.status).toBe(0);
-    expect(r.stdout.match(/FBXEN1 HB x /g)).toHaveLength(1);
+    writeFileSync(stop, ''); // left over: an earlier run of this --run was told to stop after it had ended
+    const hb = spawn('dash', [join(REPO, 'guest/fbxen-heartbeat'), '--run', 'x', '--stop-file', stop, '--max-seconds', '60'], { env });
+    let out = '';
+    hb.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((r) => hb.on('exit', (code) => r(code)));
+    // more than one beat: the stale file did not end it (each beat checks the stop file)
+    while ((out.match(/FBXEN1 HB x /g) ?? []).length < 5 && hb.exitCode === null) await sleep(20);
+    expect(hb.exitCode, out).toBeNull();
+    writeFileSync(stop, '');
+    // the stop is seen within a beat or two; far inside --max-seconds 60
+    const code = await Promise.race([exited, sleep(30_000).then(() => 'still running')]);
+    hb.kill();
+    expect(code).toBe(0);
+    expect(existsSync(stop)).toBe(false); // removed as it leaves
+  });
+
+  it('refuses bad arguments', () => {
     for (const bad of [['--run', 'bad run'], ['--run', 'x', '--period-ms', '0'], ['--run', 'x', '--load', 'gpu'], []]) {
       const b = spawnSync('dash', [join(REPO, 'guest/fbxen-heartbeat'), ...bad], { env, encoding: 'utf8' });
       expect(b.status).toBe(2);

@@ -54,11 +54,11 @@ describe.skipIf(missing)(`migrate-test --host ssh://: the network check through 
     const net = JSON.parse(readFileSync(join(bootDir, 'net.json'), 'utf8')) as { address: string; upPort: number; downPort: number };
     expect(net.address).toBe(BRIDGE_ADDR);
     // only the guest's channel is simulated: the dom0's ssh (master, forwards, xl) is the real client
-    guestOverSsh(h, name, bootDir, { realSsh: REAL_SSH });
+    const { runId } = guestOverSsh(h, name, bootDir, { realSsh: REAL_SSH });
     const saved = process.env.PATH;
     process.env.PATH = h.env.PATH;
-    const r = await fbxen(['migrate-test', ...migrateFlags, '--domain', name, '--mode', 'live', '--iterations', '1', '--keep-going', '--evidence', 'ssh', '--ssh', 'root@guest', '--host-key-checking', 'off', '--artifacts', h.artifacts, '--run-id', 'mig-1', '--step-timeout', '60'], h).finally(() => (process.env.PATH = saved));
-    const report = JSON.parse(readFileSync(join(h.artifacts, name, 'migrate-mig-1', 'report.json'), 'utf8')) as { iterations: Iter[] };
+    const r = await fbxen(['migrate-test', ...migrateFlags, '--domain', name, '--mode', 'live', '--iterations', '1', '--keep-going', '--evidence', 'ssh', '--ssh', 'root@guest', '--host-key-checking', 'off', '--artifacts', h.artifacts, '--run-id', runId, '--step-timeout', '60'], h).finally(() => (process.env.PATH = saved));
+    const report = JSON.parse(readFileSync(join(h.artifacts, name, `migrate-${runId}`, 'report.json'), 'utf8')) as { iterations: Iter[] };
     const it1 = report.iterations[0];
     expect(it1, `${r.stdout}\n${r.stderr}`).toBeDefined();
     expect(it1!.network?.verdict, JSON.stringify(it1!.network)).toBe('ok');

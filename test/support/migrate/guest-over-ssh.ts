@@ -3,10 +3,16 @@
  * SIMULATION: the real collector and heartbeat run here under dash against the FreeBSD stand-ins and the
  * STUB nc): its CD is the one `fbxen boot` made (bsdtar off the run's ISO), its bundle the netfront
  * fixture with the vif's MAC in place of the recorded xn0's. Puts its `ssh` (and `sysctl`) first on h's PATH.
+ *
+ * The guest's /tmp is this host's: the heartbeat's stop file (/tmp/fbxen-heartbeat-<run>.stop) is shared by
+ * every test running now, so each guest gets its own migrate-test --run-id (returned), and its stop files
+ * are removed when the test ends (a stop that came after the heartbeat had ended is left behind).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { macForName } from '../../../src/core/toolstack/xl/xl-config.js';
 import { REPO, type Host } from '../../boot/harness.js';
 
@@ -19,7 +25,8 @@ export interface GuestOverSshOptions {
   realSsh?: string;
 }
 
-export function guestOverSsh(h: Host, name: string, bootDir: string, opts: GuestOverSshOptions = {}): void {
+/** Returns the --run-id for migrate-test against this guest. */
+export function guestOverSsh(h: Host, name: string, bootDir: string, opts: GuestOverSshOptions = {}): { runId: string } {
   const g = join(h.dir, 'guest');
   mkdirSync(join(g, 'cd'), { recursive: true });
   execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
@@ -36,4 +43,9 @@ export function guestOverSsh(h: Host, name: string, bootDir: string, opts: Guest
   chmodSync(join(bin, 'sysctl'), 0o755);
   chmodSync(join(bin, 'ssh'), 0o755);
   h.env.PATH = `${bin}:${h.env.PATH}`;
+  const runId = `mig-${randomBytes(4).toString('hex')}`;
+  onTestFinished(() => {
+    for (const f of readdirSync('/tmp')) if (f.startsWith(`fbxen-heartbeat-${runId}-`)) rmSync(join('/tmp', f), { force: true });
+  });
+  return { runId };
 }
