@@ -177,6 +177,26 @@ describe('migrate-test with the simulated xl (SIMULATION)', () => {
     expect(out.exitCode).toBe(1);
   });
 
+  it('a guest that crashes as the migration ends: the iteration fails naming the crash, the domain is kept (exit 1)', async () => {
+    const sim = await scenario({ crashAfter: [1] });
+    const out = await run(sim, request({ stepTimeoutSec: 60 }));
+    expect(out.report!.iterations).toHaveLength(1);
+    expect(out.report!.iterations[0]).toMatchObject({ verdict: 'fail', reason: expect.stringMatching(/^the guest crashed after the migration, as the migration ended \(fbxen-guest \(6\) crashed on /) });
+    expect(out.exitCode).toBe(1);
+    expect(sim.calls.some((c) => /^xl destroy/.test(c))).toBe(false);
+  });
+
+  it('a guest that crashes while its collector runs: fbxen stops waiting (toolstack asked every 2 s), not after --step-timeout (was: 60 s for the frame, then an error)', async () => {
+    const sim = await scenario({ crashInCollect: [1] });
+    const t = Date.now();
+    const out = await run(sim, request({ stepTimeoutSec: 60 }));
+    // the step timeout is 60 s; the toolstack is asked every 2 s: far inside it even on a busy machine
+    expect(Date.now() - t).toBeLessThan(30_000);
+    expect(out.report!.iterations[0]).toMatchObject({ verdict: 'fail', reason: expect.stringMatching(/^the guest crashed after the migration, before the collector finished \(fbxen-guest \(6\) crashed on /) });
+    expect(out.exitCode).toBe(1);
+    expect(sim.calls.some((c) => /^xl destroy/.test(c))).toBe(false);
+  });
+
   it('without the heartbeat in the guest the probes still run; the downtime is not measured', async () => {
     const sim = await scenario({ noHeartbeat: true });
     const out = await run(sim, request({ iterations: 1, stepTimeoutSec: 1 }));

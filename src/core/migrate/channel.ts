@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { EnvironmentError, EvidenceIncompleteError, InputError, TimeoutError } from '../errors.js';
+import { EnvironmentError, EvidenceIncompleteError, InputError, TimeoutError, ToolstackError } from '../errors.js';
 import { formatCommand, shellQuote, type Runner, type StreamingProcess } from '../exec/runner.js';
 import { checkBundleRun, loadEvidence, sshArgs, type Bundle, type HostKeyChecking } from '../verify/index.js';
 import { ConsoleFrameReader, type ConsoleExtraction } from '../verify/console-frame.js';
@@ -35,7 +35,7 @@ const REJECTED_HINT = 'the guest sent a frame fbxen-collect never writes (limits
  * wait costs time linear in the console. Lost lines → evidence incomplete; a frame over a limit →
  * evidence rejected (exit 3), as verify says it.
  */
-export async function waitForCapturedFrame(capture: ConsoleCapture, run: string, phase: string, timeoutMs: number, opts: { pollMs?: number; signal?: AbortSignal | undefined; from?: number } = {}): Promise<Bundle> {
+export async function waitForCapturedFrame(capture: ConsoleCapture, run: string, phase: string, timeoutMs: number, opts: { pollMs?: number; signal?: AbortSignal | undefined; from?: number; guestDown?: (() => Promise<string | undefined>) | undefined } = {}): Promise<Bundle> {
   const deadline = Date.now() + timeoutMs;
   const reader = new ConsoleFrameReader(run);
   let pos = opts.from ?? 0;
@@ -64,6 +64,13 @@ export async function waitForCapturedFrame(capture: ConsoleCapture, run: string,
   for (;;) {
     const got = await look(false);
     if (got) return got;
+    const down = await opts.guestDown?.();
+    if (down !== undefined) {
+      // the frame may have been finished just before the guest went
+      const final = await look(true);
+      if (final) return final;
+      throw new ToolstackError(`the guest ${down} before the collector finished (${phase}, run ${run})`, { hint: 'read console.log in the run directory to see how far the guest got' });
+    }
     if (Date.now() >= deadline) break;
     await sleep(opts.pollMs ?? 100, opts.signal);
   }
@@ -130,10 +137,10 @@ export function consoleChannel(o: ConsoleChannelOptions): GuestChannel {
     heartbeatLines() {
       return o.capture.lines.slice(hbFrom);
     },
-    async collect(run, phase, timeoutMs) {
+    async collect(run, phase, timeoutMs, guestDown) {
       const from = o.capture.received;
       type(['sh', collector, '--frame', '--run', run, '--phase', phase].map(shellQuote).join(' '));
-      return waitForCapturedFrame(o.capture, run, phase, timeoutMs, { pollMs: o.pollMs, signal: o.signal, from });
+      return waitForCapturedFrame(o.capture, run, phase, timeoutMs, { pollMs: o.pollMs, signal: o.signal, from, guestDown });
     },
     async close() {},
     planCollect(run, phase) {

@@ -23,6 +23,7 @@ import { migrateExitCode, nameDom0, oneLine, overallStatus, renderDowntimeSvg, r
 import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 import { sleep } from '../util/sleep.js';
+import { throttle } from '../util/throttle.js';
 import type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest } from './request.js';
 
 export { renderMigratePlan };
@@ -32,17 +33,36 @@ export type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest };
 /**
  * Waits for `seconds` of heartbeat (guest wall clock) among the beats that arrived at or after
  * `arrivedAfter` (host ms): after a migration only those can be from after the resume; beats written
- * before the pause may still be arriving while the migration runs.
+ * before the pause may still be arriving while the migration runs. Ends early when `guestDown` says why
+ * the guest can no longer beat (crashed, gone): a dead guest costs seconds, not the step timeout.
  */
-async function waitForBeats(channel: GuestChannel, hbRun: string, arrivedAfter: number, seconds: number, timeoutMs: number, signal: AbortSignal, pollMs: number): Promise<{ ok: boolean; lastSeq: number }> {
+async function waitForBeats(channel: GuestChannel, hbRun: string, arrivedAfter: number, seconds: number, timeoutMs: number, signal: AbortSignal, pollMs: number, guestDown?: () => Promise<string | undefined>): Promise<{ ok: boolean; lastSeq: number; down?: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const beats = parseHeartbeat(channel.heartbeatLines(), hbRun).beats.filter((b) => (b.hostMs ?? 0) >= arrivedAfter);
     const lastSeq = beats.at(-1)?.seq ?? 0;
     if (beats.length >= 3 && beats.at(-1)!.wall - beats[0]!.wall >= seconds) return { ok: true, lastSeq };
+    const down = await guestDown?.();
+    if (down !== undefined) return { ok: false, lastSeq, down };
     if (Date.now() >= deadline) return { ok: false, lastSeq };
     await sleep(pollMs, signal);
   }
+}
+
+/** What the toolstack says of a domain that can no longer answer, or undefined while it runs (or cannot be asked). */
+function downState(where: DomainLocation | undefined): string | undefined {
+  if (!where) return 'went away';
+  return where.state === 'crashed' ? 'crashed' : where.state === 'halted' ? 'halted' : undefined;
+}
+
+/**
+ * The guest died after the migration. Crashed (the toolstack's own state): the guest did not survive it, a
+ * fail. Gone or halted: the domain is not there to say why (destroyed by its on_crash/on_reboot, or by
+ * someone else), an error.
+ */
+function guestDied(result: IterationResult, down: string, where: DomainLocation | undefined, when: string): void {
+  result.verdict = down === 'crashed' ? 'fail' : 'error';
+  result.reason = `the guest ${down} after the migration, ${when} (${describeLocation(where)})`;
 }
 
 export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps): Promise<MigrateTestOutcome> {
@@ -182,16 +202,21 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         break;
       }
       if (!where || where.state !== 'running') {
-        result.verdict = 'error';
-        result.reason = `after the migration the domain is ${describeLocation(where)}`;
-        firstError ??= new ToolstackError(`${name}: ${result.reason}`, { hint: 'read the console log and the toolstack log; fbxen destroyed nothing' });
+        if (where?.state === 'crashed') guestDied(result, 'crashed', where, 'as the migration ended');
+        else {
+          result.verdict = 'error';
+          result.reason = `after the migration the domain is ${describeLocation(where)}`;
+          firstError ??= new ToolstackError(`${name}: ${result.reason}`, { hint: 'read the console log and the toolstack log; fbxen destroyed nothing' });
+        }
         break;
       }
       const migratedAt = now();
       // the listener stamps with the host's own clock (now() may be a test's virtual one)
       const resumedAt = Date.now();
       await follower.follow();
-      const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs));
+      // Asked of the toolstack at most every 2 s while fbxen waits on the guest; a failed question is no answer.
+      const guestDown = throttle(2000, async () => downState(await ts.locate(req.domain).catch(() => ({ state: 'running' }) as DomainLocation)));
+      const post = await progress.step(`${name}: heartbeat after the migration`, () => waitForBeats(channel, hbRun, migratedAt, roll, stepMs, signal, pollMs, guestDown));
       await channel.stopHeartbeat(hbRun).catch(() => undefined);
       running = undefined;
       const lines = channel.heartbeatLines();
@@ -206,15 +231,28 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         result.downtimeMs = estimate.downtimeMs;
         result.clockOffsetMs = estimate.clockOffsetMs;
       }
+      if (post.down !== undefined) {
+        where = await ts.locate(req.domain).catch(() => where);
+        result.where = where ?? null;
+        guestDied(result, post.down, where, 'while fbxen waited for its heartbeat');
+        if (result.verdict === 'error') firstError ??= new ToolstackError(`${name}: ${result.reason}`, { hint: 'read console.log in the run directory; fbxen destroyed nothing' });
+        break;
+      }
       let after: Bundle | undefined;
       try {
-        after = await progress.step(`${name}: collect evidence after (post-migrate-${i})`, () => channel.collect(run, `post-migrate-${i}`, stepMs));
+        after = await progress.step(`${name}: collect evidence after (post-migrate-${i})`, () => channel.collect(run, `post-migrate-${i}`, stepMs, guestDown));
         await writeFileAtomic(join(dir, `post-migrate-${i}.tar.gz`), await packBundle(after));
       } catch (err) {
         if (!(err instanceof TimeoutError || err instanceof EvidenceIncompleteError || err instanceof ToolstackError)) throw err;
         where = await ts.locate(req.domain).catch(() => where);
         result.where = where ?? null;
         const heartbeatWas = seqBefore > 0;
+        const down = downState(where);
+        if (down !== undefined && err instanceof ToolstackError) {
+          guestDied(result, down, where, 'before the collector finished');
+          if (result.verdict === 'error') firstError ??= err;
+          break;
+        }
         if (heartbeatWas && !post.ok && err instanceof TimeoutError && where?.state === 'running') {
           result.verdict = 'fail';
           result.reason = 'the guest did not come back: no heartbeat and no collector frame after the migration, though the toolstack says it runs';

@@ -25,8 +25,8 @@ export interface GuestChannel {
   stopHeartbeat(hbRun: string): Promise<void>;
   /** lines that carry the heartbeat, with host arrival times */
   heartbeatLines(): import('./heartbeat.js').StampedLine[];
-  /** runs the collector in the guest and returns its bundle */
-  collect(run: string, phase: string, timeoutMs: number): Promise<Bundle>;
+  /** runs the collector in the guest and returns its bundle; `guestDown` (polled while the console is read) says why the guest can no longer answer */
+  collect(run: string, phase: string, timeoutMs: number, guestDown?: () => Promise<string | undefined>): Promise<Bundle>;
   close(): Promise<void>;
   planCollect(run: string, phase: string): string;
   planHeartbeat(hbRun: string, load: GuestLoad, maxSeconds: number): string[];

@@ -39,6 +39,10 @@ export interface SimScenario {
   noHeartbeat?: boolean;
   /** after migration N the guest is hung: no output, no answers */
   hungAfter?: number[];
+  /** the guest's kernel dies as migration N ends: xl lists the domain crashed (on_crash="preserve"), no more output */
+  crashAfter?: number[];
+  /** ... or when the collector of post-migrate-N starts (so while fbxen waits for its frame) */
+  crashInCollect?: number[];
   /** virtual ms the domain is paused per migration */
   pauseMs?: number;
   /** the timecounter restarts from another clock on resume (another host) */
@@ -59,7 +63,7 @@ export interface SimScenario {
 interface Dom {
   domid: number;
   name: string;
-  state: 'r' | 'p' | 's';
+  state: 'r' | 'p' | 's' | 'c';
 }
 
 const MOD = 4294967296;
@@ -167,7 +171,7 @@ export class SimXl implements Runner {
           if (rest[1] !== undefined && sel.length === 0) return this.result(args, 1, '', `${rest[1]} is an invalid domain identifier (rc=-6)\n`);
           return this.result(args, 0, `${JSON.stringify(sel.map((d) => ({ domid: d.domid, config: { c_info: { type: this.scenario.type ?? 'hvm', name: d.name } } })), null, 4)}\n`);
         }
-        const flags = (d: Dom) => ({ r: 'r-----', p: '--p---', s: '---s--' })[d.state];
+        const flags = (d: Dom) => ({ r: 'r-----', p: '--p---', s: '---s--', c: '----c-' })[d.state];
         const rows = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', `${'Domain-0'.padEnd(40)}    0  2048     4     r-----     100.0`, ...this.domains.map((d) => `${d.name.padEnd(40)}${String(d.domid).padStart(5)}  1024     2     ${flags(d)}       9.9`)];
         return this.result(args, 0, `${rows.join('\n')}\n`);
       }
@@ -210,6 +214,7 @@ export class SimXl implements Runner {
         }
         d.domid = incoming!.domid;
         if (this.scenario.hungAfter?.includes(n)) this.hung = true;
+        if (this.scenario.crashAfter?.includes(n)) this.crash(d);
         return this.result(args, 0, '', 'migration target: Ready to receive domain.\nmigration sender: Target has acknowledged transfer.\nmigration sender: Giving target permission to start.\nmigration target: Got permission, starting domain.\nmigration target: Domain started successsfully.\nmigration sender: Target reports successful startup.\nMigration successful.\n');
       }
       case 'restore': {
@@ -217,13 +222,21 @@ export class SimXl implements Runner {
         if (!text.startsWith('Xen saved domain, xl format\n \0 \r')) return this.result(args, 1, '', 'File has wrong magic number - corrupt or for a different tool?\n');
         const saved = JSON.parse(text.slice(32)) as Dom;
         await this.pause(30);
-        this.domains.push({ ...saved, domid: this.nextDomid++, state: 'r' });
+        const restored: Dom = { ...saved, domid: this.nextDomid++, state: 'r' };
+        this.domains.push(restored);
         if (this.scenario.hungAfter?.includes(this.migrations)) this.hung = true;
+        if (this.scenario.crashAfter?.includes(this.migrations)) this.crash(restored);
         return this.result(args, 0, '', '');
       }
       default:
         return this.result(args, 2, '', `SimXl: xl ${cmd} is not simulated\n`);
     }
+  }
+
+  /** the guest's kernel dies: nothing more on its console, and the domain stays listed crashed (on_crash="preserve") */
+  private crash(d: Dom): void {
+    this.hung = true;
+    d.state = 'c';
   }
 
   stream(wrapperOrFile: string, wrapperOrArgs: readonly string[]): StreamingProcess {
@@ -297,6 +310,8 @@ export class SimXl implements Runner {
       const run = arg('--run');
       const phase = arg('--phase');
       const m = /^post-migrate-(\d+)$/.exec(phase);
+      const running = this.domains.find((x) => x.state === 'r');
+      if (m && running && this.scenario.crashInCollect?.includes(Number(m[1]))) return this.crash(running);
       const base = m ? this.scenario.after(Number(m[1])) : this.scenario.before;
       const bundle: Bundle = { ...base, meta: { ...base.meta, run, phase } };
       void packBundle(bundle).then((payload) => {
