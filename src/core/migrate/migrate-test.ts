@@ -18,7 +18,7 @@ import { ConsoleCapture } from './capture.js';
 import type { ConsoleKeyboard } from './channel.js';
 import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heartbeat.js';
 import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
-import { openMigrationNetwork, type MigrationNetwork } from './network-check.js';
+import { openMigrationNetwork, standinBootHadVif, type MigrationNetwork } from './network-check.js';
 import { migrateExitCode, nameDom0, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
 import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
 import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
@@ -145,8 +145,8 @@ export async function migrateTest(req: MigrateTestRequest, deps: MigrateTestDeps
         });
       }
       await channel.prepare();
-      // The stand-in's xl.cfg has no vif (its replayed bundle has no xn0): no network to check across the migration.
-      if (standin) progress.info('network: not checked (the TEST-ONLY stand-in guest has no vif)');
+      // A stand-in booted without a vif (its replayed bundle has no xn0) has no network to check across the migration.
+      if (standin && !(await standinBootHadVif({ artifactsRoot: req.artifactsRoot, cwd: deps.cwd, domain: req.domain }))) progress.info("network: not checked (the TEST-ONLY stand-in guest's boot gave it no vif)");
       else {
         net = await openMigrationNetwork({ ts, domain: req.domain, artifactsRoot: req.artifactsRoot, cwd: deps.cwd, mode: req.mode, to: req.to });
         // The console channel runs the guest's installed heartbeat, which may predate --beat-to (it would refuse it).

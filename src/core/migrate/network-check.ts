@@ -10,7 +10,7 @@
  * reason, netfront inconclusive, never a pass): XAPI, a live migration to another host (the bridge is not
  * the guest's any more), a boot that arranged none or on another host, or the ports taken.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readBootNet, remoteLinkOf } from '../boot/network-check.js';
 import { firstBeatAfter, startBeatListener, type BeatListener } from '../net/beats.js';
@@ -119,6 +119,24 @@ export async function openMigrationNetwork(o: { ts: Toolstack; domain: string; a
       await stopListener(roundTrip);
     },
   };
+}
+
+/**
+ * TEST-ONLY (boot/standin-guest.ts): whether the boot `latest` points at gave the stand-in guest fbxen's vif
+ * (its run.json's standin.vif): only then has it a network whose round trip migrate-test can check.
+ */
+export async function standinBootHadVif(o: { artifactsRoot: string; cwd: string; domain: string }): Promise<boolean> {
+  const dir = await latestBootDir(resolve(o.cwd, o.artifactsRoot), o.domain);
+  if (!dir) return false;
+  const file = join(dir, 'run.json');
+  const size = (await stat(file).catch(() => undefined))?.size;
+  if (size === undefined || size > 1024 * 1024) return false;
+  try {
+    const run = JSON.parse(await readFile(file, 'utf8')) as { standin?: { vif?: unknown } } | null;
+    return run?.standin?.vif === true;
+  } catch {
+    return false;
+  }
 }
 
 /** `<root>/<domain>/<run>` of the boot `latest` points at, or undefined. */
