@@ -10,13 +10,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { macForName } from '../../../src/core/toolstack/xl/xl-config.js';
+import { netfrontBundleWithMac } from '../netfront-fixture.js';
 import { REPO, type Host } from '../../boot/harness.js';
 
-export const NETFRONT_FIXTURE = join(REPO, 'fixtures/probes/13.2-netfront-healthy-derived');
+export { NETFRONT_FIXTURE } from '../netfront-fixture.js';
 
 export interface GuestOverSshOptions {
   /** environment for the STUB nc (FBXEN_STUB_NC_CORRUPT_UP, ...) */
@@ -30,9 +31,7 @@ export function guestOverSsh(h: Host, name: string, bootDir: string, opts: Guest
   const g = join(h.dir, 'guest');
   mkdirSync(join(g, 'cd'), { recursive: true });
   execFileSync('bsdtar', ['-xf', join(bootDir, 'fbxen-cd.iso'), '-C', join(g, 'cd'), 'fbxen']);
-  cpSync(NETFRONT_FIXTURE, join(g, 'bundle'), { recursive: true });
-  const sections = join(g, 'bundle/sections');
-  for (const f of readdirSync(sections)) writeFileSync(join(sections, f), readFileSync(join(sections, f), 'latin1').split('00:16:3e:5a:01:02').join(macForName(name)), 'latin1');
+  netfrontBundleWithMac(join(g, 'bundle'), macForName(name));
   const bin = join(g, 'bin');
   mkdirSync(bin);
   // the heartbeat's timecounter OIDs from the migrate stand-in, everything else from the bundle's
