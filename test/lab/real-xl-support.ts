@@ -209,3 +209,58 @@ export async function bootStandin(args: string[], standin: string, runDir: strin
 
 /** What a failed boot's assertion shows: fbxen's stderr and the console's last lines without frame data. */
 export const bootShown = (r: CliResult, console: string) => `${r.stderr}\nconsole (no frame data lines):\n${console.split('\n').filter((l) => !l.startsWith('FBXEN1 D ')).slice(-30).join('\n')}`;
+
+/** Xen's own record of guests that died: the `Triple fault` lines of `xl dmesg` (one per death; domids never repeat). */
+export async function xenTripleFaults(): Promise<string[]> {
+  const r = await labSh("xl dmesg | grep 'Triple fault' || true");
+  return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+/**
+ * Did the stand-in `name` die (the test double, not fbxen) since `before` (xenTripleFaults() then)? Yes
+ * when Xen logged a new triple fault, xl lists the domain crashed (its kernel panicked: on_crash
+ * "preserve"), or fbxen said the guest crashed or went away (its words, as bootStandin takes them): the
+ * answer names which. Anything else is a failure of the test.
+ */
+export async function standinDied(before: readonly string[], fbxenSaid: string, name: string): Promise<string | undefined> {
+  const faults = (await xenTripleFaults()).filter((l) => !before.includes(l));
+  if (faults.length) return `Xen: ${faults.join('; ')}`;
+  const state = (await xlList().catch(() => new Map<string, { state: string }>())).get(name)?.state ?? '';
+  if (state.includes('c')) return `xl lists ${name} crashed (${state})`;
+  const said = /[^\n]*the guest (crashed|went away)[^\n]*/.exec(fbxenSaid)?.[0];
+  return said ? `fbxen: ${said.trim()}` : undefined;
+}
+
+/**
+ * Parts of a test run on one kept stand-in guest that may die under the lab's emulation: `part` runs on a
+ * running stand-in (booted by `boot` when none runs), and when it fails and the stand-in died meanwhile
+ * (standinDied), the stand-in is booted again and the part starts over, up to 3 times; every part passes
+ * only by a whole run of it. A failure without a death of the stand-in is thrown at once.
+ */
+export class StandinParts {
+  /** a stand-in runs now (boot --keep); set by a test that booted it itself */
+  running = false;
+  /** one line per death after a boot: what ran, the attempt, the evidence */
+  readonly deaths: string[] = [];
+  constructor(private readonly o: { name: string; label: string; boot: () => Promise<void> }) {}
+
+  async part(what: string, part: (attempt: number) => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (!this.running) {
+        await this.o.boot();
+        this.running = true;
+      }
+      const before = await xenTripleFaults();
+      try {
+        await part(attempt);
+        return;
+      } catch (err) {
+        const died = await standinDied(before, err instanceof Error ? err.message : String(err), this.o.name);
+        if (!died || attempt === 3) throw err;
+        this.deaths.push(`${what} (attempt ${attempt}): ${died}`);
+        process.stderr.write(`${this.o.label}: the stand-in guest died during ${what} (the test double, not fbxen: ${died}); booting it again\n`);
+        this.running = false;
+      }
+    }
+  }
+}
