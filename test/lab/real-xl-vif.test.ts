@@ -10,7 +10,7 @@
  * what this proves is fbxen's vif, forward and round trip over real Xen networking, NOT FreeBSD's netfront.
  * Enabled by FBXEN_LAB_TESTS=1 (scripts/lab-test.sh); skipped with the reason otherwise.
  */
-import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SshSession } from '../../src/core/exec/ssh.js';
@@ -18,19 +18,17 @@ import { firstBeatAfter, startBeatListener, type BeatListener } from '../../src/
 import { readHostKnowledge } from '../../src/core/net/host-record.js';
 import type { HostRoundTrip } from '../../src/core/net/roundtrip.js';
 import { macForName } from '../../src/core/toolstack/xl/xl-config.js';
-import { REPO } from '../support/verify/collector-harness.js';
-import { bootShown, bootStandin, enabled, labConfig, labDriver, labImageDir, labSh, SKIP, useLab, waitFor, xlList } from './real-xl-support.js';
+import { netfrontBundleWithMac } from '../support/netfront-fixture.js';
+import { bootShown, bootStandin, enabled, fbxenChild, labConfig, labDriver, labImageDir, labSh, SKIP, StandinParts, useLab, waitFor, xlList } from './real-xl-support.js';
 import { buildStandinGuest } from './standin-guest.js';
 
-const FIXTURE = 'fixtures/probes/13.2-netfront-healthy-derived';
-const FIXTURE_MAC = '00:16:3e:5a:01:02';
 const NAME = 'fbxen-real-v';
 const BRIDGE_ADDR = '10.99.0.1'; // scripts/lab/dom0-init.sh gives xenbr0 this address
 const GUEST_IP = '10.99.0.2/24';
 const MAC = macForName(NAME);
 const started = Date.now();
 const times: string[] = [];
-const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v', '/var/lib/fbxen/runs/real-v2']);
+const lab = useLab('real-xl-vif', NAME, ['/var/lib/fbxen/runs/real-v', '/var/lib/fbxen/runs/real-v2', '/var/lib/fbxen/runs/real-v3']);
 
 /** `fbxen boot --host lab --type pvh --verify` of the stand-in (with EXTRA), up to 5 boots; its run directory here. */
 async function bootV(run: string, standin: string, extra: string[] = []) {
@@ -59,20 +57,6 @@ async function nothingLeft(run: string): Promise<void> {
   expect((await xlList()).has(NAME)).toBe(false);
 }
 
-/** The fixture with its xn0 given the vif's MAC (fbxen's, from the name), as FreeBSD would print it. */
-function bundleWithMac(to: string): string {
-  cpSync(join(REPO, FIXTURE), to, { recursive: true });
-  const walk = (d: string) => {
-    for (const n of readdirSync(d)) {
-      const p = join(d, n);
-      if (statSync(p).isDirectory()) walk(p);
-      else writeFileSync(p, readFileSync(p, 'latin1').replaceAll(FIXTURE_MAC, MAC), 'latin1');
-    }
-  };
-  walk(to);
-  return to;
-}
-
 /**
  * The live-migration part runs only when asked: of its two real runs one migrated (beats back 225 ms after
  * xl returned) and one failed ("Migration failed, failed to suspend at sender.", the source gone), not yet
@@ -91,7 +75,7 @@ afterAll(async () => {
 
 describe(`real xl in the lab: the round trip through a real vif and netback, with the stand-in guest (a Linux test double, not FreeBSD)${SKIP}`, () => {
   it.skipIf(!enabled)('boot --host lab --type pvh --verify: the vif with fbxen\'s MAC on xenbr0, the collector\'s payload up and the host\'s down through it byte for byte, netfront passes on that round trip; shut down, no domain, vif or forward left', async () => {
-    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP } });
+    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: netfrontBundleWithMac(join(lab.work, '13.2-netfront-healthy-derived'), MAC), out: lab.work, vif: { ip: GUEST_IP } });
     const dir = await bootV('real-v', standin);
     // the guest's side (net-rt, from the frame): its route through xn0, nc's statuses, what it downloaded
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { results: { id: string; verdict: string; evidence: string[] }[] };
@@ -113,6 +97,42 @@ describe(`real xl in the lab: the round trip through a real vif and netback, wit
     await nothingLeft('real-v');
   }, 1_900_000);
 
+  it.skipIf(!enabled)('fbxen migrate-test --host lab --mode live of the kept stand-in: after a real live migration the round trip again through the vif (listened for again where the boot listened, forwarded again from xenbr0), the MAC unchanged, the first byte after the resume; nothing left', async () => {
+    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: netfrontBundleWithMac(join(lab.work, '13.2-netfront-healthy-derived'), MAC), out: lab.work, vif: { ip: GUEST_IP } });
+    const artifacts = join(lab.work, 'runs');
+    const cleanup = `for d in $(xl list | awk '/^${NAME}/{print $1}'); do xl destroy "$d"; done; rm -rf /var/lib/fbxen/runs/real-v3`;
+    // the migration may kill the stand-in (docs/lab.md): then it is booted again and migrate-test runs again
+    const parts = new StandinParts({ name: NAME, label: 'real-xl test V', boot: async () => {
+      await labSh(cleanup);
+      await bootV('real-v3', standin, ['--keep']);
+    } });
+    try {
+      await parts.part('migrate-test live', async (attempt) => {
+        const runId = `real-v3-mt${attempt}`;
+        const t = Date.now();
+        // the test-only variable as at the boot: its run.json says the stand-in has fbxen's vif, so the network is checked
+        const r = await fbxenChild(['--config', labConfig(lab.work), 'migrate-test', '--host', 'lab', '--domain', NAME, '--mode', 'live', '--iterations', '1', '--step-timeout', '600', '--run-id', runId, '--artifacts', artifacts], { FBXEN_TEST_STANDIN_GUEST: standin }).done;
+        const shown = `${r.stdout}\n${r.stderr}`;
+        const report = JSON.parse(readFileSync(join(artifacts, NAME, `migrate-${runId}`, 'report.json'), 'utf8')) as { iterations: { verdict: string; reason: string; toolstackMs: number | null; downtimeMs: number | null; network: { verdict: string; firstByteAfterResumeMs: number | null; evidence: string[] } | null; probes: { id: string; verdict: string; evidence: string[] }[] }[] };
+        const it1 = report.iterations[0];
+        expect(it1, shown).toBeDefined();
+        expect(it1!.network?.verdict, `${JSON.stringify(it1!.network)}\n${shown}`).toBe('ok');
+        expect(it1!.network!.evidence.join('\n')).toContain(`xn0 ether ${MAC} unchanged`);
+        expect(it1!.network!.firstByteAfterResumeMs).toBeGreaterThanOrEqual(0);
+        const netfront = it1!.probes.find((p) => p.id === 'netfront')!;
+        expect(netfront.evidence.join('\n'), JSON.stringify(netfront)).toContain(`round trip through xn0 to ${BRIDGE_ADDR} (forwarded to fbxen by`);
+        expect(netfront.verdict, JSON.stringify(netfront)).toBe('pass');
+        // the console channel runs the guest's installed heartbeat: no network beats, and it says why
+        expect(it1!.network!.evidence.join('\n')).toMatch(/^no network beats: the console channel runs the guest's installed fbxen-heartbeat/m);
+        times.push(`migrate-test live ${Math.round((Date.now() - t) / 1000)} s: xl ${it1!.toolstackMs} ms, downtime ${it1!.downtimeMs} ms, first byte of the round trip ${it1!.network!.firstByteAfterResumeMs} ms after the resume; iteration ${it1!.verdict} (${it1!.reason})`);
+      });
+    } finally {
+      if (parts.deaths.length) times.push(`stand-in deaths: ${parts.deaths.join('; ')}`);
+      await labSh(cleanup);
+    }
+    await nothingLeft('real-v3');
+  }, 3_600_000);
+
   it.skipIf(!migrateEnabled)('(FBXEN_LAB_VIF_MIGRATE=1) the guest\'s network beats through the vif resume after a real live migration; then shut down, nothing left', async () => {
     // The network-beat path as migrate-test --evidence ssh arranges it: fbxen's beat listener here, a
     // remote forward from xenbr0's address to it; the stand-in's heartbeat sends beats there (its cmdline).
@@ -122,7 +142,7 @@ describe(`real xl in the lab: the round trip through a real vif and netback, wit
     const bound = await session.forwardRemote(BRIDGE_ADDR, 0, beats.port);
     if ('error' in bound) throw new Error(`the beat forward: ${bound.error}`);
     forward = { session, port: bound.port };
-    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: bundleWithMac(join(lab.work, '13.2-netfront-healthy-derived')), out: lab.work, vif: { ip: GUEST_IP, beatTo: `${BRIDGE_ADDR}:${bound.port}` } });
+    const standin = buildStandinGuest({ imageDir: labImageDir(), bundleDir: netfrontBundleWithMac(join(lab.work, '13.2-netfront-healthy-derived'), MAC), out: lab.work, vif: { ip: GUEST_IP, beatTo: `${BRIDGE_ADDR}:${bound.port}` } });
     const dir = await bootV('real-v2', standin, ['--keep']);
     // A real live migration (localhost) of the kept domain: netfront reconnects on the receiving side, and
     // the heartbeat's network beats, stamped on arrival here, show when the guest's packets flow again.
