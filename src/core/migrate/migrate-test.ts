@@ -5,14 +5,17 @@
  * Stops at the first failed iteration unless keepGoing. Never destroys the domain: a failed or timed out
  * migration is reported with where the domain is.
  */
-import { STANDIN_ENV, standinRequested } from '../boot/standin-guest.js';
 import { appendFile, mkdir } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
 import { join, resolve } from 'node:path';
-import { newRunId, transcribingRunner } from '../run/artifacts.js';
+import type { Writable } from 'node:stream';
+import { STANDIN_ENV, standinRequested } from '../boot/standin-guest.js';
 import { CheckFailedError, EnvironmentError, EvidenceIncompleteError, FbxenError, InterruptedError, TimeoutError, ToolstackError } from '../errors.js';
+import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
+import { newRunId, transcribingRunner } from '../run/artifacts.js';
 import type { ConsoleAttachment, DomainRef, MigrationOutcome, MigrationRoute, Toolstack } from '../toolstack/types.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { sleep } from '../util/sleep.js';
+import { throttle } from '../util/throttle.js';
 import { packBundle, runProbes, type Bundle } from '../verify/index.js';
 import { ConsoleCapture } from './capture.js';
 import type { ConsoleKeyboard } from './channel.js';
@@ -20,11 +23,8 @@ import { estimateDowntime, parseHeartbeat, type DowntimeEstimate } from './heart
 import { checkRequest, heartbeatMaxSeconds, iterName, makeChannel, makeToolstack, renderMigratePlan, sinkOf } from './migrate-setup.js';
 import { openMigrationNetwork, standinBootHadVif, type MigrationNetwork } from './network-check.js';
 import { migrateExitCode, nameDom0, oneLine, overallStatus, renderDowntimeSvg, renderMigrateJson, renderMigrateJunit, summarize, type IterationResult, type MigrateReport } from './report.js';
-import { formatHostUrl, parseHostUrl } from '../exec/ssh.js';
-import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
-import { sleep } from '../util/sleep.js';
-import { throttle } from '../util/throttle.js';
 import type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest } from './request.js';
+import { MigrationError, MigrationTimeoutError, describeLocation, type DomainLocation, type GuestChannel } from './types.js';
 
 export { renderMigratePlan };
 export type { MigrateTestDeps, MigrateTestOutcome, MigrateTestRequest };
