@@ -137,7 +137,13 @@ describe(`real xl in the lab: the evidence round trip with the stand-in guest (a
           await new Promise((r) => setTimeout(r, 1000));
         }
       };
-      const rows: { what: string; downtimeMs: number; toolstackMs: number }[] = [];
+      const rows: { what: string; downtimeMs: number; toolstackMs: number; clockStepS: number | null }[] = [];
+      // The guest's wall clock minus the host's (s) over some beats: the least delayed line's (date's
+      // whole seconds, so +1 s at most): a pause the guest's clock did not see shows as a step back across it.
+      const guestMinusHost = (b: { wall: number; hostMs?: number | undefined }[]) => {
+        const d = b.filter((x) => x.hostMs !== undefined).map((x) => x.wall + 1 - x.hostMs! / 1000);
+        return d.length ? Math.max(...d) : null;
+      };
       try {
         await driver.migrationRoute(NAME, 'live', 'localhost');
         const attach = async () => {
@@ -160,18 +166,23 @@ describe(`real xl in the lab: the evidence round trip with the stand-in guest (a
           else await driver.restore(await driver.save(ref, '/unused-here', k, 900_000), 900_000);
           const toolstackMs = Date.now() - t;
           ref = await attach();
-          await waitBeats(n + 10, `after ${mode} ${k + 1}`);
-          const estimate = estimateDowntime(parseHeartbeat(capture.lines.slice(from), 'standin-hb'));
+          // 6 s of beats after: lines that came in real time, not only those held while no console was attached
+          await waitBeats(n + 30, `after ${mode} ${k + 1}`);
+          const hb = parseHeartbeat(capture.lines.slice(from), 'standin-hb');
+          const estimate = estimateDowntime(hb);
           expect(estimate, `no downtime estimate for ${mode} ${k + 1}`).toBeDefined();
-          rows.push({ what: `${mode} ${k + 1}`, downtimeMs: estimate!.downtimeMs, toolstackMs });
+          const [gb, ga] = [guestMinusHost(parseHeartbeat(capture.lines, 'standin-hb').beats.filter((b) => b.seq <= estimate!.beforeSeq).slice(-30)), guestMinusHost(hb.beats.filter((b) => b.seq >= estimate!.afterSeq))];
+          rows.push({ what: `${mode} ${k + 1}`, downtimeMs: estimate!.downtimeMs, toolstackMs, clockStepS: gb !== null && ga !== null ? ga - gb : null });
         }
       } finally {
-        times.push(`heartbeat: ${rows.map((r) => `${r.what}: downtime ${r.downtimeMs} ms, xl ${r.toolstackMs} ms`).join('; ')}`);
+        times.push(`heartbeat: ${rows.map((r) => `${r.what}: downtime ${r.downtimeMs} ms, xl ${r.toolstackMs} ms, guest clock step ${r.clockStepS === null ? '?' : r.clockStepS.toFixed(1)} s`).join('; ')}`);
         await driver.close();
       }
       for (const r of rows) {
         // A real pause: more than the beat spacing, and no longer than xl took plus the console reattach.
-        expect(r.downtimeMs, r.what).toBeGreaterThan(200);
+        // The first save-restore after the live migrations showed 0.24-0.47 s for 14-23 s of xl in all four
+        // runs so far (docs/lab.md): if the guest's own clock hid the pause, its step back says so.
+        if (r.downtimeMs <= 200) expect(r.clockStepS, `${r.what}: downtime ${r.downtimeMs} ms and the guest's clock did not fall behind the host's`).toBeLessThan(-1);
         expect(r.downtimeMs, r.what).toBeLessThan(r.toolstackMs + 60_000);
       }
       expect(stateOf((await xlList()).get(NAME)?.state ?? '')).toBe('running');
