@@ -27,8 +27,7 @@ node dist/cli.js lab up --dir "$FBXEN_LAB_DIR" --timeout 900
 # trip through a real vif, and migrate-test's network check after a real live migration) boot the stand-in,
 # whose own Linux may die under the lab's emulation: a boot is retried up to 5 times, and a part during
 # which the stand-in died (Xen's triple fault, or fbxen's "the guest crashed/went away") is run again on a
-# new boot, up to 3 times (test/lab/real-xl-support.ts, docs/lab.md). Test V's driver-only migration with
-# network beats only with FBXEN_LAB_VIF_MIGRATE=1.
+# new boot, up to 3 times (test/lab/real-xl-support.ts, docs/lab.md).
 real=(test/lab/real-xl-hvm.test.ts test/lab/real-xl-migrate-fail.test.ts test/lab/real-xl-netforward.test.ts test/lab/real-xl-vif.test.ts test/lab/real-xl-evidence.test.ts)
 FBXEN_LAB_TESTS=1 npx vitest run --project main --no-file-parallelism "${real[@]}"
 echo "lab-test.sh: $(( $(date +%s) - started )) s after the build"
